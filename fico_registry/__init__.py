@@ -1,0 +1,81 @@
+"""fico-registry: one standard, plugin-based evaluator for image-text retrieval models.
+
+Importing this package is cheap: torch and every model's code load only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import UnknownDatasetError, UnknownModelError
+from .hookspecs import hookimpl
+from .protocol import (
+    Checkpoint,
+    DatasetSpec,
+    Encoder,
+    Family,
+    FeatureSpec,
+    Input,
+    ModelSpec,
+    OutputKind,
+    QueryTimeAttention,
+    Reranker,
+    Scorer,
+)
+from .registry import get_dataset_spec, get_model_spec, list_datasets, list_feature_pipelines, list_models, plugins
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first attribute access (PEP 562)
+_LAZY = {
+    "load_model": "loading",
+    "Model": "loading",
+    "evaluate_embeddings": "evaluate",
+    "evaluate_similarity": "evaluate",
+    "evaluate": "evaluate",
+    "Report": "report",
+    "load_dataset": "data",
+    "Corpus": "data",
+}
+
+__all__ = [
+    "Checkpoint",
+    "DatasetSpec",
+    "Encoder",
+    "Family",
+    "FeatureSpec",
+    "Input",
+    "ModelSpec",
+    "OutputKind",
+    "QueryTimeAttention",
+    "Reranker",
+    "Scorer",
+    "UnknownDatasetError",
+    "UnknownModelError",
+    "get_dataset_spec",
+    "get_model_spec",
+    "hookimpl",
+    "list_datasets",
+    "list_feature_pipelines",
+    "list_models",
+    "plugins",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fico_registry' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .data import Corpus, load_dataset
+    from .evaluate import evaluate, evaluate_embeddings, evaluate_similarity
+    from .loading import Model, load_model
+    from .report import Report

@@ -1,0 +1,107 @@
+"""Typed errors. Every message says what is wrong and what to do about it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class FicoError(Exception):
+    """Base class of every error raised on purpose by fico_registry."""
+
+
+class InputError(FicoError, ValueError):
+    """Arrays handed to the evaluator are unusable (shape, dtype, NaN, ranges)."""
+
+
+class ShapeError(InputError):
+    """An array has the wrong number of dimensions or a size that does not line up."""
+
+
+class DTypeError(InputError):
+    """An array has a dtype the operation cannot use without changing its meaning."""
+
+
+class NonFiniteError(InputError):
+    """An array holds NaN or infinity."""
+
+
+class EmptyInputError(InputError):
+    """An array has no rows (no images, captions or dimensions)."""
+
+
+class MappingError(InputError):
+    """caption_to_image / ids do not line up with the images and captions."""
+
+
+class LabelError(InputError):
+    """Category labels are missing, mis-sized or not multi-hot."""
+
+
+class NonBinaryCodesError(InputError):
+    """measure='hamming' was given codes that are not {0,1}, {-1,+1} or packed bits."""
+
+
+class OptionError(FicoError, ValueError):
+    """An option has a value the function does not know (measure, ties, variant...)."""
+
+
+class MemoryBudgetError(FicoError, MemoryError):
+    """Not even the smallest block of work fits in the memory budget."""
+
+
+class UnknownModelError(FicoError, KeyError):
+    """No registered model has that name."""
+
+    def __init__(self, name: str, known: Iterable[str]):
+        self.name = name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        listing = "" if close else " Run `fico models` to see the installed ones."
+        super().__init__(f"unknown model {name!r}.{hint}{listing}")
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class UnknownDatasetError(FicoError, KeyError):
+    """No registered dataset has that name."""
+
+    def __init__(self, name: str, known: Iterable[str]):
+        self.name = name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=5, cutoff=0.5)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        super().__init__(f"unknown dataset {name!r}.{hint} Run `fico datasets` to list them.")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+class SpecError(FicoError, ValueError):
+    """A ModelSpec / DatasetSpec is malformed."""
+
+
+class PluginError(FicoError, RuntimeError):
+    """A plugin failed to load or registered something malformed (fatal in strict mode)."""
+
+
+class ConfigError(FicoError, ValueError):
+    """An unknown or malformed model configuration."""
+
+
+class CheckpointError(FicoError, ValueError):
+    """A checkpoint is missing, corrupt, unsafe, or does not match the architecture."""
+
+
+class MissingInputError(FicoError, LookupError):
+    """A model needs an input (pixels, region features, ...) the corpus cannot provide."""
+
+
+class ModelOutputError(FicoError, RuntimeError):
+    """A model returned something other than what its spec declares."""
+
+
+class DataFormatError(FicoError, ValueError):
+    """A dataset or feature file does not have the expected layout."""

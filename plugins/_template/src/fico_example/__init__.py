@@ -1,0 +1,1 @@
+"""An example fico-registry plugin."""
