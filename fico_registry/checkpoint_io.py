@@ -34,10 +34,11 @@ def load_torch_checkpoint(path: str | os.PathLike, *, allow: Iterable[Any] = ())
         raise CheckpointError(f"checkpoint {path} does not exist or is not a file")
     permitted = [*SAFE_CHECKPOINT_GLOBALS, *allow]
     last: Exception | None = None
-    for encoding in ("utf-8", "latin1"):
+    for encoding in (None, "latin1"):
+        extra = {} if encoding is None else {"encoding": encoding}
         try:
             with torch.serialization.safe_globals(permitted):
-                return torch.load(path, map_location="cpu", weights_only=True, encoding=encoding)
+                return torch.load(path, map_location="cpu", weights_only=True, **extra)
         except UnicodeDecodeError as exc:
             last = exc
             continue

@@ -1,0 +1,431 @@
+"""The streamed ranking engine: query blocks x all candidates, bounded by a memory budget.
+
+For each block of queries it asks a score source for the (block, n_candidates) scores, then
+  - instance statistics without sorting: g (candidates above the best positive), ties t, p;
+  - category statistics as tie groups (metrics.Groups): from one top-k when only mAP@K with small
+    K is wanted, or from one sort of int64 keys that carry the score order and the relevance bit
+    together (exact for float32 and integer scores) when mAP@N, PR11 or the dcmh variant need the
+    whole ranking.
+The full score matrix is never materialised unless a block happens to be all of it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from . import metrics
+from .errors import MemoryBudgetError, NonFiniteError, OptionError, ShapeError
+from .similarity import as_tensor, score_block
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+class ScoreSource(Protocol):
+    """Rows of scores for one retrieval direction (queries x candidates)."""
+
+    n_queries: int
+    n_candidates: int
+
+    def block(self, start: int, stop: int) -> torch.Tensor: ...
+
+    def cell_bytes(self) -> int:
+        """Bytes per (query, candidate) cell the source needs while computing a block."""
+        ...
+
+
+@dataclass
+class EmbeddingScores:
+    """Scores computed on the fly from image and text embeddings (one GEMM per block)."""
+
+    images: torch.Tensor
+    texts: torch.Tensor
+    measure: str
+    query_side: str  # "image" (i2t) or "text" (t2i)
+    n_bits: int = 0
+    trusted: bool = True  # products of finite embeddings: no NaN scan needed
+
+    @property
+    def n_queries(self) -> int:
+        return (self.images if self.query_side == "image" else self.texts).shape[0]
+
+    @property
+    def n_candidates(self) -> int:
+        return (self.texts if self.query_side == "image" else self.images).shape[0]
+
+    def cell_bytes(self) -> int:
+        if self.measure == "maxsim":
+            return 4 * (self.images.shape[1] + 2)
+        if self.measure == "hamming":
+            return 8
+        width = 8 if self.images.dtype == torch.float64 else 4
+        return width * (3 if self.measure == "euclidean" else 2)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        if self.query_side == "image":
+            return score_block(self.images[start:stop], self.texts, self.measure, query_side="image", n_bits=self.n_bits)
+        return score_block(self.images, self.texts[start:stop], self.measure, query_side="text", n_bits=self.n_bits)
+
+
+@dataclass
+class MatrixScores:
+    """Rows of a given score matrix (numpy, memmap or torch), optionally read transposed."""
+
+    matrix: object
+    transpose: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    name: str = "scores"
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.matrix.shape)  # type: ignore[attr-defined]
+        if len(shape) != 2:
+            raise ShapeError(f"{self.name} must be a 2-d matrix, got shape {shape}")
+        self._shape = shape[::-1] if self.transpose else shape
+
+    @property
+    def n_queries(self) -> int:
+        return self._shape[0]
+
+    @property
+    def n_candidates(self) -> int:
+        return self._shape[1]
+
+    def cell_bytes(self) -> int:
+        return 8
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        rows = self.matrix[:, start:stop].T if self.transpose else self.matrix[start:stop]  # type: ignore[index]
+        block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.name)
+        return block.to(self.device)
+
+
+@dataclass
+class DirectionStats:
+    """Per-query results of one direction: what distributed runs concatenate and reports average."""
+
+    g: np.ndarray
+    t: np.ndarray
+    p: np.ndarray
+    ap: dict[str, np.ndarray] = field(default_factory=dict)  # "mAP@10" -> per-query AP
+    pr11: np.ndarray | None = None  # (n_queries, 11), NaN where a query has no relevant item
+    relevant: np.ndarray | None = None  # relevant candidates per query
+
+
+def positives_of_images(caption_to_image: np.ndarray, n_images: int) -> torch.Tensor:
+    """(n_images, max captions) caption indices of each image, -1 padded."""
+    order = np.argsort(caption_to_image, kind="stable")
+    counts = np.bincount(caption_to_image, minlength=n_images)
+    width = int(counts.max())
+    out = np.full((n_images, width), -1, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    col = np.arange(len(order)) - np.repeat(starts, counts)
+    out[caption_to_image[order], col] = order
+    return torch.from_numpy(out)
+
+
+def positives_of_texts(caption_to_image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(caption_to_image, dtype=np.int64)[:, None])
+
+
+def label_relevance(
+    query_labels: torch.Tensor,
+    candidate_labels: torch.Tensor,
+    candidate_map: torch.Tensor | None = None,
+    query_map: torch.Tensor | None = None,
+) -> Callable[[int, int], torch.Tensor]:
+    """relevance(start, stop) -> bool (b, n_candidates): shares at least one label.
+
+    Captions take their image's labels: query_map / candidate_map index image label rows, so the
+    label product runs over images and captions are gathered afterwards.
+    """
+
+    def relevance(start: int, stop: int) -> torch.Tensor:
+        rows = query_labels[start:stop] if query_map is None else query_labels[query_map[start:stop]]
+        shared = rows @ candidate_labels.T
+        rel = shared > 0
+        return rel if candidate_map is None else rel[:, candidate_map]
+
+    return relevance
+
+
+def order_keys(scores: torch.Tensor) -> torch.Tensor:
+    """int keys whose ascending order is the descending score order; equal scores, equal keys."""
+    if scores.dtype in _INT_DTYPES:
+        return -scores.to(torch.int64)
+    if scores.dtype == torch.float64:
+        raise TypeError("float64 scores use the argsort path")
+    x = scores.to(torch.float32) + 0.0  # -0.0 -> +0.0 so both zeros tie
+    bits = x.view(torch.int32)
+    mono = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # order-preserving int32 image of the float
+    return (~mono).to(torch.int64)
+
+
+def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor) -> np.ndarray:
+    """2 * order_key + relevant, built in place with numpy (few passes, no temporaries)."""
+    if scores.dtype in _INT_DTYPES:
+        keys = scores.numpy().astype(np.int64)
+        np.negative(keys, out=keys)
+    else:
+        x = scores.numpy().astype(np.float32, copy=True)
+        x += 0.0  # -0.0 -> +0.0
+        bits = x.view(np.int32)
+        sign = bits >> 31
+        sign &= 0x7FFFFFFF
+        bits ^= sign
+        np.invert(bits, out=bits)
+        keys = bits.astype(np.int64)
+    keys <<= 1
+    keys |= rel.numpy()
+    return keys
+
+
+def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor) -> np.ndarray:
+    """Rows sorted best-first as int64 keys 2*order + relevant, on the CPU."""
+    if scores.dtype == torch.float64:
+        # 64-bit scores leave no spare bit: rank them exactly by argsort, then pack a dense rank
+        order = torch.argsort(-scores.cpu(), dim=1, stable=True)
+        s_sorted = torch.gather(scores.cpu(), 1, order)
+        change = torch.ones_like(s_sorted, dtype=torch.bool)
+        change[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]
+        dense = torch.cumsum(change, dim=1).to(torch.int64)
+        return (dense * 2 + torch.gather(rel.cpu(), 1, order).to(torch.int64)).numpy()
+    if scores.device.type == "cuda":
+        keys = order_keys(scores) * 2 + rel.to(torch.int64)
+        return torch.sort(keys, dim=1).values.cpu().numpy()
+    keys = _composite_keys_cpu(scores, rel)
+    keys.sort(axis=1)  # numpy's vectorised in-place sort is several times faster than torch's on CPU
+    return keys
+
+
+def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> metrics.Groups:
+    """Tie groups with relevant items from rows of sorted composite keys (2 * order + relevant).
+
+    Works on the relevant items only (often a small share of the row). When `keys` holds only a
+    top-k prefix of each row, prefix_of = (n_last, r_last, relevant) gives, over the whole row,
+    the size and relevant count of the prefix's last tie group (it may run past the prefix) and
+    the number of relevant items.
+    """
+    b, width = keys.shape
+    pos = np.flatnonzero(keys.ravel() & 1)  # relevant items, in rank order within each row
+    row = pos // width
+    counts = np.bincount(row, minlength=b)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # neighbours with the same score differ at most in the relevance bit
+    same = np.bitwise_xor(keys[:, 1:], keys[:, :-1]).view(np.uint64) <= 1
+    if prefix_of is None and not same.any():
+        rb = np.arange(len(pos)) - first[row]
+        ones = np.ones(len(pos), dtype=np.int64)
+        return metrics.Groups(row, pos - row * width, ones, ones, rb, counts.astype(np.int64), n_candidates)
+    change = np.ones((b, width), dtype=bool)
+    np.logical_not(same, out=change[:, 1:])
+    starts = np.flatnonzero(change)  # every group start (column 0 always starts one)
+    g = np.searchsorted(starts, pos, side="right") - 1  # group of each relevant item
+    g_unique, first_item, r = np.unique(g, return_index=True, return_counts=True)
+    g_start = starts[g_unique]
+    g_row = row[first_item]
+    a = g_start - g_row * width
+    n = np.append(starts, b * width)[g_unique + 1] - g_start
+    rb = first_item - first[g_row]
+    if prefix_of is None:
+        return metrics.Groups(g_row, a, n, r.astype(np.int64), rb, counts.astype(np.int64), n_candidates)
+    n_last, r_last, relevant = prefix_of
+    last = a + n == width  # the prefix's last group: its true extent is known from the whole row
+    n[last] = n_last[g_row[last]]
+    r = r.astype(np.int64)
+    r[last] = r_last[g_row[last]]
+    # rows whose last group shows no relevant item inside the prefix but holds some beyond it
+    hidden = np.ones(b, dtype=bool)
+    hidden[g_row[last]] = False
+    hidden &= r_last > 0
+    if hidden.any():
+        h_rows = np.flatnonzero(hidden)
+        score = keys[h_rows] >> 1
+        h_a = (score != score[:, -1:]).sum(1)
+        h_rb = counts[h_rows]  # every relevant item seen is above that group
+        order = np.lexsort((np.concatenate([a, h_a]), np.concatenate([g_row, h_rows])))
+        g_row, a, n, r, rb = (
+            np.concatenate(pair)[order]
+            for pair in ((g_row, h_rows), (a, h_a), (n, n_last[h_rows]), (r, r_last[h_rows]), (rb, h_rb))
+        )
+    return metrics.Groups(g_row, a, n, r, rb, np.asarray(relevant, dtype=np.int64), n_candidates)
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """A safe share of free memory: half the free GPU memory, or a quarter of available RAM (<= 4 GiB)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    available = None
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    if available is None:
+        available = 8 << 30
+    return int(min(available * 0.25, 4 << 30))
+
+
+def parse_budget(budget: int | str | None, device: torch.device) -> int:
+    if budget is None:
+        return default_memory_budget(device)
+    if isinstance(budget, str):
+        text = budget.strip().upper().replace("IB", "B")
+        for suffix, scale in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)):
+            if text.endswith(suffix):
+                try:
+                    return int(float(text[: -len(suffix)]) * scale)
+                except ValueError:
+                    break
+        raise OptionError(f"memory_budget {budget!r} is not a size like '2GB' or '500MB'")
+    if budget <= 0:
+        raise OptionError("memory_budget must be positive")
+    return int(budget)
+
+
+def rows_per_block(n_candidates: int, cell_bytes: int, budget: int, full_sort: bool) -> int:
+    # scores + keys + sorted keys + relevance + group temporaries (about 8 int64 arrays per cell)
+    per_cell = cell_bytes + (72 if full_sort else 12)
+    rows = budget // max(1, n_candidates * per_cell)
+    if rows < 1:
+        need = n_candidates * per_cell
+        raise MemoryBudgetError(
+            f"one query row needs about {need / 2**20:.0f} MiB but memory_budget is {budget / 2**20:.0f} MiB; "
+            "raise memory_budget or drop mAP@N / PR11 (they need whole rows)"
+        )
+    return int(rows)
+
+
+def run_direction(
+    source: ScoreSource,
+    positives: torch.Tensor,
+    relevance: Callable[[int, int], torch.Tensor] | None,
+    *,
+    recall_ks: Sequence[int],
+    map_ks: Sequence[int | None],
+    map_variant: str,
+    ties: str,
+    budget: int,
+    device: torch.device,
+    label: str = "",
+    progress: bool | None = None,
+) -> DirectionStats:
+    """Stream one direction and return per-query statistics."""
+    n_q, n_c = source.n_queries, source.n_candidates
+    finite_ks = sorted({int(k) for k in map_ks if k is not None and int(k) < n_c})
+    want_category = relevance is not None and len(map_ks) > 0
+    full_sort = want_category and (len(finite_ks) < len(map_ks) or map_variant == "dcmh")
+    top_k = max(finite_ks) if finite_ks else 0
+    rows = min(n_q, rows_per_block(n_c, source.cell_bytes(), budget, full_sort))
+    positives = positives.to(device)
+    g_all = np.empty(n_q, dtype=np.int64)
+    eq_all = np.empty(n_q, dtype=np.int64)
+    p_all = np.empty(n_q, dtype=np.int64)
+    ap = {_map_name(k, n_c): np.empty(n_q) for k in map_ks} if want_category else {}
+    pr = np.empty((n_q, metrics.PR_LEVELS)) if full_sort else None
+    relevant = np.empty(n_q, dtype=np.int64) if want_category else None
+
+    with _progress(progress, f"ranking {label}".strip(), n_q) as advance:
+        for start in range(0, n_q, rows):
+            stop = min(n_q, start + rows)
+            scores = source.block(start, stop)
+            if tuple(scores.shape) != (stop - start, n_c):
+                raise ShapeError(f"score block has shape {tuple(scores.shape)}, expected {(stop - start, n_c)}")
+            if scores.is_floating_point():
+                if not getattr(source, "trusted", False) and not bool(torch.isfinite(scores).all()):
+                    raise NonFiniteError(f"{label or 'scores'}: NaN or infinite scores for queries {start}..{stop - 1}")
+                if scores.dtype in (torch.float16, torch.bfloat16):
+                    scores = scores.float()
+            elif scores.dtype not in _INT_DTYPES:
+                raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
+            pos = positives[start:stop]
+            valid = pos >= 0
+            pos_scores = scores.gather(1, pos.clamp(min=0))
+            floor = -torch.inf if scores.is_floating_point() else torch.iinfo(scores.dtype).min
+            pos_scores = torch.where(valid, pos_scores, torch.full_like(pos_scores, floor))
+            best = pos_scores.max(dim=1, keepdim=True).values
+            p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()
+            if want_category:
+                rel = relevance(start, stop)  # type: ignore[misc]
+                if full_sort:
+                    keys = _sorted_keys_with_relevance(scores, rel)
+                    groups = groups_from_sorted(keys, n_c)
+                    g, eq = _instance_from_sorted(keys, scores, best)
+                    pr[start:stop] = metrics.pr11(groups, ties)  # type: ignore[index]
+                else:
+                    g = (scores > best).sum(1).cpu().numpy()
+                    eq = (scores == best).sum(1).cpu().numpy()
+                    groups = _groups_top_k(scores, rel, top_k)
+                for k in map_ks:
+                    ap[_map_name(k, n_c)][start:stop] = metrics.average_precision(groups, k, map_variant, ties)
+                relevant[start:stop] = groups.relevant  # type: ignore[index]
+            else:
+                g = (scores > best).sum(1).cpu().numpy()
+                eq = (scores == best).sum(1).cpu().numpy()
+            g_all[start:stop] = g
+            eq_all[start:stop] = eq
+            advance(stop - start)
+    return DirectionStats(g_all, eq_all - p_all, p_all, ap, pr, relevant)
+
+
+def _map_name(k: int | None, n_candidates: int) -> str:
+    return "mAP@N" if k is None else f"mAP@{k}"
+
+
+def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """g and the size of the best positive's tie group, by binary search in the sorted keys."""
+    if scores.dtype == torch.float64:
+        s = scores.cpu()
+        b = best.cpu()
+        return (s > b).sum(1).numpy(), (s == b).sum(1).numpy()
+    target = (order_keys(best) * 2).cpu()
+    sorted_keys = torch.from_numpy(keys)
+    g = torch.searchsorted(sorted_keys, target, side="left").squeeze(1)
+    end = torch.searchsorted(sorted_keys, target + 1, side="right").squeeze(1)
+    return g.numpy(), (end - g).numpy()
+
+
+def _groups_top_k(scores: torch.Tensor, rel: torch.Tensor, k: int) -> metrics.Groups:
+    values, index = scores.topk(k, dim=1, largest=True, sorted=True)
+    rel_top = rel.gather(1, index)
+    # the last group may run past position k: size and relevant count come from the whole row
+    boundary = values[:, -1:]
+    at_boundary = scores == boundary
+    n_last = at_boundary.sum(1).cpu().numpy()
+    r_last = (at_boundary & rel).sum(1).cpu().numpy()
+    keys = _sorted_keys_with_relevance(values, rel_top)
+    relevant = rel.sum(1).cpu().numpy()
+    return groups_from_sorted(keys, scores.shape[1], prefix_of=(n_last, r_last, relevant))
+
+
+class _progress:
+    """A rich progress bar over queries, shown only on a terminal (or when asked)."""
+
+    def __init__(self, enabled: bool | None, label: str, total: int) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
+        self.enabled, self.label, self.total = enabled, label, total
+        self._bar = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda _n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+        self._bar.__enter__()
+        task = self._bar.add_task(self.label, total=self.total)
+        return lambda n: self._bar.advance(task, n)  # type: ignore[union-attr]
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -1,0 +1,246 @@
+"""The one evaluator: embeddings or similarity matrices in, a Report out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics
+from .engine import (
+    DirectionStats,
+    EmbeddingScores,
+    MatrixScores,
+    ScoreSource,
+    label_relevance,
+    parse_budget,
+    positives_of_images,
+    positives_of_texts,
+    run_direction,
+)
+from .errors import LabelError, MappingError, OptionError, ShapeError
+from .report import Report
+from .similarity import as_tensor, check_measure, prepare_embeddings
+
+DEFAULT_RECALL_KS = (1, 5, 10)
+DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
+    return dev
+
+
+def evaluate_embeddings(
+    images: Any,
+    texts: Any,
+    caption_to_image: Any,
+    labels: Any = None,
+    measure: str = "cosine",
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    device: str | torch.device | None = "auto",
+    memory_budget: int | str | None = None,
+    *,
+    bits: int | None = None,
+    progress: bool | None = None,
+) -> Report:
+    """Evaluate image and text embeddings (or hash codes) with the full FiCo-ITR protocol.
+
+    images (n_images, d) and texts (n_texts, d): float arrays, or with measure="hamming" codes
+    in {0,1} / {-1,+1} / packed uint8 bits (`bits` disambiguates uint8 input); with
+    measure="maxsim" images are (n_images, n_vectors, d). caption_to_image[j] is the image of
+    caption j. labels (n_images, n_classes) multi-hot enables category-level mAP and PR11.
+    """
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    check_measure(measure)
+    _check_options(recall_ks, map_ks, ties, map_variant)
+    img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
+    c2i = _check_mapping(caption_to_image, img.shape[0], txt.shape[0])
+    n_bits = info.get("bits", 0)
+    i2t = EmbeddingScores(img, txt, measure, "image", n_bits)
+    t2i = EmbeddingScores(img, txt, measure, "text", n_bits)
+    settings = {"measure": measure, **info}
+    return _evaluate(i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started)
+
+
+def evaluate_similarity(
+    i2t: Any,
+    caption_to_image: Any,
+    t2i: Any = None,
+    labels: Any = None,
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    device: str | torch.device | None = "auto",
+    memory_budget: int | str | None = None,
+    *,
+    progress: bool | None = None,
+) -> Report:
+    """Evaluate precomputed scores: i2t (n_images, n_texts), optional t2i (n_texts, n_images).
+
+    Models whose two directions differ (fusion re-rank) pass both; otherwise t2i = i2t.T.
+    Higher scores mean more similar. Matrices may be numpy memmaps: rows are read in blocks.
+    """
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    _check_options(recall_ks, map_ks, ties, map_variant)
+    i2t_mat = _check_matrix(i2t, "i2t")
+    n_images, n_texts = i2t_mat.shape
+    c2i = _check_mapping(caption_to_image, n_images, n_texts)
+    if t2i is None:
+        t2i_source: ScoreSource = MatrixScores(i2t_mat, transpose=True, device=dev, name="i2t")
+    else:
+        t2i_mat = _check_matrix(t2i, "t2i")
+        if tuple(t2i_mat.shape) != (n_texts, n_images):
+            raise ShapeError(
+                f"t2i must be (n_texts, n_images) = {(n_texts, n_images)}, got {tuple(t2i_mat.shape)}; "
+                "pass the text-to-image matrix itself, not the i2t one"
+            )
+        t2i_source = MatrixScores(t2i_mat, device=dev, name="t2i")
+    i2t_source = MatrixScores(i2t_mat, device=dev, name="i2t")
+    settings = {"measure": "precomputed", "input_dtype": str(i2t_mat.dtype).replace("torch.", ""), "separate_t2i": t2i is not None}
+    return _evaluate(i2t_source, t2i_source, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started)
+
+
+def _check_options(recall_ks: Sequence[int], map_ks: Sequence[int | None], ties: str, variant: str) -> None:
+    metrics.check_ties(ties)
+    metrics.check_variant(variant)
+    for k in recall_ks:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise OptionError(f"recall_ks must be positive integers, got {k!r}")
+    for k in map_ks:
+        if k is not None and (not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1):
+            raise OptionError(f"map_ks must be positive integers or None (the whole ranking), got {k!r}")
+
+
+def _check_matrix(x: Any, name: str) -> Any:
+    if isinstance(x, np.ndarray):
+        if x.ndim != 2:
+            raise ShapeError(f"{name} must be a 2-d (queries, candidates) matrix, got shape {x.shape}")
+        if x.dtype.kind not in "fiu" or x.dtype == np.float16 and False:
+            raise ShapeError(f"{name} has dtype {x.dtype}; scores must be numeric")
+        if 0 in x.shape:
+            raise ShapeError(f"{name} is empty: shape {x.shape}")
+        return x  # rows are read (and checked for NaN) block by block
+    t = as_tensor(x, name)
+    if t.ndim != 2 or 0 in t.shape:
+        raise ShapeError(f"{name} must be a non-empty 2-d matrix, got shape {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ShapeError(f"{name} has dtype {t.dtype}; scores must be real numbers")
+    return t
+
+
+def _check_mapping(caption_to_image: Any, n_images: int, n_texts: int) -> np.ndarray:
+    c2i = caption_to_image.cpu().numpy() if isinstance(caption_to_image, torch.Tensor) else np.asarray(caption_to_image)
+    if c2i.ndim != 1 or c2i.dtype.kind not in "iu":
+        raise MappingError(f"caption_to_image must be a 1-d integer array, got shape {c2i.shape} dtype {c2i.dtype}")
+    if len(c2i) != n_texts:
+        raise MappingError(f"caption_to_image has {len(c2i)} entries but there are {n_texts} captions")
+    if len(c2i) and (c2i.min() < 0 or c2i.max() >= n_images):
+        raise MappingError(f"caption_to_image values must lie in [0, {n_images - 1}]; found {c2i.min()}..{c2i.max()}")
+    counts = np.bincount(c2i, minlength=n_images)
+    if (counts == 0).any():
+        empty = np.flatnonzero(counts == 0)
+        raise MappingError(
+            f"{len(empty)} images have no caption (first: {empty[:5].tolist()}); every image needs at least one, "
+            "or drop those images"
+        )
+    return c2i.astype(np.int64)
+
+
+def _check_labels(labels: Any, n_images: int) -> torch.Tensor:
+    lab = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.ndim != 2:
+        raise LabelError(f"labels must be (n_images, n_classes) multi-hot, got shape {lab.shape}")
+    if lab.shape[0] != n_images:
+        raise LabelError(f"labels have {lab.shape[0]} rows but there are {n_images} images (one row per image)")
+    if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+        raise LabelError("labels hold NaN or infinite values")
+    if not np.isin(lab, (0, 1)).all():
+        raise LabelError("labels must be multi-hot: every entry 0 or 1 (a caption takes its image's labels)")
+    return torch.from_numpy(lab.astype(np.float32))
+
+
+def _evaluate(
+    i2t: ScoreSource,
+    t2i: ScoreSource,
+    c2i: np.ndarray,
+    labels: Any,
+    recall_ks: Sequence[int],
+    map_ks: Sequence[int | None],
+    ties: str,
+    map_variant: str,
+    device: torch.device,
+    memory_budget: int | str | None,
+    progress: bool | None,
+    settings: dict[str, Any],
+    started: float,
+    ranked_to: int | None = None,
+) -> Report:
+    n_images, n_texts = i2t.n_queries, i2t.n_candidates
+    budget = parse_budget(memory_budget, device)
+    rel_i2t = rel_t2i = None
+    if labels is not None:
+        lab = _check_labels(labels, n_images).to(device)
+        c2i_t = torch.from_numpy(c2i).to(device)
+        rel_i2t = label_relevance(lab, lab, candidate_map=c2i_t)
+        rel_t2i = label_relevance(lab, lab, query_map=c2i_t)
+    common = dict(recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, budget=budget, device=device, progress=progress)
+    stats = {
+        "i2t": run_direction(i2t, positives_of_images(c2i, n_images), rel_i2t, label="i2t", **common),  # type: ignore[arg-type]
+        "t2i": run_direction(t2i, positives_of_texts(c2i), rel_t2i, label="t2i", **common),  # type: ignore[arg-type]
+    }
+    instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}
+    category = None
+    if labels is not None:
+        category = {d: _category_metrics(s, map_ks, ranked_to) for d, s in stats.items()}
+    settings = {
+        **settings,
+        "ties": ties,
+        "map_variant": map_variant if labels is not None else None,
+        "recall_ks": list(recall_ks),
+        "map_ks": [k for k in map_ks] if labels is not None else [],
+        "relevance": "shares at least one label" if labels is not None else None,
+        "device": str(device),
+        "n_images": n_images,
+        "n_texts": n_texts,
+        "n_classes": None if labels is None else int(np.asarray(labels).shape[1]),
+        "memory_budget": budget,
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    return Report(instance=instance, category=category, settings=settings, per_query=stats)
+
+
+def _instance_metrics(s: DirectionStats, recall_ks: Sequence[int], ties: str) -> dict[str, float]:
+    out = {f"R@{k}": float(metrics.recall_at(s.g, s.t, s.p, k, ties).mean()) for k in recall_ks}
+    rank = metrics.ranks(s.g, s.t, s.p, ties)
+    out["MedR"] = metrics.median_rank(rank)
+    out["MeanR"] = float(rank.mean())
+    return out
+
+
+def _category_metrics(s: DirectionStats, map_ks: Sequence[int | None], ranked_to: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, values in s.ap.items():
+        k = None if name == "mAP@N" else int(name.split("@")[1])
+        undefined = ranked_to is not None and (k is None or k > ranked_to)
+        out[name] = None if undefined else float(values.mean())
+    if s.pr11 is not None and ranked_to is None:
+        valid = ~np.isnan(s.pr11[:, 0])
+        out["PR11"] = s.pr11[valid].mean(axis=0).tolist() if valid.any() else None
+        out["PR11_queries"] = int(valid.sum())
+    else:
+        out["PR11"] = None
+    return out

@@ -1,0 +1,167 @@
+"""Tie-aware metrics against brute force: averages over every order consistent with the ties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fico_registry import engine, metrics
+from reference_metrics import AP, bracket_order, first_positive_rank, metric_by_policy, pr11_expected_counts, pr11_order
+
+TIES = ("expected", "optimistic", "pessimistic")
+
+
+def _groups(rows_scores, rows_rel, *, top_k=None, as_float=False):
+    dtype = torch.float32 if as_float else torch.int64
+    scores = torch.tensor(rows_scores, dtype=dtype)
+    rel = torch.tensor(rows_rel, dtype=torch.bool)
+    if top_k is not None:
+        return engine._groups_top_k(scores, rel, top_k)
+    keys = engine._sorted_keys_with_relevance(scores, rel)
+    return engine.groups_from_sorted(keys, scores.shape[1])
+
+
+row_strategy = st.integers(min_value=1, max_value=7).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(min_value=0, max_value=3), min_size=n, max_size=n),
+        st.lists(st.booleans(), min_size=n, max_size=n),
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(row_strategy.filter(lambda r: len(r[0]) == 7), min_size=1, max_size=3) | st.lists(row_strategy, min_size=1, max_size=1))
+def test_average_precision_matches_brute_force(rows):
+    width = len(rows[0][0])
+    rows = [r for r in rows if len(r[0]) == width]
+    scores = [r[0] for r in rows]
+    rels = [r[1] for r in rows]
+    for as_float in (False, True):
+        groups = _groups(scores, rels, as_float=as_float)
+        for variant, fn in AP.items():
+            for k in sorted({1, 2, 3, width, None} - {0}, key=lambda x: (x is None, x)):
+                kk = width if k is None else min(k, width)
+                for ties in TIES:
+                    got = metrics.average_precision(groups, k, variant, ties)
+                    for i, (s, rel) in enumerate(zip(scores, rels)):
+                        want = metric_by_policy(s, rel, lambda order, rel=rel: fn([rel[j] for j in order], kk), ties)
+                        assert got[i] == pytest.approx(want, abs=1e-12), (variant, k, ties, s, rel)
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=row_strategy.filter(lambda r: len(r[0]) >= 2))
+def test_top_k_prefix_path_equals_full_path(row):
+    scores, rel = row
+    width = len(scores)
+    for k in range(1, width):
+        prefix = _groups([scores], [rel], top_k=k)
+        full = _groups([scores], [rel])
+        for variant in ("fico", "apk"):
+            for ties in TIES:
+                a = metrics.average_precision(prefix, k, variant, ties)
+                b = metrics.average_precision(full, k, variant, ties)
+                assert a == pytest.approx(b, abs=1e-12), (variant, ties, k, scores, rel)
+
+
+@settings(max_examples=150, deadline=None)
+@given(row=row_strategy)
+def test_pr11_matches_brute_force(row):
+    scores, rel = row
+    groups = _groups([scores], [rel])
+    for ties in TIES:
+        got = metrics.pr11(groups, ties)[0]
+        if ties == "expected":
+            want = pr11_expected_counts(scores, rel)
+        else:
+            want = pr11_order(bracket_order(scores, rel, ties == "optimistic"), rel)
+        if not any(rel):
+            assert np.isnan(got).all()
+        else:
+            assert got == pytest.approx(want, abs=1e-12), (ties, scores, rel)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    data=st.integers(min_value=2, max_value=7).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(min_value=0, max_value=2), min_size=n, max_size=n),
+            st.sets(st.integers(min_value=0, max_value=n - 1), min_size=1, max_size=n),
+        )
+    )
+)
+def test_instance_rank_and_recall_match_brute_force(data):
+    scores, positives = data
+    best = max(scores[i] for i in positives)
+    g = sum(s > best for s in scores)
+    p = sum(scores[i] == best for i in positives)
+    t = sum(s == best for s in scores) - p
+    rel = [i in positives for i in range(len(scores))]
+    for ties in TIES:
+        want_rank = metric_by_policy(scores, rel, lambda order: first_positive_rank(order, positives), ties)
+        assert metrics.ranks([g], [t], [p], ties)[0] == pytest.approx(want_rank, abs=1e-12)
+        for k in range(1, len(scores) + 1):
+            want = metric_by_policy(scores, rel, lambda order, k=k: float(first_positive_rank(order, positives) <= k), ties)
+            assert metrics.recall_at([g], [t], [p], k, ties)[0] == pytest.approx(want, abs=1e-12)
+
+
+def test_without_ties_all_policies_agree():
+    rng = np.random.default_rng(0)
+    scores = rng.permutation(50).reshape(1, -1)
+    rel = rng.random((1, 50)) < 0.3
+    groups = _groups(scores.tolist(), rel.tolist())
+    for variant in ("fico", "apk", "dcmh"):
+        for k in (5, 20, None):
+            values = {ties: metrics.average_precision(groups, k, variant, ties)[0] for ties in TIES}
+            assert values["expected"] == pytest.approx(values["optimistic"]) == pytest.approx(values["pessimistic"])
+
+
+def test_hand_computed_example():
+    # ranking (best first): R N R N N R ; fico AP@N = (1/1 + 2/3 + 3/6) / 3
+    groups = _groups([[6, 5, 4, 3, 2, 1]], [[1, 0, 1, 0, 0, 1]])
+    assert metrics.average_precision(groups, None, "fico", "expected")[0] == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
+    # AP@3 (fico): relevant at 1 and 3 -> (1 + 2/3) / 2 ; apk: same sum / min(3, 3) ; dcmh: first 3 relevant
+    assert metrics.average_precision(groups, 3, "fico", "expected")[0] == pytest.approx((1 + 2 / 3) / 2)
+    assert metrics.average_precision(groups, 3, "apk", "expected")[0] == pytest.approx((1 + 2 / 3) / 3)
+    assert metrics.average_precision(groups, 3, "dcmh", "expected")[0] == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
+    # a full tie of 2 relevant among 4: expected AP = mean over the 6 placements
+    tie = _groups([[1, 1, 1, 1]], [[1, 1, 0, 0]])
+    placements = [(1, 2), (1, 3), (1, 4), (2, 3), (2, 4), (3, 4)]
+    want = np.mean([(1 / a + 2 / b) / 2 for a, b in placements])
+    assert metrics.average_precision(tie, None, "fico", "expected")[0] == pytest.approx(want)
+    assert metrics.average_precision(tie, None, "fico", "optimistic")[0] == pytest.approx(1.0)
+    assert metrics.average_precision(tie, None, "fico", "pessimistic")[0] == pytest.approx((1 / 3 + 2 / 4) / 2)
+
+
+def test_expected_lies_between_bounds_on_large_hamming_ties():
+    rng = np.random.default_rng(3)
+    scores = -rng.integers(0, 9, size=(20, 400))  # heavy ties, like short hash codes
+    rel = rng.random((20, 400)) < 0.2
+    groups = _groups(scores.tolist(), rel.tolist())
+    for variant in ("fico", "apk", "dcmh"):
+        for k in (10, 100, None):
+            lo = metrics.average_precision(groups, k, variant, "pessimistic")
+            mid = metrics.average_precision(groups, k, variant, "expected")
+            hi = metrics.average_precision(groups, k, variant, "optimistic")
+            assert (lo <= mid + 1e-12).all() and (mid <= hi + 1e-12).all()
+
+
+def test_expected_matches_sampling_on_a_large_tie():
+    # one query, 60 candidates with 3 score levels: compare the closed form with many shuffles
+    rng = np.random.default_rng(7)
+    scores = np.repeat([3, 2, 1], 20)
+    rel = rng.random(60) < 0.4
+    groups = _groups([scores.tolist()], [rel.tolist()])
+    for variant, fn in AP.items():
+        for k in (10, 25):
+            samples = []
+            for _ in range(4000):
+                order = np.concatenate([rng.permutation(np.flatnonzero(scores == v)) for v in (3, 2, 1)])
+                samples.append(fn(rel[order].tolist(), k))
+            got = metrics.average_precision(groups, k, variant, "expected")[0]
+            se = np.std(samples) / math.sqrt(len(samples))
+            assert abs(got - np.mean(samples)) < 5 * se + 1e-9, (variant, k)
