@@ -1,0 +1,1 @@
+"""BLIP-2 retrieval models (LAVIS / transformers weights) for fico-registry."""
