@@ -47,28 +47,45 @@ class Repeated(Sequence):
 class FeatureRef:
     """A precomputed per-item feature file (e.g. region features) attached to a corpus.
 
-    `index[i]` is the row of the file for item i of the corpus (None: same order).
+    `index[i]` is the row of the file for item i of the corpus (None: same order). `key` names
+    the array inside a .mat / HDF5 file (None for .npy).
     """
 
     path: str
     modality: str  # "image" or "text"
     index: np.ndarray | None = None
+    key: str | None = None
 
     def open(self) -> np.ndarray:
         from .features import open_feature_array
 
-        return open_feature_array(self.path)
+        return open_feature_array(self.path, self.key)
 
-    def rows(self, items: np.ndarray | slice) -> np.ndarray:
+    def rows(self, items: np.ndarray | slice | Sequence[int]) -> np.ndarray:
+        """The feature rows of corpus items `items` (a slice or integer indices), in that order."""
         array = self.open()
         if isinstance(items, slice):
             items = np.arange(*items.indices(self.count))
-        rows = items if self.index is None else self.index[items]
-        return np.asarray(array[np.asarray(rows)])
+        rows = np.asarray(items, dtype=np.int64) if self.index is None else self.index[np.asarray(items, dtype=np.int64)]
+        return np.asarray(array[rows])
 
     @property
     def count(self) -> int:
-        return int(len(self.index)) if self.index is not None else int(self.open().shape[0])
+        return len(self.index) if self.index is not None else int(self.open().shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """(items, ...) as the corpus sees it (after indexing)."""
+        return (self.count, *self.open().shape[1:])
+
+    def fingerprint(self) -> str:
+        """Identity of the file content and row selection (for embedding-cache keys)."""
+        from .features import file_fingerprint
+
+        digest = hashlib.sha256(file_fingerprint(self.path, self.key).encode())
+        if self.index is not None:
+            digest.update(np.ascontiguousarray(self.index, dtype="<i8").tobytes())
+        return digest.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,23 +193,53 @@ class Corpus:
         return replace(self, labels=labels, class_names=list(class_names) if class_names is not None else None, meta=_fresh(self.meta))
 
     def with_features(
-        self, name: str, path: str | os.PathLike, *, modality: str = "image", ids: Sequence[str] | None = None
+        self,
+        name: str,
+        path: str | os.PathLike,
+        *,
+        modality: str = "image",
+        ids: Sequence[str] | None = None,
+        key: str | None = None,
+        index: np.ndarray | Sequence[int] | None = None,
     ) -> Corpus:
-        """Attach a precomputed feature file (.npy / .h5 / .mat) aligned by order, or by `ids`."""
-        from .features import align_by_ids, open_feature_array
+        """Attach a precomputed feature file (.npy / .h5 / .mat) aligned by order, `ids` or `index`.
 
-        array = open_feature_array(path)
+        By order, an image feature file may also hold each image k times in a row (one row per
+        caption, the rkiros / SCAN im_div=1 layout): rows 0, k, 2k... are used. `ids` lists the
+        item id of every file row; `index[i]` gives the file row of item i directly. `key` names
+        the array inside a .mat / HDF5 file.
+        """
+        from .features import align_by_ids, open_feature_array, region_rows_index
+
+        if modality not in ("image", "text"):
+            raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")
+        if ids is not None and index is not None:
+            raise ValueError("pass ids= or index=, not both")
+        array = open_feature_array(path, key)
         own_ids = self.image_ids if modality == "image" else (self.caption_ids or [str(i) for i in range(self.n_captions)])
         count = self.n_images if modality == "image" else self.n_captions
-        index = None
+        rows = None
+        what = f"{name} features ({path})"
         if ids is not None:
-            index = align_by_ids(own_ids, ids, what=f"{name} features")
+            if len(ids) != array.shape[0]:
+                raise MissingInputError(f"{what}: {len(ids)} ids for {array.shape[0]} rows")
+            rows = align_by_ids(own_ids, ids, what=what)
+        elif index is not None:
+            rows = np.asarray(index, dtype=np.int64)
+            if rows.ndim != 1 or len(rows) != count:
+                raise MissingInputError(f"{what}: index has {rows.shape} entries for {count} {modality}s")
+            if len(rows) and (rows.min() < 0 or rows.max() >= array.shape[0]):
+                raise MissingInputError(f"{what}: index values must lie in [0, {array.shape[0] - 1}]")
+        elif modality == "image":
+            rows = region_rows_index(array, count, what=what)
         elif array.shape[0] != count:
+            hint = ""
+            if array.shape[0] == 5 * self.n_images:
+                hint = " (the file has 5 rows per image: load the corpus with captions_per_image=5)"
             raise MissingInputError(
-                f"{name}: {path} has {array.shape[0]} rows but the corpus has {count} {modality}s; "
-                f"pass ids= to align by id"
+                f"{what}: {array.shape[0]} rows but the corpus has {count} captions{hint}; pass ids= to align by id"
             )
-        features = {**self.features, name: FeatureRef(str(Path(path).resolve()), modality, index)}
+        features = {**self.features, name: FeatureRef(str(Path(path).resolve()), modality, rows, key)}
         return replace(self, features=features, meta=_fresh(self.meta, keep_hash=True))
 
     def duplicated(self, factor: int) -> Corpus:
@@ -208,6 +255,7 @@ class Corpus:
                 ref.path,
                 ref.modality,
                 np.tile(ref.index if ref.index is not None else np.arange(ref.count), factor),
+                ref.key,
             )
             for key, ref in self.features.items()
         }
@@ -238,7 +286,7 @@ class Corpus:
         features = {}
         for key, ref in self.features.items():
             rows = ref.index if ref.index is not None else np.arange(ref.count)
-            features[key] = FeatureRef(ref.path, ref.modality, rows[:n_images] if ref.modality == "image" else rows[caps])
+            features[key] = FeatureRef(ref.path, ref.modality, rows[:n_images] if ref.modality == "image" else rows[caps], ref.key)
         return Corpus(
             name=self.name,
             split=f"{self.split}[:{n_images}]",
@@ -255,6 +303,17 @@ class Corpus:
         )
 
     # -- items ---------------------------------------------------------------------------------
+    def feature(self, name: str) -> FeatureRef:
+        """The attached feature `name` (e.g. "regions"), or a MissingInputError saying how to attach it."""
+        ref = self.features.get(name)
+        if ref is None:
+            have = ", ".join(sorted(self.features)) or "none"
+            raise MissingInputError(
+                f"{self.name}/{self.split} has no {name!r} features (it has: {have}); attach a file with "
+                f"corpus.with_features({name!r}, path) or put it where the dataset loader looks for it"
+            )
+        return ref
+
     def image_path(self, i: int) -> Path:
         if self.image_paths is None:
             raise MissingInputError(f"{self.name}/{self.split} has no image files (only precomputed features)")
@@ -278,25 +337,36 @@ class Corpus:
 
     # -- persistence (JSON + .npy, never pickle) ---------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the corpus to a folder: corpus.json plus caption_to_image.npy / labels.npy."""
+        """Write the corpus to a folder: corpus.json plus caption_to_image.npy / labels.npy.
+
+        The image root and feature files are recorded by absolute path, or relative to the folder
+        when they lie inside it (so a folder holding its own images can be moved or renamed).
+        """
         if self.duplication != 1:
             raise ValueError("save the base corpus and call .duplicated() after loading")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
+        root, root_relative = (None, False) if self.root is None else _portable(self.root, folder)
         doc = {
             "format": "fico-corpus",
             "format_version": FORMAT_VERSION,
             "name": self.name,
             "split": self.split,
             "content_hash": self.content_hash,
-            "root": self.root,
+            "root": root,
+            "root_relative": root_relative,
             "image_ids": [str(x) for x in self.image_ids],
             "image_paths": None if self.image_paths is None else [str(p) for p in self.image_paths],
             "captions": list(self.captions),
             "caption_ids": None if self.caption_ids is None else [str(x) for x in self.caption_ids],
             "class_names": None if self.class_names is None else list(self.class_names),
             "features": {
-                k: {"path": ref.path, "modality": ref.modality, "indexed": ref.index is not None}
+                k: dict(
+                    zip(("path", "relative"), _portable(ref.path, folder), strict=True),
+                    modality=ref.modality,
+                    indexed=ref.index is not None,
+                    key=ref.key,
+                )
                 for k, ref in self.features.items()
             },
             "meta": {k: v for k, v in self.meta.items() if not k.startswith("_")},
@@ -307,8 +377,8 @@ class Corpus:
         for key, ref in self.features.items():
             if ref.index is not None:
                 _atomic_npy(folder / f"feature_index.{key}.npy", ref.index)
-        tmp = folder / "corpus.json.tmp"
-        tmp.write_text(json.dumps(doc, ensure_ascii=False))
+        tmp = folder / f"corpus.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
         tmp.replace(folder / "corpus.json")
         return folder
 
@@ -318,7 +388,7 @@ class Corpus:
         if folder.is_file():
             folder = folder.parent
         try:
-            doc = json.loads((folder / "corpus.json").read_text())
+            doc = json.loads((folder / "corpus.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise DataFormatError(f"{folder} is not a saved corpus (no corpus.json); create one with Corpus.save()") from None
         if doc.get("format") != "fico-corpus":
@@ -330,7 +400,11 @@ class Corpus:
         features = {}
         for key, ref in (doc.get("features") or {}).items():
             index = np.load(folder / f"feature_index.{key}.npy", allow_pickle=False) if ref.get("indexed") else None
-            features[key] = FeatureRef(ref["path"], ref["modality"], index)
+            feature_path = str(folder.resolve() / ref["path"]) if ref.get("relative") else ref["path"]
+            features[key] = FeatureRef(feature_path, ref["modality"], index, ref.get("key"))
+        root = doc.get("root")
+        if root is not None and doc.get("root_relative"):
+            root = str(folder.resolve() / root)
         corpus = cls(
             name=doc["name"],
             split=doc["split"],
@@ -338,7 +412,7 @@ class Corpus:
             captions=doc["captions"],
             caption_to_image=c2i,
             image_paths=doc.get("image_paths"),
-            root=doc.get("root"),
+            root=root,
             caption_ids=doc.get("caption_ids"),
             labels=labels,
             class_names=doc.get("class_names"),
@@ -354,7 +428,9 @@ class Corpus:
 
 
 def _fresh(meta: dict[str, Any], keep_hash: bool = False) -> dict[str, Any]:
-    return {k: v for k, v in meta.items() if not k.startswith("_") or (keep_hash and k == "_content_hash")}
+    """A copy of meta without cached values; `keep_hash` when the ground truth did not change."""
+    kept = ("_content_hash", "_base_hash") if keep_hash else ()
+    return {k: v for k, v in meta.items() if not k.startswith("_") or k in kept}
 
 
 def _check_labels(labels: Any, n_images: int, class_names: Sequence[str] | None) -> np.ndarray:
@@ -372,7 +448,16 @@ def _check_labels(labels: Any, n_images: int, class_names: Sequence[str] | None)
     return labels.astype(np.uint8, copy=False)
 
 
+def _portable(path: str | os.PathLike, folder: Path) -> tuple[str, bool]:
+    """(path, relative): relative to `folder` when it lies inside it, else absolute."""
+    absolute = Path(path).resolve()
+    try:
+        return absolute.relative_to(folder.resolve()).as_posix() or ".", True
+    except ValueError:
+        return str(absolute), False
+
+
 def _atomic_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npy")
     np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
     tmp.replace(path)
