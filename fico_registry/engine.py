@@ -50,6 +50,7 @@ class EmbeddingScores:
     query_side: str  # "image" (i2t) or "text" (t2i)
     n_bits: int = 0
     trusted: bool = True  # products of finite embeddings: no NaN scan needed
+    fresh_blocks: bool = True  # every block is a new tensor the engine may reuse
 
     @property
     def n_queries(self) -> int:
@@ -166,26 +167,30 @@ def order_keys(scores: torch.Tensor) -> torch.Tensor:
     return (~mono).to(torch.int64)
 
 
-def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor) -> np.ndarray:
-    """2 * order_key + relevant, built in place with numpy (few passes, no temporaries)."""
+def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False) -> np.ndarray:
+    """2 * order_key + relevant, built with in-place numpy passes.
+
+    consume=True lets it overwrite a float32 `scores` block the engine owns (saves a copy);
+    blocks that may share memory with the caller's arrays are copied first.
+    """
     if scores.dtype in _INT_DTYPES:
         keys = scores.numpy().astype(np.int64)
         np.negative(keys, out=keys)
     else:
-        x = scores.numpy().astype(np.float32, copy=True)
-        x += 0.0  # -0.0 -> +0.0
+        x = scores.numpy() if scores.dtype == torch.float32 and consume else scores.numpy().astype(np.float32, copy=True)
+        x += 0.0  # -0.0 -> +0.0 so both zeros tie
         bits = x.view(np.int32)
         sign = bits >> 31
         sign &= 0x7FFFFFFF
-        bits ^= sign
-        np.invert(bits, out=bits)
+        bits ^= sign  # order-preserving int32 image of the float
+        np.invert(bits, out=bits)  # ascending key = descending score
         keys = bits.astype(np.int64)
-    keys <<= 1
-    keys |= rel.numpy()
+    np.left_shift(keys, 1, out=keys)
+    np.bitwise_or(keys, rel.numpy().view(np.uint8), out=keys)
     return keys
 
 
-def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor) -> np.ndarray:
+def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False) -> np.ndarray:
     """Rows sorted best-first as int64 keys 2*order + relevant, on the CPU."""
     if scores.dtype == torch.float64:
         # 64-bit scores leave no spare bit: rank them exactly by argsort, then pack a dense rank
@@ -198,7 +203,7 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor) -> np.n
     if scores.device.type == "cuda":
         keys = order_keys(scores) * 2 + rel.to(torch.int64)
         return torch.sort(keys, dim=1).values.cpu().numpy()
-    keys = _composite_keys_cpu(scores, rel)
+    keys = _composite_keys_cpu(scores, rel, consume)
     keys.sort(axis=1)  # numpy's vectorised in-place sort is several times faster than torch's on CPU
     return keys
 
@@ -206,54 +211,76 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor) -> np.n
 def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> metrics.Groups:
     """Tie groups with relevant items from rows of sorted composite keys (2 * order + relevant).
 
-    Works on the relevant items only (often a small share of the row). When `keys` holds only a
-    top-k prefix of each row, prefix_of = (n_last, r_last, relevant) gives, over the whole row,
-    the size and relevant count of the prefix's last tie group (it may run past the prefix) and
-    the number of relevant items.
+    Relevant items outside any tie are single-item groups; only the (usually few) runs of tied
+    scores are examined one by one. When `keys` holds only a top-k prefix of each row,
+    prefix_of = (n_last, r_last, relevant) gives, over the whole row, the size and relevant
+    count of the prefix's last tie group (it may run past the prefix) and the relevant total.
     """
     b, width = keys.shape
-    pos = np.flatnonzero(keys.ravel() & 1)  # relevant items, in rank order within each row
+    # the relevance bit is bit 0 of each little-endian int64: read one byte in eight
+    low_byte = np.ascontiguousarray(keys).view(np.uint8)[:, :: 8] if sys.byteorder == "little" else (keys & 1).astype(np.uint8)
+    pos = np.flatnonzero(low_byte & 1)  # relevant items, in rank order within each row
     row = pos // width
     counts = np.bincount(row, minlength=b)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    # neighbours with the same score differ at most in the relevance bit
-    same = np.bitwise_xor(keys[:, 1:], keys[:, :-1]).view(np.uint64) <= 1
-    if prefix_of is None and not same.any():
-        rb = np.arange(len(pos)) - first[row]
+    rank_in_row = np.arange(len(pos)) - first[row]  # relevant items above each one
+    # positions whose score equals the previous one's (neighbours differ at most in the rel bit)
+    tied = np.zeros((b, width), dtype=bool)
+    np.less_equal(np.bitwise_xor(keys[:, 1:], keys[:, :-1]).view(np.uint64), 1, out=tied[:, 1:])
+    tie_pos = np.flatnonzero(tied)
+    if len(tie_pos) == 0 and prefix_of is None:
         ones = np.ones(len(pos), dtype=np.int64)
-        return metrics.Groups(row, pos - row * width, ones, ones, rb, counts.astype(np.int64), n_candidates)
-    change = np.ones((b, width), dtype=bool)
-    np.logical_not(same, out=change[:, 1:])
-    starts = np.flatnonzero(change)  # every group start (column 0 always starts one)
-    g = np.searchsorted(starts, pos, side="right") - 1  # group of each relevant item
-    g_unique, first_item, r = np.unique(g, return_index=True, return_counts=True)
-    g_start = starts[g_unique]
-    g_row = row[first_item]
-    a = g_start - g_row * width
-    n = np.append(starts, b * width)[g_unique + 1] - g_start
-    rb = first_item - first[g_row]
-    if prefix_of is None:
-        return metrics.Groups(g_row, a, n, r.astype(np.int64), rb, counts.astype(np.int64), n_candidates)
-    n_last, r_last, relevant = prefix_of
-    last = a + n == width  # the prefix's last group: its true extent is known from the whole row
-    n[last] = n_last[g_row[last]]
-    r = r.astype(np.int64)
-    r[last] = r_last[g_row[last]]
-    # rows whose last group shows no relevant item inside the prefix but holds some beyond it
-    hidden = np.ones(b, dtype=bool)
-    hidden[g_row[last]] = False
-    hidden &= r_last > 0
-    if hidden.any():
-        h_rows = np.flatnonzero(hidden)
-        score = keys[h_rows] >> 1
-        h_a = (score != score[:, -1:]).sum(1)
-        h_rb = counts[h_rows]  # every relevant item seen is above that group
-        order = np.lexsort((np.concatenate([a, h_a]), np.concatenate([g_row, h_rows])))
-        g_row, a, n, r, rb = (
-            np.concatenate(pair)[order]
-            for pair in ((g_row, h_rows), (a, h_a), (n, n_last[h_rows]), (r, r_last[h_rows]), (rb, h_rb))
-        )
-    return metrics.Groups(g_row, a, n, r, rb, np.asarray(relevant, dtype=np.int64), n_candidates)
+        return metrics.Groups(row, pos - row * width, ones, ones, rank_in_row, counts.astype(np.int64), n_candidates)
+    # runs of ties: [start, end] with every position after start tied to its predecessor
+    breaks = np.flatnonzero(np.diff(tie_pos) != 1)
+    run_start = np.concatenate([tie_pos[:1], tie_pos[breaks + 1]]) - 1
+    run_end = np.concatenate([tie_pos[breaks], tie_pos[-1:]])
+    if prefix_of is not None:
+        # every row's last group must be a run (it may continue past the prefix), even of size 1
+        last_start = np.arange(b) * width + width - 1
+        covered = np.searchsorted(run_end, last_start, side="left")
+        has_run = np.zeros(b, dtype=bool)
+        if len(run_end):
+            has_run = (covered < len(run_end)) & (run_end[np.minimum(covered, len(run_end) - 1)] == last_start)
+        extra = last_start[~has_run]
+        order = np.argsort(np.concatenate([run_start, extra]), kind="stable")
+        run_start = np.concatenate([run_start, extra])[order]
+        run_end = np.concatenate([run_end, extra])[order]
+    in_run = np.searchsorted(run_start, pos, side="right") - 1
+    if len(run_start):
+        in_run_ok = (in_run >= 0) & (pos <= run_end[np.maximum(in_run, 0)])
+    else:
+        in_run_ok = np.zeros(len(pos), dtype=bool)
+    single = ~in_run_ok
+    # tie runs: relevant counted from the relevant items that fall inside them
+    r_run = np.bincount(in_run[in_run_ok], minlength=len(run_start)).astype(np.int64)
+    run_row = run_start // width
+    rb_run = np.searchsorted(pos, run_start, side="left") - first[run_row]
+    a_run = run_start - run_row * width
+    n_run = run_end - run_start + 1
+    relevant = counts.astype(np.int64)
+    if prefix_of is not None:
+        n_last, r_last, relevant = prefix_of
+        last = run_end % width == width - 1
+        n_run[last] = n_last[run_row[last]]
+        r_run[last] = r_last[run_row[last]]
+        relevant = np.asarray(relevant, dtype=np.int64)
+    keep = r_run > 0
+    # merge the tie runs into the (already rank-ordered) single items by flat position
+    single_pos = pos[single]
+    run_pos = run_start[keep]
+    at = np.searchsorted(single_pos, run_pos)
+    flat = np.insert(single_pos, at, run_pos)
+    g_row = flat // width
+    return metrics.Groups(
+        g_row,
+        flat - g_row * width,
+        np.insert(np.ones(len(single_pos), dtype=np.int64), at, n_run[keep]),
+        np.insert(np.ones(len(single_pos), dtype=np.int64), at, r_run[keep]),
+        np.insert(rank_in_row[single], at, rb_run[keep]),
+        relevant,
+        n_candidates,
+    )
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -327,6 +354,8 @@ def run_direction(
     top_k = max(finite_ks) if finite_ks else 0
     rows = min(n_q, rows_per_block(n_c, source.cell_bytes(), budget, full_sort))
     positives = positives.to(device)
+    # blocks the source computes itself may be overwritten; others may alias the caller's data
+    fresh = bool(getattr(source, "fresh_blocks", False))
     g_all = np.empty(n_q, dtype=np.int64)
     eq_all = np.empty(n_q, dtype=np.int64)
     p_all = np.empty(n_q, dtype=np.int64)
@@ -357,7 +386,7 @@ def run_direction(
             if want_category:
                 rel = relevance(start, stop)  # type: ignore[misc]
                 if full_sort:
-                    keys = _sorted_keys_with_relevance(scores, rel)
+                    keys = _sorted_keys_with_relevance(scores, rel, consume=fresh)
                     groups = groups_from_sorted(keys, n_c)
                     g, eq = _instance_from_sorted(keys, scores, best)
                     pr[start:stop] = metrics.pr11(groups, ties)  # type: ignore[index]

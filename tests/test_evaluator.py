@@ -122,6 +122,17 @@ def test_hamming_code_formats_agree():
         assert report.to_dict()["category"] == reference.to_dict()["category"]
 
 
+def test_inputs_are_never_modified():
+    img, txt, c2i, labels = _data(9)
+    sim = img @ txt.T
+    copies = [x.copy() for x in (img, txt, sim, labels)]
+    evaluate_embeddings(img, txt, c2i, labels, device="cpu")
+    evaluate_similarity(sim, c2i, labels=labels, device="cpu")
+    evaluate_similarity(torch.from_numpy(sim), c2i, t2i=torch.from_numpy(sim.T.copy()), labels=labels, device="cpu")
+    for original, now in zip(copies, (img, txt, sim, labels)):
+        assert np.array_equal(original, now)
+
+
 def test_memmap_similarity(tmp_path):
     img, txt, c2i, labels = _data(5)
     path = tmp_path / "sim.npy"
