@@ -1,0 +1,1 @@
+"""BEiT-3 image-text retrieval for fico-registry."""
