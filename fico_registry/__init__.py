@@ -75,7 +75,11 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import Corpus, load_dataset
-    from .evaluate import evaluate, evaluate_embeddings, evaluate_similarity
-    from .loading import Model, load_model
-    from .report import Report
+    from .data import Corpus as Corpus
+    from .data import load_dataset as load_dataset
+    from .evaluate import evaluate as evaluate
+    from .evaluate import evaluate_embeddings as evaluate_embeddings
+    from .evaluate import evaluate_similarity as evaluate_similarity
+    from .loading import Model as Model
+    from .loading import load_model as load_model
+    from .report import Report as Report

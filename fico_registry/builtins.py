@@ -90,7 +90,7 @@ def fico_models(register: Callable) -> None:
         image_input=Input.PIXELS,
         text_input=Input.TEXT,
         configs={
-            "default": {"image_size": 64, "width": 64, "embed_dim": 128, "bits": 64, "vocab_size": 2048, "max_len": 24},
+            "default": {"image_size": 48, "width": 48, "embed_dim": 128, "bits": 64, "vocab_size": 2048, "max_len": 24},
             "tiny": {"image_size": 32, "width": 8, "embed_dim": 16, "bits": 16, "vocab_size": 256, "max_len": 12},
         },
         paper="fico-registry reference model (a small CNN + text-transformer dual encoder trained by `fico demo`)",

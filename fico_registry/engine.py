@@ -256,7 +256,6 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
     r_run = np.bincount(in_run[in_run_ok], minlength=len(run_start)).astype(np.int64)
     run_row = run_start // width
     rb_run = np.searchsorted(pos, run_start, side="left") - first[run_row]
-    a_run = run_start - run_row * width
     n_run = run_end - run_start + 1
     relevant = counts.astype(np.int64)
     if prefix_of is not None:

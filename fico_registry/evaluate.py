@@ -129,7 +129,7 @@ def _check_matrix(x: Any, name: str) -> Any:
     if isinstance(x, np.ndarray):
         if x.ndim != 2:
             raise ShapeError(f"{name} must be a 2-d (queries, candidates) matrix, got shape {x.shape}")
-        if x.dtype.kind not in "fiu" or x.dtype == np.float16 and False:
+        if x.dtype.kind not in "fiu":
             raise ShapeError(f"{name} has dtype {x.dtype}; scores must be numeric")
         if 0 in x.shape:
             raise ShapeError(f"{name} is empty: shape {x.shape}")
@@ -244,3 +244,134 @@ def _category_metrics(s: DirectionStats, map_ks: Sequence[int | None], ranked_to
     else:
         out["PR11"] = None
     return out
+
+
+def evaluate(
+    model: Any,
+    corpus: Any,
+    *,
+    config: str | dict[str, Any] = "default",
+    checkpoint: Any = None,
+    device: str | torch.device | None = "auto",
+    batch_size: int = 32,
+    cache: Any = True,
+    rerank_k: int | None = None,
+    outside_topk: str = "keep",
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    memory_budget: int | str | None = None,
+    progress: bool | None = None,
+) -> Report:
+    """Evaluate a model (a loaded Model or a registered name) on a Corpus, end to end.
+
+    Inputs come from the corpus as the model card declares them (image files, captions,
+    attached features such as "regions", or a registered feature pipeline); outputs go through
+    the embedding cache (cache=True: $FICO_HOME/embeddings; a path or EmbeddingCache; False: off).
+    Similarity models are scored by the engine: cross-attention over all pairs, or fusion
+    re-rank of each query's first-stage top-k (rerank_k, default the card's), with
+    outside_topk="keep" (first-stage order below the re-ranked ones; mAP@N defined) or
+    "exclude" (the paper's convention: mAP@N and PR11 reported as null).
+    """
+    from .data.cache import EmbeddingCache, embedding_key
+    from .encoding import encode_side
+    from .inputs import input_source
+    from .loading import Model, load_model
+    from .protocol import OutputKind, QueryTimeAttention
+    from .query_time import RerankScores, ScorerCost, cross_attention_matrix
+
+    started = time.perf_counter()
+    if outside_topk not in ("keep", "exclude"):
+        raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
+    if not isinstance(model, Model):
+        model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
+    dev = resolve_device(model.device if device == "auto" else device)
+    spec = model.spec
+    store = None
+    if cache is True:
+        store = EmbeddingCache()
+    elif isinstance(cache, EmbeddingCache):
+        store = cache
+    elif cache:
+        store = EmbeddingCache(cache)
+    pipeline_config = "tiny" if model.config_name == "tiny" else "default"
+
+    encoded = {}
+    for side in ("image", "text"):
+        source = input_source(model, corpus, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
+        key = None
+        if store is not None:
+            ck = model.checkpoint
+            key = embedding_key(
+                model=spec.name,
+                side="images" if side == "image" else "texts",
+                corpus_hash=corpus.content_hash,
+                config=model.config,
+                checkpoint_sha256=None if ck is None else (ck.sha256 or ck.source),
+                device=dev.type,
+                dtype=str(model.config.get("precision", "fp32")),
+                input=source.fingerprint(),
+                plugin_version=model.provenance().get("version"),
+                random_init=ck is None,
+            )
+            if ck is None and model.config_name != "tiny":
+                key = None  # random weights differ per build unless seeded: never cache them
+        encoded[side] = encode_side(model, source, side, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+
+    img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
+    c2i = corpus.caption_to_image
+    costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
+    extra_settings: dict[str, Any] = {}
+    if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
+        img = img_out["embeds"] if isinstance(img_out, dict) else img_out
+        txt = txt_out["embeds"] if isinstance(txt_out, dict) else txt_out
+        report = evaluate_embeddings(
+            img, txt, c2i, corpus.labels, measure=spec.measure, recall_ks=recall_ks, map_ks=map_ks, ties=ties,
+            map_variant=map_variant, device=dev, memory_budget=memory_budget, bits=getattr(model, "width", None) if spec.output is OutputKind.BINARY else None,
+            progress=progress,
+        )
+    elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
+        cost = ScorerCost()
+        matrix = cross_attention_matrix(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        costs["query_time"] = cost.to_dict("cross-attention")
+        report = evaluate_similarity(
+            matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
+            device=dev, memory_budget=memory_budget, progress=progress,
+        )
+    else:
+        k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
+        first_img = img_out["embeds"].to(dev).float()
+        first_txt = txt_out["embeds"].to(dev).float()
+        if spec.measure == "cosine":
+            first_img = torch.nn.functional.normalize(first_img, dim=-1)
+            first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
+        cost = ScorerCost()
+        sources = {
+            side: RerankScores(
+                EmbeddingScores(first_img, first_txt, spec.measure, side), model, img_out, txt_out, k, outside_topk, dev, cost=cost
+            )
+            for side in ("image", "text")
+        }
+        report = _evaluate(
+            sources["image"], sources["text"], c2i, corpus.labels, recall_ks, map_ks, ties, map_variant, dev,
+            memory_budget, progress, {"measure": f"fusion-rerank ({spec.measure} first stage)"}, started,
+            ranked_to=k if outside_topk == "exclude" else None,
+        )
+        costs["query_time"] = cost.to_dict("fusion-rerank")
+        extra_settings = {"rerank_k": k, "outside_topk": outside_topk}
+    report.settings.update(extra_settings)
+    report.settings["batch_size"] = batch_size
+    report.settings["seconds"] = round(time.perf_counter() - started, 4)
+    report.model = model.provenance()
+    report.corpus = {
+        "name": corpus.name,
+        "split": corpus.split,
+        "content_hash": corpus.content_hash,
+        "n_images": corpus.n_images,
+        "n_texts": corpus.n_captions,
+        "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
+        "duplication": corpus.duplication,
+    }
+    report.costs = costs
+    return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -252,10 +253,8 @@ class Model:
 
         version = None
         if self.spec.distribution:
-            try:
+            with contextlib.suppress(metadata.PackageNotFoundError):
                 version = metadata.version(self.spec.distribution)
-            except metadata.PackageNotFoundError:
-                pass
         return {
             "name": self.spec.name,
             "family": str(self.spec.family),

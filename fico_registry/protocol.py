@@ -10,14 +10,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import SpecError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    Features = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+    Features = torch.Tensor | Mapping[str, torch.Tensor]
 
 
 class OutputKind(str, Enum):

@@ -90,7 +90,7 @@ class Report:
         table = Table(title=title or f"fico report: {name}".strip(), show_lines=False)
         table.add_column("direction")
         inst_keys = list(next(iter(self.instance.values())).keys())
-        cat_keys = [k for k in next(iter((self.category or {"_": {}}).values())).keys() if k != "PR11"]
+        cat_keys = [k for k in next(iter((self.category or {"_": {}}).values())) if k != "PR11"]
         for key in inst_keys + cat_keys:
             table.add_column(key, justify="right")
         for direction in ("i2t", "t2i"):

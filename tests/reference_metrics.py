@@ -99,7 +99,6 @@ def _interpolate(cum, n_rel):
         return [math.nan] * 11
     pos = np.arange(1, len(cum) + 1)
     precision = cum / pos
-    recall = cum / n_rel
     out = []
     for level in range(11):
         # exact comparison: recall >= level/10  <=>  10 * cum >= level * R

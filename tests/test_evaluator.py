@@ -129,7 +129,7 @@ def test_inputs_are_never_modified():
     evaluate_embeddings(img, txt, c2i, labels, device="cpu")
     evaluate_similarity(sim, c2i, labels=labels, device="cpu")
     evaluate_similarity(torch.from_numpy(sim), c2i, t2i=torch.from_numpy(sim.T.copy()), labels=labels, device="cpu")
-    for original, now in zip(copies, (img, txt, sim, labels)):
+    for original, now in zip(copies, (img, txt, sim, labels), strict=False):
         assert np.array_equal(original, now)
 
 
@@ -169,7 +169,7 @@ def test_duplicated_embeddings_are_pure_ties():
 
 
 def test_shape_errors():
-    img, txt, c2i, labels = _data()
+    img, txt, c2i, _labels = _data()
     with pytest.raises(ShapeError, match="width"):
         evaluate_embeddings(img, txt[:, :4], c2i)
     with pytest.raises(ShapeError, match="2-d"):
@@ -179,7 +179,7 @@ def test_shape_errors():
 
 
 def test_dtype_and_finiteness_errors():
-    img, txt, c2i, labels = _data()
+    img, txt, c2i, _labels = _data()
     with pytest.raises(DTypeError, match="hamming"):
         evaluate_embeddings(img.astype(np.int64), txt.astype(np.int64), c2i)
     bad = img.copy()
@@ -195,7 +195,7 @@ def test_dtype_and_finiteness_errors():
 
 
 def test_mapping_errors():
-    img, txt, c2i, labels = _data()
+    img, txt, c2i, _labels = _data()
     with pytest.raises(MappingError, match="entries"):
         evaluate_embeddings(img, txt, c2i[:-1])
     out_of_range = c2i.copy()

@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_metrics import AP, bracket_order, first_positive_rank, metric_by_policy, pr11_expected_counts, pr11_order
 
 from fico_registry import engine, metrics
-from reference_metrics import AP, bracket_order, first_positive_rank, metric_by_policy, pr11_expected_counts, pr11_order
 
 TIES = ("expected", "optimistic", "pessimistic")
 
@@ -48,8 +48,8 @@ def test_average_precision_matches_brute_force(rows):
                 kk = width if k is None else min(k, width)
                 for ties in TIES:
                     got = metrics.average_precision(groups, k, variant, ties)
-                    for i, (s, rel) in enumerate(zip(scores, rels)):
-                        want = metric_by_policy(s, rel, lambda order, rel=rel: fn([rel[j] for j in order], kk), ties)
+                    for i, (s, rel) in enumerate(zip(scores, rels, strict=False)):
+                        want = metric_by_policy(s, rel, lambda order, rel=rel, fn=fn, kk=kk: fn([rel[j] for j in order], kk), ties)
                         assert got[i] == pytest.approx(want, abs=1e-12), (variant, k, ties, s, rel)
 
 
