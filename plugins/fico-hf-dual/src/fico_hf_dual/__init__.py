@@ -1,0 +1,1 @@
+"""fico-registry plugin: transformers dual encoders (CLIP, ALIGN, AltCLIP, GroupViT)."""

@@ -1,0 +1,1 @@
+"""fico-registry plugin: CLIP-family dual encoders through open_clip."""
