@@ -21,8 +21,18 @@ from .protocol import (
     QueryTimeAttention,
     Reranker,
     Scorer,
+    TrainerSpec,
 )
-from .registry import get_dataset_spec, get_model_spec, list_datasets, list_feature_pipelines, list_models, plugins
+from .registry import (
+    get_dataset_spec,
+    get_model_spec,
+    get_trainer_spec,
+    list_datasets,
+    list_feature_pipelines,
+    list_models,
+    list_trainers,
+    plugins,
+)
 
 __version__ = "0.1.0"
 
@@ -50,14 +60,17 @@ __all__ = [
     "QueryTimeAttention",
     "Reranker",
     "Scorer",
+    "TrainerSpec",
     "UnknownDatasetError",
     "UnknownModelError",
     "get_dataset_spec",
     "get_model_spec",
+    "get_trainer_spec",
     "hookimpl",
     "list_datasets",
     "list_feature_pipelines",
     "list_models",
+    "list_trainers",
     "plugins",
     *_LAZY,
 ]

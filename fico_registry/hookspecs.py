@@ -32,5 +32,10 @@ def fico_feature_pipelines(register: Callable) -> None:
 
 
 @hookspec
+def fico_trainers(register: Callable) -> None:
+    """Register training recipes: call ``register(TrainerSpec(...))`` for each one."""
+
+
+@hookspec
 def fico_commands(cli: object) -> None:
     """Add sub-commands to the `fico` command line: ``cli`` is the root click group."""

@@ -308,6 +308,40 @@ class FeatureSpec:
         return data
 
 
+@dataclass(frozen=True)
+class TrainerSpec:
+    """A training recipe for a registered model (`fico train MODEL`).
+
+    `factory` ("module:callable") is called as ``factory(model=..., train=Corpus, val=Corpus,
+    out=Path, options=dict, device=str, progress=bool)`` and returns a dict run record (with at
+    least "checkpoint": path of the checkpoint written in the model's ORIGINAL layout).
+    `defaults` are the published hyper-parameters (plain JSON), overridable per run.
+    """
+
+    model: str
+    factory: str
+    description: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    paper_recipe: str = ""  # where the defaults come from (repo file / paper section)
+    distribution: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not _NAME.match(self.model):
+            raise SpecError(f"trainer model name {self.model!r} must be lower-case letters, digits, '.', '_' or '-'")
+        if not isinstance(self.factory, str) or not _FACTORY.match(self.factory):
+            raise SpecError(f"trainer for {self.model}: factory must be a 'package.module:callable' string")
+        _check_json(dict(self.defaults), f"trainer for {self.model}: defaults")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["defaults"] = dict(self.defaults)
+        return data
+
+
 @runtime_checkable
 class Encoder(Protocol):
     """What every model factory returns (it may also expose `dim` or `bits` for its config).

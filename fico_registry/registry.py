@@ -25,7 +25,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError, UnknownDatasetError, UnknownModelError
-from .protocol import DatasetSpec, FeatureSpec, ModelSpec
+from .protocol import DatasetSpec, FeatureSpec, ModelSpec, TrainerSpec
 
 ENTRY_POINT_GROUP = "fico_registry"
 BUILTIN_PLUGINS = ("fico_registry.builtins",)
@@ -35,6 +35,7 @@ _SPEC_TYPES: dict[str, type] = {
     "fico_models": ModelSpec,
     "fico_datasets": DatasetSpec,
     "fico_feature_pipelines": FeatureSpec,
+    "fico_trainers": TrainerSpec,
 }
 
 
@@ -67,6 +68,7 @@ class PluginInfo:
     models: list[str] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
     feature_pipelines: list[str] = field(default_factory=list)
+    trainers: list[str] = field(default_factory=list)
     problems: list[PluginProblem] = field(default_factory=list)
 
     @property
@@ -108,6 +110,7 @@ class Registry:
         self.models: dict[str, ModelSpec] = {}  # canonical name -> spec
         self.datasets: dict[str, DatasetSpec] = {}
         self.feature_pipelines: dict[str, FeatureSpec] = {}
+        self.trainers: dict[str, TrainerSpec] = {}
         self._model_names: dict[str, str] = {}  # name or alias -> canonical name
 
         for module_name in BUILTIN_PLUGINS:
@@ -237,7 +240,11 @@ class Registry:
                 self._model_names[alias] = spec.name
             info.models.append(spec.name)
         else:
-            table = self.datasets if spec_type is DatasetSpec else self.feature_pipelines
+            table, listed = {
+                DatasetSpec: (self.datasets, info.datasets),
+                FeatureSpec: (self.feature_pipelines, info.feature_pipelines),
+                TrainerSpec: (self.trainers, info.trainers),
+            }[spec_type]
             if spec.name in table:
                 self._report(
                     PluginProblem(
@@ -248,7 +255,7 @@ class Registry:
                 )
                 return None
             table[spec.name] = spec
-            (info.datasets if spec_type is DatasetSpec else info.feature_pipelines).append(spec.name)
+            listed.append(spec.name)
         return spec.name
 
     # -- lookups -----------------------------------------------------------------------------
@@ -335,6 +342,21 @@ def get_dataset_spec(name: str) -> DatasetSpec:
 
 def list_feature_pipelines() -> list[FeatureSpec]:
     return sorted(get_registry().feature_pipelines.values(), key=lambda s: s.name)
+
+
+def list_trainers() -> list[TrainerSpec]:
+    return sorted(get_registry().trainers.values(), key=lambda s: s.model)
+
+
+def get_trainer_spec(model: str) -> TrainerSpec:
+    """The training recipe for `model` (any of its names); PluginError if none is registered."""
+    registry = get_registry()
+    canonical = registry.model(model).name
+    spec = registry.trainers.get(canonical)
+    if spec is None:
+        have = ", ".join(sorted(registry.trainers)) or "none"
+        raise PluginError(f"no training recipe is registered for {canonical!r} (recipes: {have})")
+    return spec
 
 
 def plugins() -> list[PluginInfo]:
