@@ -28,15 +28,15 @@ def run_demo(
     console: Any = None,
 ) -> dict[str, Any]:
     import numpy as np
-    from rich.console import Console
 
     from . import evaluate, evaluate_embeddings, get_model_spec, load_model
     from .data import synthetic
     from .evaluate import resolve_device
     from .models.reference import save_checkpoint
     from .models.train_reference import train_reference
+    from .report import make_console
 
-    console = console or Console()
+    console = console or make_console()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dev = str(resolve_device(device))

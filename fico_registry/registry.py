@@ -188,9 +188,10 @@ class Registry:
     def _collect(self, hook_name: str) -> None:
         spec_type = _SPEC_TYPES[hook_name]
         caller = getattr(self.pm.hook, hook_name)
-        # Call each plugin's implementation on its own so one failure cannot hide the others;
-        # reversed() undoes pluggy's LIFO order: built-ins first, then plugins by name.
-        for impl in reversed(caller.get_hookimpls()):
+        # Call each plugin's implementation on its own so one failure cannot hide the others.
+        # get_hookimpls() is in registration order (pluggy *calls* them LIFO): built-ins first,
+        # then plugins by entry-point name, so a name clash is always won by the earlier one.
+        for impl in caller.get_hookimpls():
             plugin_name = impl.plugin_name
             info = self.infos[plugin_name]
             pending: list[Any] = []

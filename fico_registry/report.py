@@ -101,16 +101,15 @@ class Report:
         return table
 
     def print(self, console: Any = None) -> None:
-        from rich.console import Console
-
-        (console or Console()).print(self.table())
+        console = console or make_console()
+        console.print(self.table())
         notes = []
         if self.settings.get("ties"):
             notes.append(f"ties={self.settings['ties']}")
         if self.category is not None:
             notes.append(f"map_variant={self.settings.get('map_variant')}")
         notes.append(f"measure={self.settings.get('measure')}")
-        (console or Console()).print("  " + ", ".join(notes) + "  (R@K and mAP in %)", style="dim")
+        console.print("  " + ", ".join(notes) + "  (R@K and mAP in %)", style="dim")
 
     def plot_pr(self, path: str | os.PathLike, title: str | None = None) -> Path:
         """11-point precision-recall curves of both directions, as PNG or SVG (by suffix)."""
@@ -141,6 +140,16 @@ class Report:
         fig.savefig(target)
         plt.close(fig)
         return target
+
+
+def make_console(**kwargs: Any):  # -> rich.console.Console
+    """A rich Console; on pipes and logs 160 columns wide so report tables are not squeezed."""
+    from rich.console import Console
+
+    console = Console(**kwargs)
+    if not console.is_terminal and "width" not in kwargs:
+        console = Console(width=160, **kwargs)
+    return console
 
 
 def _fmt(key: str, value: Any) -> str:
