@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -246,14 +247,17 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
         order = np.argsort(np.concatenate([run_start, extra]), kind="stable")
         run_start = np.concatenate([run_start, extra])[order]
         run_end = np.concatenate([run_end, extra])[order]
-    in_run = np.searchsorted(run_start, pos, side="right") - 1
-    if len(run_start):
-        in_run_ok = (in_run >= 0) & (pos <= run_end[np.maximum(in_run, 0)])
-    else:
-        in_run_ok = np.zeros(len(pos), dtype=bool)
+    # a relevant item is in a run when it ties with its predecessor or its successor (the
+    # successor of a row's last item is the next row's first, never tied); only those few are
+    # located among the runs by binary search
+    tied_flat = np.append(tied.ravel(), False)
+    in_run_ok = tied_flat[pos] | tied_flat[pos + 1]
+    if prefix_of is not None:
+        in_run_ok |= pos % width == width - 1  # each row's last item opens a run of its own
     single = ~in_run_ok
+    in_run = np.searchsorted(run_start, pos[in_run_ok], side="right") - 1
     # tie runs: relevant counted from the relevant items that fall inside them
-    r_run = np.bincount(in_run[in_run_ok], minlength=len(run_start)).astype(np.int64)
+    r_run = np.bincount(in_run, minlength=len(run_start)).astype(np.int64)
     run_row = run_start // width
     rb_run = np.searchsorted(pos, run_start, side="left") - first[run_row]
     n_run = run_end - run_start + 1
@@ -268,15 +272,29 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
     # merge the tie runs into the (already rank-ordered) single items by flat position
     single_pos = pos[single]
     run_pos = run_start[keep]
-    at = np.searchsorted(single_pos, run_pos)
-    flat = np.insert(single_pos, at, run_pos)
+    total = len(single_pos) + len(run_pos)
+    slots = np.searchsorted(single_pos, run_pos) + np.arange(len(run_pos))
+    is_run = np.zeros(total, dtype=bool)
+    is_run[slots] = True
+    is_single = ~is_run
+
+    def merged(single_values: np.ndarray | None, run_values: np.ndarray) -> np.ndarray:
+        if single_values is None:  # every single item has n = r = 1
+            out = np.ones(total, dtype=np.int64)
+        else:
+            out = np.empty(total, dtype=np.int64)
+            out[is_single] = single_values
+        out[slots] = run_values
+        return out
+
+    flat = merged(single_pos, run_pos)
     g_row = flat // width
     return metrics.Groups(
         g_row,
         flat - g_row * width,
-        np.insert(np.ones(len(single_pos), dtype=np.int64), at, n_run[keep]),
-        np.insert(np.ones(len(single_pos), dtype=np.int64), at, r_run[keep]),
-        np.insert(rank_in_row[single], at, rb_run[keep]),
+        merged(None, n_run[keep]),
+        merged(None, r_run[keep]),
+        merged(rank_in_row[single], rb_run[keep]),
         relevant,
         n_candidates,
     )
@@ -435,25 +453,43 @@ def _groups_top_k(scores: torch.Tensor, rel: torch.Tensor, k: int) -> metrics.Gr
     return groups_from_sorted(keys, scores.shape[1], prefix_of=(n_last, r_last, relevant))
 
 
+_bar_lock = threading.Lock()
+_shared_bar: list[Any] = []  # [Progress, users]: one live display shared by concurrent directions
+
+
 class _progress:
-    """A rich progress bar over queries, shown only on a terminal (or when asked)."""
+    """A rich progress bar over queries, shown only on a terminal (or when asked).
+
+    Directions ranked in parallel threads add their tasks to one shared display (rich allows
+    a single live display at a time).
+    """
 
     def __init__(self, enabled: bool | None, label: str, total: int) -> None:
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
         self.enabled, self.label, self.total = enabled, label, total
-        self._bar = None
 
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda _n: None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-        self._bar.__enter__()
-        task = self._bar.add_task(self.label, total=self.total)
-        return lambda n: self._bar.advance(task, n)  # type: ignore[union-attr]
+        with _bar_lock:
+            if not _shared_bar:
+                bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+                bar.__enter__()
+                _shared_bar[:] = [bar, 0]
+            _shared_bar[1] += 1
+            bar = _shared_bar[0]
+            task = bar.add_task(self.label, total=self.total)
+        return lambda n: bar.advance(task, n)
 
     def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
+        if not self.enabled:
+            return
+        with _bar_lock:
+            _shared_bar[1] -= 1
+            if _shared_bar[1] == 0:
+                bar = _shared_bar[0]
+                _shared_bar.clear()
+                bar.__exit__(*exc)

@@ -151,6 +151,8 @@ def average_precision(groups: Groups, k: int | None, variant: str, ties: str) ->
     k = groups.n_candidates if k is None else min(int(k), groups.n_candidates)
     if variant == "dcmh":
         return _dcmh(groups, k, ties)
+    if k < groups.n_candidates:
+        groups = groups.select(groups.a < k)  # only groups starting inside the top k contribute
     a, n, r, rb = groups.a, groups.n, groups.r, groups.rb
     full = a + n <= k
     cut = (a < k) & ~full  # the group straddling position k (at most one per query)
@@ -295,27 +297,30 @@ def pr11(groups: Groups, ties: str) -> np.ndarray:
         start = _fixed_offset(groups, ties).astype(np.int64)
         first = (rb + 1) / (start + 1)
         last = (rb + r) / (start + r)
-    # best precision in the groups after each one (same query); a crossing group only counts
-    # from the crossing point on, so it is handled on its own below
-    suffix = _suffix_max_by_row(row, np.maximum(first, last), n_rows)
-    later = np.full(len(row), -np.inf)
-    same_row_next = row[1:] == row[:-1]
-    later[:-1][same_row_next] = suffix[1:][same_row_next]
     counts = np.bincount(row, minlength=n_rows)
     offsets = np.concatenate([[0], np.cumsum(counts)])
+    ends = offsets[1:]
     # search in units of R/10 so every level's target is an exact integer
     stride = 10 * (int(big_r.max()) + 2)
     key = row.astype(np.int64) * stride + 10 * (rb + r)  # 10 x cumulative relevant at each group's end
     rows = np.arange(n_rows)
+    crossing = np.empty((n_rows, PR_LEVELS), dtype=np.int64)  # the group where each level is reached
+    valid = np.empty((n_rows, PR_LEVELS), dtype=bool)
+    targets = np.empty((n_rows, PR_LEVELS), dtype=np.int64)
     for level in range(PR_LEVELS):
         if ties == "expected":
             target10 = level * big_r  # expected counts are fractional: recall >= level/10 exactly
         else:
             target10 = 10 * np.maximum(-((-level * big_r) // 10), 1)  # whole items, at least one
         pos = np.searchsorted(key, rows * stride + target10, side="left")
-        valid = (big_r > 0) & (pos < offsets[1:])
-        g = pos[valid]
-        t10 = target10[valid]
+        valid[:, level] = (big_r > 0) & (pos < ends)
+        crossing[:, level] = np.where(valid[:, level], pos, ends)
+        targets[:, level] = target10
+    later = _max_after_crossings(np.maximum(first, last), crossing, ends)
+    for level in range(PR_LEVELS):
+        ok = valid[:, level]
+        g = crossing[ok, level]
+        t10 = targets[ok, level]
         if ties == "expected":
             # first position q in the group with 10 (rb + q r / n) >= t10, in integer arithmetic
             q = np.clip(-((-(t10 - 10 * rb[g]) * n[g]) // (10 * r[g])), 1, n[g])
@@ -323,16 +328,24 @@ def pr11(groups: Groups, ties: str) -> np.ndarray:
         else:
             j = np.maximum(t10 // 10, rb[g] + 1)
             at_cross = j / (start[g] + (j - rb[g]))
-        out[valid, level] = np.maximum(np.maximum(at_cross, last[g]), later[g])
+        # the crossing group counts from the crossing point on; later groups entirely
+        out[ok, level] = np.maximum(np.maximum(at_cross, last[g]), later[ok, level])
     return out
 
 
-def _suffix_max_by_row(row: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
-    """For each group, the max of `values` over it and the later groups of the same query."""
-    counts = np.bincount(row, minlength=n_rows)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    col = np.arange(len(row)) - offsets[row]
-    padded = np.full((n_rows, int(counts.max())), -np.inf)
-    padded[row, col] = values
-    padded = np.maximum.accumulate(padded[:, ::-1], axis=1)[:, ::-1]
-    return padded[row, col]
+def _max_after_crossings(values: np.ndarray, crossing: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """later[q, l] = max of `values` over the groups of query q after group crossing[q, l].
+
+    crossing is non-decreasing along levels, so the groups after it split into 11 consecutive
+    segments per query: one reduceat pass gives each segment's max, a suffix max over the
+    (n_rows, 11) table the rest. Exact, and linear in the number of groups.
+    """
+    n_rows, n_levels = crossing.shape
+    starts = np.minimum(crossing + 1, ends[:, None])
+    bounds = np.concatenate([starts, ends[:, None]], axis=1).ravel()
+    padded = np.append(values, -np.inf)  # so a bound may point one past the last group
+    seg = np.maximum.reduceat(padded, bounds)[:-1] if len(bounds) else np.zeros(0)
+    seg = np.append(seg, -np.inf).reshape(n_rows, n_levels + 1)[:, :n_levels]
+    empty = bounds.reshape(n_rows, n_levels + 1)
+    seg[empty[:, 1:] <= empty[:, :-1]] = -np.inf  # reduceat returns values[i] for an empty range
+    return np.maximum.accumulate(seg[:, ::-1], axis=1)[:, ::-1]
