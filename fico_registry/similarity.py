@@ -146,13 +146,29 @@ def hamming_scores(queries: torch.Tensor, candidates: torch.Tensor, n_bits: int,
         dot = (q.to(dtype) @ c.to(dtype).T).float()
         return ((dot - n_bits) / 2).round().to(torch.int32)  # -(n - dot)/2
     q = _as_words(queries.numpy())
-    c = _as_words(candidates.numpy())
-    out = np.empty((q.shape[0], c.shape[0]), dtype=np.int32)
-    # keep the XOR temporary near `chunk` words per query row
-    step = max(1024, chunk // q.shape[1])
-    for start in range(0, c.shape[0], step):
-        x = np.bitwise_xor(q[:, None, :], c[None, start : start + step, :])
-        out[:, start : start + step] = -np.bitwise_count(x).sum(axis=2, dtype=np.int32)
+    c = np.ascontiguousarray(_as_words(candidates.numpy()).T)  # (words, n): each word contiguous
+    b, words = q.shape
+    n = c.shape[1]
+    out = np.empty((b, n), dtype=np.int32)
+    # candidate slices small enough that the XOR / count temporaries stay in cache (~2 MB)
+    step = max(256, min(n, chunk * 4 // max(1, b)))
+    xor = np.empty((b, step), dtype=np.uint64)
+    count = np.empty((b, step), dtype=np.uint8)
+    total = np.empty((b, step), dtype=np.int32)
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        w = stop - start
+        for j in range(words):
+            np.bitwise_xor(q[:, j : j + 1], c[j, None, start:stop], out=xor[:, :w])
+            np.bitwise_count(xor[:, :w], out=count[:, :w])
+            if words == 1:
+                np.subtract(0, count[:, :w], out=out[:, start:stop], dtype=np.int32)
+            elif j == 0:
+                np.copyto(total[:, :w], count[:, :w], casting="unsafe")
+            else:
+                np.add(total[:, :w], count[:, :w], out=total[:, :w], casting="unsafe")
+        if words > 1:
+            np.negative(total[:, :w], out=out[:, start:stop])
     return torch.from_numpy(out)
 
 
