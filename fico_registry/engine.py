@@ -226,7 +226,8 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank_in_row = np.arange(len(pos)) - first[row]  # relevant items above each one
     # positions whose score equals the previous one's (neighbours differ at most in the rel bit)
-    tied = np.zeros((b, width), dtype=bool)
+    tied_flat = np.zeros(b * width + 1, dtype=bool)  # one spare slot: the successor of the very last item
+    tied = tied_flat[:-1].reshape(b, width)
     np.less_equal(np.bitwise_xor(keys[:, 1:], keys[:, :-1]).view(np.uint64), 1, out=tied[:, 1:])
     tie_pos = np.flatnonzero(tied)
     if len(tie_pos) == 0 and prefix_of is None:
@@ -250,7 +251,6 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
     # a relevant item is in a run when it ties with its predecessor or its successor (the
     # successor of a row's last item is the next row's first, never tied); only those few are
     # located among the runs by binary search
-    tied_flat = np.append(tied.ravel(), False)
     in_run_ok = tied_flat[pos] | tied_flat[pos + 1]
     if prefix_of is not None:
         in_run_ok |= pos % width == width - 1  # each row's last item opens a run of its own

@@ -116,11 +116,13 @@ def expected_group_sum(a, n, r, rb, m=None) -> np.ndarray:
     is (r/n) * sum_{q=1}^{m} (rb + 1 + (q-1)(r-1)/(n-1)) / (a+q), which telescopes into
     harmonic numbers. m defaults to n (the whole group).
     """
-    a, n, r, rb, m = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (a, n, r, rb, n if m is None else m)))
-    out = r * (rb + 1) / (a + 1)  # single-item groups (no tie): the usual precision term
+    a, n, r, rb = np.broadcast_arrays(a, n, r, rb)
+    m = n if m is None else np.broadcast_to(m, n.shape)
+    out = (rb + 1) / (a + 1)  # single-item groups (no tie): the usual precision term
+    out *= r
     tied = n > 1
     if tied.any():
-        a, n, r, rb, m = a[tied], n[tied], r[tied], rb[tied], m[tied]
+        a, n, r, rb, m = (np.asarray(x[tied], dtype=np.float64) for x in (a, n, r, rb, m))
         d1 = _harmonic_span(a, m)
         d2 = m - (a + 1) * d1  # sum (q-1)/(a+q)
         out = out.copy()
@@ -154,14 +156,21 @@ def average_precision(groups: Groups, k: int | None, variant: str, ties: str) ->
     if k < groups.n_candidates:
         groups = groups.select(groups.a < k)  # only groups starting inside the top k contribute
     a, n, r, rb = groups.a, groups.n, groups.r, groups.rb
-    full = a + n <= k
-    cut = (a < k) & ~full  # the group straddling position k (at most one per query)
+    if k >= groups.n_candidates:  # the whole ranking: every group is inside
+        full = slice(None)
+        cut = np.zeros(len(a), dtype=bool)
+    else:
+        full = a + n <= k
+        cut = (a < k) & ~full  # the group straddling position k (at most one per query)
     if ties == "expected":
         contrib = expected_group_sum(a[full], n[full], r[full], rb[full])
     else:
         contrib = fixed_order_sum(_fixed_offset(groups, ties)[full], r[full], rb[full])
     s_prev = np.bincount(groups.row[full], weights=contrib, minlength=groups.n_rows).astype(np.float64)
-    r_prev = np.bincount(groups.row[full], weights=r[full], minlength=groups.n_rows).astype(np.float64)
+    if isinstance(full, slice):
+        r_prev = np.asarray(groups.relevant, dtype=np.float64)
+    else:
+        r_prev = np.bincount(groups.row[full], weights=r[full], minlength=groups.n_rows).astype(np.float64)
     numer, count = s_prev.copy(), r_prev.copy()
     ap = np.zeros(groups.n_rows)
     cut_rows = groups.row[cut]
@@ -286,8 +295,8 @@ def pr11(groups: Groups, ties: str) -> np.ndarray:
     if len(groups.row) == 0:
         return out
     row = groups.row
-    a, n, r, rb = (x.astype(np.int64) for x in (groups.a, groups.n, groups.r, groups.rb))
-    big_r = groups.relevant.astype(np.int64)
+    a, n, r, rb = (np.asarray(x, dtype=np.int64) for x in (groups.a, groups.n, groups.r, groups.rb))
+    big_r = np.asarray(groups.relevant, dtype=np.int64)
     # Precision is monotone inside a group, so a group's best is at its first or last point.
     if ties == "expected":
         first = (rb + r / n) / (a + 1)
