@@ -76,11 +76,17 @@ __all__ = [
 ]
 
 
+_SUBPACKAGES = ("data", "testing", "metrics", "training", "leaderboard", "costs", "distributed")
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBPACKAGES:  # `fico_registry.data.synthetic(...)` without an explicit import
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fico_registry' has no attribute {name!r}")
-    import importlib
 
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
