@@ -37,8 +37,9 @@ def main() -> None:
     img = rng.standard_normal((args.images, args.dim), dtype=np.float32)
     c2i = np.repeat(np.arange(args.images, dtype=np.int64), args.cpi)
     txt = rng.standard_normal((len(c2i), args.dim), dtype=np.float32)
-    txt *= 1.0
-    txt += 0.5 * img[c2i]
+    for start in range(0, len(c2i), 50_000):  # in chunks: no full-size temporaries
+        stop = start + 50_000
+        txt[start:stop] += 0.5 * img[c2i[start:stop]]
     labels = (rng.random((args.images, args.classes)) < 0.04).astype(np.uint8)
     print(f"{args.images} images x {len(c2i)} captions, d={args.dim}; full matrix would be "
           f"{args.images * len(c2i) * 4 / 1e9:.0f} GB; budget {args.budget}; {os.cpu_count()} cores, torch {torch.__version__}")

@@ -95,8 +95,12 @@ def restricted_unpickle(
         raise CheckpointError(f"{path}: {exc}") from None
 
 
-def strict_load_state_dict(module: Any, state: Mapping[str, Any], *, what: str) -> None:
-    """load_state_dict(strict=True) with an error naming every missing / unexpected key and shape."""
+def strict_load_state_dict(module: Any, state: Mapping[str, Any], *, what: str, assign: bool = False) -> None:
+    """load_state_dict(strict=True) with an error naming every missing / unexpected key and shape.
+
+    assign=True adopts the checkpoint's tensors instead of copying into the module's (for modules
+    built on the meta device).
+    """
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -114,4 +118,4 @@ def strict_load_state_dict(module: Any, state: Mapping[str, Any], *, what: str) 
         if shapes:
             parts.append(f"shape mismatches: {'; '.join(shapes[:5])}")
         raise CheckpointError(f"{what} does not match the architecture: " + " | ".join(parts))
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict(state, strict=True, assign=assign)

@@ -91,6 +91,13 @@ def resolve_checkpoint(spec: ModelSpec, checkpoint: str | os.PathLike | None) ->
     if checkpoint is None:
         return None
     text = os.fspath(checkpoint)
+    if isinstance(checkpoint, str) and text.startswith("hf-hub:"):  # open_clip style: always a hub id
+        return ResolvedCheckpoint(source=text, path=None, hub_id=text[len("hf-hub:") :])
+    if isinstance(checkpoint, str) and text.startswith("local-dir:"):  # a folder, never a hub id
+        folder = Path(text[len("local-dir:") :]).expanduser()
+        if not folder.is_dir():
+            raise CheckpointError(f"{text}: {folder} is not a folder")
+        return ResolvedCheckpoint(source=text, path=folder.resolve(), hub_id=None, sha256=sha256_of(folder))
     known: Checkpoint | None = spec.checkpoints.get(text) if isinstance(checkpoint, str) else None
     if known is not None:
         return _resolve_known(spec, text, known)

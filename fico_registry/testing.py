@@ -15,6 +15,7 @@ Each check raises AssertionError with a message that says what the plugin must f
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,9 +39,16 @@ def offline() -> Iterator[None]:
     keys = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     old = {k: os.environ.get(k) for k in keys}
     os.environ.update(keys)
+    # huggingface_hub reads the variable once at import: patch its constant too when it is loaded
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    hub_old = getattr(hub_constants, "HF_HUB_OFFLINE", None)
+    if hub_constants is not None:
+        hub_constants.HF_HUB_OFFLINE = True
     try:
         yield
     finally:
+        if hub_constants is not None:
+            hub_constants.HF_HUB_OFFLINE = hub_old
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
