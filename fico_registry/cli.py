@@ -194,7 +194,10 @@ def info_cmd(model: str, as_json: bool) -> None:
     if spec.aliases:
         table.add_row("aliases", ", ".join(spec.aliases))
     table.add_row("configs", "\n".join(f"{k}: {json.dumps(v)[:200]}" for k, v in spec.configs.items()))
-    ckpts = [f"{k}: {c.source} ({c.format})" + (f" sha256 {c.sha256[:12]}…" if c.sha256 else "") for k, c in spec.checkpoints.items()]
+    ckpts = [
+        f"{k}: {c.source} ({c.format})" + (f" sha256 {c.sha256[:12]}…" if c.sha256 else "") + (f"\n  {c.description}" if c.description else "")
+        for k, c in spec.checkpoints.items()
+    ]
     table.add_row("checkpoints", "\n".join(ckpts) or "none published")
     _console().print(table)
 

@@ -126,9 +126,10 @@ def _resolve_known(spec: ModelSpec, name: str, ck: Checkpoint) -> ResolvedCheckp
         target = fico_home() / "checkpoints" / source.rsplit("/", 1)[-1].split("?")[0]
         if not target.exists():
             sha = f" (sha256 {ck.sha256})" if ck.sha256 else ""
+            about = f" [{ck.description}]" if ck.description else ""
             raise CheckpointError(
                 f"{spec.name} checkpoint {name!r} is not on this machine: download {source}{sha} to {target}, "
-                "or pass checkpoint=PATH"
+                f"or pass checkpoint=PATH{about}"
             )
         path: Path | None = target
     elif Path(source).expanduser().exists():
@@ -138,9 +139,10 @@ def _resolve_known(spec: ModelSpec, name: str, ck: Checkpoint) -> ResolvedCheckp
     elif _HUB_ID.match(source):
         return ResolvedCheckpoint(source=name, path=None, hub_id=source, name=name, format=ck.format)
     else:
+        about = f" [{ck.description}]" if ck.description else ""
         raise CheckpointError(
             f"{spec.name} checkpoint {name!r} ({source}) not found: put it in {fico_home() / 'checkpoints'} "
-            "or pass checkpoint=PATH"
+            f"or pass checkpoint=PATH{about}"
         )
     sha = sha256_of(path)
     if ck.sha256 and sha != ck.sha256:

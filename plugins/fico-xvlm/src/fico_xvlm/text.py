@@ -1,0 +1,125 @@
+"""Captions as X-VLM's retrieval evaluation prepares them.
+
+1. dataset/utils.py pre_caption (re_eval_dataset, max_words=30): lower-case, DELETE each of
+   , . ' ! ? " ( ) * # : ; ~, turn '-' and '/' into spaces, '<person>' into 'person', squeeze
+   whitespace, strip, keep the first max_words words; an empty result is an error (as there).
+2. BERT-uncased WordPiece (the repo's tokenization_bert.BertTokenizer over
+   data/bert-base-uncased/vocab.txt), `padding='max_length', truncation=True,
+   max_length=max_tokens` (40).
+
+The tokenizer is transformers' BertTokenizer built from a local vocab.txt; nothing is
+downloaded. Where vocab.txt comes from, in order: config["vocab_file"]; vocab.txt or
+bert-base-uncased-vocab.txt next to the checkpoint file; for the tiny config,
+config["builtin_vocab"] == "tiny-chars" (a synthetic character vocabulary).
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
+
+BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
+VOCAB_NAMES = ("vocab.txt", "bert-base-uncased-vocab.txt")
+_DELETED = re.compile(r"([,.'!?\"()*#:;~])")
+_SPACES = re.compile(r"\s{2,}")
+
+
+def pre_caption(caption: str, max_words: int = 30) -> str:
+    text = _DELETED.sub("", caption.lower()).replace("-", " ").replace("/", " ").replace("<person>", "person")
+    text = _SPACES.sub(" ", text).rstrip("\n").strip(" ")
+    words = text.split(" ")
+    if len(words) > max_words:
+        text = " ".join(words[:max_words])
+    if not text:
+        raise DataFormatError(f"xvlm: caption {caption!r} is empty after X-VLM's pre_caption cleaning")
+    return text
+
+
+def tiny_char_vocab() -> dict[str, int]:
+    """99 tokens: BERT's specials, letters / digits as word starts and as ## continuations, punctuation."""
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list(string.ascii_lowercase + string.digits)
+    punctuation = list(",'-/?&+=@$%<>[]{}_|")
+    tokens = specials + chars + [f"##{c}" for c in chars] + punctuation
+    return {token: index for index, token in enumerate(tokens)}
+
+
+def read_vocab(path: Path) -> dict[str, int]:
+    """vocab.txt: one token per line, the id is the line number (BERT's load_vocab)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the BERT vocabulary {path}: {exc.strerror or exc}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    vocab = {token: index for index, token in enumerate(lines)}
+    for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
+        if special not in vocab:
+            raise ConfigError(f"{path} is not a BERT WordPiece vocab.txt: it has no {special} token")
+    return vocab
+
+
+def find_vocab(config: Mapping[str, Any], checkpoint: Path | None) -> Path | dict[str, int]:
+    if config.get("vocab_file"):
+        path = Path(config["vocab_file"]).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"xvlm: config vocab_file {path} does not exist")
+        return path
+    if checkpoint is not None:
+        folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        for name in VOCAB_NAMES:
+            if (folder / name).is_file():
+                return folder / name
+    if config.get("builtin_vocab") == "tiny-chars":
+        return tiny_char_vocab()
+    if config.get("builtin_vocab"):
+        raise ConfigError(f"xvlm: builtin_vocab must be 'tiny-chars' or null, got {config['builtin_vocab']!r}")
+    where = f"next to {checkpoint}" if checkpoint is not None else "(no checkpoint given)"
+    message = (
+        f"xvlm needs the bert-base-uncased vocab.txt and found none {where}: download {BERT_VOCAB_URL} "
+        "next to the checkpoint as vocab.txt, or pass config={'vocab_file': '/path/to/vocab.txt'}"
+    )
+    raise (CheckpointError if checkpoint is not None else ConfigError)(message)
+
+
+def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
+    """transformers' BertTokenizer, uncased (as bert-base-uncased), over the given vocabulary."""
+    from fico_registry.compat import ensure_torchvision
+
+    ensure_torchvision()  # transformers may import its image utilities
+    from transformers import BertTokenizer
+
+    tokens = read_vocab(vocab) if isinstance(vocab, Path) else vocab
+    if max(tokens.values()) >= vocab_size:
+        raise ConfigError(
+            f"the vocabulary has ids up to {max(tokens.values())} but the text encoder embeds only {vocab_size} "
+            "tokens: wrong vocab.txt for this checkpoint / config"
+        )
+    return BertTokenizer(vocab=tokens, do_lower_case=True)
+
+
+class CaptionTokenizer:
+    """Raw captions -> (input_ids, attention_mask), each (n, max_tokens) int64."""
+
+    def __init__(self, tokenizer: Any, *, max_tokens: int, max_words: int) -> None:
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.max_words = max_words
+
+    def __call__(self, captions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions):
+            raise DataFormatError("xvlm expects a list of caption strings")
+        if len(captions) == 0:
+            raise DataFormatError("xvlm: empty caption batch")
+        cleaned = [pre_caption(c, self.max_words) for c in captions]
+        out = self.tokenizer(
+            cleaned, padding="max_length", truncation=True, max_length=self.max_tokens, return_tensors="pt"
+        )
+        return out["input_ids"], out["attention_mask"]
