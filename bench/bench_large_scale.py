@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--cpi", type=int, default=5)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--classes", type=int, default=80)
-    parser.add_argument("--budget", default="1GB", help="memory_budget for the score blocks")
+    parser.add_argument("--budget", default="512MB", help="memory_budget for the score blocks (split between the two directions)")
     args = parser.parse_args()
 
     from fico_registry import evaluate_embeddings
