@@ -1,0 +1,1 @@
+"""VSRN (Visual Semantic Reasoning for Image-Text Matching) for fico-registry."""
