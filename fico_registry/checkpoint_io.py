@@ -12,6 +12,7 @@ import argparse
 import io
 import os
 import pickle
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,10 @@ def load_torch_checkpoint(path: str | os.PathLike, *, allow: Iterable[Any] = ())
     for encoding in (None, "latin1"):
         extra = {} if encoding is None else {"encoding": encoding}
         try:
-            with torch.serialization.safe_globals(permitted):
+            with torch.serialization.safe_globals(permitted), warnings.catch_warnings():
+                # torch warns that encoding= needs weights_only=False, yet the weights-only
+                # unpickler honours it (Python-2 strings decode correctly): silence the false alarm
+                warnings.filterwarnings("ignore", message=".*pickle_load_args.*")
                 return torch.load(path, map_location="cpu", weights_only=True, **extra)
         except UnicodeDecodeError as exc:
             last = exc

@@ -182,6 +182,7 @@ def info_cmd(model: str, as_json: bool) -> None:
     if as_json:
         _print_json(data)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{spec.name} ({spec.distribution})", show_header=False)
@@ -190,7 +191,7 @@ def info_cmd(model: str, as_json: bool) -> None:
     for key in ("family", "output", "dim", "bits", "dtype", "measure", "query_time_attention", "rerank_k", "image_input", "text_input", "paper", "url", "license", "description"):
         value = data.get(key)
         if value not in (None, ""):
-            table.add_row(key, str(value))
+            table.add_row(key, escape(str(value)))  # plugin text is data, not rich markup
     if spec.aliases:
         table.add_row("aliases", ", ".join(spec.aliases))
     table.add_row("configs", "\n".join(f"{k}: {json.dumps(v)[:200]}" for k, v in spec.configs.items()))
@@ -198,7 +199,7 @@ def info_cmd(model: str, as_json: bool) -> None:
         f"{k}: {c.source} ({c.format})" + (f" sha256 {c.sha256[:12]}…" if c.sha256 else "") + (f"\n  {c.description}" if c.description else "")
         for k, c in spec.checkpoints.items()
     ]
-    table.add_row("checkpoints", "\n".join(ckpts) or "none published")
+    table.add_row("checkpoints", escape("\n".join(ckpts)) or "none published")
     _console().print(table)
 
 
