@@ -17,6 +17,7 @@ LAZY_COMMANDS = {
     "evaluate": ("fico_registry.cli_evaluate", "evaluate_cmd"),
     "evaluate-embeddings": ("fico_registry.cli_evaluate", "evaluate_embeddings_cmd"),
     "evaluate-similarity": ("fico_registry.cli_evaluate", "evaluate_similarity_cmd"),
+    "corpus": ("fico_registry.cli_evaluate", "corpus_group"),
     "demo": ("fico_registry.demo", "demo_cmd"),
     "bench": ("fico_registry.bench_cli", "bench"),
     "submit": ("fico_registry.leaderboard.cli", "submit_cmd"),

@@ -199,3 +199,21 @@ def evaluate_cmd(
         loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk, **kwargs,
     )
     _emit(report, opts)
+
+
+@click.group("corpus")
+def corpus_group() -> None:
+    """Save a dataset split as a Corpus folder (the ground truth the leaderboard matches by hash)."""
+
+
+@corpus_group.command("save")
+@click.argument("dataset")
+@click.option("--split", help="Split of the dataset (default: its test split).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
+@click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+def corpus_save_cmd(dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path) -> None:
+    """Write DATASET's split as a Corpus folder (JSON + arrays, no pickle) and print its hash."""
+    corpus = load_corpus(dataset, None, split, root, _parse_options(dataset_options))
+    path = corpus.save(output)
+    click.echo(f"{corpus}: saved to {path} (content hash {corpus.content_hash})")
