@@ -187,11 +187,13 @@ def evaluate_cmd(
     config: str, checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str, no_cache: bool, **opts: Any,
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
+    from .distributed import init_if_launched
     from .evaluate import evaluate
     from .loading import load_model
 
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))
     device = opts["device"]
+    init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
     loaded = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else device)
     kwargs = _evaluator_kwargs(opts)
     kwargs.pop("device")

@@ -119,3 +119,106 @@ def _synchronise(out: Any) -> None:
     first = next(iter(out.values())) if isinstance(out, dict) else out
     if isinstance(first, torch.Tensor) and first.is_cuda:
         torch.cuda.synchronize(first.device)
+
+
+def encode_side_sharded(
+    model: Any,
+    source: InputSource,
+    side: str,
+    sharding: Any,
+    *,
+    batch_size: int,
+    cache: Any = None,
+    cache_key: dict[str, Any] | None = None,
+    progress: bool | None = None,
+) -> EncodeResult:
+    """encode_side split over the ranks of a torch.distributed job (fico_registry.distributed.Sharding).
+
+    Every rank gets every output. With the cache, rank r encodes blocks r, r + world_size, ... of
+    the shared entry (a restarted rank resumes from the finished blocks) and all ranks then read
+    the consolidated entry. Without it, each rank encodes a contiguous slice cut at batch
+    boundaries (each batch is the one a single process encodes) and the slices are all_gathered.
+    `extra["encoded_items"]` counts the items this rank encoded itself.
+    """
+    from .distributed import split
+    from .engine import _progress
+
+    encode = model.encode_images if side == "image" else model.encode_texts
+    timer = {"seconds": 0.0, "batches": 0, "items": 0}
+
+    def encode_block(start: int, stop: int) -> Any:
+        parts = []
+        for s in range(start, stop, batch_size):
+            batch = source.batch(s, min(stop, s + batch_size))
+            began = time.perf_counter()
+            with torch.inference_mode():
+                out = encode(batch)
+            _synchronise(out)
+            timer["seconds"] += time.perf_counter() - began
+            timer["batches"] += 1
+            parts.append(_to_cpu(out))
+        timer["items"] += stop - start
+        return _concat(parts)
+
+    n = source.n
+    shown = progress if sharding.rank == 0 else False
+    error: BaseException | None = None
+    if cache is not None and cache_key is not None:
+        try:
+            cache.encode(
+                cache_key, n, encode_block, block_size=batch_size * 4, rank=sharding.rank, world_size=sharding.world_size,
+                progress=bool(shown) if shown is not None else True,
+            )
+        except Exception as exc:
+            error = exc
+        sharding.raise_if_any_failed(error)  # from here on every block is on disk somewhere
+        if cache.load(cache_key) is None and cache.status(cache_key).missing and cache.load(cache_key) is None:
+            from .errors import ConfigError
+
+            raise ConfigError(
+                f"rank {sharding.rank} cannot see the blocks the other ranks encoded into {cache.path(cache_key)}: the "
+                "embedding cache must be on a filesystem shared by all nodes (set FICO_HOME), or run with --no-cache / cache=False"
+            )
+        outputs = cache.consolidate(cache_key, wait=True, poll_seconds=0.1, as_torch=True)
+        return EncodeResult(
+            _as_torch(outputs), n, timer["seconds"], timer["items"] == 0, timer["batches"], batch_size,
+            extra={"encoded_items": timer["items"]},
+        )
+    lo, hi = split(n, sharding.world_size, sharding.rank, align=batch_size)
+    part = None
+    try:
+        parts = []
+        with _progress(shown, f"encoding {side}s ({model.name}, rank slice)", hi - lo) as advance:
+            for s in range(lo, hi, batch_size * 4):
+                stop = min(hi, s + batch_size * 4)
+                parts.append(encode_block(s, stop))
+                advance(stop - s)
+        part = _concat(parts) if parts else None
+    except Exception as exc:
+        error = exc
+    sharding.raise_if_any_failed(error)
+    # a rank with no items learns the outputs' names, dtypes and widths from the others
+    layouts = sharding.all_gather_object(None if part is None else _layout(part))
+    layout = next(item for item in layouts if item is not None)
+    if part is None:
+        part = _empty_like_layout(layout)
+    counts = [b - a for a, b in (split(n, sharding.world_size, r, align=batch_size) for r in range(sharding.world_size))]
+    if isinstance(part, dict):
+        outputs = {k: sharding.gather_rows(part[k], counts) for k in sorted(part)}
+        outputs = {k: outputs[k] for k in part}
+    else:
+        outputs = sharding.gather_rows(part, counts)
+    return EncodeResult(outputs, n, timer["seconds"], False, timer["batches"], batch_size, extra={"encoded_items": timer["items"]})
+
+
+def _layout(outputs: Any) -> Any:
+    if isinstance(outputs, dict):
+        return {k: _layout(v) for k, v in outputs.items()}
+    return (str(outputs.dtype).replace("torch.", ""), tuple(outputs.shape[1:]))
+
+
+def _empty_like_layout(layout: Any) -> Any:
+    if isinstance(layout, dict):
+        return {k: _empty_like_layout(v) for k, v in layout.items()}
+    dtype, trailing = layout
+    return torch.empty((0, *trailing), dtype=getattr(torch, dtype))

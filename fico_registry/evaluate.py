@@ -63,6 +63,7 @@ def evaluate_embeddings(
     caption j. labels (n_images, n_classes) multi-hot enables category-level mAP and PR11.
     """
     started = time.perf_counter()
+    _join_torchrun(device)
     dev = resolve_device(device)
     check_measure(measure)
     _check_options(recall_ks, map_ks, ties, map_variant)
@@ -95,6 +96,7 @@ def evaluate_similarity(
     Higher scores mean more similar. Matrices may be numpy memmaps: rows are read in blocks.
     """
     started = time.perf_counter()
+    _join_torchrun(device)
     dev = resolve_device(device)
     _check_options(recall_ks, map_ks, ties, map_variant)
     i2t_mat = _check_matrix(i2t, "i2t")
@@ -206,11 +208,17 @@ def _evaluate(
     # kernels release the GIL, so a second core is not left idle. Each gets half the budget.
     # Model-backed sources (re-rank) stay sequential: they drive one model and one cost meter.
     parallel = device.type == "cpu" and all(isinstance(s, (EmbeddingScores, MatrixScores)) for s in (i2t, t2i))
+    sharded = _sharding(device)
     common = dict(
         recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
         budget=budget // 2 if parallel else budget,
     )
-    if parallel:
+    if sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
+        stats = sharded.run_directions(
+            jobs, labels=lab if labels is not None else None, caption_map=c2i_t if labels is not None else None,
+            parallel=parallel, **common,  # type: ignore[arg-type]
+        )
+    elif parallel:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
             futures = {d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
             stats = {d: f.result() for d, f in futures.items()}
@@ -234,7 +242,24 @@ def _evaluate(
         "memory_budget": budget,
         "seconds": round(time.perf_counter() - started, 4),
     }
-    return Report(instance=instance, category=category, settings=settings, per_query=stats)
+    report = Report(instance=instance, category=category, settings=settings, per_query=stats)
+    if sharded is not None:
+        sharded.annotate(report)
+    return report
+
+
+def _join_torchrun(device: Any) -> None:
+    """Under torchrun (WORLD_SIZE > 1) join the process group first: it picks this rank's GPU."""
+    from .distributed import init_if_launched
+
+    init_if_launched(device)
+
+
+def _sharding(device: Any) -> Any:
+    """The torch.distributed sharding of this evaluation (fico_registry.distributed), or None in a single process."""
+    from .distributed import sharding
+
+    return sharding(device)
 
 
 def _instance_metrics(s: DirectionStats, recall_ks: Sequence[int], ties: str) -> dict[str, float]:
@@ -289,7 +314,7 @@ def evaluate(
     "exclude" (the paper's convention: mAP@N and PR11 reported as null).
     """
     from .data.cache import EmbeddingCache, embedding_key
-    from .encoding import encode_side
+    from .encoding import encode_side, encode_side_sharded
     from .inputs import input_source
     from .loading import Model, load_model
     from .protocol import OutputKind, QueryTimeAttention
@@ -298,6 +323,7 @@ def evaluate(
     started = time.perf_counter()
     if outside_topk not in ("keep", "exclude"):
         raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
+    sharded = _sharding(device)  # joins torchrun's group before the model picks its GPU
     if not isinstance(model, Model):
         model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
     dev = resolve_device(model.device if device == "auto" else device)
@@ -331,7 +357,10 @@ def evaluate(
             )
             if ck is None and model.config_name != "tiny":
                 key = None  # random weights differ per build unless seeded: never cache them
-        encoded[side] = encode_side(model, source, side, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+        if sharded is not None:
+            encoded[side] = encode_side_sharded(model, source, side, sharded, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+        else:
+            encoded[side] = encode_side(model, source, side, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
 
     img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
     c2i = corpus.caption_to_image
@@ -347,7 +376,8 @@ def evaluate(
         )
     elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
         cost = ScorerCost()
-        matrix = cross_attention_matrix(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
+        matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
         costs["query_time"] = cost.to_dict("cross-attention")
         report = evaluate_similarity(
             matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
@@ -387,5 +417,9 @@ def evaluate(
         "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
         "duplication": corpus.duplication,
     }
-    report.costs = costs
+    if sharded is None:
+        report.costs = costs
+    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
+        report.costs = {**costs, **(report.costs or {})}
+        sharded.add_evaluate_costs(report, encoded, cost if "query_time" in costs else None)
     return report
