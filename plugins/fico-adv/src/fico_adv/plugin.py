@@ -132,3 +132,61 @@ def fico_models(register):
     register(_region_model(2048, 16, "fine-grained (2048-bit)"))
     register(_region_model(64, 64, "coarse-grained (64-bit)"))
     register(_screen_model())
+
+
+# -- training recipe (fico train adv-64 / adv-2048): fico_adv.train, imported only when training --------
+# Option names and values: train_reranking.py's argparse defaults and the constants of
+# reranking_model.ReRankSAEM.forward_loss (alpha, beta, gamma, theta and the 0.01 regulariser).
+TRAIN_DEFAULTS = {
+    "epochs": 100,  # --num_epochs
+    "batch_size": 128,
+    "learning_rate": 0.0001,
+    "lr_update": 10,  # learning rate x 0.1 every lr_update epochs
+    "grad_clip": 2.0,
+    "margin": 0.2,
+    "max_violation": True,
+    "reg_weight": 0.01,  # x sum of the image branch's weight norms
+    "angular_weight": 0.5,  # alpha = 0.5 * 0.1 ** (epoch // 5) while epoch <= 20
+    "angular_decay_every": 5,
+    "angular_until_epoch": 20,
+    "need_concept_label": 1,
+    "concept_weight": 0.5,  # theta
+    "concept_hidden": 1024,
+    "need_adversary_data": 0,
+    "adversary_type": "noun",  # noun | num | rela | mixed
+    "adversary_num": 10,
+    "adversary_step": -1,
+    "adv_margin": 0.5,
+    "adversary_weight": 0.5,  # gamma
+    "adversary_file": None,  # the original {split}_caps+rephrase+30advs.json; None: generated word swaps
+    "dropout": 0.1,  # hidden / attention dropout of bert_config.json and t_cfg.json
+    "bert_init": None,  # BERT-base uncased weights: converted pytorch_model.bin or model.safetensors
+    "freeze_bert": True,
+    "vocab": "config",  # "config": vocab_file / the config's vocab; "build": from the train captions (random BERT)
+    "vocab_file": None,  # BERT-base uncased vocab.txt, copied next to the checkpoints
+    "val_batch_size": 128,
+}
+TRAIN_RECIPE = (
+    "muziyongshixin/adv_cross_modal_hashing@cf0f9f3: train_reranking.py (argparse defaults, adjust_learning_rate), "
+    "reranking_model.py (ReRankSAEM.forward_loss), loss.py (ContrastiveLoss, AngularLoss, AdversaryLossWithImg), "
+    "enhanced_data.py (one sample per caption)"
+)
+
+
+@hookimpl
+def fico_trainers(register):
+    from fico_registry.protocol import TrainerSpec
+
+    for bits in (2048, 64):
+        register(
+            TrainerSpec(
+                model=f"adv-{bits}",
+                factory="fico_adv.train:train",
+                description=(
+                    f"ADV re-rank model, {bits} bits: hardest-negative triplet loss on relaxed codes + angular loss + "
+                    "concept BCE (+ adversarial captions), Adam 1e-4, frozen BERT; selected on the validation split."
+                ),
+                defaults=TRAIN_DEFAULTS,
+                paper_recipe=TRAIN_RECIPE,
+            )
+        )

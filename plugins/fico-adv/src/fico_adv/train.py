@@ -1,0 +1,692 @@
+"""Training ADV's re-rank model (adv-64 / adv-2048) the way the original `train_reranking.py` does.
+
+Objective per batch of (caption, its image) pairs, as `reranking_model.ReRankSAEM.forward_loss`:
+  hardest-negative triplet loss on the cosine of the relaxed (tanh) codes, margin 0.2 (`loss.ContrastiveLoss`)
+  + alpha * angular loss on L2-normalised codes, alpha = 0.5 * 0.1 ** (epoch // 5) while epoch <= 20
+  + 0.01 * sum of the norms of the image branch's weights (biases and LayerNorm gamma/beta excluded)
+  + 0.5 * BCE of a concept head on the caption code against the image's concept labels
+  + 0.5 * adversary loss (cos(image, adversarial caption) - cos(image, caption) + 0.5)_+  (optional)
+Adam, lr 1e-4 divided by 10 every 10 epochs, gradient norm clipped at 2, batch 128, 100 epochs,
+BERT frozen (still in train mode: its dropout is active, as in the original).
+Deviations, on purpose: model selection on the corpus's VALIDATION split (the original
+validated on test), a checkpoint every epoch (the original saved only improvements), and
+re-seeding at each epoch so that a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+import types
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
+from fico_registry.errors import CheckpointError, ConfigError, MissingInputError
+
+from .bert import DenseNorm, Embeddings, SelfAttention
+from .config import BUILTIN_TINY_VOCAB, AdvConfig
+from .hashing import to_codes
+from .image_net import TransformerBinaryMapping
+from .plugin import TRAIN_DEFAULTS
+from .text_net import BertBinaryMapping
+from .wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab, tiny_vocab
+
+# The recipe's options and where they come from live in plugin.py (registered without importing torch).
+DEFAULTS = TRAIN_DEFAULTS
+ADVERSARY_TYPES = ("noun", "num", "rela", "mixed")
+NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+STOP_WORDS = frozenset(
+    ["a", "an", "the", "is", "are", "of", "in", "on", "at", "to", "with", "and", "or", "its", "their", "his", "her", "it", "this", "that", "there", "some", "while", "by", "for", "from", "as"]
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    lr_update: int
+    grad_clip: float
+    margin: float
+    max_violation: bool
+    reg_weight: float
+    angular_weight: float
+    angular_decay_every: int
+    angular_until_epoch: int
+    need_concept_label: int
+    concept_weight: float
+    concept_hidden: int
+    need_adversary_data: int
+    adversary_type: str
+    adversary_num: int
+    adversary_step: int
+    adv_margin: float
+    adversary_weight: float
+    adversary_file: str | None
+    dropout: float
+    bert_init: str | None
+    freeze_bert: bool
+    vocab: str
+    vocab_file: str | None
+    val_batch_size: int
+    config: Any = "default"
+    seed: int = 0
+    resume: bool = True
+    precision: str = "fp32"
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> Options:
+        merged = {**DEFAULTS, **options}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ConfigError(f"unknown ADV training options {unknown}; known: {sorted(known)}")
+        opts = cls(**merged)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "lr_update", "concept_hidden", "val_batch_size", "angular_decay_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"ADV training option {name} must be a positive integer, got {value!r}")
+        if self.batch_size < 2:
+            raise ConfigError("batch_size must be at least 2: the ranking losses need in-batch negatives")
+        if self.adversary_type not in ADVERSARY_TYPES:
+            raise ConfigError(f"adversary_type must be one of {', '.join(ADVERSARY_TYPES)}, got {self.adversary_type!r}")
+        if self.vocab not in ("config", "build"):
+            raise ConfigError(f"vocab must be 'config' or 'build', got {self.vocab!r}")
+        if self.vocab == "build" and self.bert_init:
+            raise ConfigError("vocab='build' makes a new vocabulary, which a pretrained BERT (bert_init) cannot read")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must lie in [0, 1), got {self.dropout!r}")
+        if self.need_adversary_data and self.adversary_num <= 0:
+            raise ConfigError("need_adversary_data=1 needs adversary_num >= 1")
+
+
+# -- losses (loss.py) ---------------------------------------------------------------------------
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every row pair; a zero row gives 0 (the original replaces NaN by 0)."""
+    scores = (a / a.norm(dim=1, keepdim=True)) @ (b / b.norm(dim=1, keepdim=True)).T
+    return torch.nan_to_num(scores, nan=0.0)
+
+
+def triplet_loss(images: torch.Tensor, captions: torch.Tensor, margin: float, max_violation: bool) -> torch.Tensor:
+    """Hinge loss of each matching pair against the other pairs of the batch (summed; max: hardest negative).
+
+    Only the diagonal is masked, as in the original: two captions of one image in a batch count
+    as negatives of each other's image (rare on Flickr30K / COCO batches of 128).
+    """
+    scores = cosine_matrix(images, captions)
+    diagonal = scores.diag().view(-1, 1)
+    cost_caption = (margin + scores - diagonal).clamp(min=0)  # image i against captions j
+    cost_image = (margin + scores - diagonal.T).clamp(min=0)  # caption j against images i
+    eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
+    cost_caption = cost_caption.masked_fill(eye, 0)
+    cost_image = cost_image.masked_fill(eye, 0)
+    if max_violation:
+        return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
+    return cost_caption.sum() + cost_image.sum()
+
+
+def angular_loss(images: torch.Tensor, captions: torch.Tensor, angle_bound: float = 1.0) -> torch.Tensor:
+    """Angular loss (Wang et al. 2017) with the hardest negative, both directions, as loss.AngularLoss."""
+
+    def one_way(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+        # x[i, j] = 4 tan^2 (a_i + p_i).p_j - 2 (1 + tan^2) a_i.p_i over the negatives j != i
+        x = 4.0 * angle_bound * (anchors + positives) @ positives.T
+        x = x - 2.0 * (1.0 + angle_bound) * (anchors * positives).sum(dim=1, keepdim=True)
+        eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+        return F.softplus(x.masked_fill(eye, float("-inf")).max(dim=1).values).sum()
+
+    return one_way(images, captions) + one_way(captions, images)
+
+
+def adversary_loss(captions: torch.Tensor, adversaries: torch.Tensor, images: torch.Tensor, margin: float) -> torch.Tensor:
+    """(cos(image, adversarial caption) - cos(image, caption) + margin)_+, summed (loss.AdversaryLossWithImg)."""
+    pair = F.cosine_similarity(images, captions, dim=-1).unsqueeze(1)
+    adv = F.cosine_similarity(images.unsqueeze(1), adversaries, dim=-1)
+    return (adv - pair + margin).clamp(min=0).sum()
+
+
+def weight_norms(module: nn.Module) -> torch.Tensor:
+    """Sum of the L2 norms of the weights, skipping biases and LayerNorm gamma / beta."""
+    norms = [p.norm() for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] not in ("bias", "gamma", "beta")]
+    return torch.stack(norms).sum()
+
+
+def angular_alpha(epoch: int, opts: Options) -> float:
+    if epoch > opts.angular_until_epoch:
+        return 0.0
+    return opts.angular_weight * (0.1 ** (epoch // opts.angular_decay_every))
+
+
+# -- the networks, with the dropout the original applies in training -----------------------------
+def _attention_with_dropout(p: float):
+    def forward(self: SelfAttention, hidden: torch.Tensor, score_bias: torch.Tensor | None) -> torch.Tensor:
+        q, k, v = (self._split_heads(proj(hidden)) for proj in (self.query, self.key, self.value))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)
+        if score_bias is not None:
+            scores = scores + score_bias
+        probs = F.dropout(scores.softmax(dim=-1), p, self.training)
+        context = probs @ v
+        batch, _, length, _ = context.shape
+        return context.transpose(1, 2).reshape(batch, length, self.heads * self.head_size)
+
+    return forward
+
+
+def add_training_dropout(net: nn.Module, p: float) -> None:
+    """Dropout where the original BERT code has it (embeddings, attention probabilities, both dense
+    outputs before the residual) and before the caption mapping; identity in eval mode.
+
+    The plugin's modules leave dropout out (it holds no parameters and is off at evaluation);
+    hooks add it back without changing a single parameter name.
+    """
+    if p <= 0:
+        return
+
+    def drop_output(module: nn.Module, _args: Any, output: torch.Tensor) -> torch.Tensor:
+        return F.dropout(output, p, module.training)
+
+    for module in net.modules():
+        if isinstance(module, Embeddings):
+            module.register_forward_hook(drop_output)
+        elif isinstance(module, DenseNorm):
+            module.dense.register_forward_hook(drop_output)
+        elif isinstance(module, SelfAttention):
+            module.forward = types.MethodType(_attention_with_dropout(p), module)
+    if isinstance(net, BertBinaryMapping):
+        net.mapping.register_forward_pre_hook(lambda module, args: (F.dropout(args[0], p, module.training),))
+
+
+def concept_head(final_dims: int, hidden: int, classes: int) -> nn.Sequential:
+    """ReRankSAEM.concept_enc: Linear-ReLU-Linear-Sigmoid (state keys 0.* and 2.*)."""
+    return nn.Sequential(nn.Linear(final_dims, hidden), nn.ReLU(), nn.Linear(hidden, classes), nn.Sigmoid())
+
+
+def load_bert_init(text_net: BertBinaryMapping, path: str) -> None:
+    """Google BERT weights (converted pytorch_model.bin or a transformers model.safetensors) into `bert.*`."""
+    file = Path(path).expanduser()
+    if file.is_dir():
+        found = [file / n for n in ("pytorch_model.bin", "model.safetensors") if (file / n).is_file()]
+        if not found:
+            raise CheckpointError(f"{file} holds neither pytorch_model.bin nor model.safetensors of BERT-base uncased")
+        file = found[0]
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        raw = load_file(str(file))
+    else:
+        raw = load_torch_checkpoint(file)
+    own = text_net.bert.state_dict()
+    mapped = {}
+    for key, value in raw.items():
+        name = key[len("bert.") :] if key.startswith("bert.") else key
+        name = name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        if name in own:
+            mapped[name] = value
+    strict_load_state_dict(text_net.bert, mapped, what=f"BERT weights {file}")
+
+
+# -- vocabulary and data ---------------------------------------------------------------------------
+def build_vocab(captions: list[str], do_lower_case: bool) -> list[str]:
+    """A WordPiece vocab.txt for a randomly initialised BERT: specials, characters and their ## pieces
+    (so no word is unknown), then every word of the training captions, most frequent first."""
+    basic = WordPieceTokenizer(tiny_vocab(), do_lower_case=do_lower_case)
+    counts = Counter(word for text in captions for word in basic.basic_tokenize(text))
+    base = [*SPECIAL_TOKENS]
+    chars = sorted({c for word in counts for c in word})
+    base += [c for c in chars if c not in base]
+    base += [f"##{c}" for c in chars]
+    seen = set(base)
+    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if w not in seen]
+    return base + words
+
+
+def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
+    from fico_registry.registry import get_model_spec
+
+    spec = get_model_spec(model)
+    if isinstance(config, str):
+        if config not in spec.configs:
+            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
+        return json.loads(json.dumps(spec.configs[config])), config
+    if isinstance(config, Mapping):
+        return json.loads(json.dumps({**spec.configs["default"], **config})), None
+    raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
+
+
+def make_tokenizer(cfg: dict[str, Any], opts: Options, captions: list[str], out: Path, write: bool) -> tuple[WordPieceTokenizer, Path | None]:
+    """The WordPiece tokenizer, and the vocab.txt placed next to the checkpoints (None: built-in)."""
+    target = out / "vocab.txt"
+    if opts.vocab == "build":
+        tokens = build_vocab(captions, cfg.get("do_lower_case", True))
+        cfg["bert_config"] = {**cfg["bert_config"], "vocab_size": len(tokens)}
+        cfg["vocab_file"] = None
+        if write:
+            target.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+        return WordPieceTokenizer(tokens, do_lower_case=cfg.get("do_lower_case", True)), target
+    source = opts.vocab_file or cfg.get("vocab_file")
+    if source == BUILTIN_TINY_VOCAB:
+        tokenizer = WordPieceTokenizer(tiny_vocab(), do_lower_case=cfg.get("do_lower_case", True))
+        written = None
+    else:
+        if not source:
+            raise ConfigError(
+                "ADV tokenises captions with BERT-base uncased's WordPiece vocabulary: pass --set vocab_file=.../vocab.txt "
+                "(with --set bert_init=... for its weights), or --set vocab=build to train a random BERT on a new vocabulary"
+            )
+        path = Path(source).expanduser()
+        tokenizer = WordPieceTokenizer(load_vocab(path), do_lower_case=cfg.get("do_lower_case", True))
+        if write and path.resolve() != target.resolve():
+            shutil.copyfile(path, target)
+        written = target
+        if opts.vocab_file and cfg.get("vocab_file") not in (None, opts.vocab_file):
+            cfg["vocab_file"] = None  # the copy next to the checkpoint is what evaluation reads
+    expected = cfg["bert_config"]["vocab_size"]
+    if len(tokenizer) != expected:
+        raise ConfigError(
+            f"the vocabulary has {len(tokenizer)} entries but the config's BERT has {expected} word embeddings: "
+            "use the vocab.txt of that BERT, or --set vocab=build"
+        )
+    return tokenizer, written
+
+
+def tokenize_all(tokenizer: WordPieceTokenizer, texts: list[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, mask = tokenizer.encode_batch(texts, max_words)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
+
+
+class RegionSource:
+    """Region features of a corpus: in memory when small enough, else read per batch from the memmap."""
+
+    IN_MEMORY_BYTES = 4 << 30
+
+    def __init__(self, corpus: Any, img_dim: int) -> None:
+        if "regions" not in corpus.features:
+            raise MissingInputError(
+                f"{corpus!r} has no 'regions' features: ADV trains on bottom-up region features (n, 36, 2048); "
+                "attach them (e.g. SCAN's {split}_ims.npy, which the flickr30k / coco loaders find in --root)"
+            )
+        self.ref = corpus.features["regions"]
+        shape = self.ref.shape
+        if len(shape) != 3 or shape[-1] != img_dim or shape[0] != corpus.n_images:
+            raise MissingInputError(f"region features of {corpus!r} have shape {shape}; expected ({corpus.n_images}, regions, {img_dim})")
+        nbytes = int(np.prod(shape)) * 4
+        self.array = self.ref.rows(slice(None)).astype(np.float32, copy=False) if nbytes <= self.IN_MEMORY_BYTES else None
+
+    def __call__(self, items: np.ndarray) -> torch.Tensor:
+        rows = self.array[items] if self.array is not None else self.ref.rows(items)
+        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+
+
+def generated_adversaries(captions: list[str], kind: str, count: int, seed: int) -> list[list[str]]:
+    """Word-swap adversarial captions in the spirit of VSE-C (used when no adversary_file is given).
+
+    noun: one content word replaced by another content word of the training captions; num: a
+    number word replaced by another (else a noun swap); rela: two content words exchanged (else a
+    noun swap); mixed: a shuffled mix. Each caption keeps `count` fixed adversaries.
+    """
+    rng = np.random.default_rng(seed)
+    split = [text.lower().split() for text in captions]
+    counts = Counter(w.strip(".,;!?") for words in split for w in words)
+    content = sorted(w for w, n in counts.items() if n >= 2 and w.isalpha() and w not in STOP_WORDS)
+    if len(content) < 2:
+        raise ConfigError("too few distinct words in the training captions to generate adversarial captions")
+
+    def swap(words: list[str], how: str) -> list[str]:
+        positions = [i for i, w in enumerate(words) if w.strip(".,;!?") in counts and w.strip(".,;!?") in content]
+        numbers = [i for i, w in enumerate(words) if w in NUMBER_WORDS]
+        out = list(words)
+        if how == "num" and numbers:
+            i = numbers[rng.integers(len(numbers))]
+            out[i] = str(rng.choice([n for n in NUMBER_WORDS if n != words[i]]))
+        elif how == "rela" and len(positions) >= 2:
+            i, j = rng.choice(positions, size=2, replace=False)
+            out[i], out[j] = out[j], out[i]
+        elif positions:
+            i = positions[rng.integers(len(positions))]
+            out[i] = str(rng.choice([w for w in content if w != words[i].strip(".,;!?")]))
+        else:
+            out.append(str(rng.choice(content)))
+        return out
+
+    kinds = ("noun", "num", "rela")
+    return [
+        [" ".join(swap(words, kinds[k % 3] if kind == "mixed" else kind)) for k in range(count)] for words in split
+    ]
+
+
+def file_adversaries(path: str, captions: list[str], kind: str, count: int) -> list[list[str]]:
+    """Adversarial captions from the original `{split}_caps+rephrase+30advs.json` (key = caption index)."""
+    data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
+    out, mismatched = [], 0
+    for j, text in enumerate(captions):
+        entry = data.get(str(j))
+        if entry is None:
+            raise ConfigError(f"{path} has no entry {j}: it must list the training captions in corpus order")
+        if " ".join(str(entry.get("raw", "")).lower().split()) != " ".join(text.lower().split()):
+            mismatched += 1
+        adv = entry["adversary"]
+        pool = adv["noun"] + adv["num"] + adv["rela"] if kind == "mixed" else adv[kind]
+        if not pool:
+            raise ConfigError(f"{path} entry {j} has no {kind} adversaries")
+        out.append([pool[k % len(pool)] for k in range(count)])
+    if mismatched > len(captions) // 100:
+        raise ConfigError(f"{path}: {mismatched} of {len(captions)} 'raw' captions differ from the corpus: wrong split or order")
+    return out
+
+
+# -- training ----------------------------------------------------------------------------------------
+def _opt_namespace(model: str, cfg: dict[str, Any], opts: Options, corpus: Any, concept_num: int, vocab: Path | None) -> argparse.Namespace:
+    """The run's options under the original argparse names (what train_reranking.py pickles as `opt`)."""
+    return argparse.Namespace(
+        model_name="rerank_model",
+        data_name=f"{corpus.name}_precomp",
+        final_dims=cfg["final_dims"],
+        img_dim=cfg["img_dim"],
+        max_words=cfg["max_words"],
+        txt_stru=cfg["txt_stru"],
+        trans_cfg="t_cfg.json",
+        bert_path=str(Path(opts.bert_init).parent) if opts.bert_init else "",
+        vocab_file=str(vocab) if vocab else cfg.get("vocab_file"),
+        init_checkpoint=opts.bert_init,
+        do_lower_case=cfg.get("do_lower_case", True),
+        need_raw_image=0,
+        need_roi_feature=1,
+        need_concept_label=opts.need_concept_label,
+        concept_num=concept_num,
+        need_adversary_data=opts.need_adversary_data,
+        need_rephrase_data=0,
+        adversary_type=opts.adversary_type,
+        adversary_num=opts.adversary_num,
+        adversary_step=opts.adversary_step,
+        adv_margin=opts.adv_margin,
+        margin=opts.margin,
+        max_violation=opts.max_violation,
+        num_epochs=opts.epochs,
+        batch_size=opts.batch_size,
+        learning_rate=opts.learning_rate,
+        lr_update=opts.lr_update,
+        grad_clip=opts.grad_clip,
+        binary="True",
+        seed=opts.seed,
+        fico_model=model,
+        fico_config=json.loads(json.dumps(cfg)),
+    )
+
+
+@torch.no_grad()
+def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionSource, n_images: int, ids: torch.Tensor, mask: torch.Tensor, batch: int, device: str, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from fico_registry.training.common import autocast
+
+    img_net.eval()
+    txt_net.eval()
+    images, texts = [], []
+    with autocast(device, precision):
+        for s in range(0, n_images, batch):
+            images.append(to_codes(img_net(regions(np.arange(s, min(s + batch, n_images))).to(device))).cpu())
+        for s in range(0, len(ids), batch):
+            texts.append(to_codes(txt_net(ids[s : s + batch].to(device), mask[s : s + batch].to(device))).cpu())
+    return torch.cat(images), torch.cat(texts)
+
+
+def validate(img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionSource, ids: torch.Tensor, mask: torch.Tensor, opts: Options, device: str) -> tuple[float, dict[str, Any]]:
+    """R@1+5+10 both ways (percent) of the sign codes on the validation split, by Hamming distance."""
+    from fico_registry.evaluate import evaluate_embeddings
+    from fico_registry.training.common import validation_rsum
+
+    images, texts = encode_codes(img_net, txt_net, regions, val.n_images, ids, mask, opts.val_batch_size, device, opts.precision)
+    report = evaluate_embeddings(images, texts, val.caption_to_image, measure="hamming", device="cpu", progress=False)
+    return validation_rsum(report), report.instance
+
+
+@dataclass
+class Networks:
+    """The three trained modules, and what the steps call (DDP wrappers under torchrun)."""
+
+    image: nn.Module
+    text: BertBinaryMapping
+    concept: nn.Module | None
+    image_run: nn.Module
+    text_run: nn.Module
+    concept_run: nn.Module | None
+
+    @classmethod
+    def build(cls, cfg: AdvConfig, opts: Options, concept_num: int, device: str, world: int) -> Networks:
+        image = TransformerBinaryMapping(cfg.img_dim, cfg.final_dims, cfg.trans_shape)
+        text = BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)
+        concept = concept_head(cfg.final_dims, opts.concept_hidden, concept_num) if concept_num else None
+        if opts.bert_init:
+            load_bert_init(text, opts.bert_init)
+        if opts.freeze_bert:
+            text.bert.requires_grad_(False)  # no graph is built through it: its inputs are token ids
+        for net in (image, text):
+            add_training_dropout(net, opts.dropout)
+        for net in (image, text, concept):
+            if net is not None:
+                net.to(device)
+        if world == 1:
+            return cls(image, text, concept, image, text, concept)
+        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        ddp = lambda m: None if m is None else nn.parallel.DistributedDataParallel(m, device_ids=ids)  # noqa: E731
+        return cls(image, text, concept, ddp(image), ddp(text), ddp(concept))
+
+    @property
+    def modules(self) -> list[nn.Module]:
+        """In the order of the checkpoint's `model` list: img_enc, txt_enc(, concept_enc)."""
+        return [m for m in (self.image, self.text, self.concept) if m is not None]
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for m in self.modules for p in m.parameters() if p.requires_grad]
+
+
+@dataclass
+class TrainingData:
+    """Everything a step indexes by caption: token ids, the image of each caption, its features and labels."""
+
+    caption_to_image: np.ndarray
+    ids: torch.Tensor
+    mask: torch.Tensor
+    regions: RegionSource
+    concept_labels: torch.Tensor | None
+    adv_ids: torch.Tensor | None
+    adv_mask: torch.Tensor | None
+
+    @classmethod
+    def build(cls, corpus: Any, tokenizer: WordPieceTokenizer, cfg: AdvConfig, opts: Options) -> TrainingData:
+        captions = list(corpus.captions)
+        ids, mask = tokenize_all(tokenizer, captions, cfg.max_words)
+        labels = torch.from_numpy(np.asarray(corpus.labels, dtype=np.float32)) if opts.need_concept_label else None
+        adv_ids = adv_mask = None
+        if opts.need_adversary_data:
+            texts = (
+                file_adversaries(opts.adversary_file, captions, opts.adversary_type, opts.adversary_num)
+                if opts.adversary_file
+                else generated_adversaries(captions, opts.adversary_type, opts.adversary_num, opts.seed)
+            )
+            flat_ids, flat_mask = tokenize_all(tokenizer, [t for group in texts for t in group], cfg.max_words)
+            adv_ids = flat_ids.view(len(texts), opts.adversary_num, -1)
+            adv_mask = flat_mask.view(len(texts), opts.adversary_num, -1)
+        regions = RegionSource(corpus, cfg.img_dim)
+        return cls(np.asarray(corpus.caption_to_image), ids, mask, regions, labels, adv_ids, adv_mask)
+
+
+def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int, opts: Options, device: str, world: int) -> torch.Tensor:
+    """ReRankSAEM.forward_loss on the captions `caps` (this rank's part of the batch)."""
+    from fico_registry.training.common import all_gather_with_grad, autocast
+
+    images = data.caption_to_image[caps]
+    use_adversaries = data.adv_ids is not None and epoch > opts.adversary_step
+    with autocast(device, opts.precision):
+        img_code = nets.image_run(data.regions(images).to(device))
+        cap_code = nets.text_run(data.ids[caps].to(device), data.mask[caps].to(device))
+        if use_adversaries:
+            flat = nets.text_run(data.adv_ids[caps].flatten(0, 1).to(device), data.adv_mask[caps].flatten(0, 1).to(device))
+    img_local, cap_local = img_code.float(), cap_code.float()
+    # the ranking losses see the global batch, as under the original's DataParallel
+    img_all, cap_all = all_gather_with_grad(img_local), all_gather_with_grad(cap_local)
+    loss = triplet_loss(img_all, cap_all, opts.margin, opts.max_violation)
+    alpha = angular_alpha(epoch, opts)
+    if alpha > 0 and len(img_all) > 1:
+        loss = loss + alpha * angular_loss(F.normalize(img_all, dim=1, eps=0), F.normalize(cap_all, dim=1, eps=0))
+    loss = loss + opts.reg_weight * weight_norms(nets.image)
+    if nets.concept_run is not None:
+        predicted = nets.concept_run(cap_local).float()
+        loss = loss + opts.concept_weight * F.binary_cross_entropy(predicted, data.concept_labels[images].to(device))
+    if use_adversaries:
+        adv = adversary_loss(cap_local, flat.float().view(len(caps), opts.adversary_num, -1), img_local, opts.adv_margin)
+        # a sum over this rank's captions: DDP averages the ranks' gradients, so scale by the rank count
+        loss = loss + opts.adversary_weight * world * adv
+    return loss
+
+
+def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Train adv-64 / adv-2048 on `train`, select on `val`; checkpoints in ADV's `.pth.tar` layout in `out`."""
+    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.training import _dist
+    from fico_registry.training.common import Checkpointer, TrainingProgress, grad_scaler, seed_everything, shard
+
+    opts = Options.from_dict(options)
+    out, main, world, me = Path(out), is_main_process(), world_size(), rank()
+    if opts.batch_size % world:
+        raise ConfigError(f"batch_size {opts.batch_size} must split evenly over {world} ranks")
+    if opts.need_concept_label and train.labels is None:
+        raise ConfigError(
+            f"{train!r} has no labels for ADV's concept loss: attach per-image concept / category labels, "
+            "or pass --set need_concept_label=0"
+        )
+    cfg, config_name = resolve_model_config(model, opts.config)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    named = dict(cfg)
+    tokenizer, vocab_path = make_tokenizer(cfg, opts, list(train.captions), out, write=main)
+    if cfg != named:
+        config_name = None  # a new vocabulary changed the model: the card's named config no longer describes it
+    adv_cfg = AdvConfig.from_dict(cfg)
+    if adv_cfg.image_backbone != "regions":
+        raise ConfigError(f"{model}: this recipe trains the region re-rank model; its config says {adv_cfg.image_backbone}")
+    concept_num = int(train.labels.shape[1]) if opts.need_concept_label else 0
+
+    seed_everything(opts.seed)
+    nets = Networks.build(adv_cfg, opts, concept_num, device, world)
+    params = nets.parameters()
+    optimizer = torch.optim.Adam(params, lr=opts.learning_rate)
+    scaler = grad_scaler(device, opts.precision)
+    checkpointer = Checkpointer(out)
+    start_epoch, best_rsum, iters, history, best_epoch = 0, 0.0, 0, [], None
+    state = checkpointer.latest() if opts.resume else None
+    if state is not None:
+        start_epoch, best_rsum, iters, history, best_epoch = _restore(state, nets.modules, optimizer, scaler, cfg, checkpointer.last_path)
+
+    data = TrainingData.build(train, tokenizer, adv_cfg, opts)
+    val_ids, val_mask = tokenize_all(tokenizer, list(val.captions), adv_cfg.max_words)
+    val_regions = RegionSource(val, adv_cfg.img_dim)
+    local_batch = opts.batch_size // world
+    bar = TrainingProgress(progress, model)
+    namespace = _opt_namespace(model, cfg, opts, train, concept_num, vocab_path)
+    if start_epoch >= opts.epochs:
+        bar.log(f"{model}: {out} already holds {start_epoch} epochs (asked for {opts.epochs}); nothing to train")
+    epochs_run = 0
+    for epoch in range(start_epoch, opts.epochs):
+        started = time.perf_counter()
+        lr = opts.learning_rate * (0.1 ** (epoch // opts.lr_update))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # the same sample order on every rank; per-rank torch streams for dropout
+        order = np.random.default_rng([opts.seed, epoch]).permutation(len(data.caption_to_image))
+        seed_everything(opts.seed * 100_003 + epoch * 1_009 + me)
+        mine = shard(order, me, world)  # equal lengths on every rank, so equal batches
+        steps = math.ceil(len(mine) / local_batch)
+        for net in nets.modules:
+            net.train()
+        total = 0.0
+        with bar.epoch(epoch, opts.epochs, steps) as advance:
+            for step in range(steps):
+                loss = batch_loss(nets, data, mine[step * local_batch : (step + 1) * local_batch], epoch, opts, device, world)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if opts.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                iters += 1
+                total += float(loss.detach())
+                advance(1, loss=float(loss.detach()), lr=lr)
+        rsum, metrics = validate(nets.image, nets.text, val, val_regions, val_ids, val_mask, opts, device)
+        is_best = _dist.broadcast_object(rsum > best_rsum)
+        if is_best:
+            best_rsum, best_epoch = rsum, epoch + 1
+        seconds = time.perf_counter() - started
+        history.append(
+            {"epoch": epoch + 1, "loss": total / max(steps, 1), "val_rsum": rsum, "val": metrics, "lr": lr, "seconds": round(seconds, 2)}
+        )
+        epochs_run += 1
+        if main:
+            state = {
+                "epoch": epoch + 1,
+                "model": [m.state_dict() for m in nets.modules],
+                "best_rsum": best_rsum,
+                "opt": namespace,
+                "Eiters": iters,
+                "fico_resume": {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history, "best_epoch": best_epoch},
+            }
+            checkpointer.save(epoch, state, is_best=is_best)
+            bar.log(
+                f"{model} epoch {epoch + 1}/{opts.epochs}: loss {history[-1]['loss']:.4f}  val rsum {rsum:.1f}"
+                f"{'  (best)' if is_best else ''}  [{seconds:.1f}s]"
+            )
+        if world > 1:
+            _dist.barrier()
+    best = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
+    return {
+        "checkpoint": str(best),
+        "last_checkpoint": str(checkpointer.last_path),
+        "config": config_name if config_name is not None else cfg,
+        "best_epoch": best_epoch,
+        "best_rsum": best_rsum,
+        "epochs_run": epochs_run,
+        "history": history,
+        "vocab_file": None if vocab_path is None else str(vocab_path),
+        "objective": ("triplet (hardest negative)" if opts.max_violation else "triplet (sum of violations)")
+        + " + angular + image weight norm"
+        + (" + concept BCE" if nets.concept is not None else "")
+        + (" + adversary" if data.adv_ids is not None else ""),
+    }
+
+
+def _restore(state: dict[str, Any], nets: list[nn.Module], optimizer: torch.optim.Optimizer, scaler: Any, cfg: dict[str, Any], path: Path) -> tuple[int, float, int, list, int | None]:
+    """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
+    opt = state.get("opt")
+    saved = dict(vars(opt)) if opt is not None else {}
+    for key in ("final_dims", "img_dim", "max_words"):
+        if key in saved and saved[key] != cfg.get(key):
+            raise ConfigError(f"{path} was trained with {key}={saved[key]}, this run asks for {cfg.get(key)}: use another --out or --no-resume")
+    models = state.get("model")
+    if not isinstance(models, list) or len(models) != len(nets):
+        raise ConfigError(
+            f"{path} holds {len(models) if isinstance(models, list) else '?'} state dicts, this run builds {len(nets)} "
+            "(need_concept_label changed?): use another --out or --no-resume"
+        )
+    for i, (net, weights) in enumerate(zip(nets, models, strict=True)):
+        strict_load_state_dict(net, weights, what=f"{path} model[{i}]")
+    extra = state.get("fico_resume") or {}
+    if "optimizer" in extra:
+        optimizer.load_state_dict(extra["optimizer"])
+    if extra.get("scaler"):
+        scaler.load_state_dict(extra["scaler"])
+    return int(state["epoch"]), float(state.get("best_rsum", 0.0)), int(state.get("Eiters", 0)), list(extra.get("history", [])), extra.get("best_epoch")
