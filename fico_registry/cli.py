@@ -201,6 +201,11 @@ def info_cmd(model: str, as_json: bool) -> None:
         for k, c in spec.checkpoints.items()
     ]
     table.add_row("checkpoints", escape("\n".join(ckpts)) or "none published")
+    from .registry import get_registry
+
+    trainer = get_registry().trainers.get(spec.name)
+    if trainer is not None:
+        table.add_row("training", escape(f"fico train {spec.name} --dataset ... ({trainer.distribution}); {trainer.description}".strip()))
     _console().print(table)
 
 

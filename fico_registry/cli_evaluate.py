@@ -142,17 +142,39 @@ def evaluate_similarity_cmd(i2t: str, t2i: str | None, caption_map: str | None, 
     _emit(report, opts)
 
 
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+def _parse_options(pairs: tuple[str, ...], flag: str = "--dataset-option") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise OptionError(f"--dataset-option {pair!r}: use key=value")
+            raise OptionError(f"{flag} {pair!r}: use key=value")
         key, value = pair.split("=", 1)
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
     return out
+
+
+def _model_config(model: str, config: str, overrides: tuple[str, ...]) -> str | dict[str, Any]:
+    """A config name, or a dict: a JSON file's contents or a named config with --set overrides."""
+    from .registry import get_model_spec
+
+    if config.endswith(".json") and Path(config).is_file():
+        try:
+            base = json.loads(Path(config).read_text())
+        except json.JSONDecodeError as exc:
+            raise OptionError(f"--config {config}: not valid JSON ({exc})") from None
+        if not isinstance(base, dict):
+            raise OptionError(f"--config {config}: must hold a JSON object")
+    elif not overrides:
+        return config
+    else:
+        spec = get_model_spec(model)
+        if config not in spec.configs:
+            raise OptionError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
+        base = dict(spec.configs[config])
+    base.update(_parse_options(overrides, flag="--set"))
+    return base
 
 
 def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, root: Path | None, options: dict[str, Any]) -> Any:
@@ -175,7 +197,8 @@ def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, roo
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader (e.g. n_images=200).")
 @click.option("--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset.")
-@click.option("--config", default="default", show_default=True, help="Named config of the model card (`fico info MODEL`).")
+@click.option("--config", default="default", show_default=True, help="Named config of the model card (`fico info MODEL`), or a JSON file.")
+@click.option("--set", "overrides", multiple=True, help="KEY=VALUE over the config (VALUE parsed as JSON when it can be), e.g. --set vocab_size=8000.")
 @click.option("--checkpoint", help="Checkpoint name from the card, a local file/folder, or a hub id.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--rerank-k", type=int, help="Fusion re-rank depth (default: the card's).")
@@ -184,7 +207,8 @@ def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, roo
 @common_options
 def evaluate_cmd(
     model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
-    config: str, checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str, no_cache: bool, **opts: Any,
+    config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
+    no_cache: bool, **opts: Any,
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
     from .distributed import init_if_launched
@@ -194,7 +218,7 @@ def evaluate_cmd(
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))
     device = opts["device"]
     init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
-    loaded = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else device)
+    loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)
     kwargs = _evaluator_kwargs(opts)
     kwargs.pop("device")
     report = evaluate(

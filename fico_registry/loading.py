@@ -274,7 +274,19 @@ class Model:
             "config": self.config,
             "checkpoint": None if self.checkpoint is None else self.checkpoint.to_dict(),
             "device": self.device,
+            "training_run": self.training_run(),
         }
+
+    def training_run(self) -> dict[str, Any] | None:
+        """The run record `fico train` wrote beside this checkpoint (data hashes, seed, epochs, versions)."""
+        ck = self.checkpoint
+        if ck is None or ck.path is None:
+            return None
+        record = (ck.path if ck.path.is_dir() else ck.path.parent) / "run.json"
+        try:
+            return json.loads(record.read_text()) if record.is_file() else None
+        except (OSError, ValueError):
+            return None  # a damaged record is left out, never guessed at
 
 
 def _len(batch: Any) -> int | None:
