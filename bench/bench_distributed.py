@@ -47,7 +47,7 @@ def make_task(n_images: int, cpi: int, dim: int, n_classes: int = 80, seed: int 
 def run_protocols(folder: Path, repeat: int) -> dict[str, dict]:
     """Time evaluate_embeddings for each protocol (in this process: one rank or the single process)."""
     from fico_registry import distributed
-    from fico_registry.evaluate import evaluate_embeddings
+    from fico_registry.evaluation import evaluate_embeddings
 
     img, txt = np.load(folder / "images.npy"), np.load(folder / "texts.npy")
     c2i, labels = np.load(folder / "c2i.npy"), np.load(folder / "labels.npy")

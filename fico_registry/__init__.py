@@ -40,9 +40,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "loading",
     "Model": "loading",
-    "evaluate_embeddings": "evaluate",
-    "evaluate_similarity": "evaluate",
-    "evaluate": "evaluate",
+    "evaluate_embeddings": "evaluation",
+    "evaluate_similarity": "evaluation",
+    "evaluate": "evaluation",
     "Report": "report",
     "load_dataset": "data",
     "Corpus": "data",
@@ -96,9 +96,9 @@ def __getattr__(name: str) -> Any:
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Corpus as Corpus
     from .data import load_dataset as load_dataset
-    from .evaluate import evaluate as evaluate
-    from .evaluate import evaluate_embeddings as evaluate_embeddings
-    from .evaluate import evaluate_similarity as evaluate_similarity
+    from .evaluation import evaluate as evaluate
+    from .evaluation import evaluate_embeddings as evaluate_embeddings
+    from .evaluation import evaluate_similarity as evaluate_similarity
     from .loading import Model as Model
     from .loading import load_model as load_model
     from .report import Report as Report

@@ -109,7 +109,7 @@ def _caption_map(caption_map: str | None, captions_per_image: int | None, n_imag
 def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, captions_per_image: int | None, labels: str | None, measure: str, bits: int | None, **opts: Any) -> None:
     """Evaluate precomputed embeddings or hash codes with the full FiCo-ITR protocol."""
     from .arrays import read_array
-    from .evaluate import evaluate_embeddings
+    from .evaluation import evaluate_embeddings
 
     img, txt = read_array(images), read_array(texts)
     c2i = _caption_map(caption_map, captions_per_image, len(img), len(txt))
@@ -129,7 +129,7 @@ def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, ca
 def evaluate_similarity_cmd(i2t: str, t2i: str | None, caption_map: str | None, captions_per_image: int | None, labels: str | None, **opts: Any) -> None:
     """Evaluate precomputed similarity matrices."""
     from .arrays import read_array
-    from .evaluate import evaluate_similarity
+    from .evaluation import evaluate_similarity
 
     i2t_mat = read_array(i2t)
     if i2t_mat.ndim != 2:
@@ -212,7 +212,7 @@ def evaluate_cmd(
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
     from .distributed import init_if_launched
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .loading import load_model
 
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))

@@ -31,7 +31,7 @@ def run_demo(
 
     from . import evaluate, evaluate_embeddings, get_model_spec, load_model
     from .data import synthetic
-    from .evaluate import resolve_device
+    from .evaluation import resolve_device
     from .models.reference import save_checkpoint
     from .models.train_reference import train_reference
     from .report import make_console

@@ -143,7 +143,7 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
         return evaluate_similarity(arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs)
     # fusion re-rank of a cosine first stage, through the evaluator's own entry point
     from fico_registry.engine import EmbeddingScores
-    from fico_registry.evaluate import DEFAULT_RECALL_KS, _evaluate
+    from fico_registry.evaluation import DEFAULT_RECALL_KS, _evaluate
     from fico_registry.query_time import RerankScores
 
     img = torch.nn.functional.normalize(torch.from_numpy(arrays["images"]), dim=-1)
@@ -170,7 +170,7 @@ def model_corpus(root: Path) -> Any:
 
 def model_report(name: str, corpus_root: Path, cache: Any) -> Any:
     from fico_registry import load_model
-    from fico_registry.evaluate import evaluate
+    from fico_registry.evaluation import evaluate
 
     corpus = model_corpus(corpus_root)
     model = load_model(name, config="tiny", device="cpu")

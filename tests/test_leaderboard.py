@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from fico_registry.cli import cli
 from fico_registry.errors import OptionError
-from fico_registry.evaluate import DEFAULT_MAP_KS, DEFAULT_RECALL_KS, evaluate_embeddings, evaluate_similarity
+from fico_registry.evaluation import DEFAULT_MAP_KS, DEFAULT_RECALL_KS, evaluate_embeddings, evaluate_similarity
 from fico_registry.leaderboard import build_leaderboard, make_submission, standard, verify_submission
 from fico_registry.leaderboard import evidence as ev
 from fico_registry.leaderboard.cli import parse_size

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fico_registry.errors import DataFormatError
-from fico_registry.evaluate import evaluate_embeddings, evaluate_similarity
+from fico_registry.evaluation import evaluate_embeddings, evaluate_similarity
 from fico_registry.report import Report
 from fico_registry.results import (
     RunResult,
@@ -195,7 +195,7 @@ def test_similarity_report_without_labels(corpus) -> None:
 
 
 def test_from_report_of_a_full_evaluation_keeps_provenance_and_costs(corpus) -> None:
-    from fico_registry.evaluate import evaluate
+    from fico_registry.evaluation import evaluate
     from fico_registry.loading import load_model
 
     report = evaluate(load_model("reference-dual", config="tiny", device="cpu"), corpus, cache=False, batch_size=8, progress=False)

@@ -129,7 +129,7 @@ def make_submission(
     checkpoint_sha256, ...); `report` (a Report or `fico evaluate -o` JSON of the same model on
     the same corpus) carries its provenance and costs over.
     """
-    from ..evaluate import evaluate_embeddings, evaluate_similarity
+    from ..evaluation import evaluate_embeddings, evaluate_similarity
 
     embeddings = images is not None or texts is not None
     similarity = i2t is not None or t2i is not None

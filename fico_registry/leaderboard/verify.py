@@ -210,7 +210,7 @@ def _plain_dtype(name: str) -> str:
 
 
 def _recompute(claimed: RunResult, corpus: Any, arrays: dict[str, Any], device: str, verdict: Verdict) -> RunResult:
-    from ..evaluate import evaluate_embeddings, evaluate_similarity
+    from ..evaluation import evaluate_embeddings, evaluate_similarity
     from ..results import from_report
 
     kwargs = standard.evaluator_kwargs(corpus.labels is not None)

@@ -446,7 +446,7 @@ def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionSource, 
 
 def validate(img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionSource, ids: torch.Tensor, mask: torch.Tensor, opts: Options, device: str) -> tuple[float, dict[str, Any]]:
     """R@1+5+10 both ways (percent) of the sign codes on the validation split, by Hamming distance."""
-    from fico_registry.evaluate import evaluate_embeddings
+    from fico_registry.evaluation import evaluate_embeddings
     from fico_registry.training.common import validation_rsum
 
     images, texts = encode_codes(img_net, txt_net, regions, val.n_images, ids, mask, opts.val_batch_size, device, opts.precision)

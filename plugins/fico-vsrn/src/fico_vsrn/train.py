@@ -149,7 +149,7 @@ def validate(
     network: VsrnNetwork, val: Any, regions: RegionRows, ids: list[list[int]], batch: int, device: str
 ) -> tuple[float, dict[str, Any]]:
     """The original's selection score, R@1 + R@5 both ways (percent), on the validation split."""
-    from fico_registry.evaluate import evaluate_embeddings
+    from fico_registry.evaluation import evaluate_embeddings
 
     images, texts = _embed(network, regions, val.n_images, ids, batch, device)
     report = evaluate_embeddings(
