@@ -131,3 +131,13 @@ def test_models_json_lists_plugin_models() -> None:
     installed = {ep.dist.name for ep in metadata.entry_points(group="fico_registry") if ep.dist}
     listed_dists = {m["distribution"] for m in json.loads(out.stdout)}
     assert installed <= listed_dists | {"fico-features"}  # fico-features registers pipelines, not models
+
+
+def test_public_evaluate_stays_the_function_after_internal_imports() -> None:
+    import fico_registry
+    import fico_registry.evaluation  # noqa: F401 - what the CLI and plugins import internally
+
+    assert callable(fico_registry.evaluate) and fico_registry.evaluate.__name__ == "evaluate"
+    from fico_registry import evaluate
+
+    assert evaluate is fico_registry.evaluation.evaluate
