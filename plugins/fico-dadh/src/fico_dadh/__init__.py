@@ -1,0 +1,1 @@
+"""DADH for fico-registry: the GEN hashing networks on features, checkpoint reader, training recipe."""

@@ -1,0 +1,159 @@
+"""The DADH encoder the registry loads: `build(...)` -> DadhEncoder (binary codes, Hamming).
+
+Images: (n, 4096) VGG-19 fc7 features, z-scored with ONE scalar mean and std (those of the training
+feature matrix, as datasets/data_handler.py does over its whole matrix), then image_module (BatchNorm
+with running statistics: eval mode) and the tanh hash layer. Captions: (n, 300) Doc2Vec vectors, raw.
+Codes = sign.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fico_registry.checkpoint_io import strict_load_state_dict
+from fico_registry.errors import CheckpointError, ConfigError
+
+from .checkpoint import NORM_FILE, Architecture, DadhCheckpoint, read_checkpoint
+from .codes import CODE_FORMATS, feature_batch, to_codes
+from .nets import Generator, hidden_widths
+
+log = logging.getLogger(__name__)
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CONFIG_KEYS = ("image_dim", "text_dim", "hidden_dim", "bits", "dropout", "image_mean", "image_std", "code_format",
+               "precision", "seed")
+
+
+@dataclass(frozen=True)
+class DadhConfig:
+    architecture: Architecture
+    image_mean: float | None = None
+    image_std: float | None = None
+    code_format: str = "pm1"
+    precision: str = "fp32"
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> DadhConfig:
+        unknown = sorted(set(config) - set(CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"unknown DADH config keys {unknown}; known: {', '.join(CONFIG_KEYS)}")
+        missing = [k for k in ("image_dim", "text_dim", "hidden_dim", "bits") if k not in config]
+        if missing:
+            raise ConfigError(f"DADH config lacks {', '.join(missing)}")
+        if config.get("code_format", "pm1") not in CODE_FORMATS:
+            raise ConfigError(f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}")
+        if config.get("precision", "fp32") not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.get('precision')!r}")
+        mean, std = config.get("image_mean"), config.get("image_std")
+        if (mean is None) != (std is None):
+            raise ConfigError("give both image_mean and image_std (the training features' scalar mean and std), or neither")
+        if std is not None and not (math.isfinite(float(mean)) and math.isfinite(float(std)) and float(std) > 0):
+            raise ConfigError(f"image_mean {mean} / image_std {std} must be finite with image_std > 0")
+        widths = hidden_widths(int(config["hidden_dim"]))
+        architecture = Architecture(int(config["image_dim"]), int(config["text_dim"]), int(config["bits"]), widths, widths,
+                                    bool(config.get("dropout", False)))
+        return cls(architecture, None if mean is None else float(mean), None if std is None else float(std),
+                   config.get("code_format", "pm1"), config.get("precision", "fp32"), int(config.get("seed", 0)))
+
+
+def build_generator(architecture: Architecture, *, seed: int | None = None) -> Generator:
+    """GEN with PyTorch's default init (GEN.weight_init is never called in the original); seeded if asked."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return Generator(architecture.image_dim, architecture.text_dim, architecture.bits,
+                         image_widths=architecture.image_widths, text_widths=architecture.text_widths,
+                         dropout=architecture.dropout)
+
+
+class DadhEncoder:
+    """Features -> {-1,+1} int8 codes (or packed uint8 bits) of `bits` bits, compared by Hamming distance."""
+
+    def __init__(self, generator: Generator, image_norm: tuple[float, float], config: DadhConfig, device: str,
+                 checkpoint: DadhCheckpoint | None = None) -> None:
+        self.generator = generator
+        self.image_mean, self.image_std = image_norm
+        self.config = config
+        self.device = torch.device(device)
+        self.dtype = PRECISIONS[config.precision]
+        self.bits = generator.bits
+        self.image_dim, self.text_dim = generator.image_dim, generator.text_dim
+        self.code_format = config.code_format
+        self.input_pipelines = _recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
+        generator.requires_grad_(False)
+        generator.to(device=self.device, dtype=self.dtype).eval()
+
+    def standardise(self, features: torch.Tensor) -> torch.Tensor:
+        """(x - mean) / std with the scalar statistics of the training image features, in float32."""
+        return ((features.float() - self.image_mean) / self.image_std).to(self.dtype)
+
+    @torch.inference_mode()
+    def image_activations(self, batch: Any) -> torch.Tensor:
+        """tanh outputs before the sign (GEN.generate_img_code on z-scored features)."""
+        x = feature_batch(batch, self.image_dim, "image", device=self.device, dtype=torch.float32)
+        return self.generator.image_codes(self.standardise(x))
+
+    @torch.inference_mode()
+    def text_activations(self, batch: Any) -> torch.Tensor:
+        return self.generator.text_codes(feature_batch(batch, self.text_dim, "text", device=self.device, dtype=self.dtype))
+
+    def encode_images(self, batch: Any) -> torch.Tensor:
+        return to_codes(self.image_activations(batch), self.code_format)
+
+    def encode_texts(self, batch: Any) -> torch.Tensor:
+        return to_codes(self.text_activations(batch), self.code_format)
+
+
+def _recorded_pipelines(folder: Path) -> dict[str, dict[str, Any]] | None:
+    if not (folder / "inputs.json").is_file():
+        return None
+    from fico_features.run_inputs import pipeline_overrides
+
+    return pipeline_overrides(folder)
+
+
+def image_norm(cfg: DadhConfig, ckpt: DadhCheckpoint | None) -> tuple[float, float]:
+    """Config values, else image_norm.json beside the checkpoint; random weights alone may go without (0, 1)."""
+    if cfg.image_mean is not None:
+        return cfg.image_mean, cfg.image_std
+    if ckpt is None:
+        return 0.0, 1.0  # random weights: nothing to match; the identity keeps the features as they are
+    if ckpt.image_norm is not None:
+        return ckpt.image_norm
+    raise CheckpointError(
+        f"{ckpt.path}: DADH z-scores image features with the scalar mean and std of its training feature matrix "
+        f"(datasets/data_handler.py), and GEN_module.pth does not store them: put {NORM_FILE} "
+        '({"mean": ..., "std": ...}) beside the checkpoint, or pass config image_mean=... and image_std=... '
+        "(numpy: X.mean(), X.std() of the training VGG-19 fc7 features)"
+    )
+
+
+def build(*, spec: Any = None, config: Mapping[str, Any], checkpoint: Any = None, device: str = "cpu") -> DadhEncoder:
+    cfg = DadhConfig.from_dict(config)
+    ckpt: DadhCheckpoint | None = None
+    if checkpoint is not None:
+        if isinstance(checkpoint, str) and not Path(checkpoint).exists():
+            raise CheckpointError(
+                f"DADH has no published weights to fetch ({checkpoint!r}): pass the path of a GEN_module.pth written by "
+                "DADH's main.py or by `fico train dadh`"
+            )
+        ckpt = read_checkpoint(Path(checkpoint))
+    architecture = cfg.architecture
+    if ckpt is not None:
+        architecture = ckpt.architecture  # the raw state dict stores no hyper-parameters: the shapes decide
+        if architecture != cfg.architecture:
+            log.warning(
+                "%s: architecture from the weights %s differs from the config's %s; using the checkpoint's",
+                ckpt.path, architecture.as_config(), cfg.architecture.as_config(),
+            )
+    generator = build_generator(architecture, seed=None if ckpt is not None else cfg.seed)
+    if ckpt is not None:
+        strict_load_state_dict(generator, ckpt.state, what=str(ckpt.path))
+    return DadhEncoder(generator, image_norm(cfg, ckpt), cfg, device, ckpt)

@@ -1,0 +1,113 @@
+"""fico train dadh: the losses, a few-second run, strict reload of GEN_module.pth, resuming, evaluation."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from fico_registry import evaluate, load_model
+from fico_registry.errors import ConfigError
+
+OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "eval_batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    from fico_registry.data import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    return {split: synthetic(n_images=n, split=split, seed=0, root=root / split)
+            for split, n in (("train", 41), ("val", 12), ("test", 12))}
+
+
+def test_registered_trainer():
+    from fico_registry.registry import get_trainer_spec
+
+    spec = get_trainer_spec("dadh")
+    assert spec.factory == "fico_dadh.train:train" and spec.distribution == "fico-dadh"
+    assert spec.defaults["lr"] == 0.00005 and spec.defaults["epochs"] == 300 and spec.defaults["margin"] == 0.4
+
+
+def test_generator_lr_decays_after_epoch_zero_and_every_hundred():
+    from fico_dadh.train import Options, generator_lr
+
+    opts = Options.from_dict({})
+    assert generator_lr(0, opts) == pytest.approx(5e-5)
+    assert generator_lr(1, opts) == generator_lr(100, opts) == pytest.approx(4e-5)
+    assert generator_lr(101, opts) == pytest.approx(3.2e-5)
+    assert generator_lr(100_000, opts) == pytest.approx(1e-6)
+
+
+def test_triplet_loss_against_a_direct_transcription():
+    """triplet_loss.py written out with loops: NDCG-weighted hinge over (anchor, positive, negative)."""
+    from fico_dadh.train import triplet_loss
+
+    torch.manual_seed(0)
+    src, tgt = torch.randn(5, 6), torch.randn(5, 6)
+    labels = torch.tensor([[1, 0, 1], [1, 0, 0], [0, 1, 0], [0, 1, 1], [1, 1, 0]], dtype=torch.float32)
+    flag, margin = 1.0, 0.4
+    shared = (labels @ labels.T).tolist()
+    total_weighted, total_plain = 0.0, 0.0
+    for a in range(5):
+        ideal = sorted(shared[a], reverse=True)
+        idcg = sum((2 ** g - 1) / math.log2(r + 2) for r, g in enumerate(ideal))
+        for p in range(5):
+            for q in range(5):
+                if not (shared[a][p] > 0 and shared[a][q] == 0):
+                    continue
+                d_ap = max(0.0, 1 - float(torch.nn.functional.cosine_similarity(src[a], tgt[p], dim=0)))
+                d_aq = max(0.0, 1 - float(torch.nn.functional.cosine_similarity(src[a], tgt[q], dim=0)))
+                hinge = d_ap - d_aq + margin
+                w = ((2 ** shared[a][p] - 1) - (2 ** shared[a][q] - 1)) / idcg * (flag + 0.1)
+                total_weighted += max(0.0, 10 * w * (flag + 0.1) * hinge)
+                total_plain += max(0.0, (flag + 0.1) * hinge)
+    got = triplet_loss(src, tgt, labels, margin=margin, alpha=10, flag=flag)
+    assert float(got) == pytest.approx(total_weighted, rel=1e-5)
+    assert float(triplet_loss(src, tgt, labels, margin=margin, alpha=1, flag=flag)) == pytest.approx(total_plain, rel=1e-5)
+
+
+def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
+    from fico_dadh.train import train
+    from fico_features.run_inputs import RunInputs
+
+    out = tmp_path / "run"
+    record = train(model="dadh", train=corpora["train"], val=corpora["val"], out=out, options=OPTIONS)
+    best = out / "GEN_module.pth"
+    assert record["checkpoint"] == str(best) and (out / "GEN_module_last.pth").is_file()
+    assert len(record["history"]) == 3 and all(math.isfinite(h["loss"]) for h in record["history"])
+    norm = json.loads((out / "image_norm.json").read_text())
+    assert norm["std"] > 0 and norm["mean"] == pytest.approx(record["image_norm"]["mean"])
+
+    raw = torch.load(best, weights_only=True)  # main.py's save_model: the generator's state dict, nothing else
+    assert all(k.startswith(("image_module.", "text_module.", "hash_module.")) for k in raw)
+    model = load_model("dadh", config="tiny", checkpoint=best)
+    assert model.encoder.bits == 16 and (model.encoder.image_mean, model.encoder.image_std) == (norm["mean"], norm["std"])
+    assert set(model.encoder.input_pipelines) == {"vgg19-fc7", "doc2vec"}
+
+    split = tmp_path / "split"
+    train(model="dadh", train=corpora["train"], val=corpora["val"], out=split, options={**OPTIONS, "epochs": 2})
+    again = train(model="dadh", train=corpora["train"], val=corpora["val"], out=split, options=OPTIONS)
+    assert again["epochs_run"] == 1 and len(again["history"]) == 3
+    a = torch.load(out / "GEN_module_last.pth", weights_only=True)
+    b = torch.load(split / "GEN_module_last.pth", weights_only=True)
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
+
+    test = RunInputs.load(out).attach(corpora["test"], tmp_path / "features")
+    report = evaluate(model, test, cache=False).to_dict()
+    assert report["category"]["t2i"]["mAP@N"] is not None and 0 <= report["instance"]["i2t"]["R@10"] <= 1
+
+
+def test_needs_labels(corpora, tmp_path):
+    from dataclasses import replace
+
+    from fico_dadh.train import train
+
+    unlabelled = replace(corpora["train"], labels=None, class_names=None)
+    with pytest.raises(ConfigError, match="supervised"):
+        train(model="dadh", train=unlabelled, val=corpora["val"], out=tmp_path, options=OPTIONS)
+    with pytest.raises(ConfigError, match="unknown DADH training options"):
+        train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "bit": 64})

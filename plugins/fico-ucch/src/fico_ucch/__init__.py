@@ -1,0 +1,1 @@
+"""UCCH for fico-registry: feature-mode hashing networks, checkpoint reader, training recipe."""

@@ -1,0 +1,130 @@
+"""fico train ucch: the losses, a few-second run, strict reload of its `.t7`, resuming, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fico_registry import evaluate, load_model
+from fico_registry.errors import ConfigError
+
+OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "K": 16, "eval_batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    from fico_registry.data import synthetic
+
+    root = tmp_path_factory.mktemp("synthetic")
+    return {split: synthetic(n_images=n, split=split, seed=0, root=root / split)
+            for split, n in (("train", 40), ("val", 12), ("test", 12))}
+
+
+def test_registered_trainer():
+    from fico_registry.registry import get_trainer_spec
+
+    spec = get_trainer_spec("ucch")
+    assert spec.factory == "fico_ucch.train:train" and spec.distribution == "fico-ucch"
+    assert spec.defaults["alpha"] == 0.9 and spec.defaults["K"] == 4096 and spec.defaults["epochs"] == 100
+
+
+def test_learning_rate_follows_ucch_scheduler_stepping():
+    from fico_ucch.train import Options, learning_rate
+
+    linear = Options.from_dict({})
+    assert [learning_rate(e, linear) for e in (0, 30, 31, 60, 61, 91)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7])
+    cos = Options.from_dict({"ls": "cos", "epochs": 10})
+    assert learning_rate(0, cos) == learning_rate(1, cos) == pytest.approx(1e-4)
+    assert learning_rate(6, cos) == pytest.approx(0.5e-4)
+    with pytest.raises(ConfigError, match="unknown UCCH training options"):
+        Options.from_dict({"bits": 64})
+
+
+def test_ranking_loss_against_a_direct_transcription():
+    from fico_ucch.train import cross_modal_ranking_loss
+
+    torch.manual_seed(0)
+    u = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    v = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
+    s = (u @ v.T).double().tolist()
+    total = 0.0
+    for i in range(5):  # rows: image i ranks the captions
+        row = [s[i][j] if s[i][j] >= s[i][i] - 0.2 else s[i][j] - 1.0 for j in range(5)]
+        total += (-row[i] + math.log(sum(math.exp(x) for x in row)) + 0.2) / 5
+    for j in range(5):  # columns: caption j ranks the images
+        col = [s[i][j] if s[i][j] >= s[j][j] - 0.2 else s[i][j] - 1.0 for i in range(5)]
+        total += (-col[j] + math.log(sum(math.exp(x) for x in col)) + 0.2) / 5
+    assert float(cross_modal_ranking_loss(u, v, 0.2, 1.0)) == pytest.approx(total, rel=1e-5)
+
+
+def test_code_memory_scores_and_updates():
+    from fico_ucch.train import CodeMemory, nce_softmax_loss
+
+    torch.manual_seed(0)
+    memory = CodeMemory(10, 8, K=4, T=0.9, momentum=0.4, device="cpu")
+    assert torch.allclose(memory.memory.norm(dim=1), torch.ones(10))
+    assert set(memory.memory.sign().unique().tolist()) <= {-1.0, 1.0}
+    u = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    v = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    index = torch.tensor([2, 5, 7])
+    out_u, _ = memory.scores(u, v, index, warm=False)  # warm-up: in-batch codes, memory := normalise((u+v)/2)
+    assert out_u.shape == (3, 3)
+    own = ((u + v) / 2).sign()
+    assert torch.allclose(out_u[:, 0], (own * u).sum(1) / (0.9 * math.sqrt(8)))
+    assert torch.allclose(memory.memory[index], torch.nn.functional.normalize((u + v) / 2, dim=1))
+    before = memory.memory[index].clone()
+    out_u, _ = memory.scores(u, v, index, warm=True)  # memory: K = 4 draws, own entry first, momentum 0.4
+    assert out_u.shape == (3, 5)
+    assert torch.allclose(out_u[:, 0], (before.sign() * u).sum(1) / (0.9 * math.sqrt(8)))
+    moved = before * 0.4 + torch.nn.functional.normalize((u + v) / 2, dim=1) * 0.6
+    assert torch.allclose(memory.memory[index], torch.nn.functional.normalize(moved, dim=1))
+    assert float(nce_softmax_loss(torch.tensor([[2.0, 0.0, 0.0]]))) == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 2)))
+
+
+def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
+    from fico_features.run_inputs import RunInputs
+    from fico_ucch.train import train
+
+    out = tmp_path / "run"
+    record = train(model="ucch", train=corpora["train"], val=corpora["val"], out=out, options=OPTIONS)
+    best = out / "vgg11_16_best_checkpoint.t7"
+    assert record["checkpoint"] == str(best) and (out / "vgg11_16_last_checkpoint.t7").is_file()
+    assert len(record["history"]) == 3 and all(math.isfinite(h["loss"]) for h in record["history"])
+    assert 0 <= record["best_epoch"] <= 2 and (out / "inputs.json").is_file() and (out / "doc2vec" / "doc2vec.json").is_file()
+
+    # the original layout: what UCCH.py saves, loaded strictly by the adapter
+    raw = torch.load(best, weights_only=True)
+    assert {"image_model_state_dict", "text_model_state_dict", "optimizer_state_dict", "Avg", "Img2Txt", "Txt2Img",
+            "epoch"} <= set(raw)
+    assert raw["epoch"] == record["best_epoch"]
+    model = load_model("ucch", config="tiny", checkpoint=best)
+    assert model.encoder.bits == 16 and set(model.encoder.input_pipelines) == {"vgg19-fc7", "doc2vec"}
+    assert model.encoder.input_pipelines["doc2vec"]["model"] == str((out / "doc2vec").resolve())
+
+    # resume: 2 epochs, then a third, equals 3 in one go
+    split = tmp_path / "split"
+    train(model="ucch", train=corpora["train"], val=corpora["val"], out=split, options={**OPTIONS, "epochs": 2})
+    again = train(model="ucch", train=corpora["train"], val=corpora["val"], out=split, options=OPTIONS)
+    assert again["epochs_run"] == 1 and len(again["history"]) == 3
+    a = torch.load(out / "vgg11_16_last_checkpoint.t7", weights_only=True)
+    b = torch.load(split / "vgg11_16_last_checkpoint.t7", weights_only=True)
+    for key in ("image_model_state_dict", "text_model_state_dict"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+    assert torch.equal(a["fico_resume"]["memory"], b["fico_resume"]["memory"])
+
+    # evaluation with the run's own feature pipelines (Doc2Vec fitted on the training captions)
+    test = RunInputs.load(out).attach(corpora["test"], tmp_path / "features")
+    report = evaluate(model, test, cache=False).to_dict()
+    assert report["category"]["i2t"]["mAP@N"] is not None and 0 <= report["instance"]["t2i"]["R@10"] <= 1
+
+
+def test_option_checks(corpora, tmp_path):
+    from fico_ucch.train import train
+
+    with pytest.raises(ConfigError, match="exceeds the 40 training images"):
+        train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "batch_size": 64})
+    np.testing.assert_equal(OPTIONS["config"], "tiny")
