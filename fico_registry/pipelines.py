@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,9 +14,17 @@ from .protocol import FeatureSpec
 from .registry import resolve_callable
 
 
-def build_pipeline(spec: FeatureSpec, config: str = "default", device: str = "cpu") -> Any:
-    name = config if config in spec.configs else "default"
+def build_pipeline(spec: FeatureSpec, config: str | Mapping[str, Any] = "default", device: str = "cpu") -> Any:
+    """(pipeline, config name): a named config of the card, or a full config dict (named by its hash).
+
+    A dict is what a trained model carries for its own inputs (e.g. the Doc2Vec model fitted on
+    its training captions), so evaluation computes exactly the features it was trained on.
+    """
     factory = resolve_callable(spec.factory)
+    if isinstance(config, Mapping):
+        digest = hashlib.sha256(json.dumps(dict(config), sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return factory(config=dict(config), device=device), f"custom-{digest}"
+    name = config if config in spec.configs else "default"
     return factory(config=dict(spec.configs[name]), device=device), name
 
 
@@ -25,7 +36,7 @@ def pipeline_features(
     device: str = "cpu",
     cache: Any = None,
     progress: bool | None = None,
-    config: str = "default",
+    config: str | Mapping[str, Any] = "default",
     batch_size: int = 64,
 ) -> tuple[np.ndarray, str]:
     """(n_items, dim) features of one corpus side, and an identity string for cache keys."""
