@@ -135,7 +135,7 @@ def test_models_json_lists_plugin_models() -> None:
 
 def test_public_evaluate_stays_the_function_after_internal_imports() -> None:
     import fico_registry
-    import fico_registry.evaluation  # noqa: F401 - what the CLI and plugins import internally
+    import fico_registry.evaluation  # what the CLI and plugins import internally
 
     assert callable(fico_registry.evaluate) and fico_registry.evaluate.__name__ == "evaluate"
     from fico_registry import evaluate
