@@ -1,0 +1,1 @@
+"""IMRAM (Iterative Matching with Recurrent Attention Memory) for fico-registry."""

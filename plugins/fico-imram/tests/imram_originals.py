@@ -1,0 +1,102 @@
+"""Test fixtures in IMRAM's original formats, built from the published key lists and shapes.
+
+A checkpoint is what IMRAM's train_gpus.py saves: {"epoch", "model": nn.DataParallel(SCAN).state_dict()
+(every key prefixed 'module.'), "best_rsum", "opt": argparse.Namespace}; the vocabulary is the JSON
+shipped in IMRAM's vocab/ folder. Nothing here uses fico_imram's modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
+WORDS = ["a", "red", "circle", "above", "small", "blue", "square", "two", "green", "triangles", "next", "to", "yellow", "star"]
+
+# opts.py parse_opt() with script/tune_f30k.sh's flags
+IMRAM_OPT = {
+    "data_path": "../../../data",
+    "data_name": "f30k_precomp",
+    "vocab_path": "vocab",
+    "margin": 0.2,
+    "num_epochs": 30,
+    "batch_size": 128,
+    "word_dim": 300,
+    "embed_size": 1024,
+    "grad_clip": 2.0,
+    "num_layers": 1,
+    "learning_rate": 0.0002,
+    "lr_update": 15,
+    "workers": 10,
+    "log_step": 10,
+    "val_step": 5000,
+    "logger_name": "checkpoint/f30k_scan//gpus_image_IMRAM_steps_1_softmax_9",
+    "model_name": "checkpoint/f30k_scan//gpus_image_IMRAM_steps_1_softmax_9",
+    "resume": "",
+    "max_violation": True,
+    "img_dim": 2048,
+    "no_imgnorm": False,
+    "no_txtnorm": False,
+    "raw_feature_norm": "clipped_l2norm",
+    "agg_func": "Mean",
+    "cross_attn": "t2i",
+    "precomp_enc_type": "basic",
+    "bi_gru": True,
+    "lambda_lse": 6.0,
+    "lambda_softmax": 9.0,
+    "pos_emb": False,
+    "gpuid": "1,2",
+    "model_mode": "image_IMRAM",
+    "iteration_step": 1,
+    "no_IMRAM_norm": True,
+}
+
+
+def regions(n: int = 4, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)
+
+
+def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
+    tokens = SPECIALS + list(words)
+    data = {"word2idx": {w: i for i, w in enumerate(tokens)}, "idx2word": {str(i): w for i, w in enumerate(tokens)}, "idx": len(tokens)}
+    path.write_text(json.dumps(data))
+    return path
+
+
+def imram_shapes(opt: dict[str, Any], vocab_size: int) -> dict[str, tuple[int, ...]]:
+    """Published key names (without 'module.') and shapes of IMRAM's SCAN(nn.Module)."""
+    e, d, w = opt["embed_size"], opt["img_dim"], opt["word_dim"]
+    shapes: dict[str, tuple[int, ...]] = {"img_enc.fc_local.weight": (e, d), "img_enc.fc_local.bias": (e,)}
+    shapes["txt_enc.embed.weight"] = (vocab_size, w)
+    for layer in range(opt["num_layers"]):
+        in_dim = w if layer == 0 else 2 * e
+        for suffix in ("", "_reverse"):
+            shapes[f"txt_enc.rnn.weight_ih_l{layer}{suffix}"] = (3 * e, in_dim)
+            shapes[f"txt_enc.rnn.weight_hh_l{layer}{suffix}"] = (3 * e, e)
+            shapes[f"txt_enc.rnn.bias_ih_l{layer}{suffix}"] = (3 * e,)
+            shapes[f"txt_enc.rnn.bias_hh_l{layer}{suffix}"] = (3 * e,)
+    for name in ("linear_t2i", "gate_t2i", "linear_i2t", "gate_i2t"):
+        shapes[f"{name}.weight"] = (e, 2 * e)
+        shapes[f"{name}.bias"] = (e,)
+    return shapes
+
+
+def write_imram_checkpoint(
+    folder: Path, *, words: list[str] = WORDS, name: str = "model_best.pth.tar", seed: int = 0, vocab: bool = True, **overrides: Any
+) -> Path:
+    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
+    folder.mkdir(parents=True, exist_ok=True)
+    opt = {**IMRAM_OPT, "embed_size": 8, "word_dim": 6, **overrides}
+    vocab_size = len(SPECIALS) + len(words)
+    opt["vocab_size"] = vocab_size
+    g = torch.Generator().manual_seed(seed)
+    model = {f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in imram_shapes(opt, vocab_size).items()}
+    torch.save({"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}, folder / name)
+    if vocab:
+        write_vocab_json(folder / f"{opt['data_name']}_vocab.json", words)
+    return folder / name

@@ -1,0 +1,126 @@
+"""The vectorised IMRAM scorer against a per-pair transcription of xattn_score_Text_IMRAM / _Image_IMRAM."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from imram_originals import regions
+
+from fico_registry import load_model
+
+CAPTIONS = [
+    "a red circle above a small blue square",
+    "two green triangles",
+    "a yellow star next to two red circles above the blue square in the corner",
+    "square",
+]
+
+
+def _l2norm(x: torch.Tensor, dim: int) -> torch.Tensor:
+    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + 1e-8)
+
+
+def _func_attention(query: torch.Tensor, context: torch.Tensor, raw_feature_norm: str, smooth: float) -> torch.Tensor:
+    attn = context @ query.T  # (sourceL, queryL)
+    if raw_feature_norm == "softmax":
+        attn = torch.softmax(attn, dim=1)
+    elif raw_feature_norm == "l2norm":
+        attn = _l2norm(attn, 1)
+    elif raw_feature_norm == "clipped_l2norm":
+        attn = _l2norm(F.leaky_relu(attn, 0.1), 1)
+    elif raw_feature_norm == "clipped":
+        attn = F.leaky_relu(attn, 0.1)
+    return torch.softmax(attn.T * smooth, dim=1) @ context  # (queryL, d)
+
+
+def _cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
+
+
+def _gated_memory(linear: torch.nn.Linear, gate: torch.nn.Linear, query: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    both = torch.cat([query, attended], 1)
+    g = torch.sigmoid(F.linear(both, gate.weight.double(), gate.bias.double()))
+    return query * g + torch.tanh(F.linear(both, linear.weight.double(), linear.bias.double())) * (1 - g)
+
+
+def _steps(query: torch.Tensor, context: torch.Tensor, linear, gate, o: dict) -> list[float]:
+    original, sims = query, []
+    for _ in range(o["iteration_step"]):
+        attended = _func_attention(query, context, o["raw_feature_norm"], o["lambda_softmax"])
+        sims.append(float(_cosine(original, attended).mean()))
+        query = _gated_memory(linear, gate, query, attended)
+        if not o["no_IMRAM_norm"]:
+            query = _l2norm(query, -1)
+    return sims
+
+
+def reference_scores(net, images: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor, o: dict) -> torch.Tensor:
+    """Sum over steps (and directions) one (image, caption) pair at a time, in float64."""
+    images, words = images.double(), words.double()
+    out = torch.zeros(len(images), len(words), dtype=torch.float64)
+    for j, i in itertools.product(range(len(words)), range(len(images))):
+        cap = words[j, : int(lengths[j])]
+        total = 0.0
+        if o["model_mode"] in ("full_IMRAM", "text_IMRAM"):
+            total += sum(_steps(cap, images[i], net.linear_t2i, net.gate_t2i, o))
+        if o["model_mode"] in ("full_IMRAM", "image_IMRAM"):
+            total += sum(_steps(images[i], cap, net.linear_i2t, net.gate_i2t, o))
+        out[i, j] = total
+    return out
+
+
+SETTINGS = [
+    {"model_mode": "image_IMRAM", "iteration_step": 1, "no_IMRAM_norm": True, "lambda_softmax": 9.0},
+    {"model_mode": "text_IMRAM", "iteration_step": 3, "no_IMRAM_norm": True, "lambda_softmax": 11.0},
+    {"model_mode": "full_IMRAM", "iteration_step": 3, "no_IMRAM_norm": False, "lambda_softmax": 9.0},
+    {"model_mode": "image_IMRAM", "iteration_step": 2, "no_IMRAM_norm": False, "raw_feature_norm": "l2norm"},
+    {"model_mode": "full_IMRAM", "iteration_step": 2, "no_IMRAM_norm": True, "raw_feature_norm": "softmax"},
+    {"model_mode": "text_IMRAM", "iteration_step": 2, "no_IMRAM_norm": False, "raw_feature_norm": "clipped"},
+]
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: f"{s['model_mode']}-{s['iteration_step']}-{s.get('raw_feature_norm', 'clipped_l2norm')}")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_matches_the_per_pair_reference(setting: dict, dtype: str) -> None:
+    model = load_model("imram", config={**_tiny(), **setting, "score_dtype": dtype}, device="cpu")
+    images = model.encode_images(regions(3))
+    texts = model.encode_texts(CAPTIONS)
+    got = model.score(images, texts)
+    assert got.dtype == getattr(torch, dtype) and got.shape == (3, len(CAPTIONS))
+    want = reference_scores(model.encoder.net, images["regions"], texts["words"], texts["lengths"], model.encoder.options)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 if dtype == "float32" else 1e-10)
+
+
+def test_any_block_split_gives_the_same_scores() -> None:
+    model = load_model("imram", config={**_tiny(), **SETTINGS[2], "score_memory_mb": 0.05}, device="cpu")
+    images = model.encode_images(regions(6, seed=2))
+    texts = model.encode_texts(CAPTIONS * 3)
+    full = model.score(images, texts)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        i0, i1 = sorted(rng.choice(7, 2, replace=False))
+        t0, t1 = sorted(rng.choice(13, 2, replace=False))
+        block = model.score({k: v[i0:i1] for k, v in images.items()}, {k: v[t0:t1] for k, v in texts.items()})
+        torch.testing.assert_close(block, full[i0:i1, t0:t1], rtol=0, atol=1e-6)
+
+
+def test_gradients_flow_through_the_scores() -> None:
+    model = load_model("imram", config={**_tiny(), **SETTINGS[2]}, device="cpu")
+    encoder = model.encoder
+    encoder.net.requires_grad_(True)
+    ids, lengths = encoder.captions(CAPTIONS, "cpu")
+    words = encoder.txt_enc(ids, lengths)
+    mask = torch.arange(words.shape[1])[None] < lengths[:, None]
+    encoder.pair_scores(encoder.img_enc(torch.from_numpy(regions(3))), words, mask).sum().backward()
+    for name, p in encoder.net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def _tiny() -> dict:
+    from fico_registry.registry import get_model_spec
+
+    return dict(get_model_spec("imram").configs["tiny"])

@@ -1,0 +1,75 @@
+"""IMRAM training recipe: train_gpus.py's checkpoint layout, strict reloading, resuming."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fico_imram import train as T
+
+import fico_registry
+from fico_registry import load_model
+from fico_registry.checkpoint_io import load_torch_checkpoint
+from fico_registry.evaluation import (
+    evaluate,  # the function: `fico_registry.evaluate` turns into the module once imported
+)
+from fico_registry.registry import get_trainer_spec
+
+OPTIONS = {"config": "tiny-full", "batch_size": 32, "val_batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    root = tmp_path_factory.mktemp("synthetic")
+    train = fico_registry.data.synthetic(n_images=20, split="train", root=root / "train")
+    val = fico_registry.data.synthetic(n_images=8, split="val", root=root / "val")
+    return train, val
+
+
+def test_recipe_defaults_are_the_published_ones() -> None:
+    spec = get_trainer_spec("imram")
+    assert spec.factory == "fico_imram.train:train"
+    d = spec.defaults
+    assert (d["epochs"], d["learning_rate"], d["lr_update"], d["grad_clip"], d["margin"], d["max_violation"]) == (30, 0.0002, 15, 2.0, 0.2, True)
+
+
+def _train(corpora: tuple[Any, Any], out: Path, **options: Any) -> dict[str, Any]:
+    train, val = corpora
+    return T.train(model="imram", train=train, val=val, out=out, options={**OPTIONS, **options}, device="cpu")
+
+
+def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_path: Path) -> None:
+    record = _train(corpora, tmp_path / "run", epochs=2)
+    assert record["epochs_run"] == 2 and record["best_rsum"] > 0
+    ck = load_torch_checkpoint(record["checkpoint"])
+    assert {"epoch", "model", "best_rsum", "opt"} <= set(ck) and "Eiters" not in ck
+    assert ck["epoch"] == record["best_epoch"]  # train_gpus.py saves epoch + 1
+    assert all(k.startswith("module.") for k in ck["model"])
+    assert {"module.img_enc.fc_local.weight", "module.linear_t2i.weight", "module.gate_i2t.bias"} <= set(ck["model"])
+    opt = ck["opt"]
+    assert isinstance(opt, argparse.Namespace)
+    assert (opt.model_mode, opt.iteration_step, opt.no_IMRAM_norm, opt.agg_func, opt.gpuid) == ("full_IMRAM", 3, False, "Mean", "0")
+    assert opt.vocab_size == ck["model"]["module.txt_enc.embed.weight"].shape[0]
+
+    model = load_model("imram", checkpoint=record["checkpoint"], device="cpu")
+    for key, value in model.encoder.original_state().items():
+        torch.testing.assert_close(value, ck["model"][key], rtol=0, atol=0)
+    report = evaluate(model, corpora[1], cache=False, device="cpu")
+    assert 100 * sum(report.instance[d][k] for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10")) == pytest.approx(
+        record["history"][record["best_epoch"] - 1]["val_rsum"]
+    )
+
+
+def test_resuming_equals_an_uninterrupted_run(corpora: tuple[Any, Any], tmp_path: Path) -> None:
+    straight = _train(corpora, tmp_path / "straight", epochs=2, config="tiny")
+    _train(corpora, tmp_path / "resumed", epochs=1, config="tiny")
+    resumed = _train(corpora, tmp_path / "resumed", epochs=2, config="tiny")
+    assert resumed["epochs_run"] == 1
+    a = load_torch_checkpoint(Path(straight["last_checkpoint"]))
+    b = load_torch_checkpoint(Path(resumed["last_checkpoint"]))
+    assert a["epoch"] == b["epoch"] == 2
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=1e-6)

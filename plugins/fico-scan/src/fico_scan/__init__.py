@@ -1,0 +1,1 @@
+"""SCAN (Stacked Cross Attention) for fico-registry."""

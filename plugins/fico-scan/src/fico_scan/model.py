@@ -1,0 +1,169 @@
+"""SCAN as a fico-registry cross-attention scorer, and the two-model ensemble of the paper.
+
+encode_images(regions (B, 36, 2048)) -> {"regions": (B, 36, embed_size)}
+encode_texts(list of str)             -> {"words": (B, max_words, embed_size), "lengths": (B,)}
+score(images, texts)                  -> (n_img, n_txt): xattn_score_t2i or _i2t per opt.cross_attn
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fico_registry.checkpoint_io import strict_load_state_dict
+from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
+
+from .captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
+from .encoders import build_encoders, upgrade_legacy_state
+from .options import AGG_FUNCS, SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
+from .xattn import blockwise, xattn_scores
+
+log = logging.getLogger(__name__)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def regions_tensor(batch: Any, img_dim: int, device: torch.device | str, *, model_name: str) -> torch.Tensor:
+    """A (B, n_regions, img_dim) float batch of bottom-up-attention features as float32."""
+    x = torch.from_numpy(np.asarray(batch)) if not isinstance(batch, torch.Tensor) else batch
+    if x.ndim != 3 or x.shape[-1] != img_dim:
+        raise DataFormatError(
+            f"{model_name}: region features must be (batch, regions, {img_dim}); got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise DataFormatError(f"{model_name}: region features must be floats, got {x.dtype}")
+    return x.to(device=device, dtype=torch.float32)
+
+
+class ScanScorer:
+    """One SCAN model: its two encoders, its vocabulary, and the cross-attention scorer."""
+
+    def __init__(self, options: dict[str, Any], vocab: Any, device: str, *, model_name: str = "scan") -> None:
+        check_common(options, model_name=model_name)
+        if options["cross_attn"] not in ("t2i", "i2t"):
+            raise ConfigError(f"{model_name}: cross_attn must be 't2i' or 'i2t', got {options['cross_attn']!r}")
+        if options["agg_func"] not in AGG_FUNCS:
+            raise ConfigError(f"{model_name}: agg_func must be one of {', '.join(AGG_FUNCS)}, got {options['agg_func']!r}")
+        self.options = options
+        self.model_name = model_name
+        self.device = torch.device(device)
+        self.captions = CaptionEncoder(vocab, options, model_name=model_name)
+        rows = embedding_rows(vocab, options, model_name=model_name)
+        self.img_enc, self.txt_enc = build_encoders(options, rows)
+        self.dim = int(options["embed_size"])
+        self.img_dim = int(options["img_dim"])
+        self.dtype = DTYPES[options["score_dtype"]]
+
+    def load_original(self, state: Any, *, where: str) -> None:
+        """checkpoint['model'] = [img_enc.state_dict(), txt_enc.state_dict()] (strict)."""
+        if isinstance(state, Mapping) and any(str(k).startswith("module.") for k in state):
+            raise CheckpointError(f"{where}: this is a DataParallel (IMRAM-style) state dict; load it with model 'imram'")
+        if not isinstance(state, (list, tuple)) or len(state) != 2 or not all(isinstance(s, Mapping) for s in state):
+            raise CheckpointError(
+                f"{where}: checkpoint['model'] must be the list [img_enc.state_dict(), txt_enc.state_dict()] "
+                f"that SCAN saves; found {type(state).__name__}"
+            )
+        img_state, txt_state = (upgrade_legacy_state(s) for s in state)
+        if "embed.weight" in txt_state:
+            check_embedding(txt_state["embed.weight"].shape[0], self.captions.vocab, self.options.get("opt_vocab_size"), where=where)
+        strict_load_state_dict(self.img_enc, img_state, what=f"{where} model[0] (img_enc)")
+        strict_load_state_dict(self.txt_enc, txt_state, what=f"{where} model[1] (txt_enc)")
+
+    def finish(self) -> ScanScorer:
+        self.img_enc.to(self.device).eval().requires_grad_(False)
+        self.txt_enc.to(self.device).eval().requires_grad_(False)
+        return self
+
+    @torch.no_grad()
+    def encode_regions(self, batch: Any) -> torch.Tensor:
+        return self.img_enc(regions_tensor(batch, self.img_dim, self.device, model_name=self.model_name))
+
+    @torch.no_grad()
+    def encode_words(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        max_words = self.captions.max_words
+        if len(captions) == 0:
+            return torch.zeros(0, max_words, self.dim, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device)
+        ids, lengths = self.captions(captions, self.device)
+        words = self.txt_enc(ids, lengths)
+        padded = words.new_zeros(words.shape[0], max_words, words.shape[2])
+        padded[:, : words.shape[1]] = words
+        return padded, lengths.to(self.device)
+
+    def pair_scores(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        """(n_img, n_txt) scores of every pair, all at once (differentiable: the training loss uses it)."""
+        o = self.options
+        xattn = partial(
+            xattn_scores,
+            raw_feature_norm=o["raw_feature_norm"],
+            lambda_softmax=float(o["lambda_softmax"]),
+            agg_func=o["agg_func"],
+            lambda_lse=float(o["lambda_lse"]),
+        )
+        if o["cross_attn"] == "t2i":
+            return xattn(regions, None, words, word_mask)  # words attend over regions
+        return xattn(words, word_mask, regions, None).T  # regions attend over words
+
+    @torch.no_grad()
+    def score_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(n_img, n_txt) scores in blocks that bound the temporaries (score_memory_mb)."""
+        n_regions = regions.shape[1]
+        itemsize = torch.finfo(self.dtype).bits // 8
+        return blockwise(
+            regions,
+            words,
+            lengths,
+            self.pair_scores,
+            elements_per_pair=lambda n_words: 6 * n_regions * n_words,  # logits, weights and their products
+            budget_elements=int(self.options["score_memory_mb"] * 2**20 / itemsize),
+            dtype=self.dtype,
+        )
+
+
+class ScanEncoder:
+    """The Encoder / Scorer the registry sees for model 'scan'."""
+
+    def __init__(self, scorer: ScanScorer) -> None:
+        self.scorer = scorer
+        self.dim = scorer.dim
+        self.options = scorer.options
+
+    def encode_images(self, batch: Any) -> dict[str, torch.Tensor]:
+        return {"regions": self.scorer.encode_regions(batch)}
+
+    def encode_texts(self, batch: Sequence[str]) -> dict[str, torch.Tensor]:
+        words, lengths = self.scorer.encode_words(batch)
+        return {"words": words, "lengths": lengths}
+
+    def score(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.scorer.score_features(images["regions"], texts["words"], texts["lengths"])
+
+
+def _vocab_file_name(options: Mapping[str, Any]) -> str:
+    return f"{options['data_name']}_vocab.json"
+
+
+def build_scorer(config: Mapping[str, Any], checkpoint: Path | None, device: str, *, model_name: str = "scan") -> ScanScorer:
+    opt, state = (None, None)
+    if checkpoint is not None:
+        if Path(checkpoint).is_dir():
+            raise CheckpointError(f"{model_name}: checkpoint {checkpoint} is a folder; give the .pth.tar file")
+        opt, state = read_checkpoint(Path(checkpoint), model_name="SCAN")
+    options = merge_options(config, opt, SCAN_OPT_DEFAULTS, where=str(checkpoint or model_name))
+    vocab = resolve_vocabulary(options, checkpoint, file_name=_vocab_file_name(options), model_name=model_name)
+    scorer = ScanScorer(options, vocab, device, model_name=model_name)
+    if checkpoint is not None:
+        scorer.load_original(state, where=f"SCAN checkpoint {checkpoint}")
+    return scorer.finish()
+
+
+def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None, device: str) -> ScanEncoder:
+    if isinstance(checkpoint, str):
+        raise CheckpointError(
+            f"{spec.name}: SCAN checkpoints are local .pth.tar files (no hub); {checkpoint!r} is not a file here"
+        )
+    return ScanEncoder(build_scorer(config, checkpoint, device, model_name=spec.name))

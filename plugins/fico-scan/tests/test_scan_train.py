@@ -1,0 +1,118 @@
+"""SCAN training recipe: the original loss and schedule, checkpoints in the original layout, resuming."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fico_scan import train as T
+
+import fico_registry
+from fico_registry import load_model
+from fico_registry.checkpoint_io import load_torch_checkpoint
+from fico_registry.errors import ConfigError
+from fico_registry.evaluation import (
+    evaluate,  # the function: `fico_registry.evaluate` turns into the module once it is imported
+)
+from fico_registry.registry import get_trainer_spec
+from fico_registry.text import load_vocab_json
+
+OPTIONS = {"config": "tiny", "batch_size": 32, "val_batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
+    root = tmp_path_factory.mktemp("synthetic")
+    train = fico_registry.data.synthetic(n_images=24, split="train", root=root / "train")
+    val = fico_registry.data.synthetic(n_images=8, split="val", root=root / "val")
+    return train, val
+
+
+def _loop_loss(scores: torch.Tensor, margin: float, max_violation: bool) -> float:
+    """ContrastiveLoss written out per query."""
+    n = len(scores)
+    total = 0.0
+    for i in range(n):  # image i: its caption i against the other captions
+        costs = [max(0.0, margin + float(scores[i, j] - scores[i, i])) for j in range(n) if j != i]
+        total += max(costs) if max_violation else sum(costs)
+    for j in range(n):  # caption j: its image j against the other images
+        costs = [max(0.0, margin + float(scores[i, j] - scores[j, j])) for i in range(n) if i != j]
+        total += max(costs) if max_violation else sum(costs)
+    return total
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+def test_loss_is_the_original_contrastive_loss(max_violation: bool) -> None:
+    scores = torch.randn(6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    got = float(T.contrastive_loss(scores, 0.2, max_violation))
+    assert got == pytest.approx(_loop_loss(scores, 0.2, max_violation), rel=1e-12)
+
+
+def test_learning_rate_schedule() -> None:
+    opts = T.TrainOptions.from_dict({}, get_trainer_spec("scan").defaults, model="scan")
+    assert (opts.learning_rate, opts.lr_update, opts.epochs, opts.grad_clip, opts.margin) == (0.0002, 15, 30, 2.0, 0.2)
+    assert [T.learning_rate(opts, e) for e in (0, 14, 15, 29)] == pytest.approx([2e-4, 2e-4, 2e-5, 2e-5])
+
+
+def test_bad_options_are_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown scan training options \\['epoch'\\]"):
+        T.TrainOptions.from_dict({"epoch": 3}, get_trainer_spec("scan").defaults, model="scan")
+    with pytest.raises(ConfigError, match="batch_size must be at least 2"):
+        T.TrainOptions.from_dict({"batch_size": 1}, get_trainer_spec("scan").defaults, model="scan")
+
+
+def _train(corpora: tuple[Any, Any], out: Path, **options: Any) -> dict[str, Any]:
+    train, val = corpora
+    return T.train(model="scan", train=train, val=val, out=out, options={**OPTIONS, **options}, device="cpu")
+
+
+def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_path: Path) -> None:
+    record = _train(corpora, tmp_path / "run", epochs=2)
+    assert record["epochs_run"] == 2 and len(record["history"]) == 2
+    assert record["best_rsum"] == max(h["val_rsum"] for h in record["history"]) > 0
+    ck = load_torch_checkpoint(record["checkpoint"])
+    assert {"epoch", "model", "best_rsum", "opt", "Eiters"} <= set(ck)
+    assert ck["epoch"] == record["best_epoch"] - 1  # train.py saves the 0-based epoch
+    img_state, txt_state = ck["model"]
+    assert set(img_state) == {"fc.weight", "fc.bias"} and "rnn.weight_hh_l0_reverse" in txt_state
+    opt = ck["opt"]
+    assert isinstance(opt, argparse.Namespace)
+    assert (opt.margin, opt.max_violation, opt.learning_rate, opt.grad_clip, opt.num_epochs) == (0.2, True, 0.0002, 2.0, 2)
+    assert (opt.embed_size, opt.cross_attn, opt.agg_func, opt.bi_gru, opt.data_name) == (16, "t2i", "LogSumExp", True, "synthetic_precomp")
+    vocab = load_vocab_json(Path(record["vocab_file"]))
+    assert Path(record["vocab_file"]).name == "synthetic_precomp_vocab.json"
+    assert opt.vocab_size == len(vocab) == txt_state["embed.weight"].shape[0]
+    assert "circle" in vocab.word2idx
+
+    # the evaluator loads it strictly, with the vocabulary beside it, and scores like the last validation
+    model = load_model("scan", checkpoint=record["checkpoint"], device="cpu")
+    for mine, theirs in zip([model.encoder.scorer.img_enc.state_dict(), model.encoder.scorer.txt_enc.state_dict()], ck["model"], strict=True):
+        for key in theirs:
+            torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=0)
+    report = evaluate(model, corpora[1], cache=False, device="cpu")
+    assert 100 * sum(report.instance[d][k] for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10")) == pytest.approx(
+        record["history"][record["best_epoch"] - 1]["val_rsum"]
+    )
+
+
+def test_resuming_equals_an_uninterrupted_run(corpora: tuple[Any, Any], tmp_path: Path) -> None:
+    straight = _train(corpora, tmp_path / "straight", epochs=2, config="tiny-i2t")
+    _train(corpora, tmp_path / "resumed", epochs=1, config="tiny-i2t")
+    resumed = _train(corpora, tmp_path / "resumed", epochs=2, config="tiny-i2t")
+    assert resumed["epochs_run"] == 1
+    a = load_torch_checkpoint(Path(straight["last_checkpoint"]))
+    b = load_torch_checkpoint(Path(resumed["last_checkpoint"]))
+    assert a["epoch"] == b["epoch"] == 1 and a["Eiters"] == b["Eiters"]
+    for sa, sb in zip(a["model"], b["model"], strict=True):
+        for key in sa:
+            torch.testing.assert_close(sa[key], sb[key], rtol=0, atol=1e-6)
+    assert [h["val_rsum"] for h in straight["history"]] == pytest.approx([h["val_rsum"] for h in resumed["history"]])
+
+
+def test_resuming_refuses_another_architecture(corpora: tuple[Any, Any], tmp_path: Path) -> None:
+    _train(corpora, tmp_path / "run", epochs=1)
+    with pytest.raises(ConfigError, match="cross_attn"):
+        _train(corpora, tmp_path / "run", epochs=2, config="tiny-i2t")
