@@ -424,7 +424,8 @@ class SearchStudy:
         indexes["binary-flat"] = entry
         del binary_flat
 
-        nlist = s.nlist or max(1, round(math.sqrt(len(db))))
+        # sqrt(n) lists, but no more than faiss's 39 training points per centroid allow
+        nlist = s.nlist or max(1, min(round(math.sqrt(len(db))), len(db) // 39))
         began = time.perf_counter()
         quantizer = faiss.IndexBinaryFlat(s.bits)
         ivf = faiss.IndexBinaryIVF(quantizer, s.bits, nlist)

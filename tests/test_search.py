@@ -123,8 +123,8 @@ def test_study_binary_entries_are_exact_where_they_should_be(study):
     assert idx["binary-flat"]["hamming_recall"] == {"1": 1.0, "10": 1.0, "100": 1.0}
     assert idx["fico-engine-hamming"]["hamming_recall"] == {"1": 1.0, "10": 1.0, "100": 1.0}
     ivf = idx["binary-ivf"]
-    assert ivf["sweep_param"] == "nprobe" and ivf["params"]["nlist"] == 20  # sqrt(400)
-    assert [p["nprobe"] for p in ivf["sweep"]] == [1, 4, 20]  # 64 capped at nlist
+    assert ivf["sweep_param"] == "nprobe" and ivf["params"]["nlist"] == 10  # min(sqrt(400), 400 // 39)
+    assert [p["nprobe"] for p in ivf["sweep"]] == [1, 4, 10]  # 64 capped at nlist
     assert ivf["sweep"][-1]["hamming_recall"]["100"] == 1.0  # nprobe = nlist is exhaustive
 
 

@@ -22,7 +22,8 @@ def size(n_bytes: float | None) -> str:
         return "-"
     for unit, scale in (("TiB", 1 << 40), ("GiB", GIB), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n_bytes >= scale:
-            return f"{n_bytes / scale:.3g} {unit}"
+            value = n_bytes / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
     return f"{int(n_bytes)} B"
 
 
