@@ -16,9 +16,6 @@ from imram_originals import IMRAM_OPT, SPECIALS, WORDS, imram_shapes, regions, w
 import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.evaluation import (
-    evaluate,  # the function: `fico_registry.evaluate` turns into the module once imported
-)
 from fico_registry.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -144,7 +141,7 @@ def test_plugin_module_is_light() -> None:
 @pytest.mark.parametrize("config", ["tiny", "tiny-full"])
 def test_evaluates_a_synthetic_corpus(tmp_path: Path, config: str) -> None:
     corpus = fico_registry.data.synthetic(n_images=12, root=tmp_path / "data")
-    report = evaluate(load_model("imram", config=config, device="cpu"), corpus, cache=False, device="cpu")
+    report = fico_registry.evaluate(load_model("imram", config=config, device="cpu"), corpus, cache=False, device="cpu")
     result = report.to_dict()
     for direction in ("i2t", "t2i"):
         assert 0.0 <= result["instance"][direction]["R@1"] <= 1.0

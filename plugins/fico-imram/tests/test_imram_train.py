@@ -13,9 +13,6 @@ from fico_imram import train as T
 import fico_registry
 from fico_registry import load_model
 from fico_registry.checkpoint_io import load_torch_checkpoint
-from fico_registry.evaluation import (
-    evaluate,  # the function: `fico_registry.evaluate` turns into the module once imported
-)
 from fico_registry.registry import get_trainer_spec
 
 OPTIONS = {"config": "tiny-full", "batch_size": 32, "val_batch_size": 16}
@@ -57,7 +54,7 @@ def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_pat
     model = load_model("imram", checkpoint=record["checkpoint"], device="cpu")
     for key, value in model.encoder.original_state().items():
         torch.testing.assert_close(value, ck["model"][key], rtol=0, atol=0)
-    report = evaluate(model, corpora[1], cache=False, device="cpu")
+    report = fico_registry.evaluate(model, corpora[1], cache=False, device="cpu")
     assert 100 * sum(report.instance[d][k] for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10")) == pytest.approx(
         record["history"][record["best_epoch"] - 1]["val_rsum"]
     )

@@ -18,9 +18,6 @@ from scan_originals import SCAN_OPT, SPECIALS, WORDS, regions, scan_shapes, writ
 import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.evaluation import (
-    evaluate,  # the function: `fico_registry.evaluate` turns into the module once it is imported
-)
 from fico_registry.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -209,7 +206,7 @@ def test_ensemble_needs_exactly_two_members(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["scan", "scan-ensemble"])
 def test_evaluates_a_synthetic_corpus(tmp_path: Path, name: str) -> None:
     corpus = fico_registry.data.synthetic(n_images=12, root=tmp_path / "data")
-    report = evaluate(load_model(name, config="tiny", device="cpu"), corpus, cache=False, device="cpu")
+    report = fico_registry.evaluate(load_model(name, config="tiny", device="cpu"), corpus, cache=False, device="cpu")
     result = report.to_dict()
     for direction in ("i2t", "t2i"):
         assert 0.0 <= result["instance"][direction]["R@1"] <= 1.0

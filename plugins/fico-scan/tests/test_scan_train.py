@@ -14,9 +14,6 @@ import fico_registry
 from fico_registry import load_model
 from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import ConfigError
-from fico_registry.evaluation import (
-    evaluate,  # the function: `fico_registry.evaluate` turns into the module once it is imported
-)
 from fico_registry.registry import get_trainer_spec
 from fico_registry.text import load_vocab_json
 
@@ -62,6 +59,9 @@ def test_bad_options_are_errors() -> None:
         T.TrainOptions.from_dict({"epoch": 3}, get_trainer_spec("scan").defaults, model="scan")
     with pytest.raises(ConfigError, match="batch_size must be at least 2"):
         T.TrainOptions.from_dict({"batch_size": 1}, get_trainer_spec("scan").defaults, model="scan")
+    with pytest.raises(ConfigError, match="warmup_epochs must be an integer >= 0"):
+        T.TrainOptions.from_dict({"warmup_epochs": -1}, get_trainer_spec("scan").defaults, model="scan")
+    assert get_trainer_spec("scan").defaults["warmup_epochs"] == 0  # the published recipe has no warm-up
 
 
 def _train(corpora: tuple[Any, Any], out: Path, **options: Any) -> dict[str, Any]:
@@ -92,7 +92,7 @@ def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_pat
     for mine, theirs in zip([model.encoder.scorer.img_enc.state_dict(), model.encoder.scorer.txt_enc.state_dict()], ck["model"], strict=True):
         for key in theirs:
             torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=0)
-    report = evaluate(model, corpora[1], cache=False, device="cpu")
+    report = fico_registry.evaluate(model, corpora[1], cache=False, device="cpu")
     assert 100 * sum(report.instance[d][k] for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10")) == pytest.approx(
         record["history"][record["best_epoch"] - 1]["val_rsum"]
     )

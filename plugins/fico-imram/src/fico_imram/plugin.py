@@ -91,6 +91,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "grad_clip": 2.0,
     "margin": 0.2,
     "max_violation": True,
+    "warmup_epochs": 0,  # not in the original: epochs of summed violations before max_violation (0 = as published)
     "vocab_threshold": 4,  # SCAN's vocab.py, which built the vocabulary files IMRAM ships
     "data_name": None,  # opt.data_name and the vocabulary's file name; None: from the corpus (f30k_precomp, ...)
     "val_batch_size": 128,
