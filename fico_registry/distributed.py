@@ -178,6 +178,7 @@ class Sharding:
         self.backend = str(dist.get_backend())
         self.modes: dict[str, str] = {}
         self.timings: dict[str, float] = {}  # this rank's seconds per stage
+        self.resident: dict[str, int] | None = None  # rows of each side this rank holds, when sharded
 
     # -- collectives: CUDA tensors over NCCL, CPU tensors over gloo, moved when the group lacks one --
     def _comm_device(self, tensor: Any):  # -> torch.device
@@ -209,6 +210,67 @@ class Sharding:
         out: list[Any] = [None] * self.world_size
         self.dist.all_gather_object(out, value)
         return out
+
+    def broadcast(self, tensor: Any, src: int) -> Any:
+        """`tensor` of rank `src` on every rank (the others pass a buffer of the same shape and dtype)."""
+        work = tensor.to(self._comm_device(tensor)).contiguous()
+        self.dist.broadcast(work, src=src)
+        return work.to(tensor.device)
+
+    # -- embeddings held as shards ------------------------------------------------------------------
+    def follows_shard(self, n_images: int, n_texts: int, labelled: bool, map_ks: Sequence[int | None], variant: str) -> bool:
+        """Both directions rank candidate slices, so each rank need only hold its shard of each side."""
+        if shard_mode() == "queries":
+            return False
+        return all(n >= self.world_size and not _needs_whole_rows(labelled, map_ks, variant, n) for n in (n_images, n_texts))
+
+    def embedding_shards(self, images: Any, texts: Any, measure: str, device: Any, bits: int | None) -> tuple[Any, Any, dict[str, Any]]:
+        """The two directions' score sources over this rank's shards of the images and texts.
+
+        Rank r validates and prepares (normalises, packs) only rows split(n, world, r) of each
+        side, read straight from the caller's arrays (a memmap is read only there), so memory per
+        rank follows the shard. Query blocks reach the other ranks by broadcast when ranked.
+        """
+        from .similarity import as_tensor, prepare_embeddings
+
+        n_img, n_txt = _n_rows(images, "images"), _n_rows(texts, "texts")
+        lo_i, hi_i = split(n_img, self.world_size, self.rank)
+        lo_t, hi_t = split(n_txt, self.world_size, self.rank)
+        error, info = None, None
+        try:
+            my_images, my_texts = images[lo_i:hi_i], texts[lo_t:hi_t]
+            if measure == "hamming":
+                bits = self._agree_on_codes(as_tensor(my_images, "images"), as_tensor(my_texts, "texts"), bits)
+            img, txt, info = prepare_embeddings(my_images, my_texts, measure, device, bits=bits)
+        except Exception as exc:
+            error = exc
+        self.raise_if_any_failed(error)
+        infos = self.all_gather_object(info)
+        if any(other != info for other in infos):  # e.g. one shard in float64, another in float32
+            raise ConfigError(f"the ranks' shards of the embeddings differ in kind ({infos}); pass the same arrays on every rank")
+        n_bits = info.get("bits", 0)
+        self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(img) + _nbytes(txt)}
+        common = {"sharding": self, "measure": measure, "n_bits": n_bits}
+        i2t = ShardEmbeddingScores(queries=img, candidates=txt, query_side="image", n_queries=n_img, n_candidates=n_txt, **common)
+        t2i = ShardEmbeddingScores(queries=txt, candidates=img, query_side="text", n_queries=n_txt, n_candidates=n_img, **common)
+        return i2t, t2i, info
+
+    def _agree_on_codes(self, images: Any, texts: Any, bits: int | None) -> int | None:
+        """Hash codes are read as one format on every rank, the one a single process would infer from all rows."""
+        import torch
+
+        from .errors import NonBinaryCodesError
+
+        mine = sorted({float(v) for t in (images, texts) for v in torch.unique(t).tolist()})
+        kinds = self.all_gather_object((str(images.dtype), str(texts.dtype), mine))
+        values = {v for _, _, vals in kinds for v in vals}
+        if images.dtype == torch.uint8 and bits is None and not values <= {0.0, 1.0}:
+            return images.shape[1] * 8  # some shard holds packed bytes: they all do
+        if images.dtype != torch.uint8 and not (values <= {0.0, 1.0} or values <= {-1.0, 1.0}):
+            raise NonBinaryCodesError(
+                f"hash codes must be {{0,1}} or {{-1,+1}}; across all ranks' shards the values are {sorted(values)[:6]}"
+            )
+        return bits
 
     def gather_rows(self, local: Any, counts: Sequence[int]) -> Any:
         """Concatenate every rank's rows (rank r holds counts[r] rows); tensor or numpy in, same out."""
@@ -355,8 +417,8 @@ class Sharding:
         from .engine import EmbeddingScores, MatrixScores
 
         n_q, n_c = source.n_queries, source.n_candidates
-        needs_whole_rows = labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_c for k in map_ks))
-        shardable = isinstance(source, (EmbeddingScores, MatrixScores)) and n_c >= self.world_size
+        needs_whole_rows = _needs_whole_rows(labelled, map_ks, variant, n_c)
+        shardable = isinstance(source, (EmbeddingScores, MatrixScores, ShardEmbeddingScores)) and n_c >= self.world_size
         if forced == "candidates":
             if needs_whole_rows:
                 raise OptionError(
@@ -525,6 +587,8 @@ class Sharding:
         """settings.world_size and costs.distributed (world size, modes, per-rank seconds), same on every rank."""
         report.settings["world_size"] = self.world_size
         mine = {"rank": self.rank, "host": socket.gethostname(), **{k: round(self.timings[k], 6) for k in sorted(self.timings)}}
+        # what this rank held of the embeddings: its shards, or (None) every row
+        mine["resident"] = getattr(self, "resident", None)
         per_rank = self.all_gather_object(mine)
         costs = dict(report.costs or {})
         costs["distributed"] = {"world_size": self.world_size, "backend": self.backend, "sharding": dict(self.modes), "per_rank": per_rank}
@@ -633,6 +697,8 @@ def _query_rows(source: Any, lo: int, hi: int) -> Any:
 def _candidate_columns(source: Any, lo: int, hi: int) -> Any:
     from .engine import EmbeddingScores, MatrixScores
 
+    if isinstance(source, ShardEmbeddingScores):
+        return source.local(lo, hi)
     if isinstance(source, EmbeddingScores):
         if source.query_side == "image":
             return replace(source, texts=source.texts[lo:hi])
@@ -678,3 +744,78 @@ def _checked_block(local: Any, start: int, stop: int, n_local: int, *, trusted: 
     if scores.dtype not in _INT_DTYPES:
         raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
     return scores, torch.iinfo(scores.dtype).min
+
+
+class ShardEmbeddingScores:
+    """Every query against this rank's candidate shard; each query block is broadcast by the rank holding it.
+
+    `queries` and `candidates` are this rank's shards (rows split(n, world, rank)) of the query
+    and candidate sides; n_queries / n_candidates count all ranks' rows. Every rank must ask for
+    the same blocks in the same order (the candidate-sharded ranking does).
+    """
+
+    trusted = True  # products of finite embeddings: no NaN scan needed
+    fresh_blocks = True
+
+    def __init__(self, *, sharding: Any, queries: Any, candidates: Any, measure: str, query_side: str, n_bits: int, n_queries: int, n_candidates: int) -> None:
+        self.sharding, self.queries, self.candidates = sharding, queries, candidates
+        self.measure, self.query_side, self.n_bits = measure, query_side, n_bits
+        self.n_queries, self.n_candidates = n_queries, n_candidates
+
+    def cell_bytes(self) -> int:
+        from .engine import embedding_cell_bytes
+
+        images = self.queries if self.query_side == "image" else self.candidates
+        return embedding_cell_bytes(images, self.measure)
+
+    def local(self, lo: int, hi: int) -> ShardEmbeddingScores:
+        """The same source seen as its candidate slice (n_candidates = this rank's rows)."""
+        if hi - lo != self.candidates.shape[0]:
+            raise ShapeError(f"candidate slice {lo}..{hi} does not match this rank's shard of {self.candidates.shape[0]} rows")
+        view = ShardEmbeddingScores(
+            sharding=self.sharding, queries=self.queries, candidates=self.candidates, measure=self.measure,
+            query_side=self.query_side, n_bits=self.n_bits, n_queries=self.n_queries, n_candidates=hi - lo,
+        )
+        return view
+
+    def query_rows(self, start: int, stop: int) -> Any:
+        import torch
+
+        world, me = self.sharding.world_size, self.sharding.rank
+        my_lo, _ = split(self.n_queries, world, me)
+        pieces = []
+        for owner in range(world):
+            lo, hi = split(self.n_queries, world, owner)
+            a, b = max(lo, start), min(hi, stop)
+            if a >= b:
+                continue
+            if owner == me:
+                piece = self.queries[a - my_lo : b - my_lo]
+            else:
+                piece = torch.empty((b - a, *self.queries.shape[1:]), dtype=self.queries.dtype, device=self.queries.device)
+            pieces.append(self.sharding.broadcast(piece, src=owner))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+    def block(self, start: int, stop: int) -> Any:
+        from .similarity import score_block
+
+        rows = self.query_rows(start, stop)
+        if self.query_side == "image":
+            return score_block(rows, self.candidates, self.measure, query_side="image", n_bits=self.n_bits)
+        return score_block(self.candidates, rows, self.measure, query_side="text", n_bits=self.n_bits)
+
+
+def _needs_whole_rows(labelled: bool, map_ks: Sequence[int | None], variant: str, n_candidates: int) -> bool:
+    """mAP@N, PR11 (any K >= n_candidates) and the dcmh variant need each query's whole ranking."""
+    return labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_candidates for k in map_ks))
+
+
+def _n_rows(x: Any, name: str) -> int:
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) == 0:
+        raise ShapeError(f"{name} must be an array with one row per item, got {type(x).__name__}")
+    return int(shape[0])
+
+
+def _nbytes(t: Any) -> int:
+    return int(t.numel() * t.element_size())

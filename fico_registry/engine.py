@@ -41,6 +41,16 @@ class ScoreSource(Protocol):
         ...
 
 
+def embedding_cell_bytes(images: torch.Tensor, measure: str) -> int:
+    """Bytes per (query, candidate) cell while a block of embedding scores is computed."""
+    if measure == "maxsim":
+        return 4 * (images.shape[1] + 2)
+    if measure == "hamming":
+        return 8
+    width = 8 if images.dtype == torch.float64 else 4
+    return width * (3 if measure == "euclidean" else 2)
+
+
 @dataclass
 class EmbeddingScores:
     """Scores computed on the fly from image and text embeddings (one GEMM per block)."""
@@ -62,12 +72,7 @@ class EmbeddingScores:
         return (self.texts if self.query_side == "image" else self.images).shape[0]
 
     def cell_bytes(self) -> int:
-        if self.measure == "maxsim":
-            return 4 * (self.images.shape[1] + 2)
-        if self.measure == "hamming":
-            return 8
-        width = 8 if self.images.dtype == torch.float64 else 4
-        return width * (3 if self.measure == "euclidean" else 2)
+        return embedding_cell_bytes(self.images, self.measure)
 
     def block(self, start: int, stop: int) -> torch.Tensor:
         if self.query_side == "image":
@@ -301,7 +306,7 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """A safe share of free memory: half the free GPU memory, or a quarter of available RAM (<= 4 GiB)."""
+    """A safe share of free memory: half the free GPU memory, or a quarter of available RAM (<= 4 GiB, split among this host's torchrun ranks)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.5)
@@ -316,7 +321,12 @@ def default_memory_budget(device: torch.device) -> int:
         pass
     if available is None:
         available = 8 << 30
-    return int(min(available * 0.25, 4 << 30))
+    # ranks of one torchrun job on this host share its RAM
+    try:
+        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local_ranks = 1
+    return int(min(available * 0.25, 4 << 30) / local_ranks)
 
 
 def parse_budget(budget: int | str | None, device: torch.device) -> int:

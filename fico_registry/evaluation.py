@@ -67,13 +67,27 @@ def evaluate_embeddings(
     dev = resolve_device(device)
     check_measure(measure)
     _check_options(recall_ks, map_ks, ties, map_variant)
-    img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
-    c2i = _check_mapping(caption_to_image, img.shape[0], txt.shape[0])
-    n_bits = info.get("bits", 0)
-    i2t = EmbeddingScores(img, txt, measure, "image", n_bits)
-    t2i = EmbeddingScores(img, txt, measure, "text", n_bits)
+    sharded = _sharding(dev)
+    n_img, n_txt = _n_items(images), _n_items(texts)
+    if sharded is not None and sharded.follows_shard(n_img, n_txt, labels is not None, map_ks, map_variant):
+        # torchrun: each rank prepares only its shard of each side (memory follows the shard)
+        i2t, t2i, info = sharded.embedding_shards(images, texts, measure, dev, bits)
+        c2i = _check_mapping(caption_to_image, n_img, n_txt)
+    else:
+        img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
+        c2i = _check_mapping(caption_to_image, img.shape[0], txt.shape[0])
+        n_bits = info.get("bits", 0)
+        i2t = EmbeddingScores(img, txt, measure, "image", n_bits)
+        t2i = EmbeddingScores(img, txt, measure, "text", n_bits)
     settings = {"measure": measure, **info}
-    return _evaluate(i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started)
+    return _evaluate(i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started, sharded=sharded)
+
+
+def _n_items(x: Any) -> int:
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else 0
+    return len(x) if isinstance(x, (list, tuple)) else 0
 
 
 def evaluate_similarity(
@@ -191,6 +205,8 @@ def _evaluate(
     settings: dict[str, Any],
     started: float,
     ranked_to: int | None = None,
+    *,
+    sharded: Any = None,
 ) -> Report:
     n_images, n_texts = i2t.n_queries, i2t.n_candidates
     budget = parse_budget(memory_budget, device)
@@ -208,7 +224,7 @@ def _evaluate(
     # kernels release the GIL, so a second core is not left idle. Each gets half the budget.
     # Model-backed sources (re-rank) stay sequential: they drive one model and one cost meter.
     parallel = device.type == "cpu" and all(isinstance(s, (EmbeddingScores, MatrixScores)) for s in (i2t, t2i))
-    sharded = _sharding(device)
+    sharded = sharded if sharded is not None else _sharding(device)
     common = dict(
         recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
         budget=budget // 2 if parallel else budget,

@@ -92,6 +92,18 @@ def build_cases() -> dict[str, dict[str, Any]]:
         "kind": "embeddings", "arrays": packed, "kwargs": {"measure": "hamming", "bits": 8, "map_ks": [5], "memory_budget": 20000},
         "shard": "queries", "modes": both("queries"),
     }
+    # shards must read codes as one format, the one a single process infers from every row:
+    # rank 0's half of these packed bytes holds only 0/1 values (ambiguous on its own)
+    odd = {k: v.copy() for k, v in packed.items()}
+    odd["images"][: n_h // 2] &= 1
+    odd["texts"][: len(c2i_h) // 2] &= 1
+    cases["hamming-packed-shard-looks-unpacked"] = {
+        "kind": "embeddings", "arrays": odd, "kwargs": {"measure": "hamming", "map_ks": [5]}, "modes": both("candidates"),
+    }
+    mixed = {**ham, "images": np.concatenate([(codes_i[: n_h // 2] > 0).astype(np.int8), codes_i[n_h // 2 :]])}
+    cases["hamming-formats-differ-across-shards"] = {
+        "kind": "embeddings", "arrays": mixed, "kwargs": {"measure": "hamming", "map_ks": [5]}, "error": "NonBinaryCodesError",
+    }
     # similarity matrices with ties (small integers), a separate t2i, labels
     n_s = 30
     c2i_s = _uneven_caption_map(rng, n_s)
@@ -286,6 +298,14 @@ def test_array_cases_match_single_process(sharded_run):
             assert distributed["world_size"] == 2 and distributed["sharding"] == case["modes"], name
             assert [entry["rank"] for entry in distributed["per_rank"]] == [0, 1]
             assert all(entry["i2t"] >= 0 and entry["t2i"] >= 0 for entry in distributed["per_rank"])
+            resident = [entry["resident"] for entry in distributed["per_rank"]]
+            if case["kind"] == "embeddings" and set(case["modes"].values()) == {"candidates"}:
+                # memory follows the shard: each rank prepared only its rows of each side
+                n_img, n_txt = len(case["arrays"]["images"]), len(case["arrays"]["texts"])
+                assert [r["image_rows"] for r in resident] == [n_img // 2, n_img - n_img // 2], name
+                assert [r["text_rows"] for r in resident] == [n_txt // 2, n_txt - n_txt // 2], name
+            else:
+                assert resident == [None, None], name
         assert sharded_run["ranks"][0][name]["report"]["costs"] == sharded_run["ranks"][1][name]["report"]["costs"]
     assert not mismatched, mismatched[0]
 
