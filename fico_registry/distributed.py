@@ -417,6 +417,10 @@ class Sharding:
         from .engine import EmbeddingScores, MatrixScores
 
         n_q, n_c = source.n_queries, source.n_candidates
+        if isinstance(source, LocalRows):
+            if forced == "candidates":
+                raise OptionError("FICO_SHARD=candidates: cross-attention scores are held as each rank's query rows; use FICO_SHARD=queries (or auto)")
+            return "queries"  # the rows this rank holds are its queries, whole
         needs_whole_rows = _needs_whole_rows(labelled, map_ks, variant, n_c)
         shardable = isinstance(source, (EmbeddingScores, MatrixScores, ShardEmbeddingScores)) and n_c >= self.world_size
         if forced == "candidates":
@@ -442,7 +446,8 @@ class Sharding:
             return run_direction(source, positives, relevance, budget=budget, label=label, **common)
         lo, hi = split(source.n_queries, self.world_size, self.rank)
         local_relevance = None if relevance is None else _offset_relevance(relevance, lo)
-        return run_direction(_query_rows(source, lo, hi), positives[lo:hi], local_relevance, budget=budget, label=label, **common)
+        rows = source.scores() if isinstance(source, LocalRows) and (source.lo, source.lo + source.rows.shape[0]) == (lo, hi) else _query_rows(source, lo, hi)
+        return run_direction(rows, positives[lo:hi], local_relevance, budget=budget, label=label, **common)
 
     def _finish_queries(self, source: Any, mode: str, result: tuple[Any, BaseException | None]) -> Any:
         """Collective: re-raise any rank's failure everywhere, then all_gather the per-query rows."""
@@ -582,6 +587,58 @@ class Sharding:
         self.timings["query_time_s"] = time.perf_counter() - began
         counts = [b - a for a, b in (split(n_img, self.world_size, r) for r in range(self.world_size))]
         return self.gather_rows(part, counts)
+
+    def cross_attention_shards(self, model: Any, image_features: Any, text_features: Any, *, device: Any, cost: Any, progress: bool | None = None, image_block: int = 128) -> tuple[Any, Any] | None:
+        """Each rank's rows of both directions' cross-attention scores, or None when a shard would be empty.
+
+        Rank r scores its images (rows split(n_images, world, r)) against all captions; one
+        all_to_all then hands every rank the t2i rows of its captions (split(n_texts, world, r)).
+        Each rank holds about 2 / world_size of the matrix instead of all of it, and both
+        directions rank their own query rows with whole rankings (mAP@N and PR11 stay exact).
+        """
+        import torch
+
+        from .query_time import _n, cross_attention_matrix, take
+
+        n_img, n_txt = _n(image_features), _n(text_features)
+        if min(n_img, n_txt) < self.world_size:
+            return None
+        lo_i, hi_i = split(n_img, self.world_size, self.rank)
+        began = time.perf_counter()
+        part, error = None, None
+        try:
+            part = cross_attention_matrix(
+                model, take(image_features, slice(lo_i, hi_i), "cpu"), text_features, device=device, image_block=image_block, cost=cost,
+                progress=progress if self.rank == 0 else False,
+            )
+        except Exception as exc:
+            error = exc
+        self.raise_if_any_failed(error)
+        self.timings["query_time_s"] = time.perf_counter() - began
+        began = time.perf_counter()
+        dtypes = self.all_gather_object(str(part.dtype))
+        if len(set(dtypes)) != 1:
+            raise ConfigError(f"the ranks' cross-attention scores differ in dtype ({dtypes}); the model must score in one dtype")
+        rows = torch.from_numpy(np.ascontiguousarray(part)) if isinstance(part, np.ndarray) else part.cpu().contiguous()
+        text_cuts = [split(n_txt, self.world_size, q) for q in range(self.world_size)]
+        image_cuts = [split(n_img, self.world_size, q) for q in range(self.world_size)]
+        lo_t, hi_t = text_cuts[self.rank]
+        # to rank q goes [my images, q's captions]; from rank q comes [q's images, my captions]
+        send = torch.cat([rows[:, a:b].reshape(-1) for a, b in text_cuts])
+        received = torch.empty((n_img * (hi_t - lo_t),), dtype=rows.dtype)
+        self.dist.all_to_all_single(
+            received, send,
+            output_split_sizes=[(b - a) * (hi_t - lo_t) for a, b in image_cuts],
+            input_split_sizes=[(hi_i - lo_i) * (b - a) for a, b in text_cuts],
+        )
+        del send
+        t2i_rows = received.reshape(n_img, hi_t - lo_t).T.contiguous()
+        self.timings["exchange_s"] = time.perf_counter() - began
+        self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(rows) + _nbytes(t2i_rows)}
+        return (
+            LocalRows(rows.numpy(), n_queries=n_img, lo=lo_i, name="i2t", device=device),
+            LocalRows(t2i_rows.numpy(), n_queries=n_txt, lo=lo_t, name="t2i", device=device),
+        )
 
     def annotate(self, report: Any) -> None:
         """settings.world_size and costs.distributed (world size, modes, per-rank seconds), same on every rank."""
@@ -819,3 +876,28 @@ def _n_rows(x: Any, name: str) -> int:
 
 def _nbytes(t: Any) -> int:
     return int(t.numel() * t.element_size())
+
+
+class LocalRows:
+    """This rank's query rows lo.. of a score matrix held in pieces across the ranks (n_queries counts all)."""
+
+    trusted = False
+    fresh_blocks = False
+
+    def __init__(self, rows: np.ndarray, *, n_queries: int, lo: int, name: str, device: Any) -> None:
+        self.rows, self.n_queries, self.lo, self.name, self.device = rows, n_queries, lo, name, device
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.rows.shape[1])
+
+    def cell_bytes(self) -> int:
+        return int(self.rows.dtype.itemsize)
+
+    def scores(self) -> Any:
+        from .engine import MatrixScores
+
+        return MatrixScores(self.rows, device=self.device, name=self.name)
+
+    def block(self, start: int, stop: int) -> Any:
+        raise OptionError(f"{self.name}: this rank holds only query rows {self.lo}..{self.lo + len(self.rows) - 1}")

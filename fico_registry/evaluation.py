@@ -392,13 +392,25 @@ def evaluate(
         )
     elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
         cost = ScorerCost()
-        score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
-        matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        shards = None
+        if sharded is not None:  # each rank keeps its rows of both directions, not the whole matrix
+            shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        if shards is not None:
+            i2t_rows, t2i_rows = shards
+            _check_options(recall_ks, map_ks, ties, map_variant)
+            settings = {"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False}
+            report = _evaluate(
+                i2t_rows, t2i_rows, _check_mapping(c2i, corpus.n_images, corpus.n_captions), corpus.labels, recall_ks, map_ks, ties,
+                map_variant, dev, memory_budget, progress, settings, started, sharded=sharded,
+            )
+        else:
+            score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
+            matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+            report = evaluate_similarity(
+                matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
+                device=dev, memory_budget=memory_budget, progress=progress,
+            )
         costs["query_time"] = cost.to_dict("cross-attention")
-        report = evaluate_similarity(
-            matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
-            device=dev, memory_budget=memory_budget, progress=progress,
-        )
     else:
         k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
         first_img = img_out["embeds"].to(dev).float()

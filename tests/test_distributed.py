@@ -345,6 +345,11 @@ def test_evaluate_model_on_corpus_matches_single_process(sharded_run, tmp_path):
                 if "query_time" in single["costs"]:
                     assert costs["query_time"]["pairs"] == single["costs"]["query_time"]["pairs"]
                     assert [e["query_time_pairs"] > 0 for e in per_rank] == [True, True]
+                    # each rank kept its image rows (i2t) and, after the all_to_all, its captions' t2i rows
+                    held = [e["resident"] for e in per_rank]
+                    assert sum(h["image_rows"] for h in held) == single["corpus"]["n_images"]
+                    assert sum(h["text_rows"] for h in held) == single["corpus"]["n_texts"]
+                    assert costs["distributed"]["sharding"] == {"i2t": "queries", "t2i": "queries"}
 
 
 def test_torchrun_cli_evaluate_embeddings(tmp_path):
