@@ -625,14 +625,15 @@ class Sharding:
         lo_t, hi_t = text_cuts[self.rank]
         # to rank q goes [my images, q's captions]; from rank q comes [q's images, my captions]
         send = torch.cat([rows[:, a:b].reshape(-1) for a, b in text_cuts])
-        received = torch.empty((n_img * (hi_t - lo_t),), dtype=rows.dtype)
+        send = send.to(self._comm_device(send))  # an NCCL-only group needs them on the GPU
+        received = torch.empty((n_img * (hi_t - lo_t),), dtype=rows.dtype, device=send.device)
         self.dist.all_to_all_single(
             received, send,
             output_split_sizes=[(b - a) * (hi_t - lo_t) for a, b in image_cuts],
             input_split_sizes=[(hi_i - lo_i) * (b - a) for a, b in text_cuts],
         )
         del send
-        t2i_rows = received.reshape(n_img, hi_t - lo_t).T.contiguous()
+        t2i_rows = received.cpu().reshape(n_img, hi_t - lo_t).T.contiguous()
         self.timings["exchange_s"] = time.perf_counter() - began
         self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(rows) + _nbytes(t2i_rows)}
         return (
