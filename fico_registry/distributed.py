@@ -476,7 +476,7 @@ class Sharding:
         lo: int,
         hi: int,
         positives: Any,
-        relevance: Callable[[int, int], Any] | None,
+        relevance: Any,
         *,
         recall_ks: Sequence[int],
         map_ks: Sequence[int | None],
@@ -532,9 +532,8 @@ class Sharding:
                 best = self.all_reduce(best_local.to(comm_dtype), "max").to(scores.dtype)[:, None]
                 counts = [(scores > best).sum(1), (scores == best).sum(1), ((pos_scores == best) & mine).sum(1)]
                 if want_category:
-                    rel = relevance(start, stop)  # type: ignore[misc]
                     values, index = scores.topk(k_local, dim=1, largest=True, sorted=True)
-                    rel_top = rel.gather(1, index)
+                    rel_top = relevance.at(start, stop, index)  # type: ignore[union-attr]
                     if k_local < top_k:  # a short slice pads with the lowest score: only ever tied last
                         values = torch.cat([values, values.new_full((stop - start, top_k - k_local), floor)], dim=1)
                         rel_top = torch.cat([rel_top, rel_top.new_zeros((stop - start, top_k - k_local))], dim=1)
@@ -545,7 +544,7 @@ class Sharding:
                     values = values.to(scores.dtype)
                     rel_top = every_rel.permute(1, 0, 2).reshape(stop - start, -1).gather(1, index).bool()
                     at_boundary = scores == values[:, -1:]
-                    counts += [at_boundary.sum(1), (at_boundary & rel).sum(1), rel.sum(1)]
+                    counts += [at_boundary.sum(1), relevance.count_where(start, stop, at_boundary), relevance.totals(start, stop)]  # type: ignore[union-attr]
                 totals = self.all_reduce(torch.stack(counts, dim=1).to(torch.int64)).cpu().numpy()
                 g_all[start:stop], eq_all[start:stop], p_all[start:stop] = totals[:, 0], totals[:, 1], totals[:, 2]
                 if want_category:
@@ -778,8 +777,8 @@ def _find_class(module: str, qualname: str) -> Any:
     return found
 
 
-def _offset_relevance(relevance: Callable[[int, int], Any], lo: int) -> Callable[[int, int], Any]:
-    return lambda start, stop: relevance(lo + start, lo + stop)
+def _offset_relevance(relevance: Any, lo: int) -> Any:
+    return relevance.shifted(lo)
 
 
 def _checked_block(local: Any, start: int, stop: int, n_local: int, *, trusted: bool, label: str, lo: int) -> tuple[Any, Any]:

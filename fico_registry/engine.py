@@ -145,20 +145,117 @@ def label_relevance(
     candidate_labels: torch.Tensor,
     candidate_map: torch.Tensor | None = None,
     query_map: torch.Tensor | None = None,
-) -> Callable[[int, int], torch.Tensor]:
-    """relevance(start, stop) -> bool (b, n_candidates): shares at least one label.
+) -> LabelRelevance:
+    """Relevance = shares at least one label; see LabelRelevance."""
+    return LabelRelevance(query_labels, candidate_labels, candidate_map, query_map)
 
-    Captions take their image's labels: query_map / candidate_map index image label rows, so the
-    label product runs over images and captions are gathered afterwards.
+
+class LabelRelevance:
+    """Which candidates share at least one label with each query of a block.
+
+    Captions take their image's labels: query_map / candidate_map index image label rows, so label
+    products run over images and captions are gathered (or counted) afterwards. Called as
+    relevance(start, stop) it gives the whole (b, n_candidates) bool block (full rankings need
+    it); the top-k path asks only for per-query totals and for the relevance of chosen
+    candidates, which costs O(b x n_images) and O(b x k) instead of O(b x n_candidates).
     """
 
-    def relevance(start: int, stop: int) -> torch.Tensor:
-        rows = query_labels[start:stop] if query_map is None else query_labels[query_map[start:stop]]
-        shared = rows @ candidate_labels.T
-        rel = shared > 0
-        return rel if candidate_map is None else rel[:, candidate_map]
+    def __init__(
+        self,
+        query_labels: torch.Tensor,
+        candidate_labels: torch.Tensor,
+        candidate_map: torch.Tensor | None = None,
+        query_map: torch.Tensor | None = None,
+        offset: int = 0,
+    ) -> None:
+        self.query_labels, self.candidate_labels = query_labels, candidate_labels
+        self.candidate_map, self.query_map, self.offset = candidate_map, query_map, offset
+        self._words: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._captions_per_image: torch.Tensor | None = None
 
-    return relevance
+    def shifted(self, lo: int) -> LabelRelevance:
+        """The same relevance for queries counted from `lo` (a rank's slice of the queries)."""
+        return LabelRelevance(self.query_labels, self.candidate_labels, self.candidate_map, self.query_map, self.offset + lo)
+
+    def _rows(self, start: int, stop: int) -> torch.Tensor | slice:
+        start, stop = start + self.offset, stop + self.offset
+        return slice(start, stop) if self.query_map is None else self.query_map[start:stop]
+
+    def _image_level(self, start: int, stop: int) -> torch.Tensor:
+        return (self.query_labels[self._rows(start, stop)] @ self.candidate_labels.T) > 0
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        rel = self._image_level(start, stop)
+        return rel if self.candidate_map is None else torch.index_select(rel, 1, self.candidate_map)
+
+    def totals(self, start: int, stop: int) -> torch.Tensor:
+        """Relevant candidates per query, (b,) int64."""
+        rel = self._image_level(start, stop)
+        if self.candidate_map is None:
+            return rel.sum(1)
+        if self._captions_per_image is None:
+            counts = torch.bincount(self.candidate_map, minlength=self.candidate_labels.shape[0])
+            self._captions_per_image = counts.to(torch.float64)
+        return (rel.to(torch.float64) @ self._captions_per_image).round().to(torch.int64)  # integers, exact in float64
+
+    def _label_words(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._words is None:
+            self._words = (_as_words(self.query_labels), _as_words(self.candidate_labels))
+        return self._words
+
+    def at(self, start: int, stop: int, index: torch.Tensor) -> torch.Tensor:
+        """Relevance of candidates `index` (b, m) of queries start..stop-1, (b, m) bool."""
+        query_words, candidate_words = self._label_words()
+        rows = query_words[self._rows(start, stop)]
+        columns = index if self.candidate_map is None else self.candidate_map[index]
+        return ((candidate_words[columns] & rows[:, None, :]) != 0).any(-1)
+
+    def count_where(self, start: int, stop: int, mask: torch.Tensor, max_pairs: int = 1 << 20) -> torch.Tensor:
+        """Relevant candidates among those where `mask` (b, n_candidates) is True, per query, (b,) int64."""
+        query_words, candidate_words = self._label_words()
+        query_rows = query_words[self._rows(start, stop)]
+        per_row = np.cumsum(mask.sum(1).cpu().numpy())
+        out = torch.zeros(mask.shape[0], dtype=torch.int64, device=mask.device)
+        first = 0
+        while first < mask.shape[0]:  # rows in chunks of about max_pairs marked cells (ties can be wide)
+            done = per_row[first - 1] if first else 0
+            last = max(first + 1, int(np.searchsorted(per_row, done + max_pairs, side="right")))
+            rows, cols = mask[first:last].nonzero(as_tuple=True)
+            if self.candidate_map is not None:
+                cols = self.candidate_map[cols]
+            hit = ((query_rows[first:last][rows] & candidate_words[cols]) != 0).any(-1)
+            out[first:last] = torch.bincount(rows[hit], minlength=last - first)
+            first = last
+        return out
+
+
+class MatrixRelevance:
+    """Relevance given whole, as a bool (n_queries, n_candidates) matrix; the interface of LabelRelevance."""
+
+    def __init__(self, relevant: torch.Tensor, offset: int = 0) -> None:
+        self.relevant, self.offset = relevant, offset
+
+    def shifted(self, lo: int) -> MatrixRelevance:
+        return MatrixRelevance(self.relevant, self.offset + lo)
+
+    def __call__(self, start: int, stop: int) -> torch.Tensor:
+        return self.relevant[start + self.offset : stop + self.offset]
+
+    def totals(self, start: int, stop: int) -> torch.Tensor:
+        return self(start, stop).sum(1)
+
+    def at(self, start: int, stop: int, index: torch.Tensor) -> torch.Tensor:
+        return self(start, stop).gather(1, index)
+
+    def count_where(self, start: int, stop: int, mask: torch.Tensor) -> torch.Tensor:
+        return (mask & self(start, stop)).sum(1)
+
+
+def _as_words(labels: torch.Tensor) -> torch.Tensor:
+    """Multi-hot rows (n, n_classes) as bit sets (n, words) of int64, for AND-and-test relevance."""
+    bits = np.packbits(labels.detach().cpu().numpy() > 0, axis=1, bitorder="little")
+    bits = np.pad(bits, ((0, 0), (0, (-bits.shape[1]) % 8)))
+    return torch.from_numpy(np.ascontiguousarray(bits).view(np.int64)).to(labels.device)
 
 
 def order_keys(scores: torch.Tensor) -> torch.Tensor:
@@ -362,7 +459,7 @@ def rows_per_block(n_candidates: int, cell_bytes: int, budget: int, full_sort: b
 def run_direction(
     source: ScoreSource,
     positives: torch.Tensor,
-    relevance: Callable[[int, int], torch.Tensor] | None,
+    relevance: LabelRelevance | None,
     *,
     recall_ks: Sequence[int],
     map_ks: Sequence[int | None],
@@ -411,8 +508,8 @@ def run_direction(
             best = pos_scores.max(dim=1, keepdim=True).values
             p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()
             if want_category:
-                rel = relevance(start, stop)  # type: ignore[misc]
                 if full_sort:
+                    rel = relevance(start, stop)  # type: ignore[misc]
                     keys = _sorted_keys_with_relevance(scores, rel, consume=fresh)
                     groups = groups_from_sorted(keys, n_c)
                     g, eq = _instance_from_sorted(keys, scores, best)
@@ -420,7 +517,7 @@ def run_direction(
                 else:
                     g = (scores > best).sum(1).cpu().numpy()
                     eq = (scores == best).sum(1).cpu().numpy()
-                    groups = _groups_top_k(scores, rel, top_k)
+                    groups = _groups_top_k(scores, relevance, start, stop, top_k)  # type: ignore[arg-type]
                 for k in map_ks:
                     ap[_map_name(k, n_c)][start:stop] = metrics.average_precision(groups, k, map_variant, ties)
                 relevant[start:stop] = groups.relevant  # type: ignore[index]
@@ -450,16 +547,15 @@ def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Te
     return g.numpy(), (end - g).numpy()
 
 
-def _groups_top_k(scores: torch.Tensor, rel: torch.Tensor, k: int) -> metrics.Groups:
+def _groups_top_k(scores: torch.Tensor, relevance: LabelRelevance, start: int, stop: int, k: int) -> metrics.Groups:
     values, index = scores.topk(k, dim=1, largest=True, sorted=True)
-    rel_top = rel.gather(1, index)
+    rel_top = relevance.at(start, stop, index)
     # the last group may run past position k: size and relevant count come from the whole row
-    boundary = values[:, -1:]
-    at_boundary = scores == boundary
+    at_boundary = scores == values[:, -1:]
     n_last = at_boundary.sum(1).cpu().numpy()
-    r_last = (at_boundary & rel).sum(1).cpu().numpy()
+    r_last = relevance.count_where(start, stop, at_boundary).cpu().numpy()
     keys = _sorted_keys_with_relevance(values, rel_top)
-    relevant = rel.sum(1).cpu().numpy()
+    relevant = relevance.totals(start, stop).cpu().numpy()
     return groups_from_sorted(keys, scores.shape[1], prefix_of=(n_last, r_last, relevant))
 
 

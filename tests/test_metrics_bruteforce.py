@@ -21,7 +21,7 @@ def _groups(rows_scores, rows_rel, *, top_k=None, as_float=False):
     scores = torch.tensor(rows_scores, dtype=dtype)
     rel = torch.tensor(rows_rel, dtype=torch.bool)
     if top_k is not None:
-        return engine._groups_top_k(scores, rel, top_k)
+        return engine._groups_top_k(scores, engine.MatrixRelevance(rel), 0, len(rows_scores), top_k)
     keys = engine._sorted_keys_with_relevance(scores, rel)
     return engine.groups_from_sorted(keys, scores.shape[1])
 
@@ -165,3 +165,25 @@ def test_expected_matches_sampling_on_a_large_tie():
             got = metrics.average_precision(groups, k, variant, "expected")[0]
             se = np.std(samples) / math.sqrt(len(samples))
             assert abs(got - np.mean(samples)) < 5 * se + 1e-9, (variant, k)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_label_relevance_parts_equal_the_whole_matrix(seed):
+    """totals / at / count_where (the top-k path) agree with the full relevance block, both directions."""
+    rng = np.random.default_rng(seed)
+    n_img, n_classes = 23, 70  # 70 classes: two 64-bit words per label set
+    c2i = torch.from_numpy(rng.permutation(np.repeat(np.arange(n_img), rng.integers(1, 5, size=n_img))))
+    labels = torch.from_numpy((rng.random((n_img, n_classes)) < 0.05).astype(np.float32))
+    labels[0] = 0  # an image with no label is relevant to nothing
+    for rel in (engine.label_relevance(labels, labels, candidate_map=c2i), engine.label_relevance(labels, labels, query_map=c2i)):
+        n_q = n_img if rel.query_map is None else len(c2i)
+        for start, stop in ((0, n_q), (3, 9)):
+            whole = rel(start, stop)
+            assert torch.equal(rel.totals(start, stop), whole.sum(1))
+            index = torch.from_numpy(rng.integers(0, whole.shape[1], size=(stop - start, 6)))
+            assert torch.equal(rel.at(start, stop, index), whole.gather(1, index))
+            mask = torch.from_numpy(rng.random(whole.shape) < 0.4)
+            assert torch.equal(rel.count_where(start, stop, mask), (mask & whole).sum(1))
+            assert torch.equal(rel.count_where(start, stop, mask, max_pairs=3), (mask & whole).sum(1))  # chunked
+            shifted = rel.shifted(start)
+            assert torch.equal(shifted(0, stop - start), whole)
