@@ -111,3 +111,12 @@ def test_needs_labels(corpora, tmp_path):
         train(model="dadh", train=unlabelled, val=corpora["val"], out=tmp_path, options=OPTIONS)
     with pytest.raises(ConfigError, match="unknown DADH training options"):
         train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "bit": 64})
+
+
+def test_refuses_torchrun(corpora, tmp_path, monkeypatch):
+    from fico_dadh.train import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets: every rank would train the whole recipe
+    with pytest.raises(ConfigError, match="single process"):
+        train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options=OPTIONS)
+    assert not any(tmp_path.iterdir())

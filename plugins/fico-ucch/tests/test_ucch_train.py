@@ -128,3 +128,12 @@ def test_option_checks(corpora, tmp_path):
     with pytest.raises(ConfigError, match="exceeds the 40 training images"):
         train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "batch_size": 64})
     np.testing.assert_equal(OPTIONS["config"], "tiny")
+
+
+def test_refuses_torchrun(corpora, tmp_path, monkeypatch):
+    from fico_ucch.train import train
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets: every rank would train the whole recipe
+    with pytest.raises(ConfigError, match="single process"):
+        train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path, options=OPTIONS)
+    assert not any(tmp_path.iterdir())

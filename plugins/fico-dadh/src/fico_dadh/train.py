@@ -232,6 +232,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     """Train `dadh` on `train` (labels required), select on `val`; GEN_module.pth (raw GEN state dict) in `out`."""
     from fico_features.run_inputs import CaptionSampler, RunInputs
 
+    from fico_registry.distributed import world_size
     from fico_registry.training.common import (
         Checkpointer,
         TrainingProgress,
@@ -240,6 +241,11 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         seed_everything,
     )
 
+    if world_size() > 1:  # ranks would each train the whole recipe and race on the same files
+        raise ConfigError(
+            "the DADH recipe runs in a single process (one Flickr30K run is about 20 minutes on one GPU by FLOP count); "
+            "launch it without torchrun"
+        )
     opts = Options.from_dict(options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

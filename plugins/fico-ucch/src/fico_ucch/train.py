@@ -220,8 +220,14 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     """Train `ucch` on `train`, select on `val`; `.t7` checkpoints (UCCH.py's layout) and inputs.json in `out`."""
     from fico_features.run_inputs import CaptionSampler, RunInputs
 
+    from fico_registry.distributed import world_size
     from fico_registry.training.common import Checkpointer, TrainingProgress, autocast, grad_scaler, seed_everything
 
+    if world_size() > 1:  # ranks would each train the whole recipe and race on the same files
+        raise ConfigError(
+            "the UCCH recipe runs in a single process (one Flickr30K run is about 5 minutes on one GPU by FLOP count); "
+            "launch it without torchrun"
+        )
     opts = Options.from_dict(options)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
