@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from fico_features.hash_codes import CODE_FORMATS, feature_batch, to_codes
 
 from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError
 
 from .checkpoint import NORM_FILE, Architecture, DadhCheckpoint, read_checkpoint
-from .codes import CODE_FORMATS, feature_batch, to_codes
 from .nets import Generator, hidden_widths
 
 log = logging.getLogger(__name__)
