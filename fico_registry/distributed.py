@@ -224,7 +224,7 @@ class Sharding:
             return False
         return all(n >= self.world_size and not _needs_whole_rows(labelled, map_ks, variant, n) for n in (n_images, n_texts))
 
-    def embedding_shards(self, images: Any, texts: Any, measure: str, device: Any, bits: int | None) -> tuple[Any, Any, dict[str, Any]]:
+    def embedding_shards(self, images: Any, texts: Any, n_img: int, n_txt: int, measure: str, device: Any, bits: int | None) -> tuple[Any, Any, dict[str, Any]]:
         """The two directions' score sources over this rank's shards of the images and texts.
 
         Rank r validates and prepares (normalises, packs) only rows split(n, world, r) of each
@@ -233,7 +233,6 @@ class Sharding:
         """
         from .similarity import as_tensor, prepare_embeddings
 
-        n_img, n_txt = _n_rows(images, "images"), _n_rows(texts, "texts")
         lo_i, hi_i = split(n_img, self.world_size, self.rank)
         lo_t, hi_t = split(n_txt, self.world_size, self.rank)
         error, info = None, None
@@ -865,13 +864,6 @@ class ShardEmbeddingScores:
 def _needs_whole_rows(labelled: bool, map_ks: Sequence[int | None], variant: str, n_candidates: int) -> bool:
     """mAP@N, PR11 (any K >= n_candidates) and the dcmh variant need each query's whole ranking."""
     return labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_candidates for k in map_ks))
-
-
-def _n_rows(x: Any, name: str) -> int:
-    shape = getattr(x, "shape", None)
-    if shape is None or len(shape) == 0:
-        raise ShapeError(f"{name} must be an array with one row per item, got {type(x).__name__}")
-    return int(shape[0])
 
 
 def _nbytes(t: Any) -> int:

@@ -71,7 +71,7 @@ def evaluate_embeddings(
     n_img, n_txt = _n_items(images), _n_items(texts)
     if sharded is not None and sharded.follows_shard(n_img, n_txt, labels is not None, map_ks, map_variant):
         # torchrun: each rank prepares only its shard of each side (memory follows the shard)
-        i2t, t2i, info = sharded.embedding_shards(images, texts, measure, dev, bits)
+        i2t, t2i, info = sharded.embedding_shards(images, texts, n_img, n_txt, measure, dev, bits)
         c2i = _check_mapping(caption_to_image, n_img, n_txt)
     else:
         img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
