@@ -3,7 +3,7 @@
 For each block of queries it asks a score source for the (block, n_candidates) scores, then
   - instance statistics without sorting: g (candidates above the best positive), ties t, p;
   - category statistics as tie groups (metrics.Groups): from one top-k when only mAP@K with small
-    K is wanted, or from one sort of int64 keys that carry the score order and the relevance bit
+    K is wanted, or from one sort of integer keys (int32 when they fit) that carry the score order and the relevance bit
     together (exact for float32 and integer scores) when mAP@N, PR11 or the dcmh variant need the
     whole ranking.
 The full score matrix is never materialised unless a block happens to be all of it.
@@ -185,6 +185,19 @@ class LabelRelevance:
         return (self.query_labels[self._rows(start, stop)] @ self.candidate_labels.T) > 0
 
     def __call__(self, start: int, stop: int) -> torch.Tensor:
+        if self.query_labels.device.type == "cpu":
+            # AND of 64-bit label words instead of a label GEMM: several times faster than torch's
+            # GEMM + index_select here, and unlike numpy's BLAS it starts no thread pool whose
+            # spinning workers would eat the second core the other direction is using
+            query_words, candidate_words = (w.numpy() for w in self._label_words())
+            rows = self._rows(start, stop)
+            query = query_words[rows if isinstance(rows, slice) else rows.numpy()]
+            rel = np.zeros((query.shape[0], candidate_words.shape[0]), dtype=bool)
+            for word in range(query.shape[1]):
+                rel |= (query[:, word, None] & candidate_words[None, :, word]) != 0
+            if self.candidate_map is not None:
+                rel = np.take(rel, self.candidate_map.numpy(), axis=1)
+            return torch.from_numpy(rel)
         rel = self._image_level(start, stop)
         return rel if self.candidate_map is None else torch.index_select(rel, 1, self.candidate_map)
 
@@ -270,14 +283,32 @@ def order_keys(scores: torch.Tensor) -> torch.Tensor:
     return (~mono).to(torch.int64)
 
 
-def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False) -> np.ndarray:
-    """2 * order_key + relevant, built with in-place numpy passes.
+def _narrow_bound(scores: torch.Tensor) -> float:
+    return 2.0 if scores.is_floating_point() else float(1 << 30)
+
+
+def _fits_32bit_keys(scores: torch.Tensor) -> bool:
+    """Whether 2 * order_key + relevant fits an int32 exactly, so the row sorts move half the bytes.
+
+    Float32 scores with |s| < 2 (cosine, normalised dot products) leave the top exponent bit of
+    their order-preserving int32 image unused; integer scores need |s| < 2**30. Anything else
+    keeps int64 keys.
+    """
+    if scores.numel() == 0:
+        return True
+    low, high = torch.aminmax(scores)
+    bound = _narrow_bound(scores)
+    return -bound < float(low) and float(high) < bound
+
+
+def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False, narrow: bool = False) -> np.ndarray:
+    """2 * order_key + relevant, built with in-place numpy passes (int32 when narrow, else int64).
 
     consume=True lets it overwrite a float32 `scores` block the engine owns (saves a copy);
     blocks that may share memory with the caller's arrays are copied first.
     """
     if scores.dtype in _INT_DTYPES:
-        keys = scores.numpy().astype(np.int64)
+        keys = scores.numpy().astype(np.int32 if narrow else np.int64)
         np.negative(keys, out=keys)
     else:
         x = scores.numpy() if scores.dtype == torch.float32 and consume else scores.numpy().astype(np.float32, copy=True)
@@ -287,14 +318,14 @@ def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool =
         sign &= 0x7FFFFFFF
         bits ^= sign  # order-preserving int32 image of the float
         np.invert(bits, out=bits)  # ascending key = descending score
-        keys = bits.astype(np.int64)
+        keys = bits if narrow else bits.astype(np.int64)  # narrow: |s| < 2 keeps it in 31 bits
     np.left_shift(keys, 1, out=keys)
     np.bitwise_or(keys, rel.numpy().view(np.uint8), out=keys)
     return keys
 
 
 def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False) -> np.ndarray:
-    """Rows sorted best-first as int64 keys 2*order + relevant, on the CPU."""
+    """Rows sorted best-first as integer keys 2*order + relevant (int32 when they fit), on the CPU."""
     if scores.dtype == torch.float64:
         # 64-bit scores leave no spare bit: rank them exactly by argsort, then pack a dense rank
         order = torch.argsort(-scores.cpu(), dim=1, stable=True)
@@ -306,7 +337,7 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume
     if scores.device.type == "cuda":
         keys = order_keys(scores) * 2 + rel.to(torch.int64)
         return torch.sort(keys, dim=1).values.cpu().numpy()
-    keys = _composite_keys_cpu(scores, rel, consume)
+    keys = _composite_keys_cpu(scores, rel, consume, narrow=_fits_32bit_keys(scores))
     keys.sort(axis=1)  # numpy's vectorised in-place sort is several times faster than torch's on CPU
     return keys
 
@@ -314,34 +345,47 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume
 def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> metrics.Groups:
     """Tie groups with relevant items from rows of sorted composite keys (2 * order + relevant).
 
-    Relevant items outside any tie are single-item groups; only the (usually few) runs of tied
-    scores are examined one by one. When `keys` holds only a top-k prefix of each row,
-    prefix_of = (n_last, r_last, relevant) gives, over the whole row, the size and relevant
-    count of the prefix's last tie group (it may run past the prefix) and the relevant total.
+    Every relevant item starts as a single-item group; the items that tie with a neighbour are
+    then folded into the group of their tie run (represented by the run's first relevant item),
+    so only the (usually few) runs of tied scores are examined one by one. When `keys` holds
+    only a top-k prefix of each row, prefix_of = (n_last, r_last, relevant) gives, over the
+    whole row, the size and relevant count of the prefix's last tie group (it may run past the
+    prefix) and the relevant total.
     """
     b, width = keys.shape
-    # the relevance bit is bit 0 of each little-endian int64: read one byte in eight
-    low_byte = np.ascontiguousarray(keys).view(np.uint8)[:, :: 8] if sys.byteorder == "little" else (keys & 1).astype(np.uint8)
-    pos = np.flatnonzero(low_byte & 1)  # relevant items, in rank order within each row
-    row = pos // width
-    counts = np.bincount(row, minlength=b)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank_in_row = np.arange(len(pos)) - first[row]  # relevant items above each one
+    size = keys.dtype.itemsize
+    # the relevance bit is bit 0 of each little-endian key: read one byte per key, as bools
+    # (numpy's nonzero is several times faster on bool than on uint8)
+    if sys.byteorder == "little":
+        is_rel = (np.ascontiguousarray(keys).view(np.uint8)[:, ::size] & 1).view(bool)
+    else:
+        is_rel = (keys & 1).astype(bool)
+    counts = np.count_nonzero(is_rel, axis=1).astype(np.int64)
+    pos = np.flatnonzero(is_rel)  # relevant items, in rank order within each row
+    first = np.cumsum(counts) - counts
+    row = np.repeat(np.arange(b, dtype=np.int64), counts)
+    col = pos - np.repeat(np.arange(b, dtype=np.int64) * width, counts)
+    rank_in_row = np.arange(len(pos), dtype=np.int64) - np.repeat(first, counts)  # relevant items above each one
+    relevant = counts if prefix_of is None else np.asarray(prefix_of[2], dtype=np.int64)
     # positions whose score equals the previous one's (neighbours differ at most in the rel bit)
     tied_flat = np.zeros(b * width + 1, dtype=bool)  # one spare slot: the successor of the very last item
     tied = tied_flat[:-1].reshape(b, width)
-    np.less_equal(np.bitwise_xor(keys[:, 1:], keys[:, :-1]).view(np.uint64), 1, out=tied[:, 1:])
+    unsigned = np.uint32 if size == 4 else np.uint64
+    np.less_equal(np.bitwise_xor(keys[:, 1:], keys[:, :-1]).view(unsigned), 1, out=tied[:, 1:])
     tie_pos = np.flatnonzero(tied)
     if len(tie_pos) == 0 and prefix_of is None:
         ones = np.ones(len(pos), dtype=np.int64)
-        return metrics.Groups(row, pos - row * width, ones, ones, rank_in_row, counts.astype(np.int64), n_candidates)
+        return metrics.Groups(row, col, ones, ones, rank_in_row, relevant, n_candidates)
     # runs of ties: [start, end] with every position after start tied to its predecessor
     breaks = np.flatnonzero(np.diff(tie_pos) != 1)
     run_start = np.concatenate([tie_pos[:1], tie_pos[breaks + 1]]) - 1
     run_end = np.concatenate([tie_pos[breaks], tie_pos[-1:]])
+    # a relevant item is in a run when it ties with its predecessor or its successor (the
+    # successor of a row's last item is the next row's first, never tied)
+    in_run_ok = tied_flat[pos] | tied_flat[pos + 1]
     if prefix_of is not None:
         # every row's last group must be a run (it may continue past the prefix), even of size 1
-        last_start = np.arange(b) * width + width - 1
+        last_start = np.arange(b, dtype=np.int64) * width + width - 1
         covered = np.searchsorted(run_end, last_start, side="left")
         has_run = np.zeros(b, dtype=bool)
         if len(run_end):
@@ -350,56 +394,43 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
         order = np.argsort(np.concatenate([run_start, extra]), kind="stable")
         run_start = np.concatenate([run_start, extra])[order]
         run_end = np.concatenate([run_end, extra])[order]
-    # a relevant item is in a run when it ties with its predecessor or its successor (the
-    # successor of a row's last item is the next row's first, never tied); only those few are
-    # located among the runs by binary search
-    in_run_ok = tied_flat[pos] | tied_flat[pos + 1]
-    if prefix_of is not None:
-        in_run_ok |= pos % width == width - 1  # each row's last item opens a run of its own
-    single = ~in_run_ok
-    in_run = np.searchsorted(run_start, pos[in_run_ok], side="right") - 1
-    # tie runs: relevant counted from the relevant items that fall inside them
-    r_run = np.bincount(in_run, minlength=len(run_start)).astype(np.int64)
-    run_row = run_start // width
-    rb_run = np.searchsorted(pos, run_start, side="left") - first[run_row]
+        in_run_ok |= col == width - 1
     n_run = run_end - run_start + 1
-    relevant = counts.astype(np.int64)
+    run_items = np.flatnonzero(in_run_ok)
+    in_run = np.searchsorted(run_start, pos[run_items], side="right") - 1  # each such item's run
+    r_run = np.bincount(in_run, minlength=len(run_start)).astype(np.int64)
     if prefix_of is not None:
-        n_last, r_last, relevant = prefix_of
+        n_last, r_last = prefix_of[0], prefix_of[1]
         last = run_end % width == width - 1
-        n_run[last] = n_last[run_row[last]]
-        r_run[last] = r_last[run_row[last]]
-        relevant = np.asarray(relevant, dtype=np.int64)
-    keep = r_run > 0
-    # merge the tie runs into the (already rank-ordered) single items by flat position
-    single_pos = pos[single]
-    run_pos = run_start[keep]
-    total = len(single_pos) + len(run_pos)
-    slots = np.searchsorted(single_pos, run_pos) + np.arange(len(run_pos))
-    is_run = np.zeros(total, dtype=bool)
-    is_run[slots] = True
-    is_single = ~is_run
-
-    def merged(single_values: np.ndarray | None, run_values: np.ndarray) -> np.ndarray:
-        if single_values is None:  # every single item has n = r = 1
-            out = np.ones(total, dtype=np.int64)
-        else:
-            out = np.empty(total, dtype=np.int64)
-            out[is_single] = single_values
-        out[slots] = run_values
-        return out
-
-    flat = merged(single_pos, run_pos)
-    g_row = flat // width
-    return metrics.Groups(
-        g_row,
-        flat - g_row * width,
-        merged(None, n_run[keep]),
-        merged(None, r_run[keep]),
-        merged(rank_in_row[single], rb_run[keep]),
-        relevant,
-        n_candidates,
-    )
+        run_row = run_start[last] // width
+        n_run[last] = n_last[run_row]
+        r_run[last] = r_last[run_row]
+    # each run is represented by its first relevant item; its other items leave
+    opens = np.ones(len(run_items), dtype=bool)
+    opens[1:] = in_run[1:] != in_run[:-1]
+    heads, head_run = run_items[opens], in_run[opens]
+    n_item = np.ones(len(pos), dtype=np.int64)
+    r_item = np.ones(len(pos), dtype=np.int64)
+    n_item[heads] = n_run[head_run]
+    r_item[heads] = r_run[head_run]
+    col[heads] = run_start[head_run] - row[heads] * width
+    keep = np.ones(len(pos), dtype=bool)
+    keep[run_items[~opens]] = False
+    arrays = [row, col, n_item, r_item, rank_in_row]
+    if not keep.all():
+        arrays = [x[keep] for x in arrays]
+    if prefix_of is not None:
+        # a row's last run may hold relevant items only past the prefix: it has no item here
+        orphan = np.ones(len(run_start), dtype=bool)
+        orphan[head_run] = False
+        orphan &= r_run > 0
+        if orphan.any():
+            o_row = run_start[orphan] // width
+            at = np.cumsum(np.bincount(arrays[0], minlength=b))[o_row]  # after the row's other groups
+            extra_values = [o_row, run_start[orphan] - o_row * width, n_run[orphan], r_run[orphan], counts[o_row]]
+            arrays = [np.insert(x, at, v) for x, v in zip(arrays, extra_values, strict=True)]
+    g_row, g_col, g_n, g_r, g_rb = arrays
+    return metrics.Groups(g_row, g_col, g_n, g_r, g_rb, relevant, n_candidates)
 
 
 def default_memory_budget(device: torch.device) -> int:
@@ -443,7 +474,15 @@ def parse_budget(budget: int | str | None, device: torch.device) -> int:
     return int(budget)
 
 
+# Blocks larger than this are no faster, only slower: the per-cell arrays of a bigger block pass
+# glibc's 32 MB mmap threshold, so every block pays fresh page faults instead of reusing the heap
+# (measured: tie-group extraction 2.5x slower per cell at 28M cells than at 6M; bench_evaluator).
+EFFICIENT_BLOCK_CELLS = 1 << 21
+MIN_BLOCK_ROWS = 16  # enough rows for the GEMM to stay efficient on very wide rows
+
+
 def rows_per_block(n_candidates: int, cell_bytes: int, budget: int, full_sort: bool) -> int:
+    """Query rows per block: what the memory budget allows, capped at EFFICIENT_BLOCK_CELLS."""
     # scores + keys + sorted keys + relevance + group temporaries (about 8 int64 arrays per cell)
     per_cell = cell_bytes + (72 if full_sort else 12)
     rows = budget // max(1, n_candidates * per_cell)
@@ -453,7 +492,7 @@ def rows_per_block(n_candidates: int, cell_bytes: int, budget: int, full_sort: b
             f"one query row needs about {need / 2**20:.0f} MiB but memory_budget is {budget / 2**20:.0f} MiB; "
             "raise memory_budget or drop mAP@N / PR11 (they need whole rows)"
         )
-    return int(rows)
+    return int(min(rows, max(MIN_BLOCK_ROWS, EFFICIENT_BLOCK_CELLS // max(1, n_candidates))))
 
 
 def run_direction(
@@ -535,16 +574,31 @@ def _map_name(k: int | None, n_candidates: int) -> str:
 
 
 def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """g and the size of the best positive's tie group, by binary search in the sorted keys."""
+    """g and the size of the best positive's tie group, by binary search in the sorted keys.
+
+    `scores` is only read for float64 blocks: a consumed float32 block holds the keys by now.
+    """
     if scores.dtype == torch.float64:
         s = scores.cpu()
         b = best.cpu()
         return (s > b).sum(1).numpy(), (s == b).sum(1).numpy()
-    target = (order_keys(best) * 2).cpu()
     sorted_keys = torch.from_numpy(keys)
-    g = torch.searchsorted(sorted_keys, target, side="left").squeeze(1)
-    end = torch.searchsorted(sorted_keys, target + 1, side="right").squeeze(1)
-    return g.numpy(), (end - g).numpy()
+    if keys.dtype != np.int32:
+        target = (order_keys(best) * 2).cpu()
+        g = torch.searchsorted(sorted_keys, target, side="left").squeeze(1)
+        end = torch.searchsorted(sorted_keys, target + 1, side="right").squeeze(1)
+        return g.numpy(), (end - g).numpy()
+    # narrow keys: a best outside the keys' range (the floor of a query without positives)
+    # is below every candidate, or above every one
+    b = best.cpu()
+    bound = _narrow_bound(b)
+    inside = (b > -bound) & (b < bound)
+    target = torch.from_numpy(_composite_keys_cpu(torch.where(inside, b, torch.zeros_like(b)), torch.zeros(b.shape, dtype=torch.bool), narrow=True))
+    g = torch.searchsorted(sorted_keys, target, side="left")
+    end = torch.searchsorted(sorted_keys, target + 1, side="right")
+    outside_g = torch.where(b >= bound, 0, keys.shape[1])
+    g, eq = torch.where(inside, g, outside_g).squeeze(1), torch.where(inside, end - g, 0).squeeze(1)
+    return g.numpy(), eq.numpy()
 
 
 def _groups_top_k(scores: torch.Tensor, relevance: LabelRelevance, start: int, stop: int, k: int) -> metrics.Groups:

@@ -16,7 +16,7 @@ Formulas and a worked example are in docs/metrics.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import digamma, gammaln
@@ -80,7 +80,8 @@ def median_rank(rank: np.ndarray) -> float:
 
 @dataclass
 class Groups:
-    """Tie groups holding at least one relevant item, for a block of queries, in rank order."""
+    """Tie groups holding at least one relevant item, for a block of queries, in rank order
+    (rows ascending, and by position within each row)."""
 
     row: np.ndarray  # query (row of the block) each group belongs to
     a: np.ndarray
@@ -89,6 +90,7 @@ class Groups:
     rb: np.ndarray
     relevant: np.ndarray  # (n_rows,) relevant items per query, R
     n_candidates: int
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def n_rows(self) -> int:
@@ -96,6 +98,64 @@ class Groups:
 
     def select(self, mask: np.ndarray) -> Groups:
         return Groups(self.row[mask], self.a[mask], self.n[mask], self.r[mask], self.rb[mask], self.relevant, self.n_candidates)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(n_rows + 1,): row q's groups are [offsets[q], offsets[q + 1])."""
+        if "offsets" not in self._memo:
+            self._memo["offsets"] = np.searchsorted(self.row, np.arange(self.n_rows + 1))
+        return self._memo["offsets"]
+
+    @property
+    def tied(self) -> np.ndarray:
+        """Indices of the groups of more than one item (the rest have n = r = 1)."""
+        if "tied" not in self._memo:
+            self._memo["tied"] = np.flatnonzero(self.n > 1)
+        return self._memo["tied"]
+
+    def single_precision(self) -> np.ndarray:
+        """(rb + 1) / (a + 1): the precision at each group's first item, exact for single-item groups.
+
+        Shared by mAP@N and PR11, which otherwise repeat the same passes over every group.
+        """
+        if "precision" not in self._memo:
+            p = self.rb.astype(np.float64)
+            p += 1
+            p /= self.a + 1
+            self._memo["precision"] = p
+        return self._memo["precision"]
+
+    def head(self, k: int) -> Groups:
+        """The groups that start inside the top k (a < k): a prefix of each row, found by bisection."""
+        starts = self.offsets[:-1]
+        cut = _lower_bound(lambda i: self.a[i], starts, self.offsets[1:], k)
+        idx = _ragged_range(starts, cut - starts)
+        return Groups(self.row[idx], self.a[idx], self.n[idx], self.r[idx], self.rb[idx], self.relevant, self.n_candidates)
+
+
+def _lower_bound(value_at, lo: np.ndarray, hi: np.ndarray, target) -> np.ndarray:
+    """Per search, the first index i in [lo, hi) with value_at(i) >= target (hi if none).
+
+    value_at must be non-decreasing on each [lo, hi); vectorised bisection, log2(hi - lo) rounds
+    over the searches only (never a pass over the whole array).
+    """
+    lo, hi = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+    target = np.broadcast_to(target, lo.shape)
+    while True:
+        active = lo < hi
+        if not active.any():
+            return lo
+        mid = (lo + hi) >> 1
+        below = active & (value_at(np.where(active, mid, 0)) < target)
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
+
+
+def _ragged_range(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ranges [starts[q], starts[q] + lengths[q])."""
+    total = int(lengths.sum())
+    shift = starts - (np.cumsum(lengths) - lengths)
+    return np.arange(total, dtype=np.int64) + np.repeat(shift, lengths)
 
 
 def _h(x: np.ndarray) -> np.ndarray:
@@ -154,7 +214,7 @@ def average_precision(groups: Groups, k: int | None, variant: str, ties: str) ->
     if variant == "dcmh":
         return _dcmh(groups, k, ties)
     if k < groups.n_candidates:
-        groups = groups.select(groups.a < k)  # only groups starting inside the top k contribute
+        groups = groups.head(k)  # only groups starting inside the top k contribute
     a, n, r, rb = groups.a, groups.n, groups.r, groups.rb
     if k >= groups.n_candidates:  # the whole ranking: every group is inside
         full = slice(None)
@@ -162,7 +222,9 @@ def average_precision(groups: Groups, k: int | None, variant: str, ties: str) ->
     else:
         full = a + n <= k
         cut = (a < k) & ~full  # the group straddling position k (at most one per query)
-    if ties == "expected":
+    if ties == "expected" and isinstance(full, slice):
+        contrib = _whole_expected_sums(groups)
+    elif ties == "expected":
         contrib = expected_group_sum(a[full], n[full], r[full], rb[full])
     else:
         contrib = fixed_order_sum(_fixed_offset(groups, ties)[full], r[full], rb[full])
@@ -198,6 +260,14 @@ def average_precision(groups: Groups, k: int | None, variant: str, ties: str) ->
     count[cut_rows] += inside
     np.divide(numer, count, out=ap, where=count > 0)
     return ap
+
+
+def _whole_expected_sums(groups: Groups) -> np.ndarray:
+    """expected_group_sum of every whole group: the single-item precision, tie groups patched."""
+    out = groups.single_precision().copy()
+    t = groups.tied
+    out[t] = expected_group_sum(groups.a[t], groups.n[t], groups.r[t], groups.rb[t])
+    return out
 
 
 def _fico_straddle_expectation(a, n, r, rb, k, s_prev, r_prev) -> np.ndarray:
@@ -294,51 +364,50 @@ def pr11(groups: Groups, ties: str) -> np.ndarray:
     out = np.full((n_rows, PR_LEVELS), np.nan)
     if len(groups.row) == 0:
         return out
-    row = groups.row
     a, n, r, rb = (np.asarray(x, dtype=np.int64) for x in (groups.a, groups.n, groups.r, groups.rb))
     big_r = np.asarray(groups.relevant, dtype=np.int64)
     # Precision is monotone inside a group, so a group's best is at its first or last point.
     if ties == "expected":
-        first = (rb + r / n) / (a + 1)
-        last = (rb + r) / (a + n)
         start = a
+        best = groups.single_precision().copy()  # first = last for single items
+        t = groups.tied
+        best[t] = np.maximum((rb[t] + r[t] / n[t]) / (a[t] + 1), (rb[t] + r[t]) / (a[t] + n[t]))
+
+        def last_at(g: np.ndarray) -> np.ndarray:
+            return (rb[g] + r[g]) / (a[g] + n[g])
     else:
         start = _fixed_offset(groups, ties).astype(np.int64)
-        first = (rb + 1) / (start + 1)
         last = (rb + r) / (start + r)
-    counts = np.bincount(row, minlength=n_rows)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
+        best = np.maximum((rb + 1) / (start + 1), last)
+
+        def last_at(g: np.ndarray) -> np.ndarray:
+            return last[g]
+    offsets = groups.offsets
     ends = offsets[1:]
-    # search in units of R/10 so every level's target is an exact integer
-    stride = 10 * (int(big_r.max()) + 2)
-    key = row.astype(np.int64) * stride + 10 * (rb + r)  # 10 x cumulative relevant at each group's end
-    rows = np.arange(n_rows)
-    crossing = np.empty((n_rows, PR_LEVELS), dtype=np.int64)  # the group where each level is reached
-    valid = np.empty((n_rows, PR_LEVELS), dtype=bool)
-    targets = np.empty((n_rows, PR_LEVELS), dtype=np.int64)
-    for level in range(PR_LEVELS):
-        if ties == "expected":
-            target10 = level * big_r  # expected counts are fractional: recall >= level/10 exactly
-        else:
-            target10 = 10 * np.maximum(-((-level * big_r) // 10), 1)  # whole items, at least one
-        pos = np.searchsorted(key, rows * stride + target10, side="left")
-        valid[:, level] = (big_r > 0) & (pos < ends)
-        crossing[:, level] = np.where(valid[:, level], pos, ends)
-        targets[:, level] = target10
-    later = _max_after_crossings(np.maximum(first, last), crossing, ends)
-    for level in range(PR_LEVELS):
-        ok = valid[:, level]
-        g = crossing[ok, level]
-        t10 = targets[ok, level]
-        if ties == "expected":
-            # first position q in the group with 10 (rb + q r / n) >= t10, in integer arithmetic
-            q = np.clip(-((-(t10 - 10 * rb[g]) * n[g]) // (10 * r[g])), 1, n[g])
-            at_cross = (rb[g] + q * r[g] / n[g]) / (a[g] + q)
-        else:
-            j = np.maximum(t10 // 10, rb[g] + 1)
-            at_cross = j / (start[g] + (j - rb[g]))
-        # the crossing group counts from the crossing point on; later groups entirely
-        out[ok, level] = np.maximum(np.maximum(at_cross, last[g]), later[ok, level])
+    # targets in units of R/10 so every level's target is an exact integer
+    level = np.arange(PR_LEVELS, dtype=np.int64)[None, :]
+    if ties == "expected":
+        target10 = level * big_r[:, None]  # expected counts are fractional: recall >= level/10 exactly
+    else:
+        target10 = 10 * np.maximum(-((-level * big_r[:, None]) // 10), 1)  # whole items, at least one
+    # the group where each level is reached: the first whose cumulative relevant count gets there
+    lo = np.repeat(offsets[:-1, None], PR_LEVELS, axis=1)
+    hi = np.repeat(ends[:, None], PR_LEVELS, axis=1)
+    crossing = _lower_bound(lambda i: 10 * (rb[i] + r[i]), lo, hi, target10)
+    valid = (big_r[:, None] > 0) & (crossing < hi)
+    crossing = np.where(valid, crossing, hi)
+    later = _max_after_crossings(best, crossing, ends)
+    g = crossing[valid]
+    t10 = target10[valid]
+    if ties == "expected":
+        # first position q in the group with 10 (rb + q r / n) >= t10, in integer arithmetic
+        q = np.clip(-((-(t10 - 10 * rb[g]) * n[g]) // (10 * r[g])), 1, n[g])
+        at_cross = (rb[g] + q * r[g] / n[g]) / (a[g] + q)
+    else:
+        j = np.maximum(t10 // 10, rb[g] + 1)
+        at_cross = j / (start[g] + (j - rb[g]))
+    # the crossing group counts from the crossing point on; later groups entirely
+    out[valid] = np.maximum(np.maximum(at_cross, last_at(g)), later[valid])
     return out
 
 
