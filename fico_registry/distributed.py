@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, FicoError, MemoryBudgetError, NonFiniteError, OptionError, ShapeError
+from .errors import ConfigError, FicoError, MemoryBudgetError, OptionError, ShapeError
 
 SHARD_MODES = ("auto", "candidates", "queries")
 _local_only: ContextVar[bool] = ContextVar("fico_local_only", default=False)
@@ -490,7 +490,7 @@ class Sharding:
         import torch
 
         from . import metrics
-        from .engine import DirectionStats, _progress, _sorted_keys_with_relevance, groups_from_sorted
+        from .engine import DirectionStats, _progress, _sorted_keys_with_relevance, checked_block, groups_from_sorted
 
         local = _candidate_columns(source, lo, hi)
         n_q, n_c, n_local = source.n_queries, source.n_candidates, hi - lo
@@ -518,7 +518,7 @@ class Sharding:
                 stop = min(n_q, start + rows)
                 error = None
                 try:
-                    scores, floor = _checked_block(local, start, stop, n_local, trusted=bool(getattr(local, "trusted", False)), label=label, lo=lo)
+                    scores, floor = checked_block(local, start, stop, label=label, first_candidate=lo)
                     pos = positives[start:stop]
                     mine = (pos >= lo) & (pos < hi)
                     pos_scores = scores.gather(1, (pos - lo).clamp(0, n_local - 1))
@@ -707,35 +707,6 @@ class _QueryRows:
         return self.source.block(self.lo + start, self.lo + stop)
 
 
-class _MatrixColumns:
-    """Columns lo..hi-1 of a MatrixScores direction: only this rank's candidates are read."""
-
-    trusted = False
-    fresh_blocks = False
-
-    def __init__(self, source: Any, lo: int, hi: int) -> None:
-        self.source, self.lo, self.hi = source, lo, hi
-
-    @property
-    def n_queries(self) -> int:
-        return self.source.n_queries
-
-    @property
-    def n_candidates(self) -> int:
-        return self.hi - self.lo
-
-    def cell_bytes(self) -> int:
-        return self.source.cell_bytes()
-
-    def block(self, start: int, stop: int) -> Any:
-        from .similarity import as_tensor
-
-        matrix, lo, hi = self.source.matrix, self.lo, self.hi
-        rows = matrix[lo:hi, start:stop].T if self.source.transpose else matrix[start:stop, lo:hi]
-        block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.source.name)
-        return block.to(self.source.device)
-
-
 def _query_rows(source: Any, lo: int, hi: int) -> Any:
     """Queries lo..hi-1 as a source of the same kind where possible (views, no copies)."""
     from .engine import EmbeddingScores, MatrixScores
@@ -751,17 +722,14 @@ def _query_rows(source: Any, lo: int, hi: int) -> Any:
 
 
 def _candidate_columns(source: Any, lo: int, hi: int) -> Any:
-    from .engine import EmbeddingScores, MatrixScores
+    from .engine import candidate_columns
 
     if isinstance(source, ShardEmbeddingScores):
         return source.local(lo, hi)
-    if isinstance(source, EmbeddingScores):
-        if source.query_side == "image":
-            return replace(source, texts=source.texts[lo:hi])
-        return replace(source, images=source.images[lo:hi])
-    if isinstance(source, MatrixScores):
-        return _MatrixColumns(source, lo, hi)
-    raise OptionError(f"{type(source).__name__} scores cannot be split by candidates; use FICO_SHARD=queries")
+    columns = candidate_columns(source, lo, hi)
+    if columns is None:
+        raise OptionError(f"{type(source).__name__} scores cannot be split by candidates; use FICO_SHARD=queries")
+    return columns
 
 
 def _find_class(module: str, qualname: str) -> Any:
@@ -778,28 +746,6 @@ def _find_class(module: str, qualname: str) -> Any:
 
 def _offset_relevance(relevance: Any, lo: int) -> Any:
     return relevance.shifted(lo)
-
-
-def _checked_block(local: Any, start: int, stop: int, n_local: int, *, trusted: bool, label: str, lo: int) -> tuple[Any, Any]:
-    """The slice's score block, checked as the engine checks whole rows; and the lowest score of its dtype."""
-    import torch
-
-    from .engine import _INT_DTYPES
-
-    scores = local.block(start, stop)
-    if tuple(scores.shape) != (stop - start, n_local):
-        raise ShapeError(f"score block has shape {tuple(scores.shape)}, expected {(stop - start, n_local)}")
-    if scores.is_floating_point():
-        if not trusted and not bool(torch.isfinite(scores).all()):
-            raise NonFiniteError(
-                f"{label or 'scores'}: NaN or infinite scores for queries {start}..{stop - 1} (candidates {lo}..{lo + n_local - 1})"
-            )
-        if scores.dtype in (torch.float16, torch.bfloat16):
-            scores = scores.float()
-        return scores, -torch.inf
-    if scores.dtype not in _INT_DTYPES:
-        raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
-    return scores, torch.iinfo(scores.dtype).min
 
 
 class ShardEmbeddingScores:

@@ -15,7 +15,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -110,6 +110,66 @@ class MatrixScores:
         rows = self.matrix[:, start:stop].T if self.transpose else self.matrix[start:stop]  # type: ignore[index]
         block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.name)
         return block.to(self.device)
+
+
+class MatrixColumns:
+    """Candidates lo..hi-1 of a MatrixScores direction: only those columns are read."""
+
+    trusted = False
+    fresh_blocks = False
+
+    def __init__(self, source: MatrixScores, lo: int, hi: int) -> None:
+        self.source, self.lo, self.hi = source, lo, hi
+
+    @property
+    def n_queries(self) -> int:
+        return self.source.n_queries
+
+    @property
+    def n_candidates(self) -> int:
+        return self.hi - self.lo
+
+    def cell_bytes(self) -> int:
+        return self.source.cell_bytes()
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        matrix, lo, hi = self.source.matrix, self.lo, self.hi
+        rows = matrix[lo:hi, start:stop].T if self.source.transpose else matrix[start:stop, lo:hi]  # type: ignore[index]
+        block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.source.name)
+        return block.to(self.source.device)
+
+
+def candidate_columns(source: ScoreSource, lo: int, hi: int) -> ScoreSource | None:
+    """The same scores restricted to candidates lo..hi-1, or None when the source cannot slice them.
+
+    Embedding blocks keep the image-major GEMM, so a cell is bit-identical in any slice.
+    """
+    if isinstance(source, EmbeddingScores):
+        if source.query_side == "image":
+            return replace(source, texts=source.texts[lo:hi])
+        return replace(source, images=source.images[lo:hi])
+    if isinstance(source, MatrixScores):
+        return MatrixColumns(source, lo, hi)
+    return None
+
+
+def checked_block(source: ScoreSource, start: int, stop: int, *, label: str = "", first_candidate: int | None = None) -> tuple[torch.Tensor, float | int]:
+    """The source's scores for queries start..stop-1, checked (shape, dtype, NaN / inf), fp16/bf16 as
+    float32; and the lowest score of its dtype (the floor a missing positive takes)."""
+    scores = source.block(start, stop)
+    n_c = source.n_candidates
+    if tuple(scores.shape) != (stop - start, n_c):
+        raise ShapeError(f"score block has shape {tuple(scores.shape)}, expected {(stop - start, n_c)}")
+    if scores.is_floating_point():
+        if not getattr(source, "trusted", False) and not bool(torch.isfinite(scores).all()):
+            where = "" if first_candidate is None else f" (candidates {first_candidate}..{first_candidate + n_c - 1})"
+            raise NonFiniteError(f"{label or 'scores'}: NaN or infinite scores for queries {start}..{stop - 1}{where}")
+        if scores.dtype in (torch.float16, torch.bfloat16):
+            scores = scores.float()
+        return scores, -torch.inf
+    if scores.dtype not in _INT_DTYPES:
+        raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
+    return scores, torch.iinfo(scores.dtype).min
 
 
 @dataclass
@@ -223,8 +283,11 @@ class LabelRelevance:
         columns = index if self.candidate_map is None else self.candidate_map[index]
         return ((candidate_words[columns] & rows[:, None, :]) != 0).any(-1)
 
-    def count_where(self, start: int, stop: int, mask: torch.Tensor, max_pairs: int = 1 << 20) -> torch.Tensor:
-        """Relevant candidates among those where `mask` (b, n_candidates) is True, per query, (b,) int64."""
+    def count_where(self, start: int, stop: int, mask: torch.Tensor, max_pairs: int = 1 << 20, first_column: int = 0) -> torch.Tensor:
+        """Relevant candidates among those where `mask` is True, per query, (b,) int64.
+
+        `mask` covers candidates first_column.. (all of them by default).
+        """
         query_words, candidate_words = self._label_words()
         query_rows = query_words[self._rows(start, stop)]
         per_row = np.cumsum(mask.sum(1).cpu().numpy())
@@ -234,6 +297,7 @@ class LabelRelevance:
             done = per_row[first - 1] if first else 0
             last = max(first + 1, int(np.searchsorted(per_row, done + max_pairs, side="right")))
             rows, cols = mask[first:last].nonzero(as_tuple=True)
+            cols = cols + first_column
             if self.candidate_map is not None:
                 cols = self.candidate_map[cols]
             hit = ((query_rows[first:last][rows] & candidate_words[cols]) != 0).any(-1)
@@ -260,8 +324,8 @@ class MatrixRelevance:
     def at(self, start: int, stop: int, index: torch.Tensor) -> torch.Tensor:
         return self(start, stop).gather(1, index)
 
-    def count_where(self, start: int, stop: int, mask: torch.Tensor) -> torch.Tensor:
-        return (mask & self(start, stop)).sum(1)
+    def count_where(self, start: int, stop: int, mask: torch.Tensor, first_column: int = 0) -> torch.Tensor:
+        return (mask & self(start, stop)[:, first_column : first_column + mask.shape[1]]).sum(1)
 
 
 def _as_words(labels: torch.Tensor) -> torch.Tensor:
@@ -515,7 +579,16 @@ def run_direction(
     want_category = relevance is not None and len(map_ks) > 0
     full_sort = want_category and (len(finite_ks) < len(map_ks) or map_variant == "dcmh")
     top_k = max(finite_ks) if finite_ks else 0
-    rows = min(n_q, rows_per_block(n_c, source.cell_bytes(), budget, full_sort))
+    try:
+        rows = min(n_q, rows_per_block(n_c, source.cell_bytes(), budget, full_sort))
+    except MemoryBudgetError:
+        if full_sort or candidate_columns(source, 0, 1) is None:
+            raise
+        # one query row against every candidate does not fit: rank candidate blocks and merge
+        return _run_direction_by_candidate_blocks(
+            source, positives, relevance, map_ks=map_ks, map_variant=map_variant, ties=ties, budget=budget,
+            device=device, label=label, progress=progress, top_k=top_k,
+        )  # fmt: skip
     positives = positives.to(device)
     # blocks the source computes itself may be overwritten; others may alias the caller's data
     fresh = bool(getattr(source, "fresh_blocks", False))
@@ -529,20 +602,10 @@ def run_direction(
     with _progress(progress, f"ranking {label}".strip(), n_q) as advance:
         for start in range(0, n_q, rows):
             stop = min(n_q, start + rows)
-            scores = source.block(start, stop)
-            if tuple(scores.shape) != (stop - start, n_c):
-                raise ShapeError(f"score block has shape {tuple(scores.shape)}, expected {(stop - start, n_c)}")
-            if scores.is_floating_point():
-                if not getattr(source, "trusted", False) and not bool(torch.isfinite(scores).all()):
-                    raise NonFiniteError(f"{label or 'scores'}: NaN or infinite scores for queries {start}..{stop - 1}")
-                if scores.dtype in (torch.float16, torch.bfloat16):
-                    scores = scores.float()
-            elif scores.dtype not in _INT_DTYPES:
-                raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
+            scores, floor = checked_block(source, start, stop, label=label)
             pos = positives[start:stop]
             valid = pos >= 0
             pos_scores = scores.gather(1, pos.clamp(min=0))
-            floor = -torch.inf if scores.is_floating_point() else torch.iinfo(scores.dtype).min
             pos_scores = torch.where(valid, pos_scores, torch.full_like(pos_scores, floor))
             best = pos_scores.max(dim=1, keepdim=True).values
             p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()
@@ -567,6 +630,88 @@ def run_direction(
             eq_all[start:stop] = eq
             advance(stop - start)
     return DirectionStats(g_all, eq_all - p_all, p_all, ap, pr, relevant)
+
+
+def _run_direction_by_candidate_blocks(
+    source: ScoreSource,
+    positives: torch.Tensor,
+    relevance: LabelRelevance | MatrixRelevance | None,
+    *,
+    map_ks: Sequence[int | None],
+    map_variant: str,
+    ties: str,
+    budget: int,
+    device: torch.device,
+    label: str,
+    progress: bool | None,
+    top_k: int,
+) -> DirectionStats:
+    """run_direction for rows wider than the budget: query blocks x candidate blocks.
+
+    Two passes over each query block's candidate blocks. The first finds the best positive score
+    and merges each block's top k into the running top k; the second counts, against those final
+    values, the candidates above / tied with the best positive and the size and relevant count of
+    the tie group at position k (it may straddle blocks). Only R@K, MedR, MeanR and mAP@K with K
+    below the candidate count come this way (mAP@N and PR11 need whole rows).
+    """
+    n_q, n_c = source.n_queries, source.n_candidates
+    want_category = relevance is not None and len(map_ks) > 0
+    per_cell = source.cell_bytes() + 12
+    rows = min(n_q, MIN_BLOCK_ROWS)
+    while rows > 1 and budget // (rows * per_cell) < 1:
+        rows //= 2
+    width = min(n_c, budget // (rows * per_cell))
+    if width < 1:
+        raise MemoryBudgetError(f"memory_budget {budget} B cannot hold even one score; raise memory_budget")
+    slices = [(lo, min(n_c, lo + width)) for lo in range(0, n_c, width)]
+    columns = [candidate_columns(source, lo, hi) for lo, hi in slices]
+    positives = positives.to(device)
+    g_all, eq_all, p_all = (np.empty(n_q, dtype=np.int64) for _ in range(3))
+    ap = {_map_name(k, n_c): np.empty(n_q) for k in map_ks} if want_category else {}
+    relevant = np.empty(n_q, dtype=np.int64) if want_category else None
+    with _progress(progress, f"ranking {label} (candidate blocks)".strip(), n_q) as advance:
+        for start in range(0, n_q, rows):
+            stop = min(n_q, start + rows)
+            pos = positives[start:stop]
+            valid = pos >= 0
+            pos_scores = top_values = top_index = None
+            for (lo, hi), part in zip(slices, columns, strict=True):
+                scores, floor = checked_block(part, start, stop, label=label, first_candidate=lo)  # type: ignore[arg-type]
+                if pos_scores is None:
+                    pos_scores = torch.full(pos.shape, floor, dtype=scores.dtype, device=scores.device)
+                inside = valid & (pos >= lo) & (pos < hi)
+                pos_scores = torch.where(inside, scores.gather(1, (pos - lo).clamp(0, hi - lo - 1)), pos_scores)
+                if want_category:
+                    values, index = scores.topk(min(top_k, hi - lo), dim=1, largest=True, sorted=True)
+                    index = index + lo
+                    if top_values is not None:
+                        values, index = torch.cat([top_values, values], dim=1), torch.cat([top_index, index], dim=1)
+                    top_values, chosen = values.topk(min(top_k, values.shape[1]), dim=1, largest=True, sorted=True)
+                    top_index = index.gather(1, chosen)
+            best = pos_scores.max(dim=1, keepdim=True).values  # type: ignore[union-attr]
+            p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()
+            g = torch.zeros(stop - start, dtype=torch.int64, device=best.device)
+            eq, n_last, r_last = g.clone(), g.clone(), g.clone()
+            for (lo, _hi), part in zip(slices, columns, strict=True):
+                scores, _ = checked_block(part, start, stop, label=label, first_candidate=lo)  # type: ignore[arg-type]
+                g += (scores > best).sum(1)
+                eq += (scores == best).sum(1)
+                if want_category:
+                    at_boundary = scores == top_values[:, -1:]  # type: ignore[index]
+                    n_last += at_boundary.sum(1)
+                    r_last += relevance.count_where(start, stop, at_boundary, first_column=lo)  # type: ignore[union-attr]
+            g_all[start:stop] = g.cpu().numpy()
+            eq_all[start:stop] = eq.cpu().numpy()
+            if want_category:
+                rel_top = relevance.at(start, stop, top_index)  # type: ignore[union-attr, arg-type]
+                keys = _sorted_keys_with_relevance(top_values, rel_top)  # type: ignore[arg-type]
+                totals = relevance.totals(start, stop).cpu().numpy()  # type: ignore[union-attr]
+                groups = groups_from_sorted(keys, n_c, prefix_of=(n_last.cpu().numpy(), r_last.cpu().numpy(), totals))
+                for k in map_ks:
+                    ap[_map_name(k, n_c)][start:stop] = metrics.average_precision(groups, k, map_variant, ties)
+                relevant[start:stop] = groups.relevant  # type: ignore[index]
+            advance(stop - start)
+    return DirectionStats(g_all, eq_all - p_all, p_all, ap, None, relevant)
 
 
 def _map_name(k: int | None, n_candidates: int) -> str:

@@ -127,3 +127,83 @@ def test_blocks_are_capped_at_the_efficient_size_but_never_below_a_gemm_worth():
     assert engine.rows_per_block(25_000, 4, huge, True) * 25_000 <= engine.EFFICIENT_BLOCK_CELLS
     assert engine.rows_per_block(10_000_000, 4, huge, False) == engine.MIN_BLOCK_ROWS
     assert engine.rows_per_block(25_000, 4, 25_000 * 76 * 3, True) == 3  # the budget still rules
+
+
+# -- rows wider than the budget: query blocks x candidate blocks ------------------------------------
+def _same_reports(a, b) -> None:
+    for level in ("instance", "category"):
+        for direction in ("i2t", "t2i"):
+            got, want = a.to_dict()[level][direction], b.to_dict()[level][direction]
+            assert got.keys() == want.keys()
+            for name, value in want.items():
+                assert got[name] == (value if value is None else pytest.approx(value, abs=1e-12)), (level, direction, name)
+    for direction in ("i2t", "t2i"):
+        for name, values in a.per_query[direction].ap.items():
+            np.testing.assert_allclose(values, b.per_query[direction].ap[name], atol=1e-12, err_msg=f"{direction} {name}")
+
+
+def _spy_candidate_blocks(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = engine._run_direction_by_candidate_blocks
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs["label"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_direction_by_candidate_blocks", spy)
+    return calls
+
+
+def _uneven_task(rng: np.random.Generator, n_images: int = 40, n_classes: int = 70):
+    caption_to_image = rng.permutation(np.repeat(np.arange(n_images), rng.integers(1, 6, n_images)))
+    labels = (rng.random((n_images, n_classes)) < 0.05).astype(np.float32)
+    return caption_to_image, labels
+
+
+@pytest.mark.parametrize("measure", ["cosine", "hamming"])
+def test_candidate_blocks_equal_whole_rows(measure, monkeypatch):
+    from fico_registry import evaluate_embeddings
+
+    calls = _spy_candidate_blocks(monkeypatch)
+
+    rng = np.random.default_rng(5)
+    caption_to_image, labels = _uneven_task(rng)
+    if measure == "hamming":  # 8-bit codes: wide ties that straddle candidate blocks
+        images = rng.integers(0, 2, (40, 8))
+        texts = images[caption_to_image] ^ (rng.random((len(caption_to_image), 8)) < 0.2)
+    else:
+        images = rng.standard_normal((40, 16)).astype(np.float32)
+        texts = (images[caption_to_image] + rng.standard_normal((len(caption_to_image), 16))).astype(np.float32)
+    kwargs = dict(measure=measure, map_ks=(3, 10, 25), recall_ks=(1, 5, 10), device="cpu", progress=False)
+    whole = evaluate_embeddings(images, texts, caption_to_image, labels, **kwargs)
+    blocked = evaluate_embeddings(images, texts, caption_to_image, labels, memory_budget=1500, **kwargs)
+    assert sorted(calls) == ["i2t", "t2i"]
+    _same_reports(blocked, whole)
+
+
+def test_candidate_blocks_for_given_score_matrices(monkeypatch):
+    from fico_registry import evaluate_similarity
+
+    calls = _spy_candidate_blocks(monkeypatch)
+
+    rng = np.random.default_rng(6)
+    caption_to_image, labels = _uneven_task(rng, n_classes=5)
+    i2t = rng.integers(0, 4, (40, len(caption_to_image))).astype(np.float32)  # ties everywhere
+    t2i = rng.standard_normal((len(caption_to_image), 40)).astype(np.float32)
+    kwargs = dict(labels=labels, map_ks=(5, 20), device="cpu", progress=False)
+    whole = evaluate_similarity(i2t, caption_to_image, t2i=t2i, **kwargs)
+    blocked = evaluate_similarity(i2t, caption_to_image, t2i=t2i, memory_budget=700, **kwargs)
+    assert sorted(calls) == ["i2t", "t2i"]
+    _same_reports(blocked, whole)
+
+
+def test_whole_rankings_still_need_whole_rows():
+    from fico_registry import evaluate_embeddings
+    from fico_registry.errors import MemoryBudgetError
+
+    rng = np.random.default_rng(7)
+    caption_to_image, labels = _uneven_task(rng)
+    images = rng.standard_normal((40, 16)).astype(np.float32)
+    texts = rng.standard_normal((len(caption_to_image), 16)).astype(np.float32)
+    with pytest.raises(MemoryBudgetError, match="mAP@N"):
+        evaluate_embeddings(images, texts, caption_to_image, labels, memory_budget=1500, device="cpu", progress=False)
