@@ -177,6 +177,12 @@ def _model_config(model: str, config: str, overrides: tuple[str, ...]) -> str | 
     return base
 
 
+FEATURES_HELP = (
+    "[image:|text:]NAME=PATH: read input NAME from this feature file instead of running its pipeline; "
+    "{split} in PATH is replaced by the split (repeatable)."
+)
+
+
 def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, root: Path | None, options: dict[str, Any]) -> Any:
     from .data import Corpus, load_dataset
 
@@ -204,18 +210,22 @@ def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, roo
 @click.option("--rerank-k", type=int, help="Fusion re-rank depth (default: the card's).")
 @click.option("--outside-topk", type=click.Choice(["keep", "exclude"]), default="keep", show_default=True, help="Re-rank models: below the top-k keep the first-stage order, or exclude (mAP@N n/a).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+@click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 @common_options
 def evaluate_cmd(
     model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
     config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
-    no_cache: bool, **opts: Any,
+    no_cache: bool, feature_files: tuple[str, ...], **opts: Any,
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
+    from .data.attach import attach_feature_files, parse_feature_files
     from .distributed import init_if_launched
     from .evaluation import evaluate
     from .loading import load_model
 
+    files = parse_feature_files(feature_files)
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))
+    data = attach_feature_files(data, files, data.split)
     device = opts["device"]
     init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
     loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)

@@ -236,6 +236,49 @@ def test_fico_train_with_a_changed_config_writes_config_json(tmp_path):
     record = json.loads((out / "run.json").read_text())
     config = json.loads((out / "config.json").read_text())
     assert record["config"] == config and config["cnn_channels"] == 4 and (out / "vocab.txt").is_file()
-    assert "config.json" in record["evaluate"] and record["evaluate"].startswith("python -c")
+    assert record["evaluate"].startswith("fico evaluate adv-64 --config ") and "config.json" in record["evaluate"]
     model = load_model("adv-64", config=config, checkpoint=record["checkpoint"])
     assert model.encode_texts(["a red circle"]).shape == (1, 64)
+
+
+# -- --features: precomputed feature files for train, val and test, from the command line ----------------
+def test_feature_files_parse_and_refuse_clearly(tmp_path):
+    from fico_registry.data import synthetic
+    from fico_registry.data.attach import FeatureFile, attach_feature_files, parse_feature_files
+
+    assert parse_feature_files(["vgg19-fc7=f/{split}.npy", "text:doc2vec=d.npy"]) == [
+        FeatureFile("vgg19-fc7", "f/{split}.npy", "image"), FeatureFile("doc2vec", "d.npy", "text"),
+    ]
+    for bad in ("vgg19-fc7", "=x.npy", "audio:x=y.npy", "x="):
+        with pytest.raises(OptionError, match="NAME=PATH"):
+            parse_feature_files([bad])
+    corpus = synthetic(n_images=6, split="test", root=tmp_path / "data")
+    with pytest.raises(OptionError, match="does not exist"):
+        attach_feature_files(corpus, parse_feature_files([f"vgg19-fc7={tmp_path}/{{split}}.npy"]), "test")
+    np.save(tmp_path / "test.npy", np.ones((6, 4), dtype=np.float32))
+    attached = attach_feature_files(corpus, parse_feature_files([f"vgg19-fc7={tmp_path}/{{split}}.npy"]), "test")
+    assert attached.features["vgg19-fc7"].count == 6
+
+
+def test_fico_train_and_evaluate_read_feature_files(tmp_path):
+    """UCCH on pooled-region files given by --features: no Python needed, and the printed command evaluates."""
+    pytest.importorskip("fico_ucch")
+    from fico_registry.data import synthetic
+
+    root, feats = tmp_path / "data", tmp_path / "pooled"
+    feats.mkdir()
+    for split, n in (("train", 24), ("val", 8), ("test", 8)):
+        regions = synthetic(n_images=n, split=split, root=root / split).features["regions"].rows(np.arange(n))
+        np.save(feats / f"{split}.npy", np.concatenate([regions.mean(1), regions.max(1)], 1).astype(np.float32))
+    out = tmp_path / "run"
+    _fico(
+        "train", "ucch", "--config", "tiny", "--root", str(root), "--train-images", "24", "--val-images", "8", "--epochs", "1",
+        "--set", "batch_size=8", "--set", "K=8", "--features", f"vgg19-fc7={feats}/{{split}}.npy", "--out", str(out), "--no-progress",
+    )  # fmt: skip
+    record = json.loads((out / "run.json").read_text())
+    assert record["dataset"]["features"] == [f"vgg19-fc7={feats}/{{split}}.npy"]
+    assert record["train"]["features"]["vgg19-fc7"]  # the file's fingerprint travels in the run record
+    command = shlex.split(record["evaluate"])
+    assert command[:3] == ["fico", "evaluate", "ucch"] and "--features" in command
+    result = _fico(*command[1:], "--dataset-option", "n_images=8", "--no-cache", "--json")
+    assert 0 <= json.loads(result.output)["category"]["i2t"]["mAP@N"] <= 1

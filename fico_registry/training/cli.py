@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
+from ..cli_evaluate import FEATURES_HELP
 from ..errors import ConfigError, OptionError
 
 SYNTHETIC_SIZES = {"train": 1000, "val": 200}
@@ -57,10 +60,13 @@ def resolve_config(model_spec: Any, name: str, overrides: dict[str, Any]) -> str
 
 
 def load_splits(
-    dataset: str, root: Path | None, train_split: str, val_split: str, sizes: dict[str, int | None], dataset_options: dict[str, Any]
+    dataset: str, root: Path | None, train_split: str, val_split: str, sizes: dict[str, int | None], dataset_options: dict[str, Any],
+    features: Sequence[Any] = (),
 ) -> tuple[Any, Any]:
-    """The train and validation corpora. Synthetic: generated at the requested sizes; else the first N images if asked."""
+    """The train and validation corpora, with any --features files attached. Synthetic: generated at
+    the requested sizes; else the first N images if asked."""
     from ..data import load_dataset
+    from ..data.attach import attach_feature_files
 
     if train_split == val_split:
         raise OptionError("the validation split must differ from the training split (model selection never sees training data)")
@@ -73,27 +79,28 @@ def load_splits(
             n = size or SYNTHETIC_SIZES[role]
             # one synthetic corpus per folder: each split gets its own under --root
             where = None if root is None else root / split
-            corpora.append(load_dataset("synthetic", split=split, root=where, n_images=n, **dataset_options))
+            corpus = load_dataset("synthetic", split=split, root=where, n_images=n, **dataset_options)
+            corpora.append(attach_feature_files(corpus, features, split))
         else:
-            corpus = load_dataset(dataset, split=split, root=root, **dataset_options)
+            corpus = attach_feature_files(load_dataset(dataset, split=split, root=root, **dataset_options), features, split)
             corpora.append(corpus.subset(size) if size else corpus)
     return corpora[0], corpora[1]
 
 
-def evaluate_hint(model: str, config: str | dict[str, Any], checkpoint: Path, dataset: str, root: Path | None, out: Path) -> str:
-    """The exact command (or Python call) that evaluates the trained checkpoint on the test split."""
+def evaluate_hint(
+    model: str, config: str | dict[str, Any], checkpoint: Path, dataset: str, root: Path | None, out: Path,
+    feature_files: Sequence[str] = (),
+) -> str:
+    """The exact `fico evaluate` command that scores the trained checkpoint on the test split."""
     if root is not None and dataset == "synthetic":
         root = root / "test"
-    where = f" --root {root}" if root else ""
+    where = f" --root {shlex.quote(str(root))}" if root else ""
     if isinstance(config, str):
-        cfg = "" if config == "default" else f" --config {config}"
-        return f"fico evaluate {model}{cfg} --checkpoint {checkpoint} --dataset {dataset}{where} --split test"
-    config_file = out / "config.json"
-    return (
-        "python -c \"import json; from fico_registry import load_model, evaluate, load_dataset; "
-        f"m = load_model('{model}', config=json.load(open('{config_file}')), checkpoint='{checkpoint}'); "
-        f"evaluate(m, load_dataset('{dataset}', split='test'{f', root={str(root)!r}' if root else ''})).print()\""
-    )
+        cfg = "" if config == "default" else f" --config {shlex.quote(config)}"
+    else:  # a changed config travels as the run's config.json
+        cfg = f" --config {shlex.quote(str(out / 'config.json'))}"
+    features = "".join(f" --features {shlex.quote(value)}" for value in feature_files)
+    return f"fico evaluate {model}{cfg} --checkpoint {shlex.quote(str(checkpoint))} --dataset {dataset}{where} --split test{features}"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -122,14 +129,16 @@ def _write_json(path: Path, data: Any) -> None:
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a summary.")
 @click.option("--show-recipe", is_flag=True, help="Print the recipe (defaults, where they come from) and exit.")
+@click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 def train_cmd(
     model: str, dataset: str, root: Path | None, dataset_options: tuple[str, ...], train_split: str, val_split: str,
     train_images: int | None, val_images: int | None, config_name: str, settings: tuple[str, ...], epochs: int | None,
     seed: int, out: Path | None, device: str, precision: str, resume: bool, progress: bool | None, as_json: bool,
-    show_recipe: bool,
+    show_recipe: bool, feature_files: tuple[str, ...],
 ) -> None:
     """Train MODEL with its registered recipe (--show-recipe prints it); writes checkpoints in the original layout."""
     from ..cli_evaluate import _parse_options
+    from ..data.attach import parse_feature_files
     from ..distributed import is_main_process
     from ..loading import resolve_device
     from ..registry import get_model_spec, get_trainer_spec, resolve_callable
@@ -151,6 +160,7 @@ def train_cmd(
     if epochs is not None:
         options["epochs"] = epochs
     options.update(seed=seed, resume=resume, precision=precision)
+    files = parse_feature_files(feature_files)
 
     distributed = _dist.launched_by_torchrun()
     device = _dist.init_process_group(device) if distributed else resolve_device(None if device == "auto" else device)
@@ -158,7 +168,8 @@ def train_cmd(
     out = out or Path("runs") / f"{name}-{dataset}"
     try:
         train, val = load_splits(
-            dataset, root, train_split, val_split, {"train": train_images, "val": val_images}, _parse_options(dataset_options)
+            dataset, root, train_split, val_split, {"train": train_images, "val": val_images}, _parse_options(dataset_options),
+            files,
         )
         if main:
             out.mkdir(parents=True, exist_ok=True)
@@ -185,13 +196,15 @@ def train_cmd(
             record["versions"].update(package_versions((trainer.distribution,)))
         record["recipe"] = {"factory": trainer.factory, "paper_recipe": trainer.paper_recipe, "distribution": trainer.distribution}
         record["dataset"] = {"name": dataset, "root": None if root is None else str(root), "train_split": train_split, "val_split": val_split}
+        if feature_files:
+            record["dataset"]["features"] = list(feature_files)
         record["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
         checkpoint = Path(record["checkpoint"])
         config = result.get("config", options["config"])  # the recipe may have changed it (e.g. a new vocabulary)
         record["config"] = config
         if isinstance(config, dict):
             _write_json(out / "config.json", config)
-        record["evaluate"] = evaluate_hint(name, config, checkpoint, dataset, root, out)
+        record["evaluate"] = evaluate_hint(name, config, checkpoint, dataset, root, out, feature_files)
         _write_json(out / "run.json", record)
         _summary(record, out, as_json)
     finally:
