@@ -1,8 +1,12 @@
-"""The VSRN training recipe: loss, vocabulary files, checkpoints the adapter loads, resuming."""
+"""The VSRN training recipe: loss, vocabulary files, checkpoints the adapter loads, resuming,
+reduced precision, and 2 torch.distributed ranks (gloo) training like one process."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,14 +56,22 @@ def test_vocabulary_pickle_has_the_original_layout(tmp_path: Path) -> None:
     assert obj.idx == 7 and obj.idx2word[5] == "red" and obj.word2idx["circle"] == 6
 
 
-def _run(tmp_path: Path, out: Path, epochs: int) -> dict:
-    from fico_vsrn.train import train
+OPTIONS = {"config": "tiny", "batch_size": 16, "val_batch_size": 8, "vocab_threshold": 2}
 
-    corpora = {
-        split: fico_registry.data.synthetic(n_images=n, split=split, root=tmp_path / split)
+
+def _corpora(root: Path) -> dict:
+    """120 training captions: 7 batches of 16 and a last one of 8 (4 per rank on 2 ranks)."""
+    return {
+        split: fico_registry.data.synthetic(n_images=n, split=split, root=root / split)
         for split, n in (("train", 24), ("val", 8))
     }
-    options = {"config": "tiny", "epochs": epochs, "batch_size": 16, "val_batch_size": 8, "vocab_threshold": 2}
+
+
+def _run(tmp_path: Path, out: Path, epochs: int, **options: object) -> dict:
+    from fico_vsrn.train import train
+
+    corpora = _corpora(tmp_path)
+    options = {**OPTIONS, "epochs": epochs, **options}
     return train(model="vsrn", train=corpora["train"], val=corpora["val"], out=out, options=options, device="cpu")
 
 
@@ -90,3 +102,159 @@ def test_unknown_option_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="no options lr"):
         train(model="vsrn", train=None, val=None, out=tmp_path, options={"lr": 0.1})
+
+
+def test_bf16_autocast_trains_and_saves_float32(tmp_path: Path) -> None:
+    record = _run(tmp_path, tmp_path / "run", epochs=1, precision="bf16")
+    state = torch.load(record["checkpoint"], weights_only=False)
+    assert all(t.dtype == torch.float32 for part in state["model"] for t in part.values() if t.is_floating_point())
+    assert torch.isfinite(torch.tensor(record["history"][0]["loss"]))
+
+
+# -- torch.distributed: 2 gloo ranks on CPU train like one process with the whole batch ------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join_group(rank: int, world: int, port: int) -> str:
+    """What torchrun's environment and `fico train` give a rank: the variables, then the gloo group."""
+    from fico_registry.training import _dist
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    return _dist.init_process_group("cpu")
+
+
+def _watch_writes(folder: Path) -> list[str]:
+    """Every path under `folder` this process opens for writing, creates, renames or removes (audit hook)."""
+    root = os.path.realpath(folder)
+    seen: list[str] = []
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, flags = args
+            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            paths = [path] if writing else []
+        elif event in ("os.rename", "shutil.copyfile"):
+            paths = [args[1]]
+        elif event in ("os.mkdir", "os.remove", "os.rmdir"):
+            paths = [args[0]]
+        else:
+            return
+        for path in paths:
+            if isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(root):
+                seen.append(f"{event} {os.fsdecode(path)}")
+
+    sys.addaudithook(hook)
+    return seen
+
+
+def _sharded_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """One rank: train 1 epoch, then resume to 2 (every rank reads rank 0's checkpoint); rank 1 records its writes."""
+    from fico_vsrn.train import train
+
+    from fico_registry.training import _dist
+
+    device = _join_group(rank, world, port)
+    corpora = _corpora(Path(root))
+    writes = _watch_writes(Path(out)) if rank else []
+    try:
+        for epochs in (1, 2):
+            options = {**OPTIONS, "epochs": epochs}
+            train(model="vsrn", train=corpora["train"], val=corpora["val"], out=Path(out), options=options, device=device)
+    finally:
+        _dist.destroy()
+    Path(root, f"writes-rank{rank}.txt").write_text("\n".join(writes))
+
+
+@pytest.mark.slow
+def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
+    """2 ranks (1 epoch, then resumed to 2) give the weights of one process training 2 epochs straight.
+
+    VSRN has no dropout; its BatchNorms use the global batch's statistics under torchrun. The conv
+    biases just before a BatchNorm (Rs_GCN_k.W.0.bias) are the exception: BatchNorm subtracts the
+    mean, so their gradient is zero but for rounding noise (~1e-6 of the other gradients), which
+    Adam normalises into steps of up to the learning rate in either direction; they (and the running
+    means they shift) may drift apart by a few such steps between any two runs.
+    """
+    import torch.multiprocessing as mp
+
+    from fico_registry.checkpoint_io import load_torch_checkpoint
+
+    _corpora(tmp_path)  # built once here, reused by the ranks
+    single = _run(tmp_path, tmp_path / "single", epochs=2)
+    mp.spawn(_sharded_worker, args=(2, _free_port(), str(tmp_path), str(tmp_path / "sharded")), nprocs=2, join=True)
+    assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
+    a = load_torch_checkpoint(single["last_checkpoint"])
+    b = load_torch_checkpoint(tmp_path / "sharded" / "checkpoint.pth.tar")
+    assert a["Eiters"] == b["Eiters"] == 2 * 8 and a["epoch"] == b["epoch"] == 2
+    noise_bound = a["Eiters"] * a["opt"].learning_rate
+    for part_a, part_b in zip(a["model"], b["model"], strict=True):
+        assert part_a.keys() == part_b.keys()
+        for key, value in part_a.items():
+            zero_gradient = ".W.0.bias" in key or ".W.1.running_mean" in key
+            atol = noise_bound if zero_gradient else 1e-5
+            torch.testing.assert_close(part_b[key], value, rtol=0, atol=atol, msg=key)
+    losses = [h["loss"] for h in b["fico_resume"]["history"]]
+    assert losses == pytest.approx([h["loss"] for h in single["history"]], rel=1e-5)
+    assert b["best_rsum"] == pytest.approx(single["best_rsum"])
+
+
+def _batchnorm_worker(rank: int, world: int, port: int, folder: str) -> None:
+    """GlobalBatchNorm1d on this rank's half of a batch against nn.BatchNorm1d on the whole batch."""
+    from fico_vsrn.global_batchnorm import globalise_batchnorms
+    from torch import nn
+
+    from fico_registry.training import _dist
+    from fico_registry.training.common import all_gather_with_grad
+
+    _join_group(rank, world, port)
+    torch.manual_seed(0)
+    reference = nn.Sequential(nn.BatchNorm1d(4))
+    nn.init.normal_(reference[0].weight)
+    sharded = globalise_batchnorms(nn.Sequential(nn.BatchNorm1d(4)))
+    sharded.load_state_dict(reference.state_dict())
+    ddp = nn.parallel.DistributedDataParallel(sharded)
+    x, target = torch.randn(6, 4, 5) * 3 + 1, torch.randn(6, 4, 5)
+    mine = x.view(world, -1, 4, 5)[rank].clone().requires_grad_(True)
+    whole = x.clone().requires_grad_(True)
+    for _ in range(2):  # twice: the running statistics move on from the first batch
+        ((all_gather_with_grad(ddp(mine)) - target) ** 2).sum().backward()
+        ((reference(whole) - target) ** 2).sum().backward()
+    # every rank holds the whole loss, and the gather's backward sums the ranks' gradients: world x
+    pairs = [("input grad", mine.grad / world, whole.grad.view(world, -1, 4, 5)[rank])]
+    for (name, a), b in zip(sharded.named_parameters(), reference.parameters(), strict=True):
+        pairs += [(name, a, b), (f"{name} grad", a.grad, b.grad)]
+    pairs += [(n, a.float(), b.float()) for (n, a), b in zip(sharded.named_buffers(), reference.buffers(), strict=True)]
+    failures = []
+    for name, a, b in pairs:
+        try:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        except AssertionError as exc:
+            failures.append(f"{name}: {exc}")
+    Path(folder, f"rank{rank}.txt").write_text("\n".join(failures))
+    _dist.destroy()
+
+
+@pytest.mark.slow
+def test_global_batchnorm_on_two_ranks_equals_batchnorm_on_the_whole_batch(tmp_path: Path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_batchnorm_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["", ""]
+
+
+def test_global_batchnorm_is_batchnorm_in_one_process() -> None:
+    from fico_vsrn.global_batchnorm import GlobalBatchNorm1d, globalise_batchnorms
+    from torch import nn
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    bn = net[1]
+    globalise_batchnorms(net)
+    assert type(net[1]) is GlobalBatchNorm1d and net[1].weight is bn.weight and net[1].running_var is bn.running_var
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(net(x), bn(net[0](x)), rtol=0, atol=0)
+    assert list(net.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"]

@@ -362,9 +362,9 @@ def run(recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options:
         total = 0.0
         with bar.epoch(epoch, opts.epochs, steps) as advance:
             for step in range(steps):
+                # rank r's step-k share is its part of global batch k; the last (short) batch too:
+                # shard() gives every rank the same number of captions, so the shares stay equal
                 caps = mine[step * local_batch : (step + 1) * local_batch]
-                if world > 1 and len(caps) < local_batch:
-                    break  # every rank must run the same steps
                 ids, lengths = train_ids(caps)
                 with autocast(device, opts.precision):
                     regions = img_run(train_regions(c2i[caps]).to(device))

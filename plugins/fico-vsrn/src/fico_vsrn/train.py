@@ -15,7 +15,13 @@ Deviations, on purpose:
 - Model selection on the corpus's VALIDATION split once per epoch (the original also
   validated every 500 iterations), with the original's score R@1 + R@5 of both directions.
 - A checkpoint every epoch (last + best), re-seeded per epoch so a resumed run equals an
-  uninterrupted one. Single process (no torch.distributed sharding).
+  uninterrupted one.
+Under torchrun the encoders are wrapped in DistributedDataParallel, `batch_size` is the global
+batch (split evenly over the ranks), every rank takes its share of the same seeded caption
+order, the triplet loss is computed on the all-gathered global batch and the BatchNorms
+normalise with the global batch's statistics (`GlobalBatchNorm1d`): the gradients are those of
+one process with the whole batch, as in the original's single process. Only rank 0 writes files;
+rank 0's model-selection decision is broadcast.
 The vocabulary is the original's procedure (train + validation captions, words seen >= 4
 times) unless `vocab_path` names an existing one; it is written beside the checkpoints as
 `{data_name}_vocab.pkl` so that `load_model("vsrn", checkpoint=...)` finds it.
@@ -39,6 +45,7 @@ from fico_registry.errors import ConfigError, MissingInputError
 from fico_registry.text import CaptionTokenizer, Vocabulary, load_vocab
 
 from .captions import vocab_file_name
+from .global_batchnorm import globalise_batchnorms
 from .model import ARCH_DEFAULTS, VsrnNetwork, check_architecture, settings_from
 from .plugin import CONFIGS, TRAIN_DEFAULTS
 from .vocab_io import build_vocabulary, write_vocab_pickle
@@ -178,27 +185,41 @@ def train(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train vsrn on `train`, select on `val`; checkpoints in VSRN's `.pth.tar` layout in `out`."""
-    from fico_registry.distributed import world_size
-    from fico_registry.training.common import Checkpointer, TrainingProgress, autocast, grad_scaler, seed_everything
+    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.training import _dist
+    from fico_registry.training.common import (
+        Checkpointer,
+        TrainingProgress,
+        all_gather_with_grad,
+        autocast,
+        grad_scaler,
+        seed_everything,
+        shard,
+    )
 
     if model != "vsrn":
         raise ConfigError(f"this recipe trains model 'vsrn', not {model!r}")
-    if world_size() > 1:
-        raise ConfigError("the VSRN recipe runs in a single process; launch it without torchrun")
     opts = _options(options, model)
+    main, world, me = is_main_process(), world_size(), rank()
+    if opts["batch_size"] % world:
+        raise ConfigError(f"vsrn training option batch_size {opts['batch_size']} must split evenly over {world} ranks")
     settings = _config(opts, model)
     settings["precision"] = "fp32"  # autocast handles reduced precision; weights stay fp32
     arch = {k: settings[k] for k in ARCH_DEFAULTS}
     check_architecture(arch, where=model)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
 
     tokenizer = CaptionTokenizer(settings["tokenizer"], settings["lowercase"])
-    vocab = _vocabulary(opts, train, val, tokenizer)
-    vocab_file = write_vocab_pickle(vocab, out / vocab_file_name(arch["data_name"]))
+    vocab = _vocabulary(opts, train, val, tokenizer)  # the same on every rank: built from the same captions
+    vocab_file = out / vocab_file_name(arch["data_name"])
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_vocab_pickle(vocab, vocab_file)
     seed_everything(opts["seed"])
     network = VsrnNetwork(arch, {**settings, "seed": opts["seed"]}, vocab, device, model_name=model)
     img_enc, txt_enc = network.img_enc.to(device), network.txt_enc.to(device)
+    if world > 1:
+        globalise_batchnorms(img_enc)  # batch statistics of the global batch, as one process computes them
     params = [*txt_enc.parameters(), *img_enc.parameters()]
     optimizer = torch.optim.Adam(params, lr=opts["learning_rate"])
     scaler = grad_scaler(device, opts["precision"])
@@ -216,6 +237,12 @@ def train(
     train_regions, val_regions = RegionRows(train, arch["img_dim"]), RegionRows(val, arch["img_dim"])
     c2i = np.asarray(train.caption_to_image)
     namespace = _original_opt(arch, opts, len(vocab), model, out)
+    img_run, txt_run = img_enc, txt_enc
+    if world > 1:
+        index = [torch.device(device).index] if str(device).startswith("cuda") else None
+        img_run = nn.parallel.DistributedDataParallel(img_enc, device_ids=index)
+        txt_run = nn.parallel.DistributedDataParallel(txt_enc, device_ids=index)
+    local_batch = opts["batch_size"] // world
     bar = TrainingProgress(progress, model)
     epochs_run = 0
     for epoch in range(start_epoch, opts["epochs"]):
@@ -223,24 +250,28 @@ def train(
         lr = opts["learning_rate"] * (0.1 ** (epoch // opts["lr_update"]))
         for group in optimizer.param_groups:
             group["lr"] = lr
-        order = np.random.default_rng([opts["seed"], epoch]).permutation(len(c2i))
-        seed_everything(opts["seed"] * 100_003 + epoch)
-        steps = math.ceil(len(order) / opts["batch_size"])
+        order = np.random.default_rng([opts["seed"], epoch]).permutation(len(c2i))  # the same on every rank
+        seed_everything(opts["seed"] * 100_003 + epoch + 1_000_003 * me)
+        # rank r takes every world-th caption: its step-k share is exactly its part of global batch k,
+        # and every rank's share of the last (short) batch has the same size
+        mine = shard(order, me, world)
+        steps = math.ceil(len(mine) / local_batch)
         img_enc.train()
         txt_enc.train()
         total = 0.0
         with bar.epoch(epoch, opts["epochs"], steps) as advance:
             for step in range(steps):
-                caps = order[step * opts["batch_size"] : (step + 1) * opts["batch_size"]]
-                if len(caps) < 2:
+                caps = mine[step * local_batch : (step + 1) * local_batch]
+                if len(caps) * world < 2:
                     continue  # a BatchNorm in train mode needs more than one sample
                 tokens, lengths = _padded([train_ids[j] for j in caps])
                 with autocast(device, opts["precision"]):
-                    img_emb = img_enc(train_regions(c2i[caps]).to(device))
-                    cap_emb = txt_enc(tokens.to(device), lengths.to(device))
-                loss = hardest_negative_triplet_loss(
-                    img_emb.float(), cap_emb.float(), opts["margin"], opts["max_violation"]
-                )
+                    img_emb = img_run(train_regions(c2i[caps]).to(device))
+                    cap_emb = txt_run(tokens.to(device), lengths.to(device))
+                # the loss sees the global batch (in rank order): every caption's hardest negative
+                # is searched among all of it, as in one process
+                img_all, cap_all = all_gather_with_grad(img_emb.float()), all_gather_with_grad(cap_emb.float())
+                loss = hardest_negative_triplet_loss(img_all, cap_all, opts["margin"], opts["max_violation"])
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if opts["grad_clip"] > 0:
@@ -252,7 +283,7 @@ def train(
                 total += float(loss.detach())
                 advance(1, loss=float(loss.detach()), lr=lr)
         score, metrics = validate(network, val, val_regions, val_ids, opts["val_batch_size"], device)
-        is_best = score > best_score
+        is_best = bool(_dist.broadcast_object(score > best_score))  # rank 0 decides for every rank
         if is_best:
             best_score, best_epoch = score, epoch + 1
         seconds = time.perf_counter() - started
@@ -267,26 +298,29 @@ def train(
             }
         )
         epochs_run += 1
-        checkpointer.save(
-            epoch,
-            {
-                "epoch": epoch + 1,
-                "model": [img_enc.state_dict(), txt_enc.state_dict()],
-                "best_rsum": best_score,
-                "opt": namespace,
-                "Eiters": iters,
-                "fico_resume": {
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "history": history,
-                    "best_epoch": best_epoch,
+        if main:  # only rank 0 writes
+            checkpointer.save(
+                epoch,
+                {
+                    "epoch": epoch + 1,
+                    "model": [img_enc.state_dict(), txt_enc.state_dict()],
+                    "best_rsum": best_score,
+                    "opt": namespace,
+                    "Eiters": iters,
+                    "fico_resume": {
+                        "optimizer": optimizer.state_dict(),
+                        "scaler": scaler.state_dict(),
+                        "history": history,
+                        "best_epoch": best_epoch,
+                    },
                 },
-            },
-            is_best=is_best,
-        )
-        bar.log(
-            f"{model} epoch {epoch + 1}/{opts['epochs']}: loss {history[-1]['loss']:.4f}  val R@1+R@5 {score:.1f}{'  (best)' if is_best else ''}  [{seconds:.1f}s]"
-        )
+                is_best=is_best,
+            )
+            bar.log(
+                f"{model} epoch {epoch + 1}/{opts['epochs']}: loss {history[-1]['loss']:.4f}  val R@1+R@5 {score:.1f}{'  (best)' if is_best else ''}  [{seconds:.1f}s]"
+            )
+        if world > 1:
+            _dist.barrier()  # rank 0's files exist before any rank goes on (or returns their paths)
     best = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
     return {
         "checkpoint": str(best),
