@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,10 +116,135 @@ def test_needs_labels(corpora, tmp_path):
         train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "bit": 64})
 
 
-def test_refuses_torchrun(corpora, tmp_path, monkeypatch):
+def test_world_size_without_a_process_group_is_refused(corpora, tmp_path, monkeypatch):
     from fico_dadh.train import train
 
-    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets: every rank would train the whole recipe
-    with pytest.raises(ConfigError, match="single process"):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; `fico train` then joins the process group
+    with pytest.raises(ConfigError, match=r"no torch\.distributed process group"):
         train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options=OPTIONS)
     assert not any(tmp_path.iterdir())
+
+
+def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
+    from fico_dadh.train import train
+
+    record = train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path,
+                   options={**OPTIONS, "epochs": 1, "precision": "bf16"})
+    state = torch.load(record["last_checkpoint"], weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+    assert math.isfinite(record["history"][0]["loss"])
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path / "fp16",
+              options={**OPTIONS, "epochs": 1, "precision": "fp16"})
+
+
+# -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------
+DDP_OPTIONS = {**OPTIONS, "epochs": 2}  # batch 8 = 2 ranks x 4; the 41st item of each epoch is dropped by both
+
+
+def _record_writes(folder: Path, found: list) -> Any:
+    """An audit hook noting every file opened for writing, renamed, copied or made under `folder`."""
+    import os
+
+    root = str(folder)
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and args and isinstance(args[0], (str, Path)):
+            mode, flags = args[1], args[2] if len(args) > 2 else 0
+            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & write_flags)
+            if writing and str(args[0]).startswith(root):
+                found.append(f"open {args[0]}")
+        elif event in ("os.rename", "os.mkdir", "shutil.copyfile", "os.remove") and any(
+            isinstance(a, (str, Path)) and str(a).startswith(root) for a in args
+        ):
+            found.append(f"{event} {args}")
+
+    return hook
+
+
+def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) -> None:
+    import os
+    import sys
+
+    from fico_dadh.train import train
+
+    from fico_registry.training import _dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    out, writes = Path(folder) / "ddp", []
+    if rank:
+        sys.addaudithook(_record_writes(Path(folder), writes))
+    _dist.init_process_group("cpu")  # what `fico train` does under torchrun: gloo on CPU
+    try:
+        train(model="dadh", train=corpora["train"], val=corpora["val"], out=out, options=DDP_OPTIONS)
+        for epochs in (1, 2):  # resuming: every rank reads the last checkpoint
+            train(model="dadh", train=corpora["train"], val=corpora["val"], out=Path(folder) / "ddp-resumed",
+                  options={**DDP_OPTIONS, "epochs": epochs})
+    finally:
+        _dist.destroy()
+    Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
+
+
+def _dense_image_features(corpora: dict, folder: Path) -> dict:
+    """The corpora with dense random fc7-sized image features attached (the recipe uses attached features).
+
+    The synthetic corpus's VGG features are sparse (ReLU): a feature that is zero over a whole batch gives
+    its weight column nothing but float noise as gradient, which Adam turns into steps of about lr that later
+    batches then see, so ANY change of summation order (one process or two) drifts by ~1e-4 within an epoch.
+    """
+    out = {}
+    for seed, split in enumerate(("train", "val")):
+        path = folder / f"dense-fc7-{split}.npy"
+        np.save(path, np.random.default_rng(seed).random((corpora[split].n_images, 4096), dtype=np.float32) + 0.1)
+        out[split] = corpora[split].with_features("vgg19-fc7", path, modality="image")
+    return out
+
+
+def _cancelled_by_batchnorm(name: str, state: dict) -> bool:
+    """A Linear bias that the next BatchNorm's mean subtraction cancels, or a running mean it shifts."""
+    prefix, index, leaf = name.rsplit(".", 2)
+    return leaf == "running_mean" or (leaf == "bias" and f"{prefix}.{int(index) + 1}.running_mean" in state)
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
+    """DDP + BatchNorm over the global batch + all-gathered losses; the discriminators, B and H updated from the
+    global batch on every rank: the generator, discriminators and codes of one process with the whole batch."""
+    import socket
+
+    import torch.multiprocessing as mp
+    from fico_dadh.train import train
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = _dense_image_features(corpora, tmp_path)
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), data), nprocs=2, join=True)
+    # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
+    assert json.loads((tmp_path / "rank1-writes.json").read_text()) == []
+    train(model="dadh", train=data["train"], val=data["val"], out=tmp_path / "single", options=DDP_OPTIONS)
+
+    ddp, single = (torch.load(tmp_path / run / "fico_resume.pth", weights_only=True) for run in ("ddp", "single"))
+    assert ddp["epoch"] == single["epoch"] == 2
+    # a bias before BatchNorm has no gradient, only float noise that Adam turns into steps of about lr: those
+    # (and the running means they shift) may differ by a few lr per step, whatever the summation order
+    steps = DDP_OPTIONS["epochs"] * (41 // 8)
+    noise = 2 * 5e-5 * steps  # each run moves such a parameter by up to about lr (5e-5) per step, either way
+    for key in ("generator", "discriminator"):
+        for name, tensor in single[key].items():
+            atol = noise if _cancelled_by_batchnorm(name, single[key]) else 1e-5
+            torch.testing.assert_close(ddp[key][name], tensor, atol=atol, rtol=1e-5, msg=f"{key} {name}")
+    for key in ("H_i", "H_t"):
+        torch.testing.assert_close(ddp[key], single[key], atol=1e-5, rtol=1e-5)
+    assert torch.equal(ddp["B"], single["B"])
+    assert [h["loss"] for h in ddp["history"]] == pytest.approx([h["loss"] for h in single["history"]], rel=1e-5)
+    raw = torch.load(tmp_path / "ddp" / "GEN_module_last.pth", weights_only=True)  # main.py's layout, no DDP prefix
+    assert list(raw) == list(single["generator"]) and all(torch.equal(raw[k], ddp["generator"][k]) for k in raw)
+    assert {p.name for p in (tmp_path / "ddp").iterdir()} == {p.name for p in (tmp_path / "single").iterdir()}
+    resumed = torch.load(tmp_path / "ddp-resumed" / "fico_resume.pth", weights_only=True)  # 1 epoch, then a second
+    for key in ("generator", "discriminator"):
+        assert all(torch.equal(tensor, resumed[key][name]) for name, tensor in ddp[key].items()), key
+    assert all(torch.equal(resumed[key], ddp[key]) for key in ("B", "H_i", "H_t"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -130,10 +132,110 @@ def test_option_checks(corpora, tmp_path):
     np.testing.assert_equal(OPTIONS["config"], "tiny")
 
 
-def test_refuses_torchrun(corpora, tmp_path, monkeypatch):
+def test_world_size_without_a_process_group_is_refused(corpora, tmp_path, monkeypatch):
     from fico_ucch.train import train
 
-    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets: every rank would train the whole recipe
-    with pytest.raises(ConfigError, match="single process"):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; `fico train` then joins the process group
+    with pytest.raises(ConfigError, match=r"no torch\.distributed process group"):
         train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path, options=OPTIONS)
     assert not any(tmp_path.iterdir())
+
+
+def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
+    from fico_ucch.train import train
+
+    record = train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path,
+                   options={**OPTIONS, "epochs": 1, "precision": "bf16"})
+    state = torch.load(record["last_checkpoint"], weights_only=True)
+    for key in ("image_model_state_dict", "text_model_state_dict"):
+        assert all(t.dtype == torch.float32 for t in state[key].values())
+    assert state["fico_resume"]["memory"].dtype == torch.float32 and math.isfinite(record["history"][0]["loss"])
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path / "fp16",
+              options={**OPTIONS, "epochs": 1, "precision": "fp16"})
+
+
+# -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------
+DDP_OPTIONS = {**OPTIONS, "epochs": 2}  # epoch 0: in-batch codes (warm-up); epoch 1: memory draws and momentum
+
+
+def _record_writes(folder: Path, found: list) -> Any:
+    """An audit hook noting every file opened for writing, renamed, copied or made under `folder`."""
+    import os
+
+    root = str(folder)
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open" and args and isinstance(args[0], (str, Path)):
+            mode, flags = args[1], args[2] if len(args) > 2 else 0
+            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & write_flags)
+            if writing and str(args[0]).startswith(root):
+                found.append(f"open {args[0]}")
+        elif event in ("os.rename", "os.mkdir", "shutil.copyfile", "os.remove") and any(
+            isinstance(a, (str, Path)) and str(a).startswith(root) for a in args
+        ):
+            found.append(f"{event} {args}")
+
+    return hook
+
+
+def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) -> None:
+    import json
+    import os
+    import sys
+
+    from fico_ucch.train import train
+
+    from fico_registry.training import _dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    out, writes = Path(folder) / "ddp", []
+    if rank:
+        sys.addaudithook(_record_writes(Path(folder), writes))
+    _dist.init_process_group("cpu")  # what `fico train` does under torchrun: gloo on CPU
+    try:
+        train(model="ucch", train=corpora["train"], val=corpora["val"], out=out, options=DDP_OPTIONS)
+        for epochs in (1, 2):  # resuming: every rank reads the last checkpoint
+            train(model="ucch", train=corpora["train"], val=corpora["val"], out=Path(folder) / "ddp-resumed",
+                  options={**DDP_OPTIONS, "epochs": epochs})
+    finally:
+        _dist.destroy()
+    Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
+    """batch 8 = 2 ranks x 4: DDP + all-gathered losses + memory updated from the global batch on every rank
+    give the weights and the code memory of one process with the whole batch."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+    from fico_ucch.train import train
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = {split: corpora[split] for split in ("train", "val")}
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), data), nprocs=2, join=True)
+    # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
+    assert json.loads((tmp_path / "rank1-writes.json").read_text()) == []
+    train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path / "single", options=DDP_OPTIONS)
+
+    name = "vgg11_16_last_checkpoint.t7"
+    ddp, single = (torch.load(tmp_path / run / name, weights_only=True) for run in ("ddp", "single"))
+    assert ddp["epoch"] == single["epoch"] == 1
+    for key in ("image_model_state_dict", "text_model_state_dict"):
+        for k, tensor in single[key].items():
+            torch.testing.assert_close(ddp[key][k], tensor, atol=1e-5, rtol=1e-5, msg=f"{key} {k}")
+    torch.testing.assert_close(ddp["fico_resume"]["memory"], single["fico_resume"]["memory"], atol=1e-5, rtol=1e-5)
+    losses = [[h["loss"] for h in run["fico_resume"]["history"]] for run in (ddp, single)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert {p.name for p in (tmp_path / "ddp").iterdir()} == {p.name for p in (tmp_path / "single").iterdir()}
+    resumed = torch.load(tmp_path / "ddp-resumed" / name, weights_only=True)  # 1 epoch, then a second one
+    for key in ("image_model_state_dict", "text_model_state_dict"):
+        assert all(torch.equal(tensor, resumed[key][k]) for k, tensor in ddp[key].items()), key
+    assert torch.equal(resumed["fico_resume"]["memory"], ddp["fico_resume"]["memory"])

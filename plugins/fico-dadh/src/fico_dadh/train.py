@@ -17,15 +17,24 @@ Model selection: mean category mAP (i2t, t2i) of the sign codes on the VALIDATIO
 `valid`). Deviations, on purpose: the last incomplete batch is dropped when it holds a single item
 (BatchNorm cannot train on one); logsigmoid instead of log(sigmoid) (equal where finite); every epoch
 also writes GEN_module_last.pth and fico_resume.pth (discriminator, optimizers, B, H) so runs resume.
+
+Under torchrun `batch_size` is the global batch: every rank runs GEN (DistributedDataParallel) on its
+share, with BatchNorm statistics of the global batch (GlobalBatchNorm1d); the outputs are all-gathered
+with gradients back into the batch's order, and every rank runs both discriminator steps, the losses and
+the updates of H (and, per epoch, of B) on the whole batch, so all state stays the same on every rank and
+the run equals one process's (up to float summation order; with dropout each rank draws its own masks).
+A last batch is cut to a multiple of the rank count. Only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -227,28 +236,219 @@ def write_image_norm(folder: Path, mean: float, std: float, source: str) -> None
     os.replace(tmp, path)
 
 
+# -- the run's inputs and torch.distributed -----------------------------------------------------------
+def check_world(batch_size: int, world: int) -> None:
+    """Under torchrun: a process group to talk through, and a global batch that splits evenly."""
+    if world <= 1:
+        return
+    if not torch.distributed.is_initialized():
+        raise ConfigError(
+            f"WORLD_SIZE is {world} but no torch.distributed process group is initialised: launch "
+            "`torchrun ... -m fico_registry train ...` (which joins it), or unset WORLD_SIZE"
+        )
+    if batch_size % world:
+        raise ConfigError(f"batch_size {batch_size} (the global batch) must split evenly over {world} ranks")
+
+
+def run_inputs(train: Any, val: Any, out: Path, image_config: Any, text_config: Any, *, device: str, progress: bool,
+               world: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The run's feature pipelines and (train images, val images, train texts, val texts) features.
+
+    Under torchrun rank 0 fits Doc2Vec, encodes (filling the embedding cache) and saves the pipelines
+    into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
+    ranks fit or write the same files, and every rank checks that it holds rank 0's features.
+    """
+    from fico_features.run_inputs import RunInputs
+
+    from fico_registry.distributed import is_main_process
+    from fico_registry.training import _dist
+
+    def encode(inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (inputs.features(train, "image"), inputs.features(val, "image"),
+                inputs.features(train, "text"), inputs.features(val, "text"))
+
+    if is_main_process():
+        inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
+        inputs.fit(train)
+        arrays = encode(inputs)
+        inputs.save(out)
+    if world > 1:
+        _dist.barrier()  # rank 0's pipelines and cache entries are complete
+        if not is_main_process():
+            with quiet("fico_features"):  # rank 0 has reported whatever the pipelines have to say
+                inputs = RunInputs.load(out, device=device)
+                arrays = encode(inputs)
+        check_same_on_every_rank(arrays)
+    return inputs, arrays
+
+
+@contextlib.contextmanager
+def quiet(logger: str) -> Iterator[None]:
+    """Only errors from `logger` (and its children) while inside."""
+    target = logging.getLogger(logger)
+    level = target.level
+    target.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
+
+
+def check_same_on_every_rank(arrays: tuple[np.ndarray, ...]) -> None:
+    """Every rank trains on rank 0's features, or every rank stops (a divergent rank would desync DDP)."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array))  # no copy of a C-contiguous array
+    digests: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, digest.hexdigest())
+    if len(set(digests)) > 1:
+        raise ConfigError(
+            "the ranks computed different training features (rank digests differ): give every rank the same "
+            "FICO_HOME, whose embedding cache rank 0 fills, or attach precomputed features to the corpora"
+        )
+
+
+def distributed(step: nn.Module, device: str, world: int) -> nn.Module:
+    """What the training steps call: the generator's step, wrapped in DistributedDataParallel under torchrun."""
+    if world <= 1:
+        return step
+    ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(step, device_ids=ids)
+
+
+def in_batch_order(part: torch.Tensor, world: int) -> torch.Tensor:
+    """The global batch from every rank's share of it, rows in the batch's own order; gradients flow
+    back to this rank's rows (all_gather_with_grad, which with DDP's averaging gives the gradient of
+    one process holding the whole batch).
+
+    `shard` deals a batch round-robin (rank r holds rows r, r + world, ...) and all_gather stacks the
+    shares rank after rank: undoing that interleave lines the rows up with the batch's indices (its
+    labels, its rows of B and H), as in one process.
+    """
+    if world <= 1:
+        return part
+    from fico_registry.training.common import all_gather_with_grad
+
+    gathered = all_gather_with_grad(part.contiguous())
+    return gathered.view(world, -1, *part.shape[1:]).transpose(0, 1).reshape(gathered.shape)
+
+
+class GeneratorStep(nn.Module):
+    """GEN's training forward: (h_i, h_t, f_i, f_t) and h_t', the text hash layer on a detached second
+    pass of the text branch (GEN.generate_txt_code). One module, so that DistributedDataParallel sees
+    every use of the generator's parameters in a step."""
+
+    def __init__(self, gen: Generator) -> None:
+        super().__init__()
+        self.gen = gen
+
+    def forward(self, images: torch.Tensor, texts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h_i, h_t, f_i, f_t = self.gen(images, texts)
+        h_t_second = self.gen.hash_module["text"](self.gen.text_module(texts).detach())
+        return h_i, h_t, f_i, f_t, h_t_second
+
+
+class GlobalBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm1d whose training statistics are those of the global batch (every rank holds an equal
+    share): torch's SyncBatchNorm, on CPU (gloo) as well. Same parameters, buffers and state-dict keys.
+
+    Mean and variance are summed over the ranks in two passes (mean first, then the centred squares),
+    through a differentiable all_reduce; the running statistics move as BatchNorm1d's do.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        if not (self.training and dist.is_available() and dist.is_initialized()):
+            return super().forward(x)
+        count = x.shape[0] * dist.get_world_size()
+        values = x.float()
+        mean = _SumOverRanks.apply(values.sum(dim=0)) / count
+        centred = values - mean
+        var = _SumOverRanks.apply((centred * centred).sum(dim=0)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
+                self.running_var.mul_(1 - factor).add_(var.detach() * (count / max(1, count - 1)), alpha=factor)
+        out = centred * torch.rsqrt(var + self.eps)
+        if self.affine:
+            out = out * self.weight + self.bias
+        return out.to(x.dtype)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """all_reduce(SUM) with its gradient: every rank's gradient of the sum, summed (the convention of
+    all_gather_with_grad, whose backward also sums, so DDP's averaging gives one process's gradient)."""
+
+    @staticmethod
+    def forward(ctx: Any, part: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        total = part.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        grad = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(grad)
+        return grad
+
+
+def sync_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm1d under `module` by a GlobalBatchNorm1d holding the same state."""
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm1d:
+            synced = GlobalBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            synced.load_state_dict(child.state_dict())
+            setattr(module, name, synced)
+        else:
+            sync_batchnorm(child)
+
+
+def rank_dropout(enabled: bool, seed: list[int], device: str) -> Any:
+    """Under torchrun with dropout: this rank's own dropout masks, drawn from a forked generator, so that
+    the shared stream (the discriminators' mixes) stays the same on every rank."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return _forked_rng(int(np.random.default_rng(seed).integers(1 << 62)), device)
+
+
+@contextlib.contextmanager
+def _forked_rng(seed: int, device: str) -> Iterator[None]:
+    on_cuda = torch.device(device).type == "cuda"
+    with torch.random.fork_rng(devices=[torch.device(device)] if on_cuda else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
           progress: bool = False) -> dict[str, Any]:
     """Train `dadh` on `train` (labels required), select on `val`; GEN_module.pth (raw GEN state dict) in `out`."""
-    from fico_features.run_inputs import CaptionSampler, RunInputs
+    from fico_features.run_inputs import CaptionSampler
 
-    from fico_registry.distributed import world_size
+    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.training import _dist
     from fico_registry.training.common import (
         Checkpointer,
         TrainingProgress,
         atomic_save,
         autocast,
         seed_everything,
+        shard,
     )
 
-    if world_size() > 1:  # ranks would each train the whole recipe and race on the same files
-        raise ConfigError(
-            "the DADH recipe runs in a single process (one Flickr30K run is about 20 minutes on one GPU by FLOP count); "
-            "launch it without torchrun"
-        )
     opts = Options.from_dict(options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, main, world, me = Path(out), is_main_process(), world_size(), rank()
+    check_world(opts.batch_size, world)
     cfg, config_name = resolve_model_config(model, opts.config)
     architecture = DadhConfig.from_dict({**cfg, "image_mean": None, "image_std": None}).architecture
     bar = TrainingProgress(progress, model)
@@ -256,13 +456,12 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         raise ConfigError(f"DADH is supervised: {train!r} has no category labels (multi-hot, one row per image)")
     if opts.select_by == "map" and val.labels is None:
         raise ConfigError(f"{val!r} has no category labels for mAP-based selection: pass --set select_by=rsum")
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
 
     image_config, text_config = feature_configs(opts, config_name)
-    inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
-    inputs.fit(train)
-    train_images, val_images = inputs.features(train, "image"), inputs.features(val, "image")
-    train_texts, val_texts = inputs.features(train, "text"), inputs.features(val, "text")
-    inputs.save(out)
+    inputs, (train_images, val_images, train_texts, val_texts) = run_inputs(
+        train, val, out, image_config, text_config, device=device, progress=progress, world=world)
     for what, array, width in (("image", train_images, architecture.image_dim), ("text", train_texts, architecture.text_dim)):
         if array.shape[1] != width:
             raise ConfigError(f"the {what} features are {array.shape[1]}-d but the model config expects {width}")
@@ -270,7 +469,8 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     mean, std = float(train_images.mean(dtype=np.float64)), float(train_images.std(dtype=np.float64))
     if not std > 0:
         raise ConfigError("the training image features are constant: nothing to standardise")
-    write_image_norm(out, mean, std, f"{train.name}/{train.split} ({train.n_images} images, {inputs.fingerprint('image')})")
+    if main:
+        write_image_norm(out, mean, std, f"{train.name}/{train.split} ({train.n_images} images, {inputs.fingerprint('image')})")
     train_images = (train_images - mean) / std
     val_images = ((val_images - mean) / std).astype(np.float32)
     sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
@@ -278,7 +478,11 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     n, bits = train.n_images, architecture.bits
 
     seed_everything(opts.seed)
-    gen = build_generator(architecture).to(device)
+    gen = build_generator(architecture)
+    if world > 1:
+        sync_batchnorm(gen)  # BatchNorm statistics of the global batch, as one process computes them
+    gen = gen.to(device)
+    step_run = distributed(GeneratorStep(gen), device, world)
     dis = Discriminator(architecture.image_widths[-1], architecture.image_widths[-1] // 2, bits).to(device)
     optimizer = torch.optim.Adam(
         [{"params": gen.image_module.parameters()}, {"params": gen.text_module.parameters()},
@@ -297,7 +501,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     if opts.resume and resume_path.is_file():
         start, best, best_epoch, history = restore(load_torch_checkpoint(resume_path), gen, dis, optimizer, dis_optimizers,
                                                    codes, hashes, resume_path)
-    if start >= opts.epochs:
+    if start >= opts.epochs and main:
         bar.log(f"{model}: {out} already holds {start} epochs (asked for {opts.epochs}); nothing to train")
 
     images_t = torch.from_numpy(np.ascontiguousarray(train_images, dtype=np.float32))
@@ -310,20 +514,25 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         seed_everything(opts.seed * 100_003 + epoch)  # dropout, mixes: the same whether resumed or not
         order = np.random.default_rng([opts.seed, epoch]).permutation(n)
         batches = [order[s : s + opts.batch_size] for s in range(0, n, opts.batch_size)]
-        if len(batches[-1]) == 1:
-            batches.pop()  # BatchNorm cannot train on a single item (the original would fail here)
+        # every rank takes its share (`shard`) of each batch; a last batch is cut to a multiple of the rank
+        # count, and dropped when that leaves a single item (BatchNorm cannot train on one; the original
+        # would fail here)
+        batches = [b[: len(b) - len(b) % world] for b in batches]
+        batches = [b for b in batches if len(b) >= 2]
         texts_t = torch.from_numpy(sampler.epoch(opts.seed, epoch))
         gen.train()
         total = 0.0
         with bar.epoch(epoch, opts.epochs, len(batches)) as advance:
-            for batch in batches:
+            for step, batch in enumerate(batches):
                 index = torch.from_numpy(batch).to(device)
-                image, text = images_t[batch].to(device), texts_t[batch].to(device)
+                mine = shard(batch, me, world)
+                image, text = images_t[mine].to(device), texts_t[mine].to(device)
                 label = labels[index]
-                with autocast(device, opts.precision):
-                    h_i, h_t, f_i, f_t = gen(image, text)
-                    h_t_second = gen.hash_module["text"](gen.text_module(text).detach())
-                h_i, h_t, f_i, f_t, h_t_second = (x.float() for x in (h_i, h_t, f_i, f_t, h_t_second))
+                with rank_dropout(architecture.dropout and world > 1, [opts.seed, epoch, step, me], device), \
+                        autocast(device, opts.precision):
+                    parts = step_run(image, text)
+                # everything below sees the whole batch, in its own order, on every rank
+                h_i, h_t, f_i, f_t, h_t_second = (in_batch_order(x.float(), world) for x in parts)
                 hashes["image"][index] = h_i.detach()
                 hashes["text"][index] = h_t.detach()
                 discriminator_step(dis.dis_feature, f_i.detach(), f_t.detach(), dis_optimizers["feature"], opts.gamma,
@@ -346,8 +555,8 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         codes = torch.sign(labels @ projection + 0.5 * opts.mu * (hashes["image"] + hashes["text"]))
         metrics = None
         if (epoch + 1) % opts.valid_freq == 0 or epoch + 1 == opts.epochs:
-            metrics = validate(gen, val, val_images, val_texts, opts, device)
-        is_best = metrics is not None and metrics["score"] > best
+            metrics = validate(gen, val, val_images, val_texts, opts, device)  # sharded over the ranks
+        is_best = metrics is not None and bool(_dist.broadcast_object(metrics["score"] > best))  # rank 0 decides
         if is_best:
             best, best_epoch = metrics["score"], epoch
         seconds = time.perf_counter() - began
@@ -355,16 +564,19 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         if metrics is not None:
             entry.update({k: v for k, v in metrics.items() if k != "instance"}, val=metrics["instance"])
         history.append(entry)
-        checkpointer.save(epoch, gen.state_dict(), is_best=is_best)  # the raw GEN state dict, as main.py's save_model
-        atomic_save({
-            "epoch": epoch + 1, "generator": gen.state_dict(), "discriminator": dis.state_dict(),
-            "optimizer": optimizer.state_dict(), "dis_feature": dis_optimizers["feature"].state_dict(),
-            "dis_hash": dis_optimizers["hash"].state_dict(), "B": codes.cpu(), "H_i": hashes["image"].cpu(),
-            "H_t": hashes["text"].cpu(), "best": best, "best_epoch": best_epoch, "history": history,
-            "options": json.loads(json.dumps(dict(options), default=str)), "config": cfg, "inputs": inputs.describe(),
-        }, resume_path)
-        score = "" if metrics is None else f"  val {opts.select_by} {metrics['score']:.4f}{'  (best)' if is_best else ''}"
-        bar.log(f"{model} epoch {epoch + 1}/{opts.epochs}: loss {entry['loss']:.4f}{score}  [{seconds:.1f}s]")
+        if main:
+            checkpointer.save(epoch, gen.state_dict(), is_best=is_best)  # the raw GEN state dict, as main.py's save_model
+            atomic_save({
+                "epoch": epoch + 1, "generator": gen.state_dict(), "discriminator": dis.state_dict(),
+                "optimizer": optimizer.state_dict(), "dis_feature": dis_optimizers["feature"].state_dict(),
+                "dis_hash": dis_optimizers["hash"].state_dict(), "B": codes.cpu(), "H_i": hashes["image"].cpu(),
+                "H_t": hashes["text"].cpu(), "best": best, "best_epoch": best_epoch, "history": history,
+                "options": json.loads(json.dumps(dict(options), default=str)), "config": cfg, "inputs": inputs.describe(),
+            }, resume_path)
+            score = "" if metrics is None else f"  val {opts.select_by} {metrics['score']:.4f}{'  (best)' if is_best else ''}"
+            bar.log(f"{model} epoch {epoch + 1}/{opts.epochs}: loss {entry['loss']:.4f}{score}  [{seconds:.1f}s]")
+        if world > 1:
+            _dist.barrier()
     best_path = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
     return {
         "checkpoint": str(best_path),

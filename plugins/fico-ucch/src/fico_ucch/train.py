@@ -15,15 +15,21 @@ warm-up). Model selection: mean category mAP (i2t, t2i) of the sign codes on the
 (UCCH.py evaluated on training data). Deviations, on purpose: a checkpoint every epoch (the last
 one, plus the best), resumable (memory and optimizer kept under "fico_resume"), re-seeded each epoch
 so a resumed run equals an uninterrupted one.
+
+Under torchrun `batch_size` is the global batch: every rank encodes its share (DistributedDataParallel),
+the outputs are all-gathered with gradients back into the batch's order, and every rank computes both
+losses and applies the memory draws and update for the whole batch, so the memory stays the same on
+every rank and the run equals one process's (up to float summation order). Only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -215,33 +221,138 @@ def checkpoint_names(opts: Options, bits: int) -> tuple[str, str]:
     return f"{opts.arch}_{bits}_last_checkpoint.t7", f"{opts.arch}_{bits}_best_checkpoint.t7"
 
 
+# -- the run's inputs and torch.distributed -----------------------------------------------------------
+def check_world(batch_size: int, world: int) -> None:
+    """Under torchrun: a process group to talk through, and a global batch that splits evenly."""
+    if world <= 1:
+        return
+    if not torch.distributed.is_initialized():
+        raise ConfigError(
+            f"WORLD_SIZE is {world} but no torch.distributed process group is initialised: launch "
+            "`torchrun ... -m fico_registry train ...` (which joins it), or unset WORLD_SIZE"
+        )
+    if batch_size % world:
+        raise ConfigError(f"batch_size {batch_size} (the global batch) must split evenly over {world} ranks")
+
+
+def run_inputs(train: Any, val: Any, out: Path, image_config: Any, text_config: Any, *, device: str, progress: bool,
+               world: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The run's feature pipelines and (train images, val images, train texts, val texts) features.
+
+    Under torchrun rank 0 fits Doc2Vec, encodes (filling the embedding cache) and saves the pipelines
+    into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
+    ranks fit or write the same files, and every rank checks that it holds rank 0's features.
+    """
+    from fico_features.run_inputs import RunInputs
+
+    from fico_registry.distributed import is_main_process
+    from fico_registry.training import _dist
+
+    def encode(inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (inputs.features(train, "image"), inputs.features(val, "image"),
+                inputs.features(train, "text"), inputs.features(val, "text"))
+
+    if is_main_process():
+        inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
+        inputs.fit(train)
+        arrays = encode(inputs)
+        inputs.save(out)
+    if world > 1:
+        _dist.barrier()  # rank 0's pipelines and cache entries are complete
+        if not is_main_process():
+            with quiet("fico_features"):  # rank 0 has reported whatever the pipelines have to say
+                inputs = RunInputs.load(out, device=device)
+                arrays = encode(inputs)
+        check_same_on_every_rank(arrays)
+    return inputs, arrays
+
+
+@contextlib.contextmanager
+def quiet(logger: str) -> Iterator[None]:
+    """Only errors from `logger` (and its children) while inside."""
+    target = logging.getLogger(logger)
+    level = target.level
+    target.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        target.setLevel(level)
+
+
+def check_same_on_every_rank(arrays: tuple[np.ndarray, ...]) -> None:
+    """Every rank trains on rank 0's features, or every rank stops (a divergent rank would desync DDP)."""
+    import hashlib
+
+    import torch.distributed as dist
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array))  # no copy of a C-contiguous array
+    digests: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(digests, digest.hexdigest())
+    if len(set(digests)) > 1:
+        raise ConfigError(
+            "the ranks computed different training features (rank digests differ): give every rank the same "
+            "FICO_HOME, whose embedding cache rank 0 fills, or attach precomputed features to the corpora"
+        )
+
+
+def distributed(nets: tuple[HashMLP, HashMLP], device: str, world: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """What the training steps call: the networks, wrapped in DistributedDataParallel under torchrun."""
+    if world <= 1:
+        return nets
+    ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+    image_net, text_net = nets
+    ddp = torch.nn.parallel.DistributedDataParallel
+    return ddp(image_net, device_ids=ids), ddp(text_net, device_ids=ids)
+
+
+def in_batch_order(part: torch.Tensor, world: int) -> torch.Tensor:
+    """The global batch from every rank's share of it, rows in the batch's own order; gradients flow
+    back to this rank's rows (all_gather_with_grad, which with DDP's averaging gives the gradient of
+    one process holding the whole batch).
+
+    `shard` deals a batch round-robin (rank r holds rows r, r + world, ...) and all_gather stacks the
+    shares rank after rank: undoing that interleave lines the rows up with the batch's indices, so the
+    memory draws and updates are those of one process.
+    """
+    if world <= 1:
+        return part
+    from fico_registry.training.common import all_gather_with_grad
+
+    gathered = all_gather_with_grad(part.contiguous())
+    return gathered.view(world, -1, *part.shape[1:]).transpose(0, 1).reshape(gathered.shape)
+
+
 def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
           progress: bool = False) -> dict[str, Any]:
     """Train `ucch` on `train`, select on `val`; `.t7` checkpoints (UCCH.py's layout) and inputs.json in `out`."""
-    from fico_features.run_inputs import CaptionSampler, RunInputs
+    from fico_features.run_inputs import CaptionSampler
 
-    from fico_registry.distributed import world_size
-    from fico_registry.training.common import Checkpointer, TrainingProgress, autocast, grad_scaler, seed_everything
+    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.training import _dist
+    from fico_registry.training.common import (
+        Checkpointer,
+        TrainingProgress,
+        autocast,
+        grad_scaler,
+        seed_everything,
+        shard,
+    )
 
-    if world_size() > 1:  # ranks would each train the whole recipe and race on the same files
-        raise ConfigError(
-            "the UCCH recipe runs in a single process (one Flickr30K run is about 5 minutes on one GPU by FLOP count); "
-            "launch it without torchrun"
-        )
     opts = Options.from_dict(options)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, main, world, me = Path(out), is_main_process(), world_size(), rank()
+    check_world(opts.batch_size, world)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     cfg, config_name = resolve_model_config(model, opts.config)
     architecture = UcchConfig.from_dict(cfg).architecture
     bar = TrainingProgress(progress, model)
 
     # inputs: the evaluation pipelines, Doc2Vec fitted on the training captions, saved beside the checkpoints
     image_config, text_config = feature_configs(opts, config_name)
-    inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
-    inputs.fit(train)
-    train_images, val_images = inputs.features(train, "image"), inputs.features(val, "image")
-    train_texts, val_texts = inputs.features(train, "text"), inputs.features(val, "text")
-    inputs.save(out)
+    inputs, (train_images, val_images, train_texts, val_texts) = run_inputs(
+        train, val, out, image_config, text_config, device=device, progress=progress, world=world)
     for what, array, width in (("image", train_images, architecture.image_dim), ("text", train_texts, architecture.text_dim)):
         if array.shape[1] != width:
             raise ConfigError(f"the {what} features are {array.shape[1]}-d but the model config expects {width}")
@@ -252,7 +363,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         raise ConfigError(f"batch_size {opts.batch_size} exceeds the {n} training images (UCCH drops incomplete batches)")
     if opts.select_by == "map" and val.labels is None:
         raise ConfigError(f"{val!r} has no category labels for mAP-based selection: pass --set select_by=rsum")
-    if n <= opts.K:
+    if n <= opts.K and main:
         log.warning(
             "ucch: K=%d memory negatives for only %d training instances: each draw holds the positive itself about "
             "%.1f times. UCCH's datasets have 10-100x more instances than K; consider --set K=%d",
@@ -264,6 +375,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     memory = CodeMemory(n, architecture.bits, K=opts.K, T=opts.T, momentum=opts.momentum, device=device)
     nets = (image_net.to(device), text_net.to(device))
     parameters = [p for net in nets for p in net.parameters()]
+    image_run, text_run = distributed(nets, device, world)
     if opts.optimizer == "Adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(parameters, lr=opts.lr, weight_decay=opts.wd)
     else:
@@ -276,7 +388,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     state = checkpointer.latest() if opts.resume else None
     if state is not None:
         start, best, best_epoch, history = restore(state, nets, optimizer, scaler, memory, architecture, checkpointer.last_path)
-    if start >= opts.epochs:
+    if start >= opts.epochs and main:
         bar.log(f"{model}: {out} already holds {start} epochs (asked for {opts.epochs}); nothing to train")
 
     train_images_t = torch.from_numpy(train_images)
@@ -295,9 +407,12 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         with bar.epoch(epoch, opts.epochs, steps) as advance:
             for step in range(steps):
                 index = order[step * opts.batch_size : (step + 1) * opts.batch_size]
+                mine = shard(index, me, world)  # this rank's share of the global batch
                 with autocast(device, opts.precision):
-                    u = image_net(train_images_t[index].to(device)).float()
-                    v = text_net(texts_t[index].to(device)).float()
+                    u = image_run(train_images_t[mine].to(device)).float()
+                    v = text_run(texts_t[mine].to(device)).float()
+                # the losses and the memory see the whole batch, in its own order, on every rank
+                u, v = in_batch_order(u, world), in_batch_order(v, world)
                 index = index.to(device)
                 out_u, out_v = memory.scores(u, v, index, warm)
                 contrastive = nce_softmax_loss(out_u) + nce_softmax_loss(out_v)
@@ -311,31 +426,34 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
                 scaler.update()
                 total += float(loss.detach())
                 advance(1, loss=float(loss.detach()), lr=lr)
-        metrics = validate(image_net, text_net, val, val_images, val_texts, opts, device)
-        is_best = metrics["score"] > best
+        metrics = validate(image_net, text_net, val, val_images, val_texts, opts, device)  # sharded over the ranks
+        is_best = bool(_dist.broadcast_object(metrics["score"] > best))  # rank 0 decides
         if is_best:
             best, best_epoch = metrics["score"], epoch
         seconds = time.perf_counter() - began
         history.append({"epoch": epoch, "loss": total / steps, "lr": lr, "seconds": round(seconds, 2),
                         **{k: v for k, v in metrics.items() if k != "instance"}, "val": metrics["instance"]})
-        state = {
-            # UCCH.py's keys (Avg / Img2Txt / Txt2Img: validation mAP of this epoch's codes)
-            "image_model_state_dict": image_net.state_dict(),
-            "text_model_state_dict": text_net.state_dict(),
-            "optimizer_state_dict": optimizer.state_dict(),
-            "Avg": metrics.get("map_avg", metrics["score"]),
-            "Img2Txt": metrics.get("map_i2t"),
-            "Txt2Img": metrics.get("map_t2i"),
-            "epoch": epoch,
-            # resume-only (UCCH.py ignores it): the code memory, scaler, selection state, run settings
-            "fico_resume": {
-                "memory": memory.memory.cpu(), "scaler": scaler.state_dict(), "best": best, "best_epoch": best_epoch,
-                "history": history, "options": _plain(options), "config": cfg, "inputs": inputs.describe(),
-            },
-        }
-        checkpointer.save(epoch, state, is_best=is_best)
-        bar.log(f"{model} epoch {epoch + 1}/{opts.epochs}: loss {history[-1]['loss']:.4f}  val {opts.select_by} "
-                f"{metrics['score']:.4f}{'  (best)' if is_best else ''}  [{seconds:.1f}s]")
+        if main:
+            state = {
+                # UCCH.py's keys (Avg / Img2Txt / Txt2Img: validation mAP of this epoch's codes)
+                "image_model_state_dict": image_net.state_dict(),
+                "text_model_state_dict": text_net.state_dict(),
+                "optimizer_state_dict": optimizer.state_dict(),
+                "Avg": metrics.get("map_avg", metrics["score"]),
+                "Img2Txt": metrics.get("map_i2t"),
+                "Txt2Img": metrics.get("map_t2i"),
+                "epoch": epoch,
+                # resume-only (UCCH.py ignores it): the code memory, scaler, selection state, run settings
+                "fico_resume": {
+                    "memory": memory.memory.cpu(), "scaler": scaler.state_dict(), "best": best, "best_epoch": best_epoch,
+                    "history": history, "options": _plain(options), "config": cfg, "inputs": inputs.describe(),
+                },
+            }
+            checkpointer.save(epoch, state, is_best=is_best)
+            bar.log(f"{model} epoch {epoch + 1}/{opts.epochs}: loss {history[-1]['loss']:.4f}  val {opts.select_by} "
+                    f"{metrics['score']:.4f}{'  (best)' if is_best else ''}  [{seconds:.1f}s]")
+        if world > 1:
+            _dist.barrier()
     best_path = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
     return {
         "checkpoint": str(best_path),
