@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import torch
 from fico_adv import train as T
 
 from fico_registry.checkpoint_io import load_torch_checkpoint
+from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
 
 # dropout off: each rank draws its own dropout masks, so with dropout no two runs share a gradient;
 # adversarial captions on: their loss is a per-rank sum that the recipe scales by the rank count
@@ -31,55 +29,11 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     return synthetic(n_images=24, split="train", root=root / "train"), synthetic(n_images=8, split="val", root=root / "val")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _join_group(rank: int, world: int, port: int) -> str:
-    """What torchrun's environment and `fico train` give a rank: the variables, then the gloo group."""
-    from fico_registry.training import _dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    return _dist.init_process_group("cpu")
-
-
-def _watch_writes(folder: Path) -> list[str]:
-    """Every path under `folder` this process opens for writing, creates, renames or removes (audit hook)."""
-    root = os.path.realpath(folder)
-    seen: list[str] = []
-
-    def hook(event: str, args: tuple) -> None:
-        if event == "open":
-            path, mode, flags = args
-            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-            paths = [path] if writing else []
-        elif event in ("os.rename", "shutil.copyfile"):
-            paths = [args[1]]
-        elif event in ("os.mkdir", "os.remove", "os.rmdir"):
-            paths = [args[0]]
-        else:
-            return
-        for path in paths:
-            if isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(root):
-                seen.append(f"{event} {os.fsdecode(path)}")
-
-    sys.addaudithook(hook)
-    return seen
-
-
 def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str) -> None:
     """One rank: 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint); rank 1 records its writes."""
-    from fico_registry.training import _dist
-
-    device = _join_group(rank, world, port)
-    writes = _watch_writes(Path(out)) if rank else []
-    try:
-        for epochs in (1, 2):
-            T.train(model="adv-64", train=corpora[0], val=corpora[1], out=Path(out), options={**OPTIONS, "epochs": epochs}, device=device)
-    finally:
-        _dist.destroy()
+    runs = [{"model": "adv-64", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, "epochs": e}}
+            for e in (1, 2)]
+    writes = train_on_rank(rank, world, port, T.train, runs, watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
 
@@ -91,12 +45,10 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     of a query, which softmax ignores, so their gradient is zero but for rounding noise, which Adam
     normalises into steps of up to the learning rate in either direction.
     """
-    import torch.multiprocessing as mp
-
     train, val = corpora
     single = T.train(model="adv-64", train=train, val=val, out=tmp_path / "single", options={**OPTIONS, "epochs": 2})
     out = tmp_path / "sharded"
-    mp.spawn(_sharded_worker, args=(2, _free_port(), corpora, str(out)), nprocs=2, join=True)
+    spawn_ranks(_sharded_worker, corpora, str(out))
     assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")

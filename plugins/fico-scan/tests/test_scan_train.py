@@ -4,9 +4,6 @@ reduced precision, and 2 torch.distributed ranks (gloo) training like one proces
 from __future__ import annotations
 
 import argparse
-import os
-import socket
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,7 @@ from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import ConfigError
 from fico_registry.registry import get_trainer_spec
 from fico_registry.text import load_vocab_json
+from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
 
 OPTIONS = {"config": "tiny", "batch_size": 32, "val_batch_size": 16}
 
@@ -130,55 +128,11 @@ def test_bf16_autocast_trains_and_saves_float32(corpora: tuple[Any, Any], tmp_pa
 
 
 # -- torch.distributed: 2 gloo ranks on CPU train like one process with the whole batch ------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _join_group(rank: int, world: int, port: int) -> str:
-    """What torchrun's environment and `fico train` give a rank: the variables, then the gloo group."""
-    from fico_registry.training import _dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    return _dist.init_process_group("cpu")
-
-
-def _watch_writes(folder: Path) -> list[str]:
-    """Every path under `folder` this process opens for writing, creates, renames or removes (audit hook)."""
-    root = os.path.realpath(folder)
-    seen: list[str] = []
-
-    def hook(event: str, args: tuple) -> None:
-        if event == "open":
-            path, mode, flags = args
-            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-            paths = [path] if writing else []
-        elif event in ("os.rename", "shutil.copyfile"):
-            paths = [args[1]]
-        elif event in ("os.mkdir", "os.remove", "os.rmdir"):
-            paths = [args[0]]
-        else:
-            return
-        for path in paths:
-            if isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(root):
-                seen.append(f"{event} {os.fsdecode(path)}")
-
-    sys.addaudithook(hook)
-    return seen
-
-
 def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str, runs: list[dict[str, Any]]) -> None:
     """One rank: the recipe once per options dict in `runs` (later ones resume); rank 1 records its writes."""
-    from fico_registry.training import _dist
-
-    device = _join_group(rank, world, port)
-    writes = _watch_writes(Path(out)) if rank else []
-    try:
-        for options in runs:
-            T.train(model="scan", train=corpora[0], val=corpora[1], out=Path(out), options={**OPTIONS, **options}, device=device)
-    finally:
-        _dist.destroy()
+    calls = [{"model": "scan", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, **options}}
+             for options in runs]
+    writes = train_on_rank(rank, world, port, T.train, calls, watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
 
@@ -189,11 +143,9 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     120 captions in batches of 32: the last batch of each epoch (24 captions) is split 12 + 12 and
     trained on, as one process does. SCAN's encoders have no dropout and no BatchNorm.
     """
-    import torch.multiprocessing as mp
-
     single = _train(corpora, tmp_path / "single", epochs=2)
     out = tmp_path / "sharded"
-    mp.spawn(_sharded_worker, args=(2, _free_port(), corpora, str(out), [{"epochs": 1}, {"epochs": 2}]), nprocs=2, join=True)
+    spawn_ranks(_sharded_worker, corpora, str(out), [{"epochs": 1}, {"epochs": 2}])
     assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")

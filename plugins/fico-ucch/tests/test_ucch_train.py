@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import torch
 
 from fico_registry import evaluate, load_model
 from fico_registry.errors import ConfigError
+from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "K": 16, "eval_batch_size": 16}
 
@@ -159,50 +160,16 @@ def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
 DDP_OPTIONS = {**OPTIONS, "epochs": 2}  # epoch 0: in-batch codes (warm-up); epoch 1: memory draws and momentum
 
 
-def _record_writes(folder: Path, found: list) -> Any:
-    """An audit hook noting every file opened for writing, renamed, copied or made under `folder`."""
-    import os
-
-    root = str(folder)
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
-
-    def hook(event: str, args: tuple) -> None:
-        if event == "open" and args and isinstance(args[0], (str, Path)):
-            mode, flags = args[1], args[2] if len(args) > 2 else 0
-            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & write_flags)
-            if writing and str(args[0]).startswith(root):
-                found.append(f"open {args[0]}")
-        elif event in ("os.rename", "os.mkdir", "shutil.copyfile", "os.remove") and any(
-            isinstance(a, (str, Path)) and str(a).startswith(root) for a in args
-        ):
-            found.append(f"{event} {args}")
-
-    return hook
-
-
 def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) -> None:
-    import json
-    import os
-    import sys
-
+    """One rank of `fico train` under torchrun (gloo on CPU): a run, then 1 epoch resumed to 2 (every rank
+    reads the last checkpoint); rank 1 records what it writes under `folder` (the run folders, FICO_HOME)."""
     from fico_ucch.train import train
 
-    from fico_registry.training import _dist
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    out, writes = Path(folder) / "ddp", []
-    if rank:
-        sys.addaudithook(_record_writes(Path(folder), writes))
-    _dist.init_process_group("cpu")  # what `fico train` does under torchrun: gloo on CPU
-    try:
-        train(model="ucch", train=corpora["train"], val=corpora["val"], out=out, options=DDP_OPTIONS)
-        for epochs in (1, 2):  # resuming: every rank reads the last checkpoint
-            train(model="ucch", train=corpora["train"], val=corpora["val"], out=Path(folder) / "ddp-resumed",
-                  options={**DDP_OPTIONS, "epochs": epochs})
-    finally:
-        _dist.destroy()
+    common = {"model": "ucch", "train": corpora["train"], "val": corpora["val"]}
+    runs = [{**common, "out": Path(folder) / "ddp", "options": DDP_OPTIONS}]
+    runs += [{**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}} for epochs in (1, 2)]
+    writes = train_on_rank(rank, world, port, train, runs, watch=folder)
     Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
 
 
@@ -210,17 +177,10 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) ->
 def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
     """batch 8 = 2 ranks x 4: DDP + all-gathered losses + memory updated from the global batch on every rank
     give the weights and the code memory of one process with the whole batch."""
-    import json
-    import socket
-
-    import torch.multiprocessing as mp
     from fico_ucch.train import train
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = {split: corpora[split] for split in ("train", "val")}
-    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path), data), nprocs=2, join=True)
+    spawn_ranks(_ddp_worker, str(tmp_path), data)
     # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
     assert json.loads((tmp_path / "rank1-writes.json").read_text()) == []
     train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path / "single", options=DDP_OPTIONS)

@@ -3,10 +3,7 @@ reduced precision, and 2 torch.distributed ranks (gloo) training like one proces
 
 from __future__ import annotations
 
-import os
 import pickle
-import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import torch
 import fico_registry
 from fico_registry import load_model
 from fico_registry.text import CaptionTokenizer, Vocabulary, load_vocab
+from fico_registry.training.rank_testing import rank_group, spawn_ranks, train_on_rank
 
 
 def test_triplet_loss_matches_a_loop_over_pairs() -> None:
@@ -112,61 +110,14 @@ def test_bf16_autocast_trains_and_saves_float32(tmp_path: Path) -> None:
 
 
 # -- torch.distributed: 2 gloo ranks on CPU train like one process with the whole batch ------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _join_group(rank: int, world: int, port: int) -> str:
-    """What torchrun's environment and `fico train` give a rank: the variables, then the gloo group."""
-    from fico_registry.training import _dist
-
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
-    )
-    return _dist.init_process_group("cpu")
-
-
-def _watch_writes(folder: Path) -> list[str]:
-    """Every path under `folder` this process opens for writing, creates, renames or removes (audit hook)."""
-    root = os.path.realpath(folder)
-    seen: list[str] = []
-
-    def hook(event: str, args: tuple) -> None:
-        if event == "open":
-            path, mode, flags = args
-            writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
-            paths = [path] if writing else []
-        elif event in ("os.rename", "shutil.copyfile"):
-            paths = [args[1]]
-        elif event in ("os.mkdir", "os.remove", "os.rmdir"):
-            paths = [args[0]]
-        else:
-            return
-        for path in paths:
-            if isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(root):
-                seen.append(f"{event} {os.fsdecode(path)}")
-
-    sys.addaudithook(hook)
-    return seen
-
-
 def _sharded_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     """One rank: train 1 epoch, then resume to 2 (every rank reads rank 0's checkpoint); rank 1 records its writes."""
     from fico_vsrn.train import train
 
-    from fico_registry.training import _dist
-
-    device = _join_group(rank, world, port)
     corpora = _corpora(Path(root))
-    writes = _watch_writes(Path(out)) if rank else []
-    try:
-        for epochs in (1, 2):
-            options = {**OPTIONS, "epochs": epochs}
-            train(model="vsrn", train=corpora["train"], val=corpora["val"], out=Path(out), options=options, device=device)
-    finally:
-        _dist.destroy()
+    runs = [{"model": "vsrn", "train": corpora["train"], "val": corpora["val"], "out": Path(out),
+             "options": {**OPTIONS, "epochs": epochs}} for epochs in (1, 2)]
+    writes = train_on_rank(rank, world, port, train, runs, watch=out)
     Path(root, f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
 
@@ -180,13 +131,11 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
     Adam normalises into steps of up to the learning rate in either direction; they (and the running
     means they shift) may drift apart by a few such steps between any two runs.
     """
-    import torch.multiprocessing as mp
-
     from fico_registry.checkpoint_io import load_torch_checkpoint
 
     _corpora(tmp_path)  # built once here, reused by the ranks
     single = _run(tmp_path, tmp_path / "single", epochs=2)
-    mp.spawn(_sharded_worker, args=(2, _free_port(), str(tmp_path), str(tmp_path / "sharded")), nprocs=2, join=True)
+    spawn_ranks(_sharded_worker, str(tmp_path), str(tmp_path / "sharded"))
     assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(tmp_path / "sharded" / "checkpoint.pth.tar")
@@ -205,25 +154,24 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
 
 def _batchnorm_worker(rank: int, world: int, port: int, folder: str) -> None:
     """GlobalBatchNorm1d on this rank's half of a batch against nn.BatchNorm1d on the whole batch."""
-    from fico_vsrn.global_batchnorm import globalise_batchnorms
     from torch import nn
 
-    from fico_registry.training import _dist
     from fico_registry.training.common import all_gather_with_grad
+    from fico_registry.training.sharding import globalise_batchnorms
 
-    _join_group(rank, world, port)
-    torch.manual_seed(0)
-    reference = nn.Sequential(nn.BatchNorm1d(4))
-    nn.init.normal_(reference[0].weight)
-    sharded = globalise_batchnorms(nn.Sequential(nn.BatchNorm1d(4)))
-    sharded.load_state_dict(reference.state_dict())
-    ddp = nn.parallel.DistributedDataParallel(sharded)
-    x, target = torch.randn(6, 4, 5) * 3 + 1, torch.randn(6, 4, 5)
-    mine = x.view(world, -1, 4, 5)[rank].clone().requires_grad_(True)
-    whole = x.clone().requires_grad_(True)
-    for _ in range(2):  # twice: the running statistics move on from the first batch
-        ((all_gather_with_grad(ddp(mine)) - target) ** 2).sum().backward()
-        ((reference(whole) - target) ** 2).sum().backward()
+    with rank_group(rank, world, port):
+        torch.manual_seed(0)
+        reference = nn.Sequential(nn.BatchNorm1d(4))
+        nn.init.normal_(reference[0].weight)
+        sharded = globalise_batchnorms(nn.Sequential(nn.BatchNorm1d(4)))
+        sharded.load_state_dict(reference.state_dict())
+        ddp = nn.parallel.DistributedDataParallel(sharded)
+        x, target = torch.randn(6, 4, 5) * 3 + 1, torch.randn(6, 4, 5)
+        mine = x.view(world, -1, 4, 5)[rank].clone().requires_grad_(True)
+        whole = x.clone().requires_grad_(True)
+        for _ in range(2):  # twice: the running statistics move on from the first batch
+            ((all_gather_with_grad(ddp(mine)) - target) ** 2).sum().backward()
+            ((reference(whole) - target) ** 2).sum().backward()
     # every rank holds the whole loss, and the gather's backward sums the ranks' gradients: world x
     pairs = [("input grad", mine.grad / world, whole.grad.view(world, -1, 4, 5)[rank])]
     for (name, a), b in zip(sharded.named_parameters(), reference.parameters(), strict=True):
@@ -236,20 +184,18 @@ def _batchnorm_worker(rank: int, world: int, port: int, folder: str) -> None:
         except AssertionError as exc:
             failures.append(f"{name}: {exc}")
     Path(folder, f"rank{rank}.txt").write_text("\n".join(failures))
-    _dist.destroy()
 
 
 @pytest.mark.slow
 def test_global_batchnorm_on_two_ranks_equals_batchnorm_on_the_whole_batch(tmp_path: Path) -> None:
-    import torch.multiprocessing as mp
-
-    mp.spawn(_batchnorm_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    spawn_ranks(_batchnorm_worker, str(tmp_path))
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["", ""]
 
 
 def test_global_batchnorm_is_batchnorm_in_one_process() -> None:
-    from fico_vsrn.global_batchnorm import GlobalBatchNorm1d, globalise_batchnorms
     from torch import nn
+
+    from fico_registry.training.sharding import GlobalBatchNorm1d, globalise_batchnorms
 
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     bn = net[1]

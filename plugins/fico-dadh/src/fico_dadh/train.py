@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import os
 import time
@@ -236,107 +235,7 @@ def write_image_norm(folder: Path, mean: float, std: float, source: str) -> None
     os.replace(tmp, path)
 
 
-# -- the run's inputs and torch.distributed -----------------------------------------------------------
-def check_world(batch_size: int, world: int) -> None:
-    """Under torchrun: a process group to talk through, and a global batch that splits evenly."""
-    if world <= 1:
-        return
-    if not torch.distributed.is_initialized():
-        raise ConfigError(
-            f"WORLD_SIZE is {world} but no torch.distributed process group is initialised: launch "
-            "`torchrun ... -m fico_registry train ...` (which joins it), or unset WORLD_SIZE"
-        )
-    if batch_size % world:
-        raise ConfigError(f"batch_size {batch_size} (the global batch) must split evenly over {world} ranks")
-
-
-def run_inputs(train: Any, val: Any, out: Path, image_config: Any, text_config: Any, *, device: str, progress: bool,
-               world: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """The run's feature pipelines and (train images, val images, train texts, val texts) features.
-
-    Under torchrun rank 0 fits Doc2Vec, encodes (filling the embedding cache) and saves the pipelines
-    into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
-    ranks fit or write the same files, and every rank checks that it holds rank 0's features.
-    """
-    from fico_features.run_inputs import RunInputs
-
-    from fico_registry.distributed import is_main_process
-    from fico_registry.training import _dist
-
-    def encode(inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return (inputs.features(train, "image"), inputs.features(val, "image"),
-                inputs.features(train, "text"), inputs.features(val, "text"))
-
-    if is_main_process():
-        inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
-        inputs.fit(train)
-        arrays = encode(inputs)
-        inputs.save(out)
-    if world > 1:
-        _dist.barrier()  # rank 0's pipelines and cache entries are complete
-        if not is_main_process():
-            with quiet("fico_features"):  # rank 0 has reported whatever the pipelines have to say
-                inputs = RunInputs.load(out, device=device)
-                arrays = encode(inputs)
-        check_same_on_every_rank(arrays)
-    return inputs, arrays
-
-
-@contextlib.contextmanager
-def quiet(logger: str) -> Iterator[None]:
-    """Only errors from `logger` (and its children) while inside."""
-    target = logging.getLogger(logger)
-    level = target.level
-    target.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        target.setLevel(level)
-
-
-def check_same_on_every_rank(arrays: tuple[np.ndarray, ...]) -> None:
-    """Every rank trains on rank 0's features, or every rank stops (a divergent rank would desync DDP)."""
-    import hashlib
-
-    import torch.distributed as dist
-
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array))  # no copy of a C-contiguous array
-    digests: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(digests, digest.hexdigest())
-    if len(set(digests)) > 1:
-        raise ConfigError(
-            "the ranks computed different training features (rank digests differ): give every rank the same "
-            "FICO_HOME, whose embedding cache rank 0 fills, or attach precomputed features to the corpora"
-        )
-
-
-def distributed(step: nn.Module, device: str, world: int) -> nn.Module:
-    """What the training steps call: the generator's step, wrapped in DistributedDataParallel under torchrun."""
-    if world <= 1:
-        return step
-    ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(step, device_ids=ids)
-
-
-def in_batch_order(part: torch.Tensor, world: int) -> torch.Tensor:
-    """The global batch from every rank's share of it, rows in the batch's own order; gradients flow
-    back to this rank's rows (all_gather_with_grad, which with DDP's averaging gives the gradient of
-    one process holding the whole batch).
-
-    `shard` deals a batch round-robin (rank r holds rows r, r + world, ...) and all_gather stacks the
-    shares rank after rank: undoing that interleave lines the rows up with the batch's indices (its
-    labels, its rows of B and H), as in one process.
-    """
-    if world <= 1:
-        return part
-    from fico_registry.training.common import all_gather_with_grad
-
-    gathered = all_gather_with_grad(part.contiguous())
-    return gathered.view(world, -1, *part.shape[1:]).transpose(0, 1).reshape(gathered.shape)
-
-
+# -- torch.distributed -------------------------------------------------------------------------------
 class GeneratorStep(nn.Module):
     """GEN's training forward: (h_i, h_t, f_i, f_t) and h_t', the text hash layer on a detached second
     pass of the text branch (GEN.generate_txt_code). One module, so that DistributedDataParallel sees
@@ -350,68 +249,6 @@ class GeneratorStep(nn.Module):
         h_i, h_t, f_i, f_t = self.gen(images, texts)
         h_t_second = self.gen.hash_module["text"](self.gen.text_module(texts).detach())
         return h_i, h_t, f_i, f_t, h_t_second
-
-
-class GlobalBatchNorm1d(nn.BatchNorm1d):
-    """BatchNorm1d whose training statistics are those of the global batch (every rank holds an equal
-    share): torch's SyncBatchNorm, on CPU (gloo) as well. Same parameters, buffers and state-dict keys.
-
-    Mean and variance are summed over the ranks in two passes (mean first, then the centred squares),
-    through a differentiable all_reduce; the running statistics move as BatchNorm1d's do.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        if not (self.training and dist.is_available() and dist.is_initialized()):
-            return super().forward(x)
-        count = x.shape[0] * dist.get_world_size()
-        values = x.float()
-        mean = _SumOverRanks.apply(values.sum(dim=0)) / count
-        centred = values - mean
-        var = _SumOverRanks.apply((centred * centred).sum(dim=0)) / count
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                self.running_mean.mul_(1 - factor).add_(mean.detach(), alpha=factor)
-                self.running_var.mul_(1 - factor).add_(var.detach() * (count / max(1, count - 1)), alpha=factor)
-        out = centred * torch.rsqrt(var + self.eps)
-        if self.affine:
-            out = out * self.weight + self.bias
-        return out.to(x.dtype)
-
-
-class _SumOverRanks(torch.autograd.Function):
-    """all_reduce(SUM) with its gradient: every rank's gradient of the sum, summed (the convention of
-    all_gather_with_grad, whose backward also sums, so DDP's averaging gives one process's gradient)."""
-
-    @staticmethod
-    def forward(ctx: Any, part: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        total = part.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(total)
-        return total
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        grad = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(grad)
-        return grad
-
-
-def sync_batchnorm(module: nn.Module) -> None:
-    """Replace every BatchNorm1d under `module` by a GlobalBatchNorm1d holding the same state."""
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm1d:
-            synced = GlobalBatchNorm1d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
-            synced.load_state_dict(child.state_dict())
-            setattr(module, name, synced)
-        else:
-            sync_batchnorm(child)
 
 
 def rank_dropout(enabled: bool, seed: list[int], device: str) -> Any:
@@ -433,7 +270,7 @@ def _forked_rng(seed: int, device: str) -> Iterator[None]:
 def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
           progress: bool = False) -> dict[str, Any]:
     """Train `dadh` on `train` (labels required), select on `val`; GEN_module.pth (raw GEN state dict) in `out`."""
-    from fico_features.run_inputs import CaptionSampler
+    from fico_features.run_inputs import CaptionSampler, run_inputs
 
     from fico_registry.distributed import is_main_process, rank, world_size
     from fico_registry.training import _dist
@@ -445,6 +282,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         seed_everything,
         shard,
     )
+    from fico_registry.training.sharding import check_world, distributed, globalise_batchnorms, in_batch_order
 
     opts = Options.from_dict(options)
     out, main, world, me = Path(out), is_main_process(), world_size(), rank()
@@ -480,7 +318,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     seed_everything(opts.seed)
     gen = build_generator(architecture)
     if world > 1:
-        sync_batchnorm(gen)  # BatchNorm statistics of the global batch, as one process computes them
+        globalise_batchnorms(gen)  # BatchNorm statistics of the global batch, as one process computes them
     gen = gen.to(device)
     step_run = distributed(GeneratorStep(gen), device, world)
     dis = Discriminator(architecture.image_widths[-1], architecture.image_widths[-1] // 2, bits).to(device)

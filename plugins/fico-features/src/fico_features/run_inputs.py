@@ -14,6 +14,9 @@ model (two Doc2Vec models trained apart have unrelated vector spaces). `RunInput
 - `attach(corpus, folder)`: the corpus with both features attached, which
   `fico_registry.evaluate` uses before any pipeline of its own.
 
+`run_inputs(...)` is what a training recipe calls: rank 0 fits, fills the embedding cache and
+saves the pipelines; under torchrun the other ranks then load them and read the cache.
+
 Features already attached to a corpus under the pipeline's name (e.g. a published feature file,
 `corpus.with_features("vgg19-fc7", ...)`) take precedence, as in fico_registry.inputs; the run
 records that, and `attach` then insists that the test corpus brings the same kind of features.
@@ -267,6 +270,38 @@ def _cache(cache: Any) -> Any:
     if isinstance(cache, EmbeddingCache):
         return cache
     return EmbeddingCache(cache)
+
+
+def run_inputs(train: Any, val: Any, out: str | os.PathLike, image_config: Any, text_config: Any, *, device: str,
+               progress: bool, world: int) -> tuple[RunInputs, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """A training run's feature pipelines and (train images, val images, train texts, val texts) features.
+
+    Under torchrun rank 0 fits Doc2Vec, encodes (filling the embedding cache) and saves the pipelines
+    into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
+    ranks fit or write the same files, and every rank checks that it holds rank 0's features.
+    """
+    from fico_registry.distributed import is_main_process
+    from fico_registry.training import _dist
+
+    def encode(inputs: RunInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return (inputs.features(train, "image"), inputs.features(val, "image"),
+                inputs.features(train, "text"), inputs.features(val, "text"))
+
+    if is_main_process():
+        inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
+        inputs.fit(train)
+        arrays = encode(inputs)
+        inputs.save(out)
+    if world > 1:
+        from fico_registry.training.sharding import check_same_on_every_rank, quiet  # torch: only when sharded
+
+        _dist.barrier()  # rank 0's pipelines and cache entries are complete
+        if not is_main_process():
+            with quiet("fico_features"):  # rank 0 has reported whatever the pipelines have to say
+                inputs = RunInputs.load(out, device=device)
+                arrays = encode(inputs)
+        check_same_on_every_rank(arrays)
+    return inputs, arrays
 
 
 class CaptionSampler:

@@ -25,11 +25,10 @@ every rank and the run equals one process's (up to float summation order). Only 
 from __future__ import annotations
 
 import bisect
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -221,113 +220,10 @@ def checkpoint_names(opts: Options, bits: int) -> tuple[str, str]:
     return f"{opts.arch}_{bits}_last_checkpoint.t7", f"{opts.arch}_{bits}_best_checkpoint.t7"
 
 
-# -- the run's inputs and torch.distributed -----------------------------------------------------------
-def check_world(batch_size: int, world: int) -> None:
-    """Under torchrun: a process group to talk through, and a global batch that splits evenly."""
-    if world <= 1:
-        return
-    if not torch.distributed.is_initialized():
-        raise ConfigError(
-            f"WORLD_SIZE is {world} but no torch.distributed process group is initialised: launch "
-            "`torchrun ... -m fico_registry train ...` (which joins it), or unset WORLD_SIZE"
-        )
-    if batch_size % world:
-        raise ConfigError(f"batch_size {batch_size} (the global batch) must split evenly over {world} ranks")
-
-
-def run_inputs(train: Any, val: Any, out: Path, image_config: Any, text_config: Any, *, device: str, progress: bool,
-               world: int) -> tuple[Any, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """The run's feature pipelines and (train images, val images, train texts, val texts) features.
-
-    Under torchrun rank 0 fits Doc2Vec, encodes (filling the embedding cache) and saves the pipelines
-    into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
-    ranks fit or write the same files, and every rank checks that it holds rank 0's features.
-    """
-    from fico_features.run_inputs import RunInputs
-
-    from fico_registry.distributed import is_main_process
-    from fico_registry.training import _dist
-
-    def encode(inputs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return (inputs.features(train, "image"), inputs.features(val, "image"),
-                inputs.features(train, "text"), inputs.features(val, "text"))
-
-    if is_main_process():
-        inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))
-        inputs.fit(train)
-        arrays = encode(inputs)
-        inputs.save(out)
-    if world > 1:
-        _dist.barrier()  # rank 0's pipelines and cache entries are complete
-        if not is_main_process():
-            with quiet("fico_features"):  # rank 0 has reported whatever the pipelines have to say
-                inputs = RunInputs.load(out, device=device)
-                arrays = encode(inputs)
-        check_same_on_every_rank(arrays)
-    return inputs, arrays
-
-
-@contextlib.contextmanager
-def quiet(logger: str) -> Iterator[None]:
-    """Only errors from `logger` (and its children) while inside."""
-    target = logging.getLogger(logger)
-    level = target.level
-    target.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        target.setLevel(level)
-
-
-def check_same_on_every_rank(arrays: tuple[np.ndarray, ...]) -> None:
-    """Every rank trains on rank 0's features, or every rank stops (a divergent rank would desync DDP)."""
-    import hashlib
-
-    import torch.distributed as dist
-
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array))  # no copy of a C-contiguous array
-    digests: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(digests, digest.hexdigest())
-    if len(set(digests)) > 1:
-        raise ConfigError(
-            "the ranks computed different training features (rank digests differ): give every rank the same "
-            "FICO_HOME, whose embedding cache rank 0 fills, or attach precomputed features to the corpora"
-        )
-
-
-def distributed(nets: tuple[HashMLP, HashMLP], device: str, world: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """What the training steps call: the networks, wrapped in DistributedDataParallel under torchrun."""
-    if world <= 1:
-        return nets
-    ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
-    image_net, text_net = nets
-    ddp = torch.nn.parallel.DistributedDataParallel
-    return ddp(image_net, device_ids=ids), ddp(text_net, device_ids=ids)
-
-
-def in_batch_order(part: torch.Tensor, world: int) -> torch.Tensor:
-    """The global batch from every rank's share of it, rows in the batch's own order; gradients flow
-    back to this rank's rows (all_gather_with_grad, which with DDP's averaging gives the gradient of
-    one process holding the whole batch).
-
-    `shard` deals a batch round-robin (rank r holds rows r, r + world, ...) and all_gather stacks the
-    shares rank after rank: undoing that interleave lines the rows up with the batch's indices, so the
-    memory draws and updates are those of one process.
-    """
-    if world <= 1:
-        return part
-    from fico_registry.training.common import all_gather_with_grad
-
-    gathered = all_gather_with_grad(part.contiguous())
-    return gathered.view(world, -1, *part.shape[1:]).transpose(0, 1).reshape(gathered.shape)
-
-
 def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
           progress: bool = False) -> dict[str, Any]:
     """Train `ucch` on `train`, select on `val`; `.t7` checkpoints (UCCH.py's layout) and inputs.json in `out`."""
-    from fico_features.run_inputs import CaptionSampler
+    from fico_features.run_inputs import CaptionSampler, run_inputs
 
     from fico_registry.distributed import is_main_process, rank, world_size
     from fico_registry.training import _dist
@@ -339,6 +235,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
         seed_everything,
         shard,
     )
+    from fico_registry.training.sharding import check_world, distributed, in_batch_order
 
     opts = Options.from_dict(options)
     out, main, world, me = Path(out), is_main_process(), world_size(), rank()
@@ -375,7 +272,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     memory = CodeMemory(n, architecture.bits, K=opts.K, T=opts.T, momentum=opts.momentum, device=device)
     nets = (image_net.to(device), text_net.to(device))
     parameters = [p for net in nets for p in net.parameters()]
-    image_run, text_run = distributed(nets, device, world)
+    image_run, text_run = (distributed(net, device, world) for net in nets)
     if opts.optimizer == "Adam":
         optimizer: torch.optim.Optimizer = torch.optim.Adam(parameters, lr=opts.lr, weight_decay=opts.wd)
     else:

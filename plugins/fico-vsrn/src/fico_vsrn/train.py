@@ -45,7 +45,6 @@ from fico_registry.errors import ConfigError, MissingInputError
 from fico_registry.text import CaptionTokenizer, Vocabulary, load_vocab
 
 from .captions import vocab_file_name
-from .global_batchnorm import globalise_batchnorms
 from .model import ARCH_DEFAULTS, VsrnNetwork, check_architecture, settings_from
 from .plugin import CONFIGS, TRAIN_DEFAULTS
 from .vocab_io import build_vocabulary, write_vocab_pickle
@@ -196,6 +195,7 @@ def train(
         seed_everything,
         shard,
     )
+    from fico_registry.training.sharding import distributed, globalise_batchnorms
 
     if model != "vsrn":
         raise ConfigError(f"this recipe trains model 'vsrn', not {model!r}")
@@ -237,11 +237,7 @@ def train(
     train_regions, val_regions = RegionRows(train, arch["img_dim"]), RegionRows(val, arch["img_dim"])
     c2i = np.asarray(train.caption_to_image)
     namespace = _original_opt(arch, opts, len(vocab), model, out)
-    img_run, txt_run = img_enc, txt_enc
-    if world > 1:
-        index = [torch.device(device).index] if str(device).startswith("cuda") else None
-        img_run = nn.parallel.DistributedDataParallel(img_enc, device_ids=index)
-        txt_run = nn.parallel.DistributedDataParallel(txt_enc, device_ids=index)
+    img_run, txt_run = distributed(img_enc, device, world), distributed(txt_enc, device, world)
     local_batch = opts["batch_size"] // world
     bar = TrainingProgress(progress, model)
     epochs_run = 0

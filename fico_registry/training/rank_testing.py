@@ -1,0 +1,104 @@
+"""Test helpers for the recipes' torch.distributed tests: spawn gloo ranks on CPU as torchrun would,
+and record what a rank writes.
+
+Used by the plugins' 2-rank tests (a rank that is not 0 must write nothing); not by training itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for MASTER_PORT)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def join_group(rank: int, world: int, port: int) -> str:
+    """What torchrun's environment and `fico train` give a rank: the variables, then the gloo group;
+    returns the rank's device ("cpu")."""
+    from . import _dist
+
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
+    return _dist.init_process_group("cpu")
+
+
+@contextlib.contextmanager
+def rank_group(rank: int, world: int, port: int) -> Iterator[str]:
+    """Inside: this process is rank `rank` of a gloo group (yields its device); the group is left on exit."""
+    from . import _dist
+
+    device = join_group(rank, world, port)
+    try:
+        yield device
+    finally:
+        _dist.destroy()
+
+
+def spawn_ranks(worker: Callable[..., Any], *args: Any, world: int = 2) -> None:
+    """Run `worker(rank, world, port, *args)` in `world` fresh processes, one a rank; raises if one fails.
+
+    `worker` and `args` are pickled into the processes: a module-level function and plain data.
+    """
+    import torch.multiprocessing as mp
+
+    mp.spawn(worker, args=(world, free_port(), *args), nprocs=world, join=True)
+
+
+def train_on_rank(rank: int, world: int, port: int, train: Callable[..., Any], runs: Sequence[Mapping[str, Any]], *,
+                  watch: str | os.PathLike) -> list[str]:
+    """In a spawned rank: join the group, call `train(**run, device=...)` for each run in turn (a later
+    run into the same `out` resumes), leave the group; returns what this rank wrote under `watch`
+    (`watch_writes`; rank 0, the one that should write, is not watched and returns [])."""
+    with rank_group(rank, world, port) as device:
+        writes = watch_writes(watch) if rank else []
+        for run in runs:
+            train(**run, device=device)
+    return writes
+
+
+def watch_writes(folder: str | os.PathLike) -> list[str]:
+    """Every path under `folder` this process opens for writing, creates, renames (from or to), copies
+    to or removes from now on, as "EVENT PATH" lines in the returned list (a Python audit hook, which
+    stays for the life of the process)."""
+    root = os.path.realpath(folder)
+    seen: list[str] = []
+
+    def hook(event: str, args: tuple) -> None:
+        for path in _written_paths(event, args):
+            if isinstance(path, (str, bytes, os.PathLike)) and _under(os.fsdecode(path), root):
+                seen.append(f"{event} {os.fsdecode(path)}")
+
+    sys.addaudithook(hook)
+    return seen
+
+
+def _written_paths(event: str, args: tuple) -> list[Any]:
+    """The paths an audited event writes, makes or removes (none for a read)."""
+    if event == "open":
+        path, mode, flags = args
+        writing = any(c in mode for c in "wax+") if isinstance(mode, str) else bool((flags or 0) & _WRITE_FLAGS)
+        return [path] if writing else []
+    if event == "os.rename":  # os.rename and os.replace: the source goes, the target comes
+        return [args[0], args[1]]
+    if event == "shutil.copyfile":
+        return [args[1]]
+    if event in ("os.mkdir", "os.remove", "os.rmdir"):
+        return [args[0]]
+    return []
+
+
+def _under(path: str, root: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
