@@ -59,3 +59,6 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
         for key, value in part_a.items():
             atol = noise_bound if key.endswith("attention.self.key.bias") else 1e-5
             torch.testing.assert_close(part_b[key], value, rtol=0, atol=atol, msg=key)
+    # the logged epoch losses are the global batch's, per-rank terms (concept, adversary) included
+    losses = [[h["loss"] for h in run["fico_resume"]["history"]] for run in (a, b)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)

@@ -627,6 +627,10 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
                 iters += 1
                 total += float(loss.detach())
                 advance(1, loss=float(loss.detach()), lr=lr)
+        if world > 1:  # the concept and adversary terms are per rank: their mean is the global batch's
+            summed = torch.tensor([total], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(summed)
+            total = float(summed) / world
         rsum, metrics = validate(nets.image, nets.text, val, val_regions, val_ids, val_mask, opts, device)
         is_best = _dist.broadcast_object(rsum > best_rsum)
         if is_best:
