@@ -334,11 +334,9 @@ def run(recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options:
             f"that evaluation pads to: train with --set config.max_words={longest}"
         )
 
-    img_run, txt_run = net.img_enc, net.txt_enc
-    if world > 1:
-        index = [torch.device(device).index] if str(device).startswith("cuda") else None
-        img_run = nn.parallel.DistributedDataParallel(net.img_enc, device_ids=index)
-        txt_run = nn.parallel.DistributedDataParallel(net.txt_enc, device_ids=index)
+    from fico_registry.training.sharding import distributed
+
+    img_run, txt_run = distributed(net.img_enc, device, world), distributed(net.txt_enc, device, world)
 
     c2i = np.asarray(train.caption_to_image)
     local_batch = opts.batch_size // world
