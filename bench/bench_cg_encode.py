@@ -102,7 +102,7 @@ def model_inputs(model: Any, corpus: Any, features: dict[str, np.ndarray], side:
 def measure(name: str, config: Any, corpus: Any, features: dict[str, np.ndarray], batch: int, text_items: int,
             note: str = "") -> dict[str, Any]:
     from fico_registry import load_model
-    from fico_registry.protocol import OutputKind
+    from fico_registry.plugin_api.cards import OutputKind
 
     model = load_model(name, config=config, device="cpu")
     row: dict[str, Any] = {"model": name, "config": config if isinstance(config, str) else "default*", "note": note,
@@ -142,7 +142,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     import logging
 
-    logging.getLogger("fico_registry.loading").setLevel(logging.ERROR)  # "random weights" is the point here
+    logging.getLogger("fico_registry.models.loading").setLevel(logging.ERROR)  # "random weights" is the point here
     logging.getLogger("fico_features.vgg_pipeline").setLevel(logging.ERROR)
     from fico_registry.data import synthetic
 

@@ -59,8 +59,8 @@ def peak_rss_bytes() -> int:
 
 def run_protocols(folder: Path, repeat: int, protocols: list[str]) -> dict[str, dict]:
     """Time evaluate_embeddings for each protocol (in this process: one rank or the single process)."""
-    from fico_registry import distributed
-    from fico_registry.evaluation import evaluate_embeddings
+    from fico_registry.evaluator import sharded as distributed
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
 
     img, txt = np.load(folder / "images.npy", mmap_mode="r"), np.load(folder / "texts.npy", mmap_mode="r")
     c2i, labels = np.load(folder / "c2i.npy"), np.load(folder / "labels.npy")
@@ -84,7 +84,7 @@ def run_protocols(folder: Path, repeat: int, protocols: list[str]) -> dict[str, 
 
 def worker(folder: Path, repeat: int, protocols: list[str]) -> None:
     """One process: a torchrun rank (joins the group through the evaluator) or the single process."""
-    from fico_registry import distributed
+    from fico_registry.evaluator import sharded as distributed
 
     sharded = distributed.init_if_launched("cpu")
     results = run_protocols(folder, repeat, protocols)

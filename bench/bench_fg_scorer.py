@@ -5,7 +5,7 @@ region features per image, captions of ~12 words (10..14, plus <start>/<end>). E
 with its DEFAULT (published-size) architecture and random weights: SCAN t2i LSE (1024-d, bi-GRU,
 vocabulary of Flickr30K's 8,481 rows), IMRAM Image-IMRAM with one step (tune_f30k.sh). Encoding
 is timed separately; the scoring goes through the evaluator's own path
-(fico_registry.query_time.cross_attention_matrix: 128-image x 1024-caption blocks fed to
+(fico_registry.evaluator.query_time.cross_attention_matrix: 128-image x 1024-caption blocks fed to
 model.score), which is what `fico evaluate` runs. Printed per model: encode seconds, scoring
 seconds, pairs/s, bytes of the features kept for query time, and peak memory (process RSS on
 CPU; torch's peak allocation on CUDA).
@@ -55,8 +55,8 @@ def encode(model, regions: np.ndarray, captions: list[str], device: str, batch: 
 
 def run_one(name: str, config: str, regions: np.ndarray, captions: list[str], words: list[str], device: str, dtype: str) -> dict:
     from fico_registry import load_model
-    from fico_registry.query_time import ScorerCost, cross_attention_matrix
-    from fico_registry.registry import get_model_spec
+    from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
+    from fico_registry.plugin_api.registry import get_model_spec
 
     cfg = {**get_model_spec(name).configs[config], "vocab_words": words, "score_dtype": dtype}
     with warnings.catch_warnings():

@@ -18,7 +18,7 @@ import torch
 
 
 def ours_topk(queries: np.ndarray, database: np.ndarray, k: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    from fico_registry.similarity import hamming_scores
+    from fico_registry.evaluator.similarity import hamming_scores
 
     q, db = torch.from_numpy(queries), torch.from_numpy(database)
     dist = np.empty((len(queries), k), dtype=np.int32)

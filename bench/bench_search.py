@@ -19,7 +19,7 @@ DEFAULTS = ["--sizes", "10000x50000", "--dim", "2048", "--bits", "64", "--plots"
 def main() -> None:
     from click.testing import CliRunner
 
-    from fico_registry.cli import cli
+    from fico_registry.cli.main import cli
 
     args = sys.argv[1:] or DEFAULTS
     with tempfile.TemporaryDirectory() as tmp:

@@ -103,7 +103,7 @@ def cross_attention_step(model: str, batch: int, setting: Setting) -> Step:
     from fico_scan import train as loop
     from fico_scan.options import merge_options
 
-    from fico_registry.text import Vocabulary
+    from fico_registry.plugin_api.captions import Vocabulary
 
     if model == "scan":
         recipe = loop.SCAN_RECIPE
@@ -139,7 +139,7 @@ def vsrn_step(model: str, batch: int, setting: Setting) -> Step:
     from fico_vsrn import train as vsrn
     from fico_vsrn.model import ARCH_DEFAULTS, VsrnNetwork
 
-    from fico_registry.text import Vocabulary
+    from fico_registry.plugin_api.captions import Vocabulary
 
     settings = vsrn._config({"config": "default"}, model)
     settings["precision"] = "fp32"
@@ -284,7 +284,7 @@ def fit(b1: int, f1: float, b2: int, f2: float) -> tuple[float, float]:
 
 
 def recipe_plan(model: str) -> dict[str, Any]:
-    from fico_registry.registry import get_trainer_spec
+    from fico_registry.plugin_api.registry import get_trainer_spec
 
     defaults = get_trainer_spec(model).defaults
     batch, epochs = int(defaults["batch_size"]), int(defaults["epochs"])

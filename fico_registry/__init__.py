@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnknownDatasetError, UnknownModelError
-from .hookspecs import hookimpl
-from .protocol import (
+from fico_registry.errors import UnknownDatasetError, UnknownModelError
+from fico_registry.plugin_api.cards import (
     Checkpoint,
     DatasetSpec,
     Encoder,
@@ -23,7 +22,8 @@ from .protocol import (
     Scorer,
     TrainerSpec,
 )
-from .registry import (
+from fico_registry.plugin_api.hookspecs import hookimpl
+from fico_registry.plugin_api.registry import (
     get_dataset_spec,
     get_model_spec,
     get_trainer_spec,
@@ -38,14 +38,14 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first attribute access (PEP 562)
 _LAZY = {
-    "load_model": "loading",
-    "Model": "loading",
-    "evaluate_embeddings": "evaluation",
-    "evaluate_similarity": "evaluation",
-    "evaluate": "evaluation",
-    "Report": "report",
-    "load_dataset": "data",
-    "Corpus": "data",
+    "load_model": "fico_registry.models.loading",
+    "Model": "fico_registry.models.loading",
+    "evaluate_embeddings": "fico_registry.evaluator.evaluate",
+    "evaluate_similarity": "fico_registry.evaluator.evaluate",
+    "evaluate": "fico_registry.evaluator.evaluate",
+    "Report": "fico_registry.evaluator.report",
+    "load_dataset": "fico_registry.data",
+    "Corpus": "fico_registry.data",
 }
 
 __all__ = [
@@ -76,29 +76,40 @@ __all__ = [
 ]
 
 
-_SUBPACKAGES = ("data", "testing", "metrics", "training", "leaderboard", "costs", "distributed")
+# `fico_registry.data.synthetic(...)` without an explicit import; old flat names map to their new homes
+_SUBPACKAGES = {
+    "data": "fico_registry.data",
+    "testing": "fico_registry.plugin_api.testing",
+    "plugin_api": "fico_registry.plugin_api",
+    "metrics": "fico_registry.evaluator.metrics",
+    "training": "fico_registry.training",
+    "leaderboard": "fico_registry.leaderboard",
+    "results": "fico_registry.results",
+    "costs": "fico_registry.studies.costs",
+    "distributed": "fico_registry.evaluator.sharded",
+}
 
 
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in _SUBPACKAGES:  # `fico_registry.data.synthetic(...)` without an explicit import
-        return importlib.import_module(f".{name}", __name__)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(_SUBPACKAGES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fico_registry' has no attribute {name!r}")
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .data import Corpus as Corpus
-    from .data import load_dataset as load_dataset
-    from .evaluation import evaluate as evaluate
-    from .evaluation import evaluate_embeddings as evaluate_embeddings
-    from .evaluation import evaluate_similarity as evaluate_similarity
-    from .loading import Model as Model
-    from .loading import load_model as load_model
-    from .report import Report as Report
+    from fico_registry.data import Corpus as Corpus
+    from fico_registry.data import load_dataset as load_dataset
+    from fico_registry.evaluator.evaluate import evaluate as evaluate
+    from fico_registry.evaluator.evaluate import evaluate_embeddings as evaluate_embeddings
+    from fico_registry.evaluator.evaluate import evaluate_similarity as evaluate_similarity
+    from fico_registry.evaluator.report import Report as Report
+    from fico_registry.models.loading import Model as Model
+    from fico_registry.models.loading import load_model as load_model

@@ -1,6 +1,6 @@
 """`python -m fico_registry` (also what torchrun launches)."""
 
-from .cli import main
+from fico_registry.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .hookspecs import hookimpl
-from .protocol import DatasetSpec, Family, Input, ModelSpec, OutputKind
+from fico_registry.plugin_api.cards import DatasetSpec, Family, Input, ModelSpec, OutputKind
+from fico_registry.plugin_api.hookspecs import hookimpl
 
 _KARPATHY_SPLITS = ("train", "val", "test")
 

@@ -1,6 +1,6 @@
 """Slow, obviously-correct reference metrics for tests: explicit orders, explicit loops.
 
-Nothing here shares code with fico_registry.metrics.
+Nothing here shares code with fico_registry.evaluator.metrics.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import torch
 from click.testing import CliRunner
 
 from fico_registry import evaluate_embeddings, evaluate_similarity
-from fico_registry.arrays import read_array
-from fico_registry.cli import cli
+from fico_registry.cli.main import cli
+from fico_registry.data.arrays import read_array
 from fico_registry.errors import DataFormatError
 
 
@@ -135,9 +135,9 @@ def test_models_json_lists_plugin_models() -> None:
 
 def test_public_evaluate_stays_the_function_after_internal_imports() -> None:
     import fico_registry
-    import fico_registry.evaluation  # what the CLI and plugins import internally
+    import fico_registry.evaluator.evaluate  # what the CLI and plugins import internally
 
     assert callable(fico_registry.evaluate) and fico_registry.evaluate.__name__ == "evaluate"
     from fico_registry import evaluate
 
-    assert evaluate is fico_registry.evaluation.evaluate
+    assert evaluate is fico_registry.evaluator.evaluate.evaluate

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from fico_registry.costs import (
+from fico_registry.errors import OptionError
+from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
+from fico_registry.studies.costs import (
     Budget,
     CostSettings,
     Scale,
@@ -18,11 +20,9 @@ from fico_registry.costs import (
     parse_scales,
     run_costs,
 )
-from fico_registry.costs.budget import BudgetExceeded, DeadlineModel, predicted_memory
-from fico_registry.costs.extrapolate import Fit, feature_value, fit_component, fit_line, rerank_pairs
-from fico_registry.costs.storage import GIB, StorageModel, side_layout
-from fico_registry.errors import OptionError
-from fico_registry.protocol import OutputKind, QueryTimeAttention
+from fico_registry.studies.costs.budget import BudgetExceeded, DeadlineModel, predicted_memory
+from fico_registry.studies.costs.extrapolate import Fit, feature_value, fit_component, fit_line, rerank_pairs
+from fico_registry.studies.costs.storage import GIB, StorageModel, side_layout
 
 BASE_IMAGES = 5
 SCALES = "5x25,10x50,1Mx5M"  # two measured, one far over the budget
@@ -264,8 +264,8 @@ def test_model_that_fails_to_load_is_reported(base, tmp_path_factory):
 def test_tables_and_plots_from_the_document(doc, tmp_path):
     from rich.console import Console
 
-    from fico_registry.costs.plots import plot_cost_figures
-    from fico_registry.costs.table import cost_tables
+    from fico_registry.studies.costs.plots import plot_cost_figures
+    from fico_registry.studies.costs.table import cost_tables
 
     console = Console(record=True, width=200)
     for table in cost_tables(doc):
@@ -280,7 +280,7 @@ def test_tables_and_plots_from_the_document(doc, tmp_path):
 def test_cli_costs_writes_json_and_plots(tmp_path):
     from click.testing import CliRunner
 
-    from fico_registry.cli import cli
+    from fico_registry.cli.main import cli
 
     out = tmp_path / "costs.json"
     result = CliRunner().invoke(
@@ -303,7 +303,7 @@ def test_cli_costs_writes_json_and_plots(tmp_path):
 def test_cli_rejects_scales_that_are_not_duplications(tmp_path):
     from click.testing import CliRunner
 
-    from fico_registry.cli import cli
+    from fico_registry.cli.main import cli
 
     result = CliRunner().invoke(cli, ["bench", "costs", "reference-dual", "--config", "tiny", "--scales", "4x20,6x30"], obj={})
     assert result.exit_code == 2 and "whole duplication" in result.output

@@ -6,7 +6,7 @@ import json
 
 from rich.console import Console
 
-from fico_registry.demo import run_demo
+from fico_registry.cli.demo import run_demo
 
 
 def test_demo_writes_reports_beats_chance_and_is_reproducible(tmp_path):

@@ -154,9 +154,9 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
     if case["kind"] == "similarity":
         return evaluate_similarity(arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs)
     # fusion re-rank of a cosine first stage, through the evaluator's own entry point
-    from fico_registry.engine import EmbeddingScores
-    from fico_registry.evaluation import DEFAULT_RECALL_KS, _evaluate
-    from fico_registry.query_time import RerankScores
+    from fico_registry.evaluator.engine import EmbeddingScores
+    from fico_registry.evaluator.evaluate import DEFAULT_RECALL_KS, _evaluate
+    from fico_registry.evaluator.query_time import RerankScores
 
     img = torch.nn.functional.normalize(torch.from_numpy(arrays["images"]), dim=-1)
     txt = torch.nn.functional.normalize(torch.from_numpy(arrays["texts"]), dim=-1)
@@ -182,7 +182,7 @@ def model_corpus(root: Path) -> Any:
 
 def model_report(name: str, corpus_root: Path, cache: Any) -> Any:
     from fico_registry import load_model
-    from fico_registry.evaluation import evaluate
+    from fico_registry.evaluator.evaluate import evaluate
 
     corpus = model_corpus(corpus_root)
     model = load_model(name, config="tiny", device="cpu")
@@ -191,7 +191,7 @@ def model_report(name: str, corpus_root: Path, cache: Any) -> Any:
 
 def worker_main(folder: Path) -> None:
     """What each torchrun rank runs: every case, results written as JSON per rank."""
-    from fico_registry import distributed
+    from fico_registry.evaluator import sharded as distributed
 
     rank = int(os.environ["RANK"])
     spec = json.loads((folder / "cases.json").read_text())
@@ -246,7 +246,7 @@ def _json(value: Any) -> Any:
 
 def _registered(name: str) -> bool:
     from fico_registry.errors import UnknownModelError
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     try:
         get_model_spec(name)
@@ -377,7 +377,8 @@ def test_torchrun_cli_evaluate_embeddings(tmp_path):
 
 
 def test_single_process_is_untouched(monkeypatch):
-    from fico_registry import distributed, evaluate_embeddings
+    from fico_registry import evaluate_embeddings
+    from fico_registry.evaluator import sharded as distributed
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     case = build_cases()["cosine-topk"]
@@ -390,8 +391,8 @@ def test_single_process_is_untouched(monkeypatch):
 
 
 def test_world_size_without_rendezvous_is_a_clear_error(monkeypatch):
-    from fico_registry import distributed
     from fico_registry.errors import ConfigError
+    from fico_registry.evaluator import sharded as distributed
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fico_registry import engine, metrics
+from fico_registry.evaluator import engine, metrics
 
 
 def _blocks(rng: np.random.Generator):

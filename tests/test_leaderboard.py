@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from fico_registry.cli import cli
+from fico_registry.cli.leaderboard import parse_size
+from fico_registry.cli.main import cli
 from fico_registry.errors import OptionError
-from fico_registry.evaluation import DEFAULT_MAP_KS, DEFAULT_RECALL_KS, evaluate_embeddings, evaluate_similarity
+from fico_registry.evaluator.evaluate import DEFAULT_MAP_KS, DEFAULT_RECALL_KS, evaluate_embeddings, evaluate_similarity
 from fico_registry.leaderboard import build_leaderboard, make_submission, standard, verify_submission
 from fico_registry.leaderboard import evidence as ev
-from fico_registry.leaderboard.cli import parse_size
 from fico_registry.leaderboard.site import safe_url
-from fico_registry.results import read_result
+from fico_registry.results.record import read_result
 
 MALICIOUS_NAME = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2;alert("pwned")</script> & Co'
 MALICIOUS_DESCRIPTION = '<a href="javascript:alert(1)">click</a> "quoted" \'single\' </td></tr></table>'
@@ -426,7 +426,7 @@ def test_leaderboard_cli_build_and_check(board, corpus_dir, tmp_path) -> None:
 
 
 def test_submit_carries_a_model_report_over(corpus, tmp_path) -> None:
-    from fico_registry.report import Report
+    from fico_registry.evaluator.report import Report
 
     img, txt = embeddings(corpus, 40)
     report = evaluate_embeddings(img, txt, corpus.caption_to_image, corpus.labels, device="cpu")
@@ -550,7 +550,7 @@ def test_parse_size() -> None:
 
 def test_docs_use_real_options() -> None:
     """Every option docs/submitting.md shows for `fico submit` / `fico leaderboard` exists."""
-    from fico_registry.leaderboard.cli import build_cmd, check_cmd, submit_cmd
+    from fico_registry.cli.leaderboard import build_cmd, check_cmd, submit_cmd
 
     text = (Path(__file__).parents[1] / "docs" / "submitting.md").read_text()
     commands = {"submit": submit_cmd, "leaderboard build": build_cmd, "leaderboard check": check_cmd}

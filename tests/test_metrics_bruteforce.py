@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_metrics import AP, bracket_order, first_positive_rank, metric_by_policy, pr11_expected_counts, pr11_order
 
-from fico_registry import engine, metrics
+from fico_registry.evaluator import engine, metrics
 
 TIES = ("expected", "optimistic", "pessimistic")
 

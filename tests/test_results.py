@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from fico_registry.errors import DataFormatError
-from fico_registry.evaluation import evaluate_embeddings, evaluate_similarity
-from fico_registry.report import Report
-from fico_registry.results import (
+from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
+from fico_registry.evaluator.report import Report
+from fico_registry.results.record import (
     RunResult,
     check_http_url,
     clip_benchmark_filename,
@@ -195,8 +195,8 @@ def test_similarity_report_without_labels(corpus) -> None:
 
 
 def test_from_report_of_a_full_evaluation_keeps_provenance_and_costs(corpus) -> None:
-    from fico_registry.evaluation import evaluate
-    from fico_registry.loading import load_model
+    from fico_registry.evaluator.evaluate import evaluate
+    from fico_registry.models.loading import load_model
 
     report = evaluate(load_model("reference-dual", config="tiny", device="cpu"), corpus, cache=False, batch_size=8, progress=False)
     res = from_report(report)

@@ -10,7 +10,7 @@ import pytest
 faiss = pytest.importorskip("faiss")
 
 from fico_registry.errors import OptionError  # noqa: E402
-from fico_registry.search import (  # noqa: E402
+from fico_registry.studies.search import (  # noqa: E402
     Binariser,
     StudySettings,
     _flat_bytes,
@@ -189,7 +189,7 @@ def test_index_bytes_match_faiss_serialisation():
 def test_cli_search_synthetic_and_user_embeddings(tmp_path):
     from click.testing import CliRunner
 
-    from fico_registry.cli import cli
+    from fico_registry.cli.main import cli
 
     out = tmp_path / "search.json"
     args = ["bench", "search", "--sizes", "200x1000", "--dim", "32", "--bits", "16", "--ks", "1,10", "--max-queries", "150",

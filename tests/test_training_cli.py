@@ -13,8 +13,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError, ConfigError, OptionError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 from fico_registry.training import common
 from fico_registry.training.common import Checkpointer, atomic_save, run_record, validation_rsum
 
@@ -64,7 +64,7 @@ def test_checkpointer_rejects_non_dict_state(tmp_path):
 
 # -- model selection and records ------------------------------------------------------------------------
 def test_validation_rsum_sums_recalls_in_percent():
-    from fico_registry.report import Report
+    from fico_registry.evaluator.report import Report
 
     inst = {"i2t": {"R@1": 0.1, "R@5": 0.2, "R@10": 0.3, "MedR": 4}, "t2i": {"R@1": 0.05, "R@5": 0.15, "R@10": 0.25}}
     report = Report(instance=inst, category=None, settings={})
@@ -106,7 +106,7 @@ def test_autocast_rules():
 
 # -- the CLI's argument handling ----------------------------------------------------------------------------
 def test_settings_split_recipe_options_from_config_keys():
-    from fico_registry.training.cli import parse_settings
+    from fico_registry.cli.train import parse_settings
 
     options, config = parse_settings(("margin=0.3", "vocab=build", "config.final_dims=128", 'config.trans_cfg={"a": 1}'))
     assert options == {"margin": 0.3, "vocab": "build"}
@@ -116,7 +116,7 @@ def test_settings_split_recipe_options_from_config_keys():
 
 
 def test_selection_on_test_split_is_refused():
-    from fico_registry.training.cli import load_splits
+    from fico_registry.cli.train import load_splits
 
     with pytest.raises(OptionError, match="test split"):
         load_splits("synthetic", None, "train", "test", {}, {})
@@ -126,7 +126,7 @@ def test_selection_on_test_split_is_refused():
 
 # -- fico train adv-64 end to end (needs the fico-adv plugin) -----------------------------------------------
 def _fico(*args: str):
-    from fico_registry.cli import cli
+    from fico_registry.cli.main import cli
 
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -172,7 +172,7 @@ def test_fico_train_adv64_tiny_writes_resumes_and_evaluates(tmp_path):
 
 def test_fico_train_rejects_unknown_options(tmp_path):
     pytest.importorskip("fico_adv")
-    from fico_registry.cli import cli
+    from fico_registry.cli.main import cli
 
     result = CliRunner().invoke(cli, ["train", "adv-64", "--config", "tiny", "--set", "no_such=1", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "no_such" in result.output

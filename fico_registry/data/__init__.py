@@ -10,9 +10,9 @@ not `import fico_registry.data.synthetic as m`.
 
 from __future__ import annotations
 
-from .cache import CacheIncompleteError, CacheStatus, EmbeddingCache, embedding_key
-from .corpus import Corpus, FeatureRef, Repeated
-from .features import (
+from fico_registry.data.cache import CacheIncompleteError, CacheStatus, EmbeddingCache, embedding_key
+from fico_registry.data.corpus import Corpus, FeatureRef, Repeated
+from fico_registry.data.features import (
     align_by_ids,
     attach_region_features,
     file_fingerprint,
@@ -21,16 +21,16 @@ from .features import (
     read_matrix,
     region_rows_index,
 )
-from .karpathy import load_coco, load_flickr8k, load_flickr30k, load_karpathy
-from .labels import (
+from fico_registry.data.karpathy import load_coco, load_flickr8k, load_flickr30k, load_karpathy
+from fico_registry.data.labels import (
     COCO_CATEGORY_NAMES,
     coco_category_labels,
     label_matrix_for_corpus,
     load_nus_wide,
     read_label_matrix,
 )
-from .load import load_dataset
-from .synthetic import synthetic
+from fico_registry.data.load import load_dataset
+from fico_registry.data.synthetic import synthetic
 
 __all__ = [
     "COCO_CATEGORY_NAMES",

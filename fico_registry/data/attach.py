@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import OptionError
+from fico_registry.errors import OptionError
 
 
 @dataclass(frozen=True)

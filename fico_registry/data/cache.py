@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, FicoError
+from fico_registry.errors import ConfigError, DataFormatError, FicoError
 
 SINGLE = "__tensor__"  # output name used when encode_block returns one tensor
 _NUMPY_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
@@ -115,7 +115,7 @@ class EmbeddingCache:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         if root is None:
-            from ..loading import fico_home
+            from fico_registry.models.loading import fico_home
 
             root = fico_home() / "embeddings"
         self.root = Path(root)

@@ -12,7 +12,7 @@ from typing import Any, overload
 
 import numpy as np
 
-from ..errors import DataFormatError, LabelError, MappingError, MissingInputError
+from fico_registry.errors import DataFormatError, LabelError, MappingError, MissingInputError
 
 FORMAT_VERSION = 1
 
@@ -57,7 +57,7 @@ class FeatureRef:
     key: str | None = None
 
     def open(self) -> np.ndarray:
-        from .features import open_feature_array
+        from fico_registry.data.features import open_feature_array
 
         return open_feature_array(self.path, self.key)
 
@@ -80,7 +80,7 @@ class FeatureRef:
 
     def fingerprint(self) -> str:
         """Identity of the file content and row selection (for embedding-cache keys)."""
-        from .features import file_fingerprint
+        from fico_registry.data.features import file_fingerprint
 
         digest = hashlib.sha256(file_fingerprint(self.path, self.key).encode())
         if self.index is not None:
@@ -209,7 +209,7 @@ class Corpus:
         item id of every file row; `index[i]` gives the file row of item i directly. `key` names
         the array inside a .mat / HDF5 file.
         """
-        from .features import align_by_ids, open_feature_array, region_rows_index
+        from fico_registry.data.features import align_by_ids, open_feature_array, region_rows_index
 
         if modality not in ("image", "text"):
             raise ValueError(f"modality must be 'image' or 'text', got {modality!r}")

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError, MissingInputError
+from fico_registry.errors import DataFormatError, MissingInputError
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".h5py")
 MATLAB_HDF5_HEADER = b"MATLAB 7.3 MAT-file"

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError, MissingInputError
-from .corpus import Corpus
-from .features import find_region_features, open_feature_array, read_id_file
+from fico_registry.data.corpus import Corpus
+from fico_registry.data.features import find_region_features, open_feature_array, read_id_file
+from fico_registry.errors import DataFormatError, MissingInputError
 
 KARPATHY_SPLITS = ("train", "val", "test", "restval")
 
@@ -205,7 +205,7 @@ def load_flickr8k(
 
 
 def default_root(dataset: str) -> Path:
-    from ..loading import fico_home
+    from fico_registry.models.loading import fico_home
 
     return fico_home() / "datasets" / dataset
 
@@ -275,7 +275,7 @@ def _find_first(root: Path, names: Sequence[str], folders: Sequence[str]) -> Pat
 
 
 def _attach_labels(dataset: str, corpus: Corpus, root: Path, split: str, labels: Any) -> Corpus:
-    from .labels import coco_category_labels, label_matrix_for_corpus
+    from fico_registry.data.labels import coco_category_labels, label_matrix_for_corpus
 
     source: Path | list[Path] | None = None
     if labels == "auto":
@@ -304,7 +304,7 @@ def _attach_labels(dataset: str, corpus: Corpus, root: Path, split: str, labels:
 
 
 def _attach_regions(dataset: str, corpus: Corpus, root: Path, split: str, regions: Any, region_ids: str) -> Corpus:
-    from .features import attach_region_features
+    from fico_registry.data.features import attach_region_features
 
     if region_ids not in ("auto", "order"):
         raise ValueError(f"region_ids must be 'auto' or 'order', got {region_ids!r}")

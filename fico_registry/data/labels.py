@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError, LabelError, MissingInputError
-from .corpus import Corpus
-from .features import list_variables, open_feature_array, read_id_file
+from fico_registry.data.corpus import Corpus
+from fico_registry.data.features import list_variables, open_feature_array, read_id_file
+from fico_registry.errors import DataFormatError, LabelError, MissingInputError
 
 # The 80 COCO categories in category-id order (the column order of every COCO label matrix here).
 COCO_CATEGORY_NAMES = (
@@ -250,7 +250,7 @@ def load_nus_wide(
     if split not in _INDEX_NAMES:
         raise ValueError(f"nus-wide split must be one of {', '.join(_INDEX_NAMES)}; got {split!r}")
     if root is None:
-        from .karpathy import default_root
+        from fico_registry.data.karpathy import default_root
 
         root = default_root("nus-wide")
     root = Path(root)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..registry import get_dataset_spec, resolve_callable
-from .corpus import Corpus
+from fico_registry.data.corpus import Corpus
+from fico_registry.plugin_api.registry import get_dataset_spec, resolve_callable
 
 
 def load_dataset(name: str, split: str | None = None, root: str | os.PathLike | None = None, **options: Any) -> Corpus:

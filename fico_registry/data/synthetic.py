@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError
-from .corpus import Corpus
+from fico_registry.data.corpus import Corpus
+from fico_registry.errors import DataFormatError
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -506,7 +506,7 @@ def synthetic(
         "regions": bool(regions),
     }
     if root is None:
-        from ..loading import fico_home
+        from fico_registry.models.loading import fico_home
 
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
         folder = fico_home() / "synthetic" / digest

@@ -10,8 +10,8 @@ functions that need them.
 
 from __future__ import annotations
 
-from .build import BuildResult, build_leaderboard
-from .submit import make_submission
-from .verify import Verdict, verify_submission
+from fico_registry.leaderboard.build import BuildResult, build_leaderboard
+from fico_registry.leaderboard.submit import make_submission
+from fico_registry.leaderboard.verify import Verdict, verify_submission
 
 __all__ = ["BuildResult", "Verdict", "build_leaderboard", "make_submission", "verify_submission"]

@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..errors import OptionError
-from ..results import write_text_atomic
-from . import standard
-from .verify import Verdict, normalised_name, verify_submission
+from fico_registry.errors import OptionError
+from fico_registry.leaderboard import standard
+from fico_registry.leaderboard.verify import Verdict, normalised_name, verify_submission
+from fico_registry.results.record import write_text_atomic
 
 SITE_MARKER = ".fico-leaderboard"
 
@@ -131,7 +131,7 @@ def _drop_duplicates(verdicts: list[Verdict]) -> None:
 
 
 def _write_site(folder: Path, corpora: list[Any], result: BuildResult, tolerance: float, built_at: datetime, plots: bool) -> dict[str, Path]:
-    from . import site
+    from fico_registry.leaderboard import site
 
     rejected_doc = [v.to_rejection() for v in result.rejected]
     write_text_atomic(folder / "rejected.json", json.dumps(rejected_doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")

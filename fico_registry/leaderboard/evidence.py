@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError, ShapeError
-from ..results import EvidenceFile
+from fico_registry.errors import DataFormatError, ShapeError
+from fico_registry.results.record import EvidenceFile
 
 NPY_MAGIC = b"\x93NUMPY"
 MAX_SAFETENSORS_HEADER = 1 << 20
@@ -126,7 +126,7 @@ def inspect_safetensors(path: Path, tensor: str | None) -> tuple[str, ArrayInfo]
         if n > MAX_SAFETENSORS_HEADER or 8 + n > size:
             raise EvidenceError(f"{path.name}: safetensors header length {n} is implausible for a {size}-byte file")
         raw = handle.read(n)
-    from ..results import loads_strict
+    from fico_registry.results.record import loads_strict
 
     try:
         header = loads_strict(raw.decode("utf-8"), f"{path.name} header")

@@ -17,10 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..results import DIRECTIONS, RunResult, check_http_url
-from . import plots as charts
-from . import standard
-from .verify import Verdict
+from fico_registry.leaderboard import plots as charts
+from fico_registry.leaderboard import standard
+from fico_registry.leaderboard.verify import Verdict
+from fico_registry.results.record import DIRECTIONS, RunResult, check_http_url
 
 HERE = Path(__file__).parent
 FAMILIES = ("vlp", "fg", "cg", "unknown")

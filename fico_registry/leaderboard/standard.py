@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..results import Settings
+from fico_registry.results.record import Settings
 
 # The evaluator's defaults (fico_registry.evaluate), repeated here so that importing this module
 # does not import torch; tests/test_leaderboard.py checks they agree.

@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataFormatError, OptionError
-from ..results import (
+from fico_registry.errors import DataFormatError, OptionError
+from fico_registry.leaderboard import evidence as ev
+from fico_registry.leaderboard import standard
+from fico_registry.leaderboard.verify import SUBMISSION_FILE
+from fico_registry.results.record import (
     Costs,
     Evidence,
     EvidenceFile,
@@ -26,9 +29,6 @@ from ..results import (
     read_result,
     write_result,
 )
-from . import evidence as ev
-from . import standard
-from .verify import SUBMISSION_FILE
 
 MODEL_FIELDS = ("family", "description", "url", "paper", "distribution", "version", "config_name", "config", "checkpoint_sha256", "checkpoint_source")
 INPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
@@ -36,7 +36,7 @@ INPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
 
 def _array(value: Any, name: str) -> np.ndarray:
     if isinstance(value, (str, os.PathLike)):
-        from ..arrays import read_array, split_key
+        from fico_registry.data.arrays import read_array, split_key
 
         path, _ = split_key(value)
         if path.suffix.lower() not in INPUT_SUFFIXES:
@@ -53,8 +53,8 @@ def _provenance(report: Any, corpus: Any) -> Any:
     if report is None:
         return None
     if isinstance(report, (str, os.PathLike)):
-        from ..report import Report
-        from ..results import loads_strict
+        from fico_registry.evaluator.report import Report
+        from fico_registry.results.record import loads_strict
 
         path = Path(report)
         data = loads_strict(path.read_text(encoding="utf-8"), str(path))
@@ -94,8 +94,8 @@ def _model_fields(model_name: str, output: str, provenance: Any, extra: Mapping[
 
 def _registered_family(name: str) -> str | None:
     """The family on the model card, when the submitted name is a registered model."""
-    from ..errors import FicoError
-    from ..registry import get_model_spec
+    from fico_registry.errors import FicoError
+    from fico_registry.plugin_api.registry import get_model_spec
 
     try:
         return str(get_model_spec(name).family)
@@ -129,7 +129,7 @@ def make_submission(
     checkpoint_sha256, ...); `report` (a Report or `fico evaluate -o` JSON of the same model on
     the same corpus) carries its provenance and costs over.
     """
-    from ..evaluation import evaluate_embeddings, evaluate_similarity
+    from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
 
     embeddings = images is not None or texts is not None
     similarity = i2t is not None or t2i is not None

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataFormatError, FicoError
-from ..results import DIRECTIONS, RunResult, read_result
-from . import evidence as ev
-from . import standard
+from fico_registry.errors import DataFormatError, FicoError
+from fico_registry.leaderboard import evidence as ev
+from fico_registry.leaderboard import standard
+from fico_registry.results.record import DIRECTIONS, RunResult, read_result
 
 SUBMISSION_FILE = "submission.json"
 
@@ -210,8 +210,8 @@ def _plain_dtype(name: str) -> str:
 
 
 def _recompute(claimed: RunResult, corpus: Any, arrays: dict[str, Any], device: str, verdict: Verdict) -> RunResult:
-    from ..evaluation import evaluate_embeddings, evaluate_similarity
-    from ..results import from_report
+    from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
+    from fico_registry.results.record import from_report
 
     kwargs = standard.evaluator_kwargs(corpus.labels is not None)
     try:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
+from fico_registry.errors import CheckpointError, ConfigError
 
 PAD, CLS = 0, 1
 _WORD = re.compile(r"[a-z0-9]+")
@@ -163,7 +163,7 @@ def load_network(checkpoint: str | Path | None, config: dict[str, Any]) -> Refer
         raise CheckpointError(f"{folder}/config.json does not describe a fico reference model")
     network = ReferenceDualEncoder(**{k: int(meta["config"][k]) for k in CONFIG_KEYS})
     state = load_file(str(folder / "model.safetensors"))
-    from ..checkpoint_io import strict_load_state_dict
+    from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
     strict_load_state_dict(network, state, what=f"reference checkpoint {folder}")
     return network

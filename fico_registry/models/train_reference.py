@@ -10,8 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.corpus import Corpus
-from .reference import ReferenceDualEncoder, preprocess, tokenize
+from fico_registry.data.corpus import Corpus
+from fico_registry.models.reference import ReferenceDualEncoder, preprocess, tokenize
 
 HASH_SCALE = 8.0  # logits scale for the tanh codes' contrastive loss
 QUANTISATION_WEIGHT = 0.1  # pulls tanh outputs towards +-1 so sign() loses little
@@ -46,7 +46,7 @@ def train_reference(
     progress: bool | None = None,
 ) -> tuple[ReferenceDualEncoder, TrainLog]:
     """Train on (image, one of its captions) pairs, a fresh random caption per image each epoch."""
-    from ..engine import _progress
+    from fico_registry.evaluator.engine import _progress
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from fico_registry.errors import ConfigError
 
 RECALL_KEYS = ("R@1", "R@5", "R@10")
 _VERSIONED = ("fico-registry", "torch", "numpy", "transformers", "gensim", "scipy")
@@ -101,7 +101,7 @@ class Checkpointer:
 
     def latest(self) -> dict[str, Any] | None:
         """The last saved state, or None when nothing was saved yet."""
-        from ..checkpoint_io import load_torch_checkpoint
+        from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
         if not self.last_path.is_file():
             return None
@@ -272,7 +272,7 @@ def all_gather_with_grad(tensor: Any) -> Any:
     Lets a recipe compute its in-batch loss (hardest negatives, contrastive) over the global
     batch as the single-GPU / DataParallel originals did.
     """
-    from . import _dist
+    from fico_registry.training import _dist
 
     return _dist.all_gather_with_grad(tensor)
 
@@ -281,7 +281,7 @@ class TrainingProgress:
     """Per-epoch rich progress bars plus one printed line per epoch; silent on other ranks."""
 
     def __init__(self, enabled: bool | None, title: str) -> None:
-        from ..distributed import is_main_process
+        from fico_registry.evaluator.sharded import is_main_process
 
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")

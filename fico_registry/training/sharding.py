@@ -17,8 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
-from ._dist import all_gather_with_grad
+from fico_registry.errors import ConfigError
+from fico_registry.training._dist import all_gather_with_grad
 
 
 # -- the job ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-from fico_registry.testing import check_model
+from fico_registry.plugin_api.testing import check_model
 
 
 def test_example_conforms():

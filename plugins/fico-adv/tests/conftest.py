@@ -73,7 +73,7 @@ def write_vocab(path: Path, size: int | None = None) -> Path:
 
 
 def tiny_config(name: str, **overrides) -> dict:
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     return {**get_model_spec(name).configs["tiny"], **overrides}
 

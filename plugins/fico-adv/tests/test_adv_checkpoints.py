@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fico_registry.errors import CheckpointError
-from fico_registry.loading import load_model
-from fico_registry.testing import check_model
+from fico_registry.models.loading import load_model
+from fico_registry.plugin_api.testing import check_model
 
 
 def _source(name: str, tiny_config):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DTypeError, InputError, ShapeError
-from fico_registry.loading import load_model
-from fico_registry.testing import check_model
+from fico_registry.models.loading import load_model
+from fico_registry.plugin_api.testing import check_model
 
 
 @pytest.mark.parametrize("name", ["adv-2048", "adv-64"])
@@ -32,7 +32,7 @@ def test_codes_are_balanced(name, regions, captions):
 
 
 def test_cards():
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     for bits in (2048, 64):
         spec = get_model_spec(f"adv-{bits}")

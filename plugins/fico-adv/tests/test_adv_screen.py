@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fico_registry.errors import CheckpointError, InputError, ShapeError
-from fico_registry.loading import load_model
-from fico_registry.testing import check_model, sample_batch
+from fico_registry.models.loading import load_model
+from fico_registry.plugin_api.testing import check_model, sample_batch
 
 
 def test_conforms():
@@ -61,7 +61,7 @@ def test_image_size_comes_from_the_run(tmp_path, original_checkpoint):
 def test_published_image_keys_are_torchvision_resnet50():
     from fico_adv.screen import ResNetEncoder
 
-    from fico_registry.compat import ensure_torchvision
+    from fico_registry.plugin_api.compat import ensure_torchvision
 
     ensure_torchvision()
     import torchvision

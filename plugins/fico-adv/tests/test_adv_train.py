@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from fico_adv import train as T
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 
 # -- the losses against direct transcriptions of loss.py's formulas ------------------------------------

@@ -9,7 +9,7 @@ import pytest
 import torch
 from fico_adv import train as T
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
 
 # dropout off: each rank draws its own dropout masks, so with dropout no two runs share a gradient;

@@ -12,7 +12,7 @@ from fico_beit3.plugin import TINY
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.testing import check_model, sample_batch
+from fico_registry.plugin_api.testing import check_model, sample_batch
 
 
 class NotAllowed:

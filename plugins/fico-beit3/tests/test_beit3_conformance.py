@@ -13,9 +13,9 @@ from fico_beit3.plugin import BASE, LARGE, TINY
 from PIL import Image
 
 from fico_registry import get_model_spec, load_model
-from fico_registry.compat import ensure_torchvision
 from fico_registry.errors import ConfigError, DataFormatError
-from fico_registry.testing import check_model, sample_batch
+from fico_registry.plugin_api.compat import ensure_torchvision
+from fico_registry.plugin_api.testing import check_model, sample_batch
 
 
 @pytest.mark.parametrize("name", ["beit3", "beit3-large"])

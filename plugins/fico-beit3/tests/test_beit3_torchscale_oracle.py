@@ -13,7 +13,7 @@ from fico_beit3.config import Beit3Config
 from fico_beit3.model import random_model
 from fico_beit3.plugin import BASE, LARGE, TINY
 
-from fico_registry.compat import ensure_torchvision
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 ATOL = 1e-5
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from fico_blip2.plugin import TINY
 
-from fico_registry.testing import SAMPLE_CAPTIONS
+from fico_registry.plugin_api.testing import SAMPLE_CAPTIONS
 
 # A word-level WordPiece vocabulary for the sample captions (ids < TINY["vocab_size"] = 99).
 _WORDS = sorted({w for caption in SAMPLE_CAPTIONS for w in caption.split()} | {"dog", "cat", "##s", ",", "'"})

@@ -2,7 +2,7 @@ import subprocess
 import sys
 
 from fico_registry import get_model_spec
-from fico_registry.testing import check_model
+from fico_registry.plugin_api.testing import check_model
 
 
 def test_blip2_nf_conforms():

@@ -2,7 +2,7 @@ import torch
 from fico_blip2.plugin import TINY
 
 from fico_registry import load_model
-from fico_registry.testing import sample_batch
+from fico_registry.plugin_api.testing import sample_batch
 
 
 def test_eval_mode_no_grad_on_the_requested_device():

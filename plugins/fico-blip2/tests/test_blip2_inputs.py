@@ -13,7 +13,7 @@ from fico_registry.errors import ConfigError, DataFormatError
 
 
 def test_pixels_equal_torchvision_blip_image_eval():
-    from fico_registry.compat import ensure_torchvision
+    from fico_registry.plugin_api.compat import ensure_torchvision
 
     ensure_torchvision()
     from torchvision import transforms

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fico_registry import load_model
-from fico_registry.testing import sample_batch
+from fico_registry.plugin_api.testing import sample_batch
 
 ATOL = 1e-5
 

@@ -28,7 +28,7 @@ def trained(captions, **overrides) -> Doc2VecPipeline:
 
 
 def test_registered():
-    from fico_registry.registry import list_feature_pipelines
+    from fico_registry.plugin_api.registry import list_feature_pipelines
 
     spec = {s.name: s for s in list_feature_pipelines()}["doc2vec"]
     assert spec.dim == 300 and spec.modality == "text" and spec.distribution == "fico-features"
@@ -173,8 +173,8 @@ def test_prepare_falls_back_to_the_evaluated_captions_loudly(captions, caplog):
 
 def test_through_the_core_runner(captions):
     from fico_registry.data.corpus import Corpus
-    from fico_registry.pipelines import pipeline_features
-    from fico_registry.registry import get_registry
+    from fico_registry.models.pipelines import pipeline_features
+    from fico_registry.plugin_api.registry import get_registry
 
     spec = get_registry().feature_pipeline("doc2vec")
     corpus = Corpus(name="toy", split="test", image_ids=[str(i) for i in range(len(captions))], captions=captions,

@@ -22,7 +22,7 @@ def tiny(**overrides) -> Vgg19Fc7Pipeline:
 
 
 def test_registered():
-    from fico_registry.registry import list_feature_pipelines
+    from fico_registry.plugin_api.registry import list_feature_pipelines
 
     specs = {s.name: s for s in list_feature_pipelines()}
     assert specs["vgg19-fc7"].dim == 4096 and specs["vgg19-fc7"].modality == "image"
@@ -85,7 +85,7 @@ def test_weights_file_round_trip(tmp_path, images, legacy):
 
 
 def test_weights_found_in_fico_home(tmp_path, monkeypatch, images):
-    from fico_registry.loading import fico_home
+    from fico_registry.models.loading import fico_home
 
     folder = fico_home() / "checkpoints"
     folder.mkdir(parents=True)
@@ -154,12 +154,12 @@ def test_full_vgg19_layout_on_meta():
 
 
 def test_through_the_registry_and_the_core_runner(tmp_path, images):
-    """fico_registry.pipelines runs the pipeline over a corpus's image files."""
+    """fico_registry.models.pipelines runs the pipeline over a corpus's image files."""
     import numpy as np
 
     from fico_registry.data.corpus import Corpus
-    from fico_registry.pipelines import build_pipeline, pipeline_features
-    from fico_registry.registry import get_registry
+    from fico_registry.models.pipelines import build_pipeline, pipeline_features
+    from fico_registry.plugin_api.registry import get_registry
 
     spec = get_registry().feature_pipeline("vgg19-fc7")
     pipe, name = build_pipeline(spec, "tiny")

@@ -13,7 +13,7 @@ from hf_fixtures import write_checkpoint_folder
 
 from fico_registry import get_model_spec, load_model
 from fico_registry.errors import CheckpointError
-from fico_registry.testing import check_model, sample_batch
+from fico_registry.plugin_api.testing import check_model, sample_batch
 
 NAMES = ["hf-clip", "hf-align", "hf-altclip", "hf-groupvit"]
 HEAVY = ("torch", "transformers", "torchvision", "open_clip", "timm")

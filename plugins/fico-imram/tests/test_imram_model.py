@@ -16,7 +16,7 @@ from imram_originals import IMRAM_OPT, SPECIALS, WORDS, imram_shapes, regions, w
 import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.testing import check_model
+from fico_registry.plugin_api.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -72,7 +72,7 @@ def test_published_architecture_key_names_and_shapes() -> None:
     from fico_imram.model import IMRAMNet
     from fico_scan.options import merge_options
 
-    spec = fico_registry.registry.get_model_spec("imram")
+    spec = fico_registry.plugin_api.registry.get_model_spec("imram")
     options = merge_options(spec.configs["default"], None, IMRAM_OPT_DEFAULTS, where="test")
     with torch.device("meta"):
         net = IMRAMNet(options, 8481)

@@ -13,8 +13,8 @@ from fico_imram import train as T
 
 import fico_registry
 from fico_registry import load_model
-from fico_registry.checkpoint_io import load_torch_checkpoint
-from fico_registry.registry import get_trainer_spec
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
+from fico_registry.plugin_api.registry import get_trainer_spec
 from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
 
 OPTIONS = {"config": "tiny-full", "batch_size": 32, "val_batch_size": 16}

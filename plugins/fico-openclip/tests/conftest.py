@@ -19,6 +19,6 @@ def _hub_offline(monkeypatch):
 @pytest.fixture(autouse=True, scope="session")
 def _torchvision_importable():
     """Tests import open_clip directly (as the reference): make torchvision importable first."""
-    from fico_registry.compat import ensure_torchvision
+    from fico_registry.plugin_api.compat import ensure_torchvision
 
     ensure_torchvision()

@@ -14,7 +14,7 @@ from fico_openclip.manifest import MANIFEST_PATH, build_manifest, card_name, dum
 
 from fico_registry import get_model_spec, load_model
 from fico_registry.errors import CheckpointError
-from fico_registry.testing import check_model, sample_batch
+from fico_registry.plugin_api.testing import check_model, sample_batch
 
 HEAVY = ("torch", "open_clip", "transformers", "timm", "torchvision")
 

@@ -18,7 +18,7 @@ from scan_originals import SCAN_OPT, SPECIALS, WORDS, regions, scan_shapes, writ
 import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.testing import check_model
+from fico_registry.plugin_api.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -85,7 +85,7 @@ def test_published_architecture_key_names_and_shapes() -> None:
     from fico_scan.encoders import build_encoders
     from fico_scan.options import SCAN_OPT_DEFAULTS, merge_options
 
-    spec = fico_registry.registry.get_model_spec("scan")
+    spec = fico_registry.plugin_api.registry.get_model_spec("scan")
     options = merge_options(spec.configs["default"], None, SCAN_OPT_DEFAULTS, where="test")
     with torch.device("meta"):
         img, txt = build_encoders(options, 8481)

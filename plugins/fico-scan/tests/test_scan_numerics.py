@@ -121,6 +121,6 @@ def test_gradients_flow_through_the_scores() -> None:
 
 
 def _tiny() -> dict:
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     return dict(get_model_spec("scan").configs["tiny"])

@@ -1,4 +1,4 @@
-"""fico_registry.text: caption tokens as nltk.word_tokenize(caption.lower()), the original vocabulary files."""
+"""fico_registry.plugin_api.captions: caption tokens as nltk.word_tokenize(caption.lower()), the original vocabulary files."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from scan_originals import SPECIALS, WORDS, write_vocab_json
 
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.text import (
+from fico_registry.plugin_api.captions import (
     CaptionTokenizer,
     Vocabulary,
     build_vocab,

@@ -13,7 +13,7 @@ import torch
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, DTypeError, ShapeError
-from fico_registry.testing import check_model
+from fico_registry.plugin_api.testing import check_model
 
 
 def test_card():

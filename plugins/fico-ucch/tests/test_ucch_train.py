@@ -27,7 +27,7 @@ def corpora(tmp_path_factory):
 
 
 def test_registered_trainer():
-    from fico_registry.registry import get_trainer_spec
+    from fico_registry.plugin_api.registry import get_trainer_spec
 
     spec = get_trainer_spec("ucch")
     assert spec.factory == "fico_ucch.train:train" and spec.distribution == "fico-ucch"

@@ -11,7 +11,7 @@ from vsrn_originals import SPECIALS, write_checkpoint, write_vocab_pickle
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError
-from fico_registry.testing import check_model
+from fico_registry.plugin_api.testing import check_model
 
 WORDS = ["a", "red", "circle", "blue", "square", "two", "green", "triangles", "next", "to", "."]
 CAPTIONS = ["a red circle", "two green triangles next to a blue square .", "a square", "red"]

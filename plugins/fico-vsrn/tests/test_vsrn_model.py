@@ -14,8 +14,8 @@ from vsrn_originals import SPECIALS, write_checkpoint, write_model_folder, write
 
 import fico_registry
 from fico_registry import load_model
-from fico_registry.testing import check_model
-from fico_registry.text import load_vocab
+from fico_registry.plugin_api.captions import load_vocab
+from fico_registry.plugin_api.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

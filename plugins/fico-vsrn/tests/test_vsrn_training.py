@@ -11,7 +11,7 @@ import torch
 
 import fico_registry
 from fico_registry import load_model
-from fico_registry.text import CaptionTokenizer, Vocabulary, load_vocab
+from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, load_vocab
 from fico_registry.training.rank_testing import rank_group, spawn_ranks, train_on_rank
 
 
@@ -131,7 +131,7 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
     Adam normalises into steps of up to the learning rate in either direction; they (and the running
     means they shift) may drift apart by a few such steps between any two runs.
     """
-    from fico_registry.checkpoint_io import load_torch_checkpoint
+    from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
     _corpora(tmp_path)  # built once here, reused by the ranks
     single = _run(tmp_path, tmp_path / "single", epochs=2)

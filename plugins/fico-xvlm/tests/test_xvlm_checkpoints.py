@@ -15,7 +15,7 @@ from xvlm_fixtures import (
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.testing import sample_batch
+from fico_registry.plugin_api.testing import sample_batch
 
 
 def _outputs(model):

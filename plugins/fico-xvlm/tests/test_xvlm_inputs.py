@@ -10,8 +10,8 @@ from PIL import Image
 from xvlm_fixtures import VOCAB_TOKENS, write_vocab
 
 from fico_registry import load_model
-from fico_registry.compat import ensure_torchvision
 from fico_registry.errors import ConfigError, DataFormatError
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 
 def test_image_preprocessing_equals_the_original_torchvision_transform():

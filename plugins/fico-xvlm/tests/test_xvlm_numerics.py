@@ -5,7 +5,7 @@ import torch
 from fico_xvlm.bert import BertLayer, XBertModel, extended_mask
 from fico_xvlm.plugin import TINY
 
-from fico_registry.compat import ensure_torchvision
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 HIDDEN, HEADS, IMAGE_WIDTH = 24, 4, 40
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 log = logging.getLogger(__name__)
 CHECKPOINT_NAMES = ("model_best.pth.tar",)

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError, DTypeError, InputError, ShapeError
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .checkpoint import AdvCheckpoint, infer_architecture, read_checkpoint
 from .config import BUILTIN_TINY_VOCAB, PRECISIONS, AdvConfig, check_against_checkpoint

@@ -175,7 +175,7 @@ TRAIN_RECIPE = (
 
 @hookimpl
 def fico_trainers(register):
-    from fico_registry.protocol import TrainerSpec
+    from fico_registry.plugin_api.cards import TrainerSpec
 
     for bits in (2048, 64):
         register(

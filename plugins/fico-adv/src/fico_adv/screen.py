@@ -30,7 +30,7 @@ class ResNetEncoder(nn.Module):
 
     def __init__(self, final_dims: int, block: str = "bottleneck", layers: tuple[int, ...] = (3, 4, 6, 3)) -> None:
         super().__init__()
-        from fico_registry.compat import ensure_torchvision
+        from fico_registry.plugin_api.compat import ensure_torchvision
 
         ensure_torchvision()
         from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -46,7 +46,7 @@ class ScreenEncoder(AdvEncoder):
     """Encoder for 'pixels' input: a list of PIL images or a stacked tensor of preprocess_image outputs."""
 
     def preprocess_image(self, image: Any) -> torch.Tensor:
-        from fico_registry.compat import ensure_torchvision
+        from fico_registry.plugin_api.compat import ensure_torchvision
 
         ensure_torchvision()
         from torchvision.transforms import InterpolationMode

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError, MissingInputError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
 
 from .bert import DenseNorm, Embeddings, SelfAttention
 from .config import BUILTIN_TINY_VOCAB, AdvConfig
@@ -257,7 +257,7 @@ def build_vocab(captions: list[str], do_lower_case: bool) -> list[str]:
 
 
 def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     spec = get_model_spec(model)
     if isinstance(config, str):
@@ -446,7 +446,7 @@ def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionSource, 
 
 def validate(img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionSource, ids: torch.Tensor, mask: torch.Tensor, opts: Options, device: str) -> tuple[float, dict[str, Any]]:
     """R@1+5+10 both ways (percent) of the sign codes on the validation split, by Hamming distance."""
-    from fico_registry.evaluation import evaluate_embeddings
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
     from fico_registry.training.common import validation_rsum
 
     images, texts = encode_codes(img_net, txt_net, regions, val.n_images, ids, mask, opts.val_batch_size, device, opts.precision)
@@ -556,7 +556,7 @@ def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int,
 
 def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Train adv-64 / adv-2048 on `train`, select on `val`; checkpoints in ADV's `.pth.tar` layout in `out`."""
-    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
     from fico_registry.training import _dist
     from fico_registry.training.common import Checkpointer, TrainingProgress, grad_scaler, seed_everything, shard
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.protocol import ModelSpec
+from fico_registry.plugin_api.cards import ModelSpec
 
 from .architecture import BEiT3ForRetrieval
 from .config import Beit3Config

@@ -4,7 +4,7 @@ unilm saves `{'model': state_dict, 'optimizer': ..., 'epoch': ..., 'scaler': ...
 argparse.Namespace}` (utils.save_model), DeepSpeed `{'module': state_dict, ...}`, and its
 loader takes 'model', then 'module', then the file itself as the state dict
 (load_model_and_may_interpolate with model_key 'model|module'). The file is read by torch's
-weights-only unpickler with argparse.Namespace allowed (fico_registry.checkpoint_io); any
+weights-only unpickler with argparse.Namespace allowed (fico_registry.plugin_api.checkpoints); any
 other pickled object makes it fail with the name of what it wanted to import.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 MODEL_KEYS = ("model", "module")  # unilm's default --model_key 'model|module'
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fico_registry.compat import ensure_torchvision
 from fico_registry.errors import ConfigError
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 KNOWN_KEYS = frozenset(
     {

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from fico_registry.compat import ensure_torchvision
 from fico_registry.errors import DataFormatError
-from fico_registry.protocol import ModelSpec, OutputKind
+from fico_registry.plugin_api.cards import ModelSpec, OutputKind
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 from .architecture import check_config
 from .image import ImagePreprocessor

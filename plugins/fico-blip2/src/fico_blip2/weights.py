@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
 
 from .architecture import import_transformers, random_model
 from .lavis_keys import lavis_to_hf_state_dict, unwrap_lavis_checkpoint

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 FILE_NAME = "GEN_module.pth"
 NORM_FILE = "image_norm.json"

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from fico_features.hash_codes import CODE_FORMATS, feature_batch, to_codes
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .checkpoint import NORM_FILE, Architecture, DadhCheckpoint, read_checkpoint
 from .nets import Generator, hidden_widths

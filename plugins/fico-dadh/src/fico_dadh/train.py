@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import autograd, nn
 
-from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
 from fico_registry.errors import ConfigError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
 
 from .checkpoint import FILE_NAME, NORM_FILE
 from .model import DadhConfig, build_generator
@@ -189,7 +189,7 @@ def codes_of(encode: Any, features: np.ndarray, batch: int, device: str) -> torc
 
 def validate(gen: Generator, val: Any, image_features: np.ndarray, text_features: np.ndarray, opts: Options,
              device: str) -> dict[str, Any]:
-    from fico_registry.evaluation import evaluate_embeddings
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
     from fico_registry.training.common import validation_rsum
 
     gen.eval()
@@ -209,7 +209,7 @@ def validate(gen: Generator, val: Any, image_features: np.ndarray, text_features
 
 # -- training -----------------------------------------------------------------------------------------
 def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     spec = get_model_spec(model)
     if isinstance(config, str):
@@ -272,7 +272,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     """Train `dadh` on `train` (labels required), select on `val`; GEN_module.pth (raw GEN state dict) in `out`."""
     from fico_features.run_inputs import CaptionSampler, run_inputs
 
-    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
     from fico_registry.training import _dist
     from fico_registry.training.common import (
         Checkpointer,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from fico_registry.errors import ConfigError, DataFormatError
-from fico_registry.loading import fico_home
+from fico_registry.models.loading import fico_home
 
 from .doc2vec_files import load_model, model_params, save_model
 from .text_tokens import TOKENIZER_VERSION, tokenize

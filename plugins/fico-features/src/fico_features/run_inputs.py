@@ -7,7 +7,7 @@ model (two Doc2Vec models trained apart have unrelated vector spaces). `RunInput
 - builds the two pipelines from registered FeatureSpecs (a config name, or a dict over "default"),
 - `fit(train)`: trains the text pipeline on the training captions (Doc2Vec; cached by content),
 - `features(corpus, side)`: (n, dim) float32 features through the embedding cache, with the
-  same cache key as fico_registry.pipelines, so evaluation reuses what training computed,
+  same cache key as fico_registry.models.pipelines, so evaluation reuses what training computed,
 - `save(folder)`: writes `inputs.json` (pipelines, configs, fingerprints) and `doc2vec/` (the
   pickle-free model folder) beside the checkpoint; `RunInputs.load(folder)` rebuilds identical
   pipelines and refuses if a fingerprint changed (e.g. other VGG weights on this machine),
@@ -18,7 +18,7 @@ model (two Doc2Vec models trained apart have unrelated vector spaces). `RunInput
 saves the pipelines; under torchrun the other ranks then load them and read the cache.
 
 Features already attached to a corpus under the pipeline's name (e.g. a published feature file,
-`corpus.with_features("vgg19-fc7", ...)`) take precedence, as in fico_registry.inputs; the run
+`corpus.with_features("vgg19-fc7", ...)`) take precedence, as in fico_registry.models.inputs; the run
 records that, and `attach` then insists that the test corpus brings the same kind of features.
 """
 
@@ -43,7 +43,7 @@ SIDES = ("image", "text")
 
 def resolve_config(pipeline: str, config: str | Mapping[str, Any]) -> tuple[dict[str, Any], str | dict[str, Any]]:
     """(the full config dict, what identifies it in cache keys: its name, or the dict itself)."""
-    from fico_registry.registry import get_registry
+    from fico_registry.plugin_api.registry import get_registry
 
     spec = get_registry().feature_pipeline(pipeline)
     if spec is None:
@@ -59,7 +59,7 @@ def resolve_config(pipeline: str, config: str | Mapping[str, Any]) -> tuple[dict
 
 
 def build(pipeline: str, config: Mapping[str, Any], device: str) -> Any:
-    from fico_registry.registry import get_registry, resolve_callable
+    from fico_registry.plugin_api.registry import get_registry, resolve_callable
 
     spec = get_registry().feature_pipeline(pipeline)
     return resolve_callable(spec.factory)(config=dict(config), device=device)
@@ -108,7 +108,7 @@ class RunInputs:
         if side not in SIDES:
             raise ValueError(f"side must be 'image' or 'text', got {side!r}")
         ref = getattr(corpus, "features", {}).get(self.names[side])
-        if ref is not None:  # precomputed features attached to the corpus win, as in fico_registry.inputs
+        if ref is not None:  # precomputed features attached to the corpus win, as in fico_registry.models.inputs
             count = corpus.n_images if side == "image" else corpus.n_captions
             if ref.count != count:
                 raise DataFormatError(f"{self.names[side]} features have {ref.count} rows for {count} {side}s of {corpus!r}")
@@ -131,7 +131,7 @@ class RunInputs:
             return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
         from fico_registry.data.cache import embedding_key
 
-        key = embedding_key(  # the key fico_registry.pipelines uses: shared with evaluation
+        key = embedding_key(  # the key fico_registry.models.pipelines uses: shared with evaluation
             model=f"pipeline:{self.names[side]}",
             side="images" if side == "image" else "texts",
             corpus_hash=corpus.content_hash,
@@ -280,7 +280,7 @@ def run_inputs(train: Any, val: Any, out: str | os.PathLike, image_config: Any, 
     into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
     ranks fit or write the same files, and every rank checks that it holds rank 0's features.
     """
-    from fico_registry.distributed import is_main_process
+    from fico_registry.evaluator.sharded import is_main_process
     from fico_registry.training import _dist
 
     def encode(inputs: RunInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

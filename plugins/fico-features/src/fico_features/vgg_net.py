@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fico_registry.compat import ensure_torchvision
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 FC7_END = 5  # classifier[:5] ends after fc7's ReLU
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fico_registry import ModelSpec
-from fico_registry.compat import ensure_torchvision
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 ensure_torchvision()  # transformers' image processors import torchvision
 

@@ -21,8 +21,8 @@ from fico_scan.options import SCAN_OPT_DEFAULTS, check_common, merge_options, re
 from fico_scan.xattn import blockwise
 from torch import nn
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .iterative import iterative_scores
 

@@ -72,7 +72,7 @@ def _plain(value: Any) -> Any:
 
 def build_manifest() -> dict[str, Any]:
     """Every architecture open_clip lists, with its pretrained tags, as plain JSON data."""
-    from fico_registry.compat import ensure_torchvision
+    from fico_registry.plugin_api.compat import ensure_torchvision
 
     ensure_torchvision()
     import open_clip

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
-from fico_registry.text import CaptionTokenizer, Vocabulary, encode_captions, find_vocab_file, load_vocab
+from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, encode_captions, find_vocab_file, load_vocab
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
 from .encoders import build_encoders, upgrade_legacy_state

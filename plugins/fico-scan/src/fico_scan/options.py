@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 log = logging.getLogger(__name__)
 

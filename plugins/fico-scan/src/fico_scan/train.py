@@ -40,7 +40,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from fico_registry.errors import CheckpointError, ConfigError, MissingInputError
-from fico_registry.text import CaptionTokenizer, Vocabulary, build_vocab, load_vocab_json, save_vocab_json
+from fico_registry.plugin_api.captions import (
+    CaptionTokenizer,
+    Vocabulary,
+    build_vocab,
+    load_vocab_json,
+    save_vocab_json,
+)
 
 from .options import SCAN_OPT_DEFAULTS, merge_options
 from .plugin import TRAIN_DEFAULTS
@@ -140,7 +146,7 @@ class Recipe:
 
 def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
     """The model card's config (a name or a dict over "default") as a plain dict."""
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     spec = get_model_spec(model)
     if isinstance(config, str):
@@ -264,7 +270,7 @@ def gather_batch(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tens
 def validate(model: Trainable, recipe: Recipe, val: Any, regions: RegionSource, batch: int) -> tuple[float, dict[str, Any]]:
     """rsum (percent, 0..600) and the instance metrics on the validation split, through the same
     encode / score path as evaluation."""
-    from fico_registry.evaluation import evaluate_similarity
+    from fico_registry.evaluator.evaluate import evaluate_similarity
     from fico_registry.training.common import validation_rsum
 
     encoder = recipe.evaluator(model)
@@ -279,7 +285,7 @@ def validate(model: Trainable, recipe: Recipe, val: Any, regions: RegionSource, 
 
 # -- the loop -------------------------------------------------------------------------------------------
 def run(recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], defaults: Mapping[str, Any], device: str, progress: bool) -> dict[str, Any]:
-    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
     from fico_registry.training import _dist
     from fico_registry.training.common import Checkpointer, TrainingProgress, autocast, seed_everything, shard
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fico_registry.checkpoint_io import load_torch_checkpoint
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 REQUIRED = ("image_model_state_dict", "text_model_state_dict")
 BEST_PATTERN = "*_best_checkpoint.t7"

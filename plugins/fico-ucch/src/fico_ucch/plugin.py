@@ -79,7 +79,7 @@ TRAIN_RECIPE = (
 
 @hookimpl
 def fico_trainers(register):
-    from fico_registry.protocol import TrainerSpec
+    from fico_registry.plugin_api.cards import TrainerSpec
 
     register(
         TrainerSpec(

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import ConfigError
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .model import UcchConfig, build_nets
 from .nets import HashMLP
@@ -178,7 +178,7 @@ def codes_of(net: HashMLP, features: np.ndarray, batch: int, device: str) -> tor
 def validate(image_net: HashMLP, text_net: HashMLP, val: Any, image_features: np.ndarray, text_features: np.ndarray,
              opts: Options, device: str) -> dict[str, Any]:
     """Category mAP (whole ranking) and instance recalls of the sign codes on the validation split."""
-    from fico_registry.evaluation import evaluate_embeddings
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
     from fico_registry.training.common import validation_rsum
 
     images = codes_of(image_net, image_features, opts.eval_batch_size, device)
@@ -196,7 +196,7 @@ def validate(image_net: HashMLP, text_net: HashMLP, val: Any, image_features: np
 
 # -- training -----------------------------------------------------------------------------------------
 def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    from fico_registry.registry import get_model_spec
+    from fico_registry.plugin_api.registry import get_model_spec
 
     spec = get_model_spec(model)
     if isinstance(config, str):
@@ -225,7 +225,7 @@ def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, 
     """Train `ucch` on `train`, select on `val`; `.t7` checkpoints (UCCH.py's layout) and inputs.json in `out`."""
     from fico_features.run_inputs import CaptionSampler, run_inputs
 
-    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
     from fico_registry.training import _dist
     from fico_registry.training.common import (
         Checkpointer,

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
-from fico_registry.text import LOWERCASE_MODES, WORD_RULES, Vocabulary
+from fico_registry.plugin_api.captions import LOWERCASE_MODES, WORD_RULES, Vocabulary
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .captions import CaptionIds, resolve_vocabulary
 from .checkpoint import architecture_from_opt, check_embedding_rows, read_checkpoint

@@ -152,7 +152,7 @@ TRAIN_RECIPE = (
 
 @hookimpl
 def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.protocol import TrainerSpec
+    from fico_registry.plugin_api.cards import TrainerSpec
 
     register(
         TrainerSpec(

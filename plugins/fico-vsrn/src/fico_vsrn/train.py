@@ -40,9 +40,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import ConfigError, MissingInputError
-from fico_registry.text import CaptionTokenizer, Vocabulary, load_vocab
+from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, load_vocab
+from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
 from .captions import vocab_file_name
 from .model import ARCH_DEFAULTS, VsrnNetwork, check_architecture, settings_from
@@ -155,7 +155,7 @@ def validate(
     network: VsrnNetwork, val: Any, regions: RegionRows, ids: list[list[int]], batch: int, device: str
 ) -> tuple[float, dict[str, Any]]:
     """The original's selection score, R@1 + R@5 both ways (percent), on the validation split."""
-    from fico_registry.evaluation import evaluate_embeddings
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
 
     images, texts = _embed(network, regions, val.n_images, ids, batch, device)
     report = evaluate_embeddings(
@@ -184,7 +184,7 @@ def train(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train vsrn on `train`, select on `val`; checkpoints in VSRN's `.pth.tar` layout in `out`."""
-    from fico_registry.distributed import is_main_process, rank, world_size
+    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
     from fico_registry.training import _dist
     from fico_registry.training.common import (
         Checkpointer,

@@ -3,7 +3,7 @@
 `build_vocabulary`: tokens of the training (and dev) captions with a count >= threshold, after
 the four special tokens. `write_vocab_pickle`: a protocol-2 pickle of a `__main__.Vocabulary`
 object with the attributes word2idx / idx2word / idx, byte-compatible in structure with the
-published files, so both the original code and fico_registry.text.load_vocab read it.
+published files, so both the original code and fico_registry.plugin_api.captions.load_vocab read it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from fico_registry.text import CaptionTokenizer, Vocabulary
+from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary
 
 ORIGINAL_THRESHOLD = 4  # vocab.py: build_vocab(..., threshold=4)
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, DataFormatError
-from fico_registry.protocol import ModelSpec, OutputKind
+from fico_registry.plugin_api.cards import ModelSpec, OutputKind
 
 from .architecture import XVLMRetrieval, random_model
 from .config import check_config

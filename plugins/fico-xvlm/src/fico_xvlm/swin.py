@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fico_registry.compat import ensure_torchvision
+from fico_registry.plugin_api.compat import ensure_torchvision
 
 _DOWNSAMPLE = re.compile(r"^layers\.(\d+)\.downsample\.")
 

@@ -91,7 +91,7 @@ def find_vocab(config: Mapping[str, Any], checkpoint: Path | None) -> Path | dic
 
 def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
     """transformers' BertTokenizer, uncased (as bert-base-uncased), over the given vocabulary."""
-    from fico_registry.compat import ensure_torchvision
+    from fico_registry.plugin_api.compat import ensure_torchvision
 
     ensure_torchvision()  # transformers may import its image utilities
     from transformers import BertTokenizer

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
 
 from .architecture import XVLMRetrieval
 from .swin import derived_buffers, materialise_buffers, original_name, our_name

@@ -1,0 +1,255 @@
+"""`fico evaluate`, `fico evaluate-embeddings`, `fico evaluate-similarity`.
+
+Array files are read by fico_registry.data.arrays (never unpickled). Under torchrun every rank
+computes its shard and only rank 0 prints and writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fico_registry.errors import OptionError
+
+
+def _ks(text: str, *, allow_all: bool) -> tuple[int | None, ...]:
+    out: list[int | None] = []
+    for part in text.split(","):
+        part = part.strip()
+        if allow_all and part.upper() in ("N", "ALL", "NONE"):
+            out.append(None)
+        elif part.isdigit() and int(part) > 0:
+            out.append(int(part))
+        else:
+            raise OptionError(f"bad k {part!r} in {text!r}: use positive integers" + (" or N (whole ranking)" if allow_all else ""))
+    return tuple(out)
+
+
+def common_options(func: Any) -> Any:
+    """The evaluator's options, shared by the three commands."""
+    options = [
+        click.option("--recall-ks", default="1,5,10", show_default=True, help="Ks of instance Recall@K."),
+        click.option("--map-ks", default="10,100,N", show_default=True, help="Ks of category mAP@K; N = whole ranking."),
+        click.option("--ties", type=click.Choice(["expected", "optimistic", "pessimistic"]), default="expected", show_default=True),
+        click.option("--map-variant", type=click.Choice(["fico", "apk", "dcmh"]), default="fico", show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
+        click.option("--memory-budget", default=None, help="Peak working memory for scores, e.g. 2GB (default: a safe share of free memory)."),
+        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report JSON here."),
+        click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the 11-point PR curves (PNG or SVG)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table."),
+        click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _evaluator_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "recall_ks": _ks(opts["recall_ks"], allow_all=False),
+        "map_ks": _ks(opts["map_ks"], allow_all=True),
+        "ties": opts["ties"],
+        "map_variant": opts["map_variant"],
+        "device": opts["device"],
+        "memory_budget": opts["memory_budget"],
+        "progress": opts["progress"],
+    }
+
+
+def _emit(report: Any, opts: dict[str, Any]) -> None:
+    from fico_registry.evaluator.sharded import is_main_process
+
+    if not is_main_process():
+        return
+    if opts["as_json"]:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        report.print()
+    if opts["output"]:
+        report.to_json(opts["output"])
+        click.echo(f"report: {opts['output']}", err=True)
+    if opts["plot"]:
+        if report.category:
+            click.echo(f"PR plot: {report.plot_pr(opts['plot'])}", err=True)
+        else:
+            click.echo("no PR plot: the report has no category metrics (pass --labels)", err=True)
+
+
+def _caption_map(caption_map: str | None, captions_per_image: int | None, n_images: int, n_texts: int) -> Any:
+    import numpy as np
+
+    from fico_registry.data.arrays import read_array
+
+    if caption_map and captions_per_image:
+        raise OptionError("give --caption-map or --captions-per-image, not both")
+    if caption_map:
+        return read_array(caption_map, mmap=False)
+    if captions_per_image:
+        if n_texts != n_images * captions_per_image:
+            raise OptionError(
+                f"--captions-per-image {captions_per_image} needs n_texts = {n_images} x {captions_per_image}, got {n_texts}; "
+                "pass --caption-map for uneven captions"
+            )
+        return np.repeat(np.arange(n_images), captions_per_image)
+    raise OptionError("say which image each caption belongs to: --caption-map FILE (int array) or --captions-per-image N")
+
+
+@click.command("evaluate-embeddings")
+@click.option("--images", required=True, help="(n_images, d) embeddings or codes: .npy/.npz/.pt/.safetensors, 'file:key' for one array of many.")
+@click.option("--texts", required=True, help="(n_texts, d) embeddings or codes.")
+@click.option("--caption-map", help="(n_texts,) int array: the image index of each caption.")
+@click.option("--captions-per-image", type=int, help="Instead of --caption-map: captions are grouped, N per image, in image order.")
+@click.option("--labels", help="(n_images, n_classes) multi-hot labels: enables category mAP and PR11.")
+@click.option("--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]), default="cosine", show_default=True)
+@click.option("--bits", type=int, help="Code length of packed uint8 codes (default: 8 x bytes).")
+@common_options
+def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, captions_per_image: int | None, labels: str | None, measure: str, bits: int | None, **opts: Any) -> None:
+    """Evaluate precomputed embeddings or hash codes with the full FiCo-ITR protocol."""
+    from fico_registry.data.arrays import read_array
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
+
+    img, txt = read_array(images), read_array(texts)
+    c2i = _caption_map(caption_map, captions_per_image, len(img), len(txt))
+    lab = read_array(labels, mmap=False) if labels else None
+    report = evaluate_embeddings(img, txt, c2i, lab, measure=measure, bits=bits, **_evaluator_kwargs(opts))
+    report.settings["inputs"] = {"images": images, "texts": texts}
+    _emit(report, opts)
+
+
+@click.command("evaluate-similarity")
+@click.option("--i2t", required=True, help="(n_images, n_texts) scores, higher = more similar.")
+@click.option("--t2i", help="(n_texts, n_images) scores when the two directions differ (fusion re-rank); default i2t transposed.")
+@click.option("--caption-map", help="(n_texts,) int array: the image index of each caption.")
+@click.option("--captions-per-image", type=int, help="Instead of --caption-map: N captions per image, in image order.")
+@click.option("--labels", help="(n_images, n_classes) multi-hot labels.")
+@common_options
+def evaluate_similarity_cmd(i2t: str, t2i: str | None, caption_map: str | None, captions_per_image: int | None, labels: str | None, **opts: Any) -> None:
+    """Evaluate precomputed similarity matrices."""
+    from fico_registry.data.arrays import read_array
+    from fico_registry.evaluator.evaluate import evaluate_similarity
+
+    i2t_mat = read_array(i2t)
+    if i2t_mat.ndim != 2:
+        raise OptionError(f"--i2t must be a 2-D (n_images, n_texts) matrix, got shape {i2t_mat.shape}")
+    t2i_mat = read_array(t2i) if t2i else None
+    c2i = _caption_map(caption_map, captions_per_image, i2t_mat.shape[0], i2t_mat.shape[1])
+    lab = read_array(labels, mmap=False) if labels else None
+    report = evaluate_similarity(i2t_mat, c2i, t2i=t2i_mat, labels=lab, **_evaluator_kwargs(opts))
+    report.settings["inputs"] = {"i2t": i2t, "t2i": t2i}
+    _emit(report, opts)
+
+
+def _parse_options(pairs: tuple[str, ...], flag: str = "--dataset-option") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise OptionError(f"{flag} {pair!r}: use key=value")
+        key, value = pair.split("=", 1)
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _model_config(model: str, config: str, overrides: tuple[str, ...]) -> str | dict[str, Any]:
+    """A config name, or a dict: a JSON file's contents or a named config with --set overrides."""
+    from fico_registry.plugin_api.registry import get_model_spec
+
+    if config.endswith(".json") and Path(config).is_file():
+        try:
+            base = json.loads(Path(config).read_text())
+        except json.JSONDecodeError as exc:
+            raise OptionError(f"--config {config}: not valid JSON ({exc})") from None
+        if not isinstance(base, dict):
+            raise OptionError(f"--config {config}: must hold a JSON object")
+    elif not overrides:
+        return config
+    else:
+        spec = get_model_spec(model)
+        if config not in spec.configs:
+            raise OptionError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
+        base = dict(spec.configs[config])
+    base.update(_parse_options(overrides, flag="--set"))
+    return base
+
+
+FEATURES_HELP = (
+    "[image:|text:]NAME=PATH: read input NAME from this feature file instead of running its pipeline; "
+    "{split} in PATH is replaced by the split (repeatable)."
+)
+
+
+def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, root: Path | None, options: dict[str, Any]) -> Any:
+    from fico_registry.data import Corpus, load_dataset
+
+    if corpus is not None:
+        if dataset is not None:
+            raise OptionError("give --dataset or --corpus, not both")
+        return Corpus.load(corpus)
+    for key in ("root", "split"):
+        if key in options:
+            raise OptionError(f"pass {key} as --{key}, not as --dataset-option")
+    return load_dataset(dataset or "synthetic", split=split, root=root, **options)
+
+
+@click.command("evaluate")
+@click.argument("model")
+@click.option("--dataset", help="A registered dataset (`fico datasets`); default: synthetic.")
+@click.option("--split", help="Split of the dataset (default: its test split).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
+@click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader (e.g. n_images=200).")
+@click.option("--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset.")
+@click.option("--config", default="default", show_default=True, help="Named config of the model card (`fico info MODEL`), or a JSON file.")
+@click.option("--set", "overrides", multiple=True, help="KEY=VALUE over the config (VALUE parsed as JSON when it can be), e.g. --set vocab_size=8000.")
+@click.option("--checkpoint", help="Checkpoint name from the card, a local file/folder, or a hub id.")
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--rerank-k", type=int, help="Fusion re-rank depth (default: the card's).")
+@click.option("--outside-topk", type=click.Choice(["keep", "exclude"]), default="keep", show_default=True, help="Re-rank models: below the top-k keep the first-stage order, or exclude (mAP@N n/a).")
+@click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
+@click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
+@common_options
+def evaluate_cmd(
+    model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
+    config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
+    no_cache: bool, feature_files: tuple[str, ...], **opts: Any,
+) -> None:
+    """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
+    from fico_registry.data.attach import attach_feature_files, parse_feature_files
+    from fico_registry.evaluator.evaluate import evaluate
+    from fico_registry.evaluator.sharded import init_if_launched
+    from fico_registry.models.loading import load_model
+
+    files = parse_feature_files(feature_files)
+    data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))
+    data = attach_feature_files(data, files, data.split)
+    device = opts["device"]
+    init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
+    loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)
+    kwargs = _evaluator_kwargs(opts)
+    kwargs.pop("device")
+    report = evaluate(
+        loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk, **kwargs,
+    )
+    _emit(report, opts)
+
+
+@click.group("corpus")
+def corpus_group() -> None:
+    """Save a dataset split as a Corpus folder (the ground truth the leaderboard matches by hash)."""
+
+
+@corpus_group.command("save")
+@click.argument("dataset")
+@click.option("--split", help="Split of the dataset (default: its test split).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
+@click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+def corpus_save_cmd(dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path) -> None:
+    """Write DATASET's split as a Corpus folder (JSON + arrays, no pickle) and print its hash."""
+    corpus = load_corpus(dataset, None, split, root, _parse_options(dataset_options))
+    path = corpus.save(output)
+    click.echo(f"{corpus}: saved to {path} (content hash {corpus.content_hash})")

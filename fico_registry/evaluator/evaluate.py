@@ -1,0 +1,453 @@
+"""The one evaluator: embeddings or similarity matrices in, a Report out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+
+from fico_registry.errors import LabelError, MappingError, OptionError, ShapeError
+from fico_registry.evaluator import metrics
+from fico_registry.evaluator.engine import (
+    DirectionStats,
+    EmbeddingScores,
+    MatrixScores,
+    ScoreSource,
+    label_relevance,
+    parse_budget,
+    positives_of_images,
+    positives_of_texts,
+    run_direction,
+)
+from fico_registry.evaluator.report import Report
+from fico_registry.evaluator.similarity import as_tensor, check_measure, prepare_embeddings
+
+DEFAULT_RECALL_KS = (1, 5, 10)
+DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise OptionError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
+    return dev
+
+
+def evaluate_embeddings(
+    images: Any,
+    texts: Any,
+    caption_to_image: Any,
+    labels: Any = None,
+    measure: str = "cosine",
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    device: str | torch.device | None = "auto",
+    memory_budget: int | str | None = None,
+    *,
+    bits: int | None = None,
+    progress: bool | None = None,
+) -> Report:
+    """Evaluate image and text embeddings (or hash codes) with the full FiCo-ITR protocol.
+
+    images (n_images, d) and texts (n_texts, d): float arrays, or with measure="hamming" codes
+    in {0,1} / {-1,+1} / packed uint8 bits (`bits` disambiguates uint8 input); with
+    measure="maxsim" images are (n_images, n_vectors, d). caption_to_image[j] is the image of
+    caption j. labels (n_images, n_classes) multi-hot enables category-level mAP and PR11.
+    """
+    started = time.perf_counter()
+    _join_torchrun(device)
+    dev = resolve_device(device)
+    check_measure(measure)
+    _check_options(recall_ks, map_ks, ties, map_variant)
+    sharded = _sharding(dev)
+    n_img, n_txt = _n_items(images), _n_items(texts)
+    if sharded is not None and sharded.follows_shard(n_img, n_txt, labels is not None, map_ks, map_variant):
+        # torchrun: each rank prepares only its shard of each side (memory follows the shard)
+        i2t, t2i, info = sharded.embedding_shards(images, texts, n_img, n_txt, measure, dev, bits)
+        c2i = _check_mapping(caption_to_image, n_img, n_txt)
+    else:
+        img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
+        c2i = _check_mapping(caption_to_image, img.shape[0], txt.shape[0])
+        n_bits = info.get("bits", 0)
+        i2t = EmbeddingScores(img, txt, measure, "image", n_bits)
+        t2i = EmbeddingScores(img, txt, measure, "text", n_bits)
+    settings = {"measure": measure, **info}
+    return _evaluate(i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started, sharded=sharded)
+
+
+def _n_items(x: Any) -> int:
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else 0
+    return len(x) if isinstance(x, (list, tuple)) else 0
+
+
+def evaluate_similarity(
+    i2t: Any,
+    caption_to_image: Any,
+    t2i: Any = None,
+    labels: Any = None,
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    device: str | torch.device | None = "auto",
+    memory_budget: int | str | None = None,
+    *,
+    progress: bool | None = None,
+) -> Report:
+    """Evaluate precomputed scores: i2t (n_images, n_texts), optional t2i (n_texts, n_images).
+
+    Models whose two directions differ (fusion re-rank) pass both; otherwise t2i = i2t.T.
+    Higher scores mean more similar. Matrices may be numpy memmaps: rows are read in blocks.
+    """
+    started = time.perf_counter()
+    _join_torchrun(device)
+    dev = resolve_device(device)
+    _check_options(recall_ks, map_ks, ties, map_variant)
+    i2t_mat = _check_matrix(i2t, "i2t")
+    n_images, n_texts = i2t_mat.shape
+    c2i = _check_mapping(caption_to_image, n_images, n_texts)
+    if t2i is None:
+        t2i_source: ScoreSource = MatrixScores(i2t_mat, transpose=True, device=dev, name="i2t")
+    else:
+        t2i_mat = _check_matrix(t2i, "t2i")
+        if tuple(t2i_mat.shape) != (n_texts, n_images):
+            raise ShapeError(
+                f"t2i must be (n_texts, n_images) = {(n_texts, n_images)}, got {tuple(t2i_mat.shape)}; "
+                "pass the text-to-image matrix itself, not the i2t one"
+            )
+        t2i_source = MatrixScores(t2i_mat, device=dev, name="t2i")
+    i2t_source = MatrixScores(i2t_mat, device=dev, name="i2t")
+    settings = {"measure": "precomputed", "input_dtype": str(i2t_mat.dtype).replace("torch.", ""), "separate_t2i": t2i is not None}
+    return _evaluate(i2t_source, t2i_source, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started)
+
+
+def _check_options(recall_ks: Sequence[int], map_ks: Sequence[int | None], ties: str, variant: str) -> None:
+    metrics.check_ties(ties)
+    metrics.check_variant(variant)
+    for k in recall_ks:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise OptionError(f"recall_ks must be positive integers, got {k!r}")
+    for k in map_ks:
+        if k is not None and (not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1):
+            raise OptionError(f"map_ks must be positive integers or None (the whole ranking), got {k!r}")
+
+
+def _check_matrix(x: Any, name: str) -> Any:
+    if isinstance(x, np.ndarray):
+        if x.ndim != 2:
+            raise ShapeError(f"{name} must be a 2-d (queries, candidates) matrix, got shape {x.shape}")
+        if x.dtype.kind not in "fiu":
+            raise ShapeError(f"{name} has dtype {x.dtype}; scores must be numeric")
+        if 0 in x.shape:
+            raise ShapeError(f"{name} is empty: shape {x.shape}")
+        return x  # rows are read (and checked for NaN) block by block
+    t = as_tensor(x, name)
+    if t.ndim != 2 or 0 in t.shape:
+        raise ShapeError(f"{name} must be a non-empty 2-d matrix, got shape {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():
+        raise ShapeError(f"{name} has dtype {t.dtype}; scores must be real numbers")
+    return t
+
+
+def _check_mapping(caption_to_image: Any, n_images: int, n_texts: int) -> np.ndarray:
+    c2i = caption_to_image.cpu().numpy() if isinstance(caption_to_image, torch.Tensor) else np.asarray(caption_to_image)
+    if c2i.ndim != 1 or c2i.dtype.kind not in "iu":
+        raise MappingError(f"caption_to_image must be a 1-d integer array, got shape {c2i.shape} dtype {c2i.dtype}")
+    if len(c2i) != n_texts:
+        raise MappingError(f"caption_to_image has {len(c2i)} entries but there are {n_texts} captions")
+    if len(c2i) and (c2i.min() < 0 or c2i.max() >= n_images):
+        raise MappingError(f"caption_to_image values must lie in [0, {n_images - 1}]; found {c2i.min()}..{c2i.max()}")
+    counts = np.bincount(c2i, minlength=n_images)
+    if (counts == 0).any():
+        empty = np.flatnonzero(counts == 0)
+        raise MappingError(
+            f"{len(empty)} images have no caption (first: {empty[:5].tolist()}); every image needs at least one, "
+            "or drop those images"
+        )
+    return c2i.astype(np.int64)
+
+
+def _check_labels(labels: Any, n_images: int) -> torch.Tensor:
+    lab = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    if lab.ndim != 2:
+        raise LabelError(f"labels must be (n_images, n_classes) multi-hot, got shape {lab.shape}")
+    if lab.shape[0] != n_images:
+        raise LabelError(f"labels have {lab.shape[0]} rows but there are {n_images} images (one row per image)")
+    if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+        raise LabelError("labels hold NaN or infinite values")
+    if not np.isin(lab, (0, 1)).all():
+        raise LabelError("labels must be multi-hot: every entry 0 or 1 (a caption takes its image's labels)")
+    return torch.from_numpy(lab.astype(np.float32))
+
+
+def _evaluate(
+    i2t: ScoreSource,
+    t2i: ScoreSource,
+    c2i: np.ndarray,
+    labels: Any,
+    recall_ks: Sequence[int],
+    map_ks: Sequence[int | None],
+    ties: str,
+    map_variant: str,
+    device: torch.device,
+    memory_budget: int | str | None,
+    progress: bool | None,
+    settings: dict[str, Any],
+    started: float,
+    ranked_to: int | None = None,
+    *,
+    sharded: Any = None,
+) -> Report:
+    n_images, n_texts = i2t.n_queries, i2t.n_candidates
+    budget = parse_budget(memory_budget, device)
+    rel_i2t = rel_t2i = None
+    if labels is not None:
+        lab = _check_labels(labels, n_images).to(device)
+        c2i_t = torch.from_numpy(c2i).to(device)
+        rel_i2t = label_relevance(lab, lab, candidate_map=c2i_t)
+        rel_t2i = label_relevance(lab, lab, query_map=c2i_t)
+    jobs = {
+        "i2t": (i2t, positives_of_images(c2i, n_images), rel_i2t),
+        "t2i": (t2i, positives_of_texts(c2i), rel_t2i),
+    }
+    # On the CPU the two directions run in two threads: numpy's sorts and passes and torch's
+    # kernels release the GIL, so a second core is not left idle. Each gets half the budget.
+    # Model-backed sources (re-rank) stay sequential: they drive one model and one cost meter.
+    parallel = device.type == "cpu" and all(isinstance(s, (EmbeddingScores, MatrixScores)) for s in (i2t, t2i))
+    sharded = sharded if sharded is not None else _sharding(device)
+    common = dict(
+        recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
+        budget=budget // 2 if parallel else budget,
+    )
+    if sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
+        stats = sharded.run_directions(
+            jobs, labels=lab if labels is not None else None, caption_map=c2i_t if labels is not None else None,
+            parallel=parallel, **common,  # type: ignore[arg-type]
+        )
+    elif parallel:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
+            futures = {d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
+            stats = {d: f.result() for d, f in futures.items()}
+    else:
+        stats = {d: run_direction(src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}  # type: ignore[arg-type]
+    instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}
+    category = None
+    if labels is not None:
+        category = {d: _category_metrics(s, map_ks, ranked_to) for d, s in stats.items()}
+    settings = {
+        **settings,
+        "ties": ties,
+        "map_variant": map_variant if labels is not None else None,
+        "recall_ks": list(recall_ks),
+        "map_ks": [k for k in map_ks] if labels is not None else [],
+        "relevance": "shares at least one label" if labels is not None else None,
+        "device": str(device),
+        "n_images": n_images,
+        "n_texts": n_texts,
+        "n_classes": None if labels is None else int(np.asarray(labels).shape[1]),
+        "memory_budget": budget,
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    report = Report(instance=instance, category=category, settings=settings, per_query=stats)
+    if sharded is not None:
+        sharded.annotate(report)
+    return report
+
+
+def _join_torchrun(device: Any) -> None:
+    """Under torchrun (WORLD_SIZE > 1) join the process group first: it picks this rank's GPU."""
+    from fico_registry.evaluator.sharded import init_if_launched
+
+    init_if_launched(device)
+
+
+def _sharding(device: Any) -> Any:
+    """The torch.distributed sharding of this evaluation (fico_registry.evaluator.sharded), or None in a single process."""
+    from fico_registry.evaluator.sharded import sharding
+
+    return sharding(device)
+
+
+def _instance_metrics(s: DirectionStats, recall_ks: Sequence[int], ties: str) -> dict[str, float]:
+    out = {f"R@{k}": float(metrics.recall_at(s.g, s.t, s.p, k, ties).mean()) for k in recall_ks}
+    rank = metrics.ranks(s.g, s.t, s.p, ties)
+    out["MedR"] = metrics.median_rank(rank)
+    out["MeanR"] = float(rank.mean())
+    return out
+
+
+def _category_metrics(s: DirectionStats, map_ks: Sequence[int | None], ranked_to: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, values in s.ap.items():
+        k = None if name == "mAP@N" else int(name.split("@")[1])
+        undefined = ranked_to is not None and (k is None or k > ranked_to)
+        out[name] = None if undefined else float(values.mean())
+    if s.pr11 is not None and ranked_to is None:
+        valid = ~np.isnan(s.pr11[:, 0])
+        out["PR11"] = s.pr11[valid].mean(axis=0).tolist() if valid.any() else None
+        out["PR11_queries"] = int(valid.sum())
+    else:
+        out["PR11"] = None
+    return out
+
+
+def evaluate(
+    model: Any,
+    corpus: Any,
+    *,
+    config: str | dict[str, Any] = "default",
+    checkpoint: Any = None,
+    device: str | torch.device | None = "auto",
+    batch_size: int = 32,
+    cache: Any = True,
+    rerank_k: int | None = None,
+    outside_topk: str = "keep",
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    memory_budget: int | str | None = None,
+    progress: bool | None = None,
+) -> Report:
+    """Evaluate a model (a loaded Model or a registered name) on a Corpus, end to end.
+
+    Inputs come from the corpus as the model card declares them (image files, captions,
+    attached features such as "regions", or a registered feature pipeline); outputs go through
+    the embedding cache (cache=True: $FICO_HOME/embeddings; a path or EmbeddingCache; False: off).
+    Similarity models are scored by the engine: cross-attention over all pairs, or fusion
+    re-rank of each query's first-stage top-k (rerank_k, default the card's), with
+    outside_topk="keep" (first-stage order below the re-ranked ones; mAP@N defined) or
+    "exclude" (the paper's convention: mAP@N and PR11 reported as null).
+    """
+    from fico_registry.data.cache import EmbeddingCache, embedding_key
+    from fico_registry.evaluator.query_time import RerankScores, ScorerCost, cross_attention_matrix
+    from fico_registry.models.encoding import encode_side, encode_side_sharded
+    from fico_registry.models.inputs import input_source
+    from fico_registry.models.loading import Model, load_model
+    from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
+
+    started = time.perf_counter()
+    if outside_topk not in ("keep", "exclude"):
+        raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
+    sharded = _sharding(device)  # joins torchrun's group before the model picks its GPU
+    if not isinstance(model, Model):
+        model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
+    dev = resolve_device(model.device if device == "auto" else device)
+    spec = model.spec
+    store = None
+    if cache is True:
+        store = EmbeddingCache()
+    elif isinstance(cache, EmbeddingCache):
+        store = cache
+    elif cache:
+        store = EmbeddingCache(cache)
+    pipeline_config = "tiny" if model.config_name == "tiny" else "default"
+
+    encoded = {}
+    for side in ("image", "text"):
+        source = input_source(model, corpus, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
+        key = None
+        if store is not None:
+            ck = model.checkpoint
+            key = embedding_key(
+                model=spec.name,
+                side="images" if side == "image" else "texts",
+                corpus_hash=corpus.content_hash,
+                config=model.config,
+                checkpoint_sha256=None if ck is None else (ck.sha256 or ck.source),
+                device=dev.type,
+                dtype=str(model.config.get("precision", "fp32")),
+                input=source.fingerprint(),
+                plugin_version=model.provenance().get("version"),
+                random_init=ck is None,
+            )
+            if ck is None and model.config_name != "tiny":
+                key = None  # random weights differ per build unless seeded: never cache them
+        if sharded is not None:
+            encoded[side] = encode_side_sharded(model, source, side, sharded, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+        else:
+            encoded[side] = encode_side(model, source, side, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+
+    img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
+    c2i = corpus.caption_to_image
+    costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
+    extra_settings: dict[str, Any] = {}
+    if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
+        img = img_out["embeds"] if isinstance(img_out, dict) else img_out
+        txt = txt_out["embeds"] if isinstance(txt_out, dict) else txt_out
+        report = evaluate_embeddings(
+            img, txt, c2i, corpus.labels, measure=spec.measure, recall_ks=recall_ks, map_ks=map_ks, ties=ties,
+            map_variant=map_variant, device=dev, memory_budget=memory_budget, bits=getattr(model, "width", None) if spec.output is OutputKind.BINARY else None,
+            progress=progress,
+        )
+    elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
+        cost = ScorerCost()
+        shards = None
+        if sharded is not None:  # each rank keeps its rows of both directions, not the whole matrix
+            shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        if shards is not None:
+            i2t_rows, t2i_rows = shards
+            _check_options(recall_ks, map_ks, ties, map_variant)
+            settings = {"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False}
+            report = _evaluate(
+                i2t_rows, t2i_rows, _check_mapping(c2i, corpus.n_images, corpus.n_captions), corpus.labels, recall_ks, map_ks, ties,
+                map_variant, dev, memory_budget, progress, settings, started, sharded=sharded,
+            )
+        else:
+            score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
+            matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+            report = evaluate_similarity(
+                matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
+                device=dev, memory_budget=memory_budget, progress=progress,
+            )
+        costs["query_time"] = cost.to_dict("cross-attention")
+    else:
+        k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
+        first_img = img_out["embeds"].to(dev).float()
+        first_txt = txt_out["embeds"].to(dev).float()
+        if spec.measure == "cosine":
+            first_img = torch.nn.functional.normalize(first_img, dim=-1)
+            first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
+        cost = ScorerCost()
+        sources = {
+            side: RerankScores(
+                EmbeddingScores(first_img, first_txt, spec.measure, side), model, img_out, txt_out, k, outside_topk, dev, cost=cost
+            )
+            for side in ("image", "text")
+        }
+        report = _evaluate(
+            sources["image"], sources["text"], c2i, corpus.labels, recall_ks, map_ks, ties, map_variant, dev,
+            memory_budget, progress, {"measure": f"fusion-rerank ({spec.measure} first stage)"}, started,
+            ranked_to=k if outside_topk == "exclude" else None,
+        )
+        costs["query_time"] = cost.to_dict("fusion-rerank")
+        extra_settings = {"rerank_k": k, "outside_topk": outside_topk}
+    report.settings.update(extra_settings)
+    report.settings["batch_size"] = batch_size
+    report.settings["seconds"] = round(time.perf_counter() - started, 4)
+    report.model = model.provenance()
+    report.corpus = {
+        "name": corpus.name,
+        "split": corpus.split,
+        "content_hash": corpus.content_hash,
+        "n_images": corpus.n_images,
+        "n_texts": corpus.n_captions,
+        "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
+        "duplication": corpus.duplication,
+    }
+    if sharded is None:
+        report.costs = costs
+    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
+        report.costs = {**costs, **(report.costs or {})}
+        sharded.add_evaluate_costs(report, encoded, cost if "query_time" in costs else None)
+    return report

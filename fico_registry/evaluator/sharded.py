@@ -1,0 +1,847 @@
+"""torch.distributed: who am I, how many of us, whether to print, and the sharded evaluator.
+
+Launched under torchrun (a process group is initialised, or WORLD_SIZE > 1 in the environment),
+`evaluate_embeddings`, `evaluate_similarity` and `evaluate(model, corpus)` split the work across
+ranks and every rank returns the Report a single process gives. Per direction:
+
+- "candidates": when only R@K, MedR, MeanR and mAP@K with K < n_candidates are asked, each rank
+  scores all queries against its slice of the candidates. Per query, g (candidates strictly above
+  the best positive), the ties with it and the tied positives add up over slices (all_reduce);
+  each rank's top-k prefix is all_gathered and the k best of the union are the k best overall;
+  the tie group straddling position k is sized by counting it on every slice (all_reduce); then
+  the engine's own prefix groups and metric functions run on the merged prefix.
+- "queries": when a whole ranking is needed (mAP@N, PR11, map_variant="dcmh"), or when the scores
+  come from a model (fusion re-rank), each rank ranks its slice of the queries against every
+  candidate with the single-process engine, and the per-query results are all_gathered.
+- "replicated": fewer queries (or candidates) than ranks: every rank does all of it.
+
+Either way every rank ends with per-query statistics equal to the single-process ones, so the
+Report's numbers are identical (docs/scale-out.md says when scores themselves are bit-identical).
+This module imports torch only inside functions: rank() and friends stay cheap for the CLI.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from fico_registry.errors import ConfigError, FicoError, MemoryBudgetError, OptionError, ShapeError
+
+SHARD_MODES = ("auto", "candidates", "queries")
+_local_only: ContextVar[bool] = ContextVar("fico_local_only", default=False)
+_GATHER_CHUNK_BYTES = 64 << 20  # one all_gather moves at most this much per rank
+
+
+class RankFailedError(FicoError, RuntimeError):
+    """Another rank of the job failed; its error is in the message (and in its own log)."""
+
+
+# -- who am I -------------------------------------------------------------------------------------
+
+
+def _initialised():  # -> module | None
+    import sys
+
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        return dist
+    return None
+
+
+def rank() -> int:
+    dist = _initialised()
+    return dist.get_rank() if dist else int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    dist = _initialised()
+    return dist.get_world_size() if dist else int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def is_main_process() -> bool:
+    """Only rank 0 prints tables and writes reports."""
+    return rank() == 0
+
+
+def launched() -> bool:
+    """Started by torchrun (or another launcher) with WORLD_SIZE > 1."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(text) > 1
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={text!r} is not an integer") from None
+
+
+@contextmanager
+def local() -> Iterator[None]:
+    """Evaluate in this process alone, even inside a torchrun job.
+
+    For code that calls the evaluator on one rank only (e.g. `if rank == 0: evaluate(...)`):
+    without this the other ranks would never join the collectives and rank 0 would wait.
+    """
+    token = _local_only.set(True)
+    try:
+        yield
+    finally:
+        _local_only.reset(token)
+
+
+def init_if_launched(device: Any = "auto") -> bool:
+    """Join the launcher's process group if WORLD_SIZE > 1 and none exists; True when sharding applies.
+
+    gloo on CPU. On a CUDA machine (unless device is "cpu") the rank takes GPU LOCAL_RANK and
+    the group gets both backends, "cpu:gloo,cuda:nccl": NCCL for CUDA tensors, gloo for CPU ones.
+    """
+    if _local_only.get():
+        return False
+    if _initialised() is not None:
+        return world_size() > 1
+    if not launched():
+        return False
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
+    if missing:
+        raise ConfigError(
+            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: launch with "
+            "`torchrun --nproc-per-node N -m fico_registry ...` (it sets them), or unset WORLD_SIZE"
+        )
+    import torch
+    import torch.distributed as dist
+
+    on_cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
+    if on_cuda:  # one GPU per local rank (or per process when CUDA_VISIBLE_DEVICES shows one each)
+        torch.cuda.set_device(local_rank() % torch.cuda.device_count())
+    backend = "cpu:gloo,cuda:nccl" if on_cuda and dist.is_nccl_available() else "gloo"
+    dist.init_process_group(backend=backend)
+    atexit.register(_destroy)
+    return dist.get_world_size() > 1
+
+
+def _destroy() -> None:
+    dist = _initialised()
+    if dist is not None:
+        dist.destroy_process_group()
+
+
+def active() -> bool:
+    """A process group with more than one rank is initialised and sharding is not switched off."""
+    return not _local_only.get() and _initialised() is not None and world_size() > 1
+
+
+def sharding(device: Any = "auto") -> Sharding | None:
+    """The sharded run of this job (joining torchrun's group first if needed), or None alone."""
+    if not init_if_launched(device):
+        return None
+    import torch.distributed as dist
+
+    return Sharding(dist)
+
+
+def shard_mode() -> str:
+    """FICO_SHARD: "auto" (default), or force "candidates" / "queries" for every direction."""
+    mode = os.environ.get("FICO_SHARD", "auto").strip().lower() or "auto"
+    if mode not in SHARD_MODES:
+        raise OptionError(f"FICO_SHARD={mode!r}: use one of {', '.join(SHARD_MODES)}")
+    return mode
+
+
+def split(n: int, parts: int, index: int, align: int = 1) -> tuple[int, int]:
+    """Contiguous, near-equal slice `index` of range(n) in `parts`, cut at multiples of `align`."""
+    units = -(-n // align)
+    lo = units * index // parts
+    hi = units * (index + 1) // parts
+    return min(n, lo * align), min(n, hi * align)
+
+
+# -- the sharded run ------------------------------------------------------------------------------
+
+
+class Sharding:
+    """Collectives and per-rank bookkeeping of one sharded evaluation."""
+
+    def __init__(self, dist: Any) -> None:
+        self.dist = dist
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.backend = str(dist.get_backend())
+        self.modes: dict[str, str] = {}
+        self.timings: dict[str, float] = {}  # this rank's seconds per stage
+        self.resident: dict[str, int] | None = None  # rows of each side this rank holds, when sharded
+
+    # -- collectives: CUDA tensors over NCCL, CPU tensors over gloo, moved when the group lacks one --
+    def _comm_device(self, tensor: Any):  # -> torch.device
+        import torch
+
+        if tensor.is_cuda and "nccl" in self.backend:
+            return tensor.device
+        if "gloo" in self.backend:
+            return torch.device("cpu")
+        return torch.device("cuda", torch.cuda.current_device())
+
+    def all_reduce(self, tensor: Any, op: str = "sum", group: Any = None) -> Any:
+        dist = self.dist
+        work = tensor.to(self._comm_device(tensor)).contiguous()
+        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
+        dist.all_reduce(work, op=ops[op], group=group)
+        return work.to(tensor.device)
+
+    def all_gather(self, tensor: Any, group: Any = None) -> Any:
+        """(world_size, *shape) from every rank's same-shaped tensor."""
+        import torch
+
+        work = tensor.to(self._comm_device(tensor)).contiguous()
+        out = [torch.empty_like(work) for _ in range(self.world_size)]
+        self.dist.all_gather(out, work, group=group)
+        return torch.stack(out).to(tensor.device)
+
+    def all_gather_object(self, value: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world_size
+        self.dist.all_gather_object(out, value)
+        return out
+
+    def broadcast(self, tensor: Any, src: int) -> Any:
+        """`tensor` of rank `src` on every rank (the others pass a buffer of the same shape and dtype)."""
+        work = tensor.to(self._comm_device(tensor)).contiguous()
+        self.dist.broadcast(work, src=src)
+        return work.to(tensor.device)
+
+    # -- embeddings held as shards ------------------------------------------------------------------
+    def follows_shard(self, n_images: int, n_texts: int, labelled: bool, map_ks: Sequence[int | None], variant: str) -> bool:
+        """Both directions rank candidate slices, so each rank need only hold its shard of each side."""
+        if shard_mode() == "queries":
+            return False
+        return all(n >= self.world_size and not _needs_whole_rows(labelled, map_ks, variant, n) for n in (n_images, n_texts))
+
+    def embedding_shards(self, images: Any, texts: Any, n_img: int, n_txt: int, measure: str, device: Any, bits: int | None) -> tuple[Any, Any, dict[str, Any]]:
+        """The two directions' score sources over this rank's shards of the images and texts.
+
+        Rank r validates and prepares (normalises, packs) only rows split(n, world, r) of each
+        side, read straight from the caller's arrays (a memmap is read only there), so memory per
+        rank follows the shard. Query blocks reach the other ranks by broadcast when ranked.
+        """
+        from fico_registry.evaluator.similarity import as_tensor, prepare_embeddings
+
+        lo_i, hi_i = split(n_img, self.world_size, self.rank)
+        lo_t, hi_t = split(n_txt, self.world_size, self.rank)
+        error, info = None, None
+        try:
+            my_images, my_texts = images[lo_i:hi_i], texts[lo_t:hi_t]
+            if measure == "hamming":
+                bits = self._agree_on_codes(as_tensor(my_images, "images"), as_tensor(my_texts, "texts"), bits)
+            img, txt, info = prepare_embeddings(my_images, my_texts, measure, device, bits=bits)
+        except Exception as exc:
+            error = exc
+        self.raise_if_any_failed(error)
+        infos = self.all_gather_object(info)
+        if any(other != info for other in infos):  # e.g. one shard in float64, another in float32
+            raise ConfigError(f"the ranks' shards of the embeddings differ in kind ({infos}); pass the same arrays on every rank")
+        n_bits = info.get("bits", 0)
+        self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(img) + _nbytes(txt)}
+        common = {"sharding": self, "measure": measure, "n_bits": n_bits}
+        i2t = ShardEmbeddingScores(queries=img, candidates=txt, query_side="image", n_queries=n_img, n_candidates=n_txt, **common)
+        t2i = ShardEmbeddingScores(queries=txt, candidates=img, query_side="text", n_queries=n_txt, n_candidates=n_img, **common)
+        return i2t, t2i, info
+
+    def _agree_on_codes(self, images: Any, texts: Any, bits: int | None) -> int | None:
+        """Hash codes are read as one format on every rank, the one a single process would infer from all rows."""
+        import torch
+
+        from fico_registry.errors import NonBinaryCodesError
+
+        mine = sorted({float(v) for t in (images, texts) for v in torch.unique(t).tolist()})
+        kinds = self.all_gather_object((str(images.dtype), str(texts.dtype), mine))
+        values = {v for _, _, vals in kinds for v in vals}
+        if images.dtype == torch.uint8 and bits is None and not values <= {0.0, 1.0}:
+            return images.shape[1] * 8  # some shard holds packed bytes: they all do
+        if images.dtype != torch.uint8 and not (values <= {0.0, 1.0} or values <= {-1.0, 1.0}):
+            raise NonBinaryCodesError(
+                f"hash codes must be {{0,1}} or {{-1,+1}}; across all ranks' shards the values are {sorted(values)[:6]}"
+            )
+        return bits
+
+    def gather_rows(self, local: Any, counts: Sequence[int]) -> Any:
+        """Concatenate every rank's rows (rank r holds counts[r] rows); tensor or numpy in, same out."""
+        import torch
+
+        as_numpy = isinstance(local, np.ndarray)
+        tensor = torch.from_numpy(np.ascontiguousarray(local)) if as_numpy else local
+        original = tensor.dtype
+        if original == torch.bool:
+            tensor = tensor.to(torch.uint8)
+        elif original == torch.bfloat16:  # moved as its bit pattern: not every backend reduces bf16
+            tensor = tensor.view(torch.int16)
+        widest = max(counts)
+        row_bytes = max(1, tensor[:1].numel() * tensor.element_size())
+        chunk = max(1, _GATHER_CHUNK_BYTES // row_bytes)
+        pieces: list[list[Any]] = [[] for _ in range(self.world_size)]
+        for start in range(0, widest, chunk):
+            stop = min(widest, start + chunk)
+            part = tensor[start:stop]
+            if part.shape[0] < stop - start:  # pad short shards to a common shape
+                pad = part.new_zeros((stop - start - part.shape[0], *tensor.shape[1:]))
+                part = torch.cat([part, pad])
+            gathered = self.all_gather(part).cpu()
+            for r in range(self.world_size):
+                keep = max(0, min(stop, counts[r]) - start)
+                pieces[r].append(gathered[r, :keep])
+        out = torch.cat([p for rank_pieces in pieces for p in rank_pieces]) if widest else tensor[:0].cpu()
+        if original == torch.bool:
+            out = out.to(torch.bool)
+        elif original == torch.bfloat16:
+            out = out.view(torch.bfloat16)
+        return out.numpy() if as_numpy else out
+
+    def raise_if_any_failed(self, error: BaseException | None) -> None:
+        """Collective: if any rank failed, every rank raises (the failing one its own error)."""
+        import torch
+
+        flag = self.all_reduce(torch.tensor([0 if error is None else 1], dtype=torch.int64))
+        if int(flag.item()) == 0:
+            return
+        # names, not classes: a class that does not pickle must not stop the exchange
+        mine = None if error is None else (type(error).__module__, type(error).__qualname__, str(error))
+        reports = self.all_gather_object(mine)
+        if error is not None:
+            raise error
+        r, (module, qualname, message) = next((r, rep) for r, rep in enumerate(reports) if rep is not None)
+        text = f"rank {r} failed with {qualname}: {message}"
+        kind = _find_class(module, qualname)
+        try:
+            remote = kind(text) if isinstance(kind, type) and issubclass(kind, FicoError) else None
+        except Exception:
+            remote = None
+        raise remote if remote is not None else RankFailedError(text)
+
+    def check_same_call(self, signature: dict[str, Any]) -> None:
+        """Every rank must evaluate the same task; a mismatch would otherwise hang or mix data."""
+        signatures = self.all_gather_object(signature)
+        for r, other in enumerate(signatures):
+            if other != signature:
+                raise ConfigError(
+                    f"rank {self.rank} and rank {r} called the evaluator with different inputs or options "
+                    f"({signature} vs {other}); every rank must pass the same arrays and options, or wrap a "
+                    "single-rank call in `with fico_registry.evaluator.sharded.local():`"
+                )
+
+    # -- ranking ----------------------------------------------------------------------------------
+    def run_directions(
+        self,
+        jobs: dict[str, tuple[Any, Any, Any]],
+        *,
+        labels: Any,
+        caption_map: Any,
+        parallel: bool,
+        recall_ks: Sequence[int],
+        map_ks: Sequence[int | None],
+        map_variant: str,
+        ties: str,
+        budget: int,
+        device: Any,
+        progress: bool | None,
+    ) -> dict[str, Any]:
+        """Per-query DirectionStats of every direction, identical on every rank to a single process."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from fico_registry.evaluator.engine import label_relevance
+
+        forced = shard_mode()
+        self.check_same_call({
+            "directions": {d: (s.n_queries, s.n_candidates, type(s).__name__) for d, (s, _, _) in jobs.items()},
+            "labels": None if labels is None else tuple(labels.shape),
+            "recall_ks": list(recall_ks), "map_ks": list(map_ks), "ties": ties, "map_variant": map_variant,
+            "FICO_SHARD": forced,
+        })
+        plans = {}
+        for direction, (source, _positives, relevance) in jobs.items():
+            plans[direction] = self._plan(source, relevance is not None, map_ks, map_variant, forced)
+        self.modes = dict(plans)
+        shown = progress if self.rank == 0 else False
+        common = {"recall_ks": recall_ks, "map_ks": map_ks, "map_variant": map_variant, "ties": ties, "device": device, "progress": shown}
+
+        def run(direction: str, job_budget: int) -> Any:
+            source, positives, relevance = jobs[direction]
+            began = time.perf_counter()
+            mode = plans[direction]
+            if mode == "candidates":
+                lo, hi = split(source.n_candidates, self.world_size, self.rank)
+                if labels is None:
+                    local_relevance = None
+                elif direction == "i2t":  # candidates are captions, taking their image's labels
+                    local_relevance = label_relevance(labels, labels, candidate_map=caption_map[lo:hi])
+                else:  # candidates are images
+                    local_relevance = label_relevance(labels, labels[lo:hi], query_map=caption_map)
+                stats = self._run_candidates(source, lo, hi, positives, local_relevance, budget=job_budget, label=direction, **common)
+            else:
+                stats = self._run_queries(source, positives, relevance, mode, budget=job_budget, label=direction, **common)
+            self.timings[direction] = time.perf_counter() - began
+            return stats
+
+        # collectives of one group must not interleave across threads: only the "queries" mode,
+        # whose collectives all come after the ranking, runs the two directions in two threads
+        if parallel and "candidates" not in plans.values():
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
+                futures = {d: pool.submit(self._ranked_locally, run, d, budget) for d in jobs}
+                local_results = {d: f.result() for d, f in futures.items()}
+            return {d: self._finish_queries(jobs[d][0], plans[d], local_results[d]) for d in jobs}
+        full_budget = budget * 2 if parallel else budget
+        out = {}
+        for direction in jobs:
+            if plans[direction] == "candidates":
+                out[direction] = run(direction, full_budget)
+            else:
+                out[direction] = self._finish_queries(jobs[direction][0], plans[direction], self._ranked_locally(run, direction, full_budget))
+        return out
+
+    @staticmethod
+    def _ranked_locally(run: Callable[[str, int], Any], direction: str, budget: int) -> tuple[Any, BaseException | None]:
+        """Rank this rank's share, keeping a failure to report collectively instead of raising alone."""
+        try:
+            return run(direction, budget), None
+        except Exception as exc:  # re-raised on every rank by _finish_queries
+            return None, exc
+
+    def _plan(self, source: Any, labelled: bool, map_ks: Sequence[int | None], variant: str, forced: str) -> str:
+        from fico_registry.evaluator.engine import EmbeddingScores, MatrixScores
+
+        n_q, n_c = source.n_queries, source.n_candidates
+        if isinstance(source, LocalRows):
+            if forced == "candidates":
+                raise OptionError("FICO_SHARD=candidates: cross-attention scores are held as each rank's query rows; use FICO_SHARD=queries (or auto)")
+            return "queries"  # the rows this rank holds are its queries, whole
+        needs_whole_rows = _needs_whole_rows(labelled, map_ks, variant, n_c)
+        shardable = isinstance(source, (EmbeddingScores, MatrixScores, ShardEmbeddingScores)) and n_c >= self.world_size
+        if forced == "candidates":
+            if needs_whole_rows:
+                raise OptionError(
+                    "FICO_SHARD=candidates cannot give mAP@N, PR11 or map_variant='dcmh' (they need whole rankings): "
+                    "use FICO_SHARD=queries (or auto), or ask only mAP@K with K < n_candidates"
+                )
+            if not shardable:
+                raise OptionError(
+                    f"FICO_SHARD=candidates needs embedding or matrix scores with at least {self.world_size} candidates; "
+                    f"{type(source).__name__} with {n_c} candidates: use FICO_SHARD=queries (or auto)"
+                )
+            return "candidates"
+        if forced == "queries" or needs_whole_rows or not shardable:
+            return "replicated" if n_q < self.world_size else "queries"
+        return "candidates"
+
+    def _run_queries(self, source: Any, positives: Any, relevance: Any, mode: str, *, budget: int, label: str, **common: Any) -> Any:
+        from fico_registry.evaluator.engine import run_direction
+
+        if mode == "replicated":
+            return run_direction(source, positives, relevance, budget=budget, label=label, **common)
+        lo, hi = split(source.n_queries, self.world_size, self.rank)
+        local_relevance = None if relevance is None else _offset_relevance(relevance, lo)
+        rows = source.scores() if isinstance(source, LocalRows) and (source.lo, source.lo + source.rows.shape[0]) == (lo, hi) else _query_rows(source, lo, hi)
+        return run_direction(rows, positives[lo:hi], local_relevance, budget=budget, label=label, **common)
+
+    def _finish_queries(self, source: Any, mode: str, result: tuple[Any, BaseException | None]) -> Any:
+        """Collective: re-raise any rank's failure everywhere, then all_gather the per-query rows."""
+        from fico_registry.evaluator.engine import DirectionStats
+
+        stats, error = result
+        self.raise_if_any_failed(error)
+        if mode == "replicated":
+            return stats
+        began = time.perf_counter()
+        counts = [hi - lo for lo, hi in (split(source.n_queries, self.world_size, r) for r in range(self.world_size))]
+        gathered = DirectionStats(
+            self.gather_rows(stats.g, counts),
+            self.gather_rows(stats.t, counts),
+            self.gather_rows(stats.p, counts),
+            {name: self.gather_rows(values, counts) for name, values in stats.ap.items()},
+            None if stats.pr11 is None else self.gather_rows(stats.pr11, counts),
+            None if stats.relevant is None else self.gather_rows(stats.relevant, counts),
+        )
+        self.timings["gather_s"] = self.timings.get("gather_s", 0.0) + time.perf_counter() - began
+        return gathered
+
+    def _run_candidates(
+        self,
+        source: Any,
+        lo: int,
+        hi: int,
+        positives: Any,
+        relevance: Any,
+        *,
+        recall_ks: Sequence[int],
+        map_ks: Sequence[int | None],
+        map_variant: str,
+        ties: str,
+        budget: int,
+        device: Any,
+        label: str,
+        progress: bool | None,
+    ) -> Any:
+        """All queries against candidates lo..hi-1, merged exactly with the other ranks' slices."""
+        import torch
+
+        from fico_registry.evaluator import metrics
+        from fico_registry.evaluator.engine import (
+            DirectionStats,
+            _progress,
+            _sorted_keys_with_relevance,
+            checked_block,
+            groups_from_sorted,
+        )
+
+        local = _candidate_columns(source, lo, hi)
+        n_q, n_c, n_local = source.n_queries, source.n_candidates, hi - lo
+        want_category = relevance is not None and len(map_ks) > 0
+        top_k = max(int(k) for k in map_ks) if want_category else 0  # every k < n_c here (see _plan)
+        k_local = min(top_k, n_local)
+        # scores, comparisons and relevance of the widest slice, plus the gathered top-k of every
+        # rank; all ranks must walk the same query blocks, so they agree on the smallest
+        widest = -(-n_c // self.world_size)
+        per_row = widest * (local.cell_bytes() + 12) + self.world_size * top_k * 48 + 64
+        rows = int(self.all_reduce(torch.tensor([min(n_q, budget // per_row)], dtype=torch.int64), "min").item())
+        if rows < 1:
+            raise MemoryBudgetError(
+                f"one query row of this rank's candidate slice needs about {per_row / 2**20:.1f} MiB but memory_budget "
+                f"is {budget / 2**20:.1f} MiB; raise memory_budget or use more ranks"
+            )
+        positives = positives.to(device)
+        g_all = np.empty(n_q, dtype=np.int64)
+        eq_all = np.empty(n_q, dtype=np.int64)
+        p_all = np.empty(n_q, dtype=np.int64)
+        ap = {("mAP@N" if k is None else f"mAP@{k}"): np.empty(n_q) for k in map_ks} if want_category else {}
+        relevant = np.empty(n_q, dtype=np.int64) if want_category else None
+        with _progress(progress, f"ranking {label} (candidate slice)", n_q) as advance:
+            for start in range(0, n_q, rows):
+                stop = min(n_q, start + rows)
+                error = None
+                try:
+                    scores, floor = checked_block(local, start, stop, label=label, first_candidate=lo)
+                    pos = positives[start:stop]
+                    mine = (pos >= lo) & (pos < hi)
+                    pos_scores = scores.gather(1, (pos - lo).clamp(0, n_local - 1))
+                    pos_scores = torch.where(mine, pos_scores, torch.full_like(pos_scores, floor))
+                    best_local = pos_scores.max(dim=1).values
+                except Exception as exc:
+                    error = exc
+                self.raise_if_any_failed(error)
+                comm_dtype = best_local.dtype if best_local.is_floating_point() else torch.int64
+                best = self.all_reduce(best_local.to(comm_dtype), "max").to(scores.dtype)[:, None]
+                counts = [(scores > best).sum(1), (scores == best).sum(1), ((pos_scores == best) & mine).sum(1)]
+                if want_category:
+                    values, index = scores.topk(k_local, dim=1, largest=True, sorted=True)
+                    rel_top = relevance.at(start, stop, index)  # type: ignore[union-attr]
+                    if k_local < top_k:  # a short slice pads with the lowest score: only ever tied last
+                        values = torch.cat([values, values.new_full((stop - start, top_k - k_local), floor)], dim=1)
+                        rel_top = torch.cat([rel_top, rel_top.new_zeros((stop - start, top_k - k_local))], dim=1)
+                    every_values = self.all_gather(values.to(comm_dtype))  # (world, b, top_k)
+                    every_rel = self.all_gather(rel_top.to(torch.uint8))
+                    merged = every_values.permute(1, 0, 2).reshape(stop - start, -1)
+                    values, index = merged.topk(top_k, dim=1, largest=True, sorted=True)
+                    values = values.to(scores.dtype)
+                    rel_top = every_rel.permute(1, 0, 2).reshape(stop - start, -1).gather(1, index).bool()
+                    at_boundary = scores == values[:, -1:]
+                    counts += [at_boundary.sum(1), relevance.count_where(start, stop, at_boundary), relevance.totals(start, stop)]  # type: ignore[union-attr]
+                totals = self.all_reduce(torch.stack(counts, dim=1).to(torch.int64)).cpu().numpy()
+                g_all[start:stop], eq_all[start:stop], p_all[start:stop] = totals[:, 0], totals[:, 1], totals[:, 2]
+                if want_category:
+                    keys = _sorted_keys_with_relevance(values, rel_top)
+                    groups = groups_from_sorted(keys, n_c, prefix_of=(totals[:, 3], totals[:, 4], totals[:, 5]))
+                    for k in map_ks:
+                        ap["mAP@N" if k is None else f"mAP@{k}"][start:stop] = metrics.average_precision(groups, k, map_variant, ties)
+                    relevant[start:stop] = groups.relevant  # type: ignore[index]
+                advance(stop - start)
+        return DirectionStats(g_all, eq_all - p_all, p_all, ap, None, relevant)
+
+    # -- encoding and query-time scoring ------------------------------------------------------------
+    def cross_attention_matrix(self, model: Any, image_features: Any, text_features: Any, *, device: Any, cost: Any, progress: bool | None = None, image_block: int = 128) -> np.ndarray:
+        """The full (n_images, n_texts) cross-attention matrix on every rank; each rank scores its image rows.
+
+        The plugin contract makes model.score identical for any block split, so the slices need
+        not follow the single-process blocks.
+        """
+        from fico_registry.evaluator.query_time import _n, cross_attention_matrix, take
+
+        n_img = _n(image_features)
+        lo, hi = split(n_img, self.world_size, self.rank)
+        began = time.perf_counter()
+        part, error = None, None
+        try:
+            if hi > lo:
+                part = cross_attention_matrix(
+                    model, take(image_features, slice(lo, hi), "cpu"), text_features, device=device, image_block=image_block, cost=cost,
+                    progress=progress if self.rank == 0 else False,
+                )
+        except Exception as exc:
+            error = exc
+        self.raise_if_any_failed(error)
+        # every rank must gather the same dtype: a rank with no rows learns it from the others
+        kinds = self.all_gather_object(None if part is None else (str(part.dtype), part.shape[1]))
+        dtype, width = next(k for k in kinds if k is not None)
+        if part is None:
+            part = np.empty((0, width), dtype=dtype)
+        self.timings["query_time_s"] = time.perf_counter() - began
+        counts = [b - a for a, b in (split(n_img, self.world_size, r) for r in range(self.world_size))]
+        return self.gather_rows(part, counts)
+
+    def cross_attention_shards(self, model: Any, image_features: Any, text_features: Any, *, device: Any, cost: Any, progress: bool | None = None, image_block: int = 128) -> tuple[Any, Any] | None:
+        """Each rank's rows of both directions' cross-attention scores, or None when a shard would be empty.
+
+        Rank r scores its images (rows split(n_images, world, r)) against all captions; one
+        all_to_all then hands every rank the t2i rows of its captions (split(n_texts, world, r)).
+        Each rank holds about 2 / world_size of the matrix instead of all of it, and both
+        directions rank their own query rows with whole rankings (mAP@N and PR11 stay exact).
+        """
+        import torch
+
+        from fico_registry.evaluator.query_time import _n, cross_attention_matrix, take
+
+        n_img, n_txt = _n(image_features), _n(text_features)
+        if min(n_img, n_txt) < self.world_size:
+            return None
+        lo_i, hi_i = split(n_img, self.world_size, self.rank)
+        began = time.perf_counter()
+        part, error = None, None
+        try:
+            part = cross_attention_matrix(
+                model, take(image_features, slice(lo_i, hi_i), "cpu"), text_features, device=device, image_block=image_block, cost=cost,
+                progress=progress if self.rank == 0 else False,
+            )
+        except Exception as exc:
+            error = exc
+        self.raise_if_any_failed(error)
+        self.timings["query_time_s"] = time.perf_counter() - began
+        began = time.perf_counter()
+        dtypes = self.all_gather_object(str(part.dtype))
+        if len(set(dtypes)) != 1:
+            raise ConfigError(f"the ranks' cross-attention scores differ in dtype ({dtypes}); the model must score in one dtype")
+        rows = torch.from_numpy(np.ascontiguousarray(part)) if isinstance(part, np.ndarray) else part.cpu().contiguous()
+        text_cuts = [split(n_txt, self.world_size, q) for q in range(self.world_size)]
+        image_cuts = [split(n_img, self.world_size, q) for q in range(self.world_size)]
+        lo_t, hi_t = text_cuts[self.rank]
+        # to rank q goes [my images, q's captions]; from rank q comes [q's images, my captions]
+        send = torch.cat([rows[:, a:b].reshape(-1) for a, b in text_cuts])
+        send = send.to(self._comm_device(send))  # an NCCL-only group needs them on the GPU
+        received = torch.empty((n_img * (hi_t - lo_t),), dtype=rows.dtype, device=send.device)
+        self.dist.all_to_all_single(
+            received, send,
+            output_split_sizes=[(b - a) * (hi_t - lo_t) for a, b in image_cuts],
+            input_split_sizes=[(hi_i - lo_i) * (b - a) for a, b in text_cuts],
+        )
+        del send
+        t2i_rows = received.cpu().reshape(n_img, hi_t - lo_t).T.contiguous()
+        self.timings["exchange_s"] = time.perf_counter() - began
+        self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(rows) + _nbytes(t2i_rows)}
+        return (
+            LocalRows(rows.numpy(), n_queries=n_img, lo=lo_i, name="i2t", device=device),
+            LocalRows(t2i_rows.numpy(), n_queries=n_txt, lo=lo_t, name="t2i", device=device),
+        )
+
+    def annotate(self, report: Any) -> None:
+        """settings.world_size and costs.distributed (world size, modes, per-rank seconds), same on every rank."""
+        report.settings["world_size"] = self.world_size
+        mine = {"rank": self.rank, "host": socket.gethostname(), **{k: round(self.timings[k], 6) for k in sorted(self.timings)}}
+        # what this rank held of the embeddings: its shards, or (None) every row
+        mine["resident"] = getattr(self, "resident", None)
+        per_rank = self.all_gather_object(mine)
+        costs = dict(report.costs or {})
+        costs["distributed"] = {"world_size": self.world_size, "backend": self.backend, "sharding": dict(self.modes), "per_rank": per_rank}
+        report.costs = costs
+
+    def add_evaluate_costs(self, report: Any, encoded: dict[str, Any], query_cost: Any = None) -> None:
+        """evaluate(model, corpus): totals over ranks for encoding / query time, per-rank seconds beside."""
+        mine = {
+            "encode_images_s": round(encoded["image"].seconds, 6),
+            "encode_texts_s": round(encoded["text"].seconds, 6),
+            "encoded_images": int(encoded["image"].extra.get("encoded_items", encoded["image"].items)),
+            "encoded_texts": int(encoded["text"].extra.get("encoded_items", encoded["text"].items)),
+            "query_time_s": None if query_cost is None else round(query_cost.seconds, 6),
+            "query_time_pairs": None if query_cost is None else query_cost.pairs,
+            "query_time_calls": None if query_cost is None else query_cost.calls,
+        }
+        everyone = self.all_gather_object(mine)
+        costs = report.costs
+        block = costs.setdefault("distributed", {"world_size": self.world_size, "backend": self.backend, "per_rank": [{"rank": r} for r in range(self.world_size)]})
+        for entry, extra in zip(block["per_rank"], everyone, strict=True):
+            entry.update({k: v for k, v in extra.items() if v is not None})
+        for side, key in (("images", "encode_images_s"), ("texts", "encode_texts_s")):
+            total = sum(e[key] for e in everyone)
+            slowest = max(e[key] for e in everyone)
+            info = costs["encode"][side]
+            info["seconds"] = round(total, 6)  # device-seconds over all ranks; the wall time is the slowest rank's
+            info["wall_seconds"] = round(slowest, 6)
+            info["items_per_s"] = None if total <= 0 else round(info["items"] / total, 3)
+            info["from_cache"] = all(e[f"encoded_{side}"] == 0 for e in everyone)
+        if query_cost is not None and "query_time" in costs:
+            costs["query_time"]["calls"] = sum(e["query_time_calls"] for e in everyone)
+            costs["query_time"]["pairs"] = sum(e["query_time_pairs"] for e in everyone)
+            costs["query_time"]["seconds"] = round(sum(e["query_time_s"] for e in everyone), 6)
+            costs["query_time"]["wall_seconds"] = round(max(e["query_time_s"] for e in everyone), 6)
+
+
+# -- score-source views ------------------------------------------------------------------------------
+
+
+class _QueryRows:
+    """Queries lo..hi-1 of a score source (a rank's share in the "queries" mode)."""
+
+    def __init__(self, source: Any, lo: int, hi: int) -> None:
+        self.source, self.lo, self.hi = source, lo, hi
+        self.trusted = bool(getattr(source, "trusted", False))
+        self.fresh_blocks = bool(getattr(source, "fresh_blocks", False))
+
+    @property
+    def n_queries(self) -> int:
+        return self.hi - self.lo
+
+    @property
+    def n_candidates(self) -> int:
+        return self.source.n_candidates
+
+    def cell_bytes(self) -> int:
+        return self.source.cell_bytes()
+
+    def block(self, start: int, stop: int) -> Any:
+        return self.source.block(self.lo + start, self.lo + stop)
+
+
+def _query_rows(source: Any, lo: int, hi: int) -> Any:
+    """Queries lo..hi-1 as a source of the same kind where possible (views, no copies)."""
+    from fico_registry.evaluator.engine import EmbeddingScores, MatrixScores
+
+    if isinstance(source, EmbeddingScores):
+        if source.query_side == "image":
+            return replace(source, images=source.images[lo:hi])
+        return replace(source, texts=source.texts[lo:hi])
+    if isinstance(source, MatrixScores):
+        rows = source.matrix[:, lo:hi] if source.transpose else source.matrix[lo:hi]  # type: ignore[index]
+        return MatrixScores(rows, transpose=source.transpose, device=source.device, name=source.name)
+    return _QueryRows(source, lo, hi)
+
+
+def _candidate_columns(source: Any, lo: int, hi: int) -> Any:
+    from fico_registry.evaluator.engine import candidate_columns
+
+    if isinstance(source, ShardEmbeddingScores):
+        return source.local(lo, hi)
+    columns = candidate_columns(source, lo, hi)
+    if columns is None:
+        raise OptionError(f"{type(source).__name__} scores cannot be split by candidates; use FICO_SHARD=queries")
+    return columns
+
+
+def _find_class(module: str, qualname: str) -> Any:
+    import importlib
+
+    try:
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return found
+
+
+def _offset_relevance(relevance: Any, lo: int) -> Any:
+    return relevance.shifted(lo)
+
+
+class ShardEmbeddingScores:
+    """Every query against this rank's candidate shard; each query block is broadcast by the rank holding it.
+
+    `queries` and `candidates` are this rank's shards (rows split(n, world, rank)) of the query
+    and candidate sides; n_queries / n_candidates count all ranks' rows. Every rank must ask for
+    the same blocks in the same order (the candidate-sharded ranking does).
+    """
+
+    trusted = True  # products of finite embeddings: no NaN scan needed
+    fresh_blocks = True
+
+    def __init__(self, *, sharding: Any, queries: Any, candidates: Any, measure: str, query_side: str, n_bits: int, n_queries: int, n_candidates: int) -> None:
+        self.sharding, self.queries, self.candidates = sharding, queries, candidates
+        self.measure, self.query_side, self.n_bits = measure, query_side, n_bits
+        self.n_queries, self.n_candidates = n_queries, n_candidates
+
+    def cell_bytes(self) -> int:
+        from fico_registry.evaluator.engine import embedding_cell_bytes
+
+        images = self.queries if self.query_side == "image" else self.candidates
+        return embedding_cell_bytes(images, self.measure)
+
+    def local(self, lo: int, hi: int) -> ShardEmbeddingScores:
+        """The same source seen as its candidate slice (n_candidates = this rank's rows)."""
+        if hi - lo != self.candidates.shape[0]:
+            raise ShapeError(f"candidate slice {lo}..{hi} does not match this rank's shard of {self.candidates.shape[0]} rows")
+        view = ShardEmbeddingScores(
+            sharding=self.sharding, queries=self.queries, candidates=self.candidates, measure=self.measure,
+            query_side=self.query_side, n_bits=self.n_bits, n_queries=self.n_queries, n_candidates=hi - lo,
+        )
+        return view
+
+    def query_rows(self, start: int, stop: int) -> Any:
+        import torch
+
+        world, me = self.sharding.world_size, self.sharding.rank
+        my_lo, _ = split(self.n_queries, world, me)
+        pieces = []
+        for owner in range(world):
+            lo, hi = split(self.n_queries, world, owner)
+            a, b = max(lo, start), min(hi, stop)
+            if a >= b:
+                continue
+            if owner == me:
+                piece = self.queries[a - my_lo : b - my_lo]
+            else:
+                piece = torch.empty((b - a, *self.queries.shape[1:]), dtype=self.queries.dtype, device=self.queries.device)
+            pieces.append(self.sharding.broadcast(piece, src=owner))
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+    def block(self, start: int, stop: int) -> Any:
+        from fico_registry.evaluator.similarity import score_block
+
+        rows = self.query_rows(start, stop)
+        if self.query_side == "image":
+            return score_block(rows, self.candidates, self.measure, query_side="image", n_bits=self.n_bits)
+        return score_block(self.candidates, rows, self.measure, query_side="text", n_bits=self.n_bits)
+
+
+def _needs_whole_rows(labelled: bool, map_ks: Sequence[int | None], variant: str, n_candidates: int) -> bool:
+    """mAP@N, PR11 (any K >= n_candidates) and the dcmh variant need each query's whole ranking."""
+    return labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_candidates for k in map_ks))
+
+
+def _nbytes(t: Any) -> int:
+    return int(t.numel() * t.element_size())
+
+
+class LocalRows:
+    """This rank's query rows lo.. of a score matrix held in pieces across the ranks (n_queries counts all)."""
+
+    trusted = False
+    fresh_blocks = False
+
+    def __init__(self, rows: np.ndarray, *, n_queries: int, lo: int, name: str, device: Any) -> None:
+        self.rows, self.n_queries, self.lo, self.name, self.device = rows, n_queries, lo, name, device
+
+    @property
+    def n_candidates(self) -> int:
+        return int(self.rows.shape[1])
+
+    def cell_bytes(self) -> int:
+        return int(self.rows.dtype.itemsize)
+
+    def scores(self) -> Any:
+        from fico_registry.evaluator.engine import MatrixScores
+
+        return MatrixScores(self.rows, device=self.device, name=self.name)
+
+    def block(self, start: int, stop: int) -> Any:
+        raise OptionError(f"{self.name}: this rank holds only query rows {self.lo}..{self.lo + len(self.rows) - 1}")

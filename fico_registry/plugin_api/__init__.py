@@ -1,0 +1,126 @@
+"""The plugin API: the only core modules a plugin imports, with a stability promise.
+
+A plugin (a pip distribution with an entry point in the group `fico_registry`) imports from here,
+from `fico_registry.errors`, and from the top-level `fico_registry` names (load_model, evaluate, ...):
+
+    from fico_registry.plugin_api import ModelSpec, Family, OutputKind, hookimpl       # cards + hooks
+    from fico_registry.plugin_api import load_torch_checkpoint, strict_load_state_dict # helper kit
+    from fico_registry.plugin_api.testing import check_model                          # conformance kit
+    from fico_registry.plugin_api.training import Checkpointer, autocast              # training kit
+
+Stability: names listed in `__all__` here and in the documented submodules (testing, training) keep
+their meaning within a minor series of fico-registry: depend on `fico-registry>=0.1,<0.2`. Anything
+else in the core may move without notice. docs/plugin-api.md is the reference page.
+
+This package may import only fico_registry.errors and its own modules at import time; everything
+heavier (torch, the evaluator, the data layer) is loaded on first use of a name that needs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fico_registry.plugin_api.cards import (
+    Checkpoint,
+    DatasetSpec,
+    Encoder,
+    Family,
+    FeatureSpec,
+    Input,
+    ModelFactory,
+    ModelSpec,
+    OutputKind,
+    PipelineEncoder,
+    PreprocessingEncoder,
+    QueryTimeAttention,
+    Reranker,
+    Scorer,
+    TrainerSpec,
+)
+from fico_registry.plugin_api.hookspecs import hookimpl
+from fico_registry.plugin_api.registry import (
+    get_dataset_spec,
+    get_model_spec,
+    get_registry,
+    get_trainer_spec,
+    list_models,
+    resolve_callable,
+)
+
+# helper-kit name -> module that defines it; imported on first use (PEP 562)
+_LAZY = {
+    # safe checkpoint reading (never unpickles arbitrary objects)
+    "load_torch_checkpoint": "fico_registry.plugin_api.checkpoints",
+    "strict_load_state_dict": "fico_registry.plugin_api.checkpoints",
+    "restricted_unpickle": "fico_registry.plugin_api.checkpoints",
+    # caption tokenisation and word vocabularies (SCAN / IMRAM / VSRN style)
+    "CaptionTokenizer": "fico_registry.plugin_api.captions",
+    "Vocabulary": "fico_registry.plugin_api.captions",
+    "tokenize_caption": "fico_registry.plugin_api.captions",
+    "encode_captions": "fico_registry.plugin_api.captions",
+    "build_vocab": "fico_registry.plugin_api.captions",
+    "save_vocab_json": "fico_registry.plugin_api.captions",
+    "load_vocab": "fico_registry.plugin_api.captions",
+    "find_vocab_file": "fico_registry.plugin_api.captions",
+    # environment
+    "ensure_torchvision": "fico_registry.plugin_api.compat",
+    "fico_home": "fico_registry.models.loading",
+    # feature-pipeline plugins: the embedding cache evaluation itself uses
+    "EmbeddingCache": "fico_registry.data.cache",
+    "embedding_key": "fico_registry.data.cache",
+}
+
+__all__ = [
+    "Checkpoint",
+    "DatasetSpec",
+    "Encoder",
+    "Family",
+    "FeatureSpec",
+    "Input",
+    "ModelFactory",
+    "ModelSpec",
+    "OutputKind",
+    "PipelineEncoder",
+    "PreprocessingEncoder",
+    "QueryTimeAttention",
+    "Reranker",
+    "Scorer",
+    "TrainerSpec",
+    "get_dataset_spec",
+    "get_model_spec",
+    "get_registry",
+    "get_trainer_spec",
+    "hookimpl",
+    "list_models",
+    "resolve_callable",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fico_registry.plugin_api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fico_registry.data.cache import EmbeddingCache as EmbeddingCache
+    from fico_registry.data.cache import embedding_key as embedding_key
+    from fico_registry.models.loading import fico_home as fico_home
+    from fico_registry.plugin_api.captions import CaptionTokenizer as CaptionTokenizer
+    from fico_registry.plugin_api.captions import Vocabulary as Vocabulary
+    from fico_registry.plugin_api.captions import build_vocab as build_vocab
+    from fico_registry.plugin_api.captions import encode_captions as encode_captions
+    from fico_registry.plugin_api.captions import find_vocab_file as find_vocab_file
+    from fico_registry.plugin_api.captions import load_vocab as load_vocab
+    from fico_registry.plugin_api.captions import save_vocab_json as save_vocab_json
+    from fico_registry.plugin_api.captions import tokenize_caption as tokenize_caption
+    from fico_registry.plugin_api.checkpoints import load_torch_checkpoint as load_torch_checkpoint
+    from fico_registry.plugin_api.checkpoints import restricted_unpickle as restricted_unpickle
+    from fico_registry.plugin_api.checkpoints import strict_load_state_dict as strict_load_state_dict
+    from fico_registry.plugin_api.compat import ensure_torchvision as ensure_torchvision

@@ -1,0 +1,375 @@
+"""Plugin discovery: one pluggy manager, entry-point group `fico_registry`, failure isolation.
+
+Environment:
+  FICO_LOAD_PLUGINS    comma-separated allow-list of plugin (entry point or distribution) names;
+                       set but empty loads no external plugin. Built-ins always load.
+  FICO_STRICT_PLUGINS  "1": any plugin problem raises PluginError instead of being reported.
+  FICO_TRACE_PLUGINS   "1": log every hook call (plugin, hook, what it registered, time) to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata as metadata
+import os
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from fico_registry.errors import PluginError, UnknownDatasetError, UnknownModelError
+from fico_registry.plugin_api import hookspecs
+from fico_registry.plugin_api.cards import DatasetSpec, FeatureSpec, ModelSpec, TrainerSpec
+
+ENTRY_POINT_GROUP = "fico_registry"
+BUILTIN_PLUGINS = ("fico_registry.builtins",)
+CORE_DISTRIBUTION = "fico-registry"
+
+_SPEC_TYPES: dict[str, type] = {
+    "fico_models": ModelSpec,
+    "fico_datasets": DatasetSpec,
+    "fico_feature_pipelines": FeatureSpec,
+    "fico_trainers": TrainerSpec,
+}
+
+
+@dataclass
+class PluginProblem:
+    """Something a plugin got wrong; reported, and fatal only in strict mode."""
+
+    plugin: str
+    distribution: str | None
+    version: str | None
+    stage: str  # "import", a hook name, or "register"
+    error: str
+    detail: str = ""  # traceback, shown with --debug
+
+    def __str__(self) -> str:
+        dist = f" ({self.distribution} {self.version})" if self.distribution else ""
+        return f"plugin {self.plugin}{dist}: {self.stage}: {self.error}"
+
+
+@dataclass
+class PluginInfo:
+    """What `fico plugins` shows for one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    module: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
+    feature_pipelines: list[str] = field(default_factory=list)
+    trainers: list[str] = field(default_factory=list)
+    problems: list[PluginProblem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["problems"] = [{k: v for k, v in dataclasses.asdict(p).items() if k != "detail"} for p in self.problems]
+        data["ok"] = self.ok
+        return data
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+class Registry:
+    """Loads plugins once and indexes what they register."""
+
+    def __init__(
+        self,
+        *,
+        entry_points: bool = True,
+        plugins: Iterable[Any] = (),
+        strict: bool | None = None,
+        trace: bool | None = None,
+    ) -> None:
+        self.strict = _truthy("FICO_STRICT_PLUGINS") if strict is None else strict
+        self.trace = _truthy("FICO_TRACE_PLUGINS") if trace is None else trace
+        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self.problems: list[PluginProblem] = []
+        self.models: dict[str, ModelSpec] = {}  # canonical name -> spec
+        self.datasets: dict[str, DatasetSpec] = {}
+        self.feature_pipelines: dict[str, FeatureSpec] = {}
+        self.trainers: dict[str, TrainerSpec] = {}
+        self._model_names: dict[str, str] = {}  # name or alias -> canonical name
+
+        for module_name in BUILTIN_PLUGINS:
+            module = importlib.import_module(module_name)
+            self._add_plugin(module, name=module_name.rsplit(".", 1)[-1], dist=CORE_DISTRIBUTION, builtin=True)
+        for index, plugin in enumerate(plugins):
+            name = getattr(plugin, "__name__", None) or f"plugin-{index}"
+            self._add_plugin(plugin, name=name, dist=None, builtin=False)
+        if entry_points:
+            self._load_entry_points()
+        for hook in _SPEC_TYPES:
+            self._collect(hook)
+
+    # -- loading ---------------------------------------------------------------------------
+    def _report(self, problem: PluginProblem) -> None:
+        if self.strict:
+            raise PluginError(f"{problem} (FICO_STRICT_PLUGINS is set)")
+        self.problems.append(problem)
+        info = self.infos.get(problem.plugin)
+        if info is not None:
+            info.problems.append(problem)
+        if self.trace:
+            print(f"[fico trace] problem: {problem}", file=sys.stderr)
+
+    def _add_plugin(self, plugin: Any, *, name: str, dist: str | None, builtin: bool, version: str | None = None) -> None:
+        if version is None and dist == CORE_DISTRIBUTION:
+            version = _version(CORE_DISTRIBUTION)
+        info = PluginInfo(
+            name=name,
+            distribution=dist,
+            version=version,
+            module=getattr(plugin, "__name__", type(plugin).__name__),
+            builtin=builtin,
+        )
+        self.infos[name] = info
+        try:
+            self.pm.register(plugin, name=name)
+        except Exception as exc:  # pluggy validates hook signatures here
+            self._report(PluginProblem(name, dist, version, "register", _one_line(exc), traceback.format_exc()))
+            return
+        info.hooks = sorted(
+            hook.name
+            for hook in self.pm.get_hookcallers(plugin) or []
+            if hook.name in hookspecs.__dict__ and not hook.name.startswith("_")
+        )
+
+    def _load_entry_points(self) -> None:
+        allow_env = os.environ.get("FICO_LOAD_PLUGINS")
+        allow = None if allow_env is None else {_normalise(n) for n in allow_env.split(",") if n.strip()}
+        seen: set[str] = set()
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        for ep in eps:
+            dist = ep.dist.name if ep.dist is not None else None
+            version = ep.dist.version if ep.dist is not None else None
+            if allow is not None and _normalise(ep.name) not in allow and (dist is None or _normalise(dist) not in allow):
+                continue
+            if ep.name in seen or ep.name in self.infos:
+                # the same distribution can be visible twice on sys.path (editable + site)
+                continue
+            seen.add(ep.name)
+            started = time.perf_counter()
+            try:
+                plugin = ep.load()
+            except BaseException as exc:  # a plugin must never take the registry down
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.infos[ep.name] = PluginInfo(ep.name, dist, version, ep.value, builtin=False)
+                self._report(PluginProblem(ep.name, dist, version, "import", _one_line(exc), traceback.format_exc()))
+                continue
+            if self.trace:
+                ms = (time.perf_counter() - started) * 1e3
+                print(f"[fico trace] loaded plugin {ep.name} ({dist} {version}) from {ep.value} in {ms:.1f} ms", file=sys.stderr)
+            self._add_plugin(plugin, name=ep.name, dist=dist, builtin=False, version=version)
+
+    def _collect(self, hook_name: str) -> None:
+        spec_type = _SPEC_TYPES[hook_name]
+        caller = getattr(self.pm.hook, hook_name)
+        # Call each plugin's implementation on its own so one failure cannot hide the others.
+        # get_hookimpls() is in registration order (pluggy *calls* them LIFO): built-ins first,
+        # then plugins by entry-point name, so a name clash is always won by the earlier one.
+        for impl in caller.get_hookimpls():
+            plugin_name = impl.plugin_name
+            info = self.infos[plugin_name]
+            pending: list[Any] = []
+            started = time.perf_counter()
+            try:
+                impl.function(**{arg: pending.append for arg in impl.argnames if arg == "register"})
+            except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self._report(
+                    PluginProblem(plugin_name, info.distribution, info.version, hook_name, _one_line(exc), traceback.format_exc())
+                )
+                continue
+            added = [self._accept(spec_type, spec, info, hook_name) for spec in pending]
+            if self.trace:
+                ms = (time.perf_counter() - started) * 1e3
+                names = ", ".join(a for a in added if a) or "nothing"
+                print(f"[fico trace] {plugin_name}.{hook_name} registered {names} in {ms:.1f} ms", file=sys.stderr)
+
+    def _accept(self, spec_type: type, spec: Any, info: PluginInfo, hook_name: str) -> str | None:
+        if not isinstance(spec, spec_type):
+            self._report(
+                PluginProblem(
+                    info.name,
+                    info.distribution,
+                    info.version,
+                    hook_name,
+                    f"register() expects a {spec_type.__name__}, got {type(spec).__name__}: {spec!r:.120}",
+                )
+            )
+            return None
+        if spec.distribution is None and info.distribution is not None:
+            spec = dataclasses.replace(spec, distribution=info.distribution)
+        if spec_type is ModelSpec:
+            taken = [n for n in spec.names if n in self._model_names]
+            if taken:
+                owner = self.models[self._model_names[taken[0]]].distribution
+                self._report(
+                    PluginProblem(
+                        info.name, info.distribution, info.version, hook_name,
+                        f"model name {taken[0]!r} is already registered by {owner}; {spec.name!r} skipped",
+                    )
+                )
+                return None
+            self.models[spec.name] = spec
+            for alias in spec.names:
+                self._model_names[alias] = spec.name
+            info.models.append(spec.name)
+        else:
+            table, listed = {
+                DatasetSpec: (self.datasets, info.datasets),
+                FeatureSpec: (self.feature_pipelines, info.feature_pipelines),
+                TrainerSpec: (self.trainers, info.trainers),
+            }[spec_type]
+            if spec.name in table:
+                self._report(
+                    PluginProblem(
+                        info.name, info.distribution, info.version, hook_name,
+                        f"{spec_type.__name__} {spec.name!r} is already registered by "
+                        f"{table[spec.name].distribution}; skipped",
+                    )
+                )
+                return None
+            table[spec.name] = spec
+            listed.append(spec.name)
+        return spec.name
+
+    # -- lookups -----------------------------------------------------------------------------
+    def model(self, name: str) -> ModelSpec:
+        canonical = self._model_names.get(name) or self._model_names.get(name.lower())
+        if canonical is None:
+            raise UnknownModelError(name, self._model_names)
+        return self.models[canonical]
+
+    def dataset(self, name: str) -> DatasetSpec:
+        spec = self.datasets.get(name) or self.datasets.get(name.lower())
+        if spec is None:
+            raise UnknownDatasetError(name, self.datasets)
+        return spec
+
+    def feature_pipeline(self, name: str) -> FeatureSpec | None:
+        return self.feature_pipelines.get(name)
+
+    def add_commands(self, cli: object) -> None:
+        for impl in reversed(self.pm.hook.fico_commands.get_hookimpls()):
+            info = self.infos[impl.plugin_name]
+            try:
+                impl.function(**{arg: cli for arg in impl.argnames if arg == "cli"})
+            except Exception as exc:
+                self._report(
+                    PluginProblem(info.name, info.distribution, info.version, "fico_commands", _one_line(exc), traceback.format_exc())
+                )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _registry
+    if _registry is None:
+        with _lock:
+            if _registry is None:
+                _registry = Registry()
+    return _registry
+
+
+def reset_registry(registry: Registry | None = None) -> None:
+    """Forget the loaded plugins (tests, or after installing a plugin in a running process)."""
+    global _registry
+    _registry = registry
+
+
+def list_models(family: str | None = None, output: str | None = None) -> list[ModelSpec]:
+    """Every registered model card, sorted by name; optionally filtered by family / output kind."""
+    specs = sorted(get_registry().models.values(), key=lambda s: s.name)
+    if family is not None:
+        specs = [s for s in specs if str(s.family) == family.lower()]
+    if output is not None:
+        specs = [s for s in specs if str(s.output) == output.lower()]
+    return specs
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """The model card registered under `name` (or an alias); UnknownModelError if none."""
+    return get_registry().model(name)
+
+
+def list_datasets() -> list[DatasetSpec]:
+    return sorted(get_registry().datasets.values(), key=lambda s: s.name)
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    return get_registry().dataset(name)
+
+
+def list_feature_pipelines() -> list[FeatureSpec]:
+    return sorted(get_registry().feature_pipelines.values(), key=lambda s: s.name)
+
+
+def list_trainers() -> list[TrainerSpec]:
+    return sorted(get_registry().trainers.values(), key=lambda s: s.model)
+
+
+def get_trainer_spec(model: str) -> TrainerSpec:
+    """The training recipe for `model` (any of its names); PluginError if none is registered."""
+    registry = get_registry()
+    canonical = registry.model(model).name
+    spec = registry.trainers.get(canonical)
+    if spec is None:
+        have = ", ".join(sorted(registry.trainers)) or "none"
+        raise PluginError(f"no training recipe is registered for {canonical!r} (recipes: {have})")
+    return spec
+
+
+def plugins() -> list[PluginInfo]:
+    """Every plugin seen, built-ins first, with what it registered and any problems."""
+    infos = list(get_registry().infos.values())
+    return sorted(infos, key=lambda i: (not i.builtin, i.name))
+
+
+def resolve_callable(path: str) -> Callable[..., Any]:
+    """Import 'package.module:attr.attr' lazily (model factories, dataset loaders)."""
+    module_name, _, attr_path = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr_path.split("."):
+        obj = getattr(obj, part)
+    return obj

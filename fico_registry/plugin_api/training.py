@@ -1,0 +1,52 @@
+"""The training kit for recipe plugins (`fico_trainers`): checkpoints, seeding, precision, torchrun.
+
+Importing this module imports torch: use it from a recipe's train module, never from plugin.py.
+"""
+
+from __future__ import annotations
+
+from fico_registry.evaluator.sharded import is_main_process, rank, world_size
+from fico_registry.training import _dist as distributed_runtime
+from fico_registry.training.common import (
+    Checkpointer,
+    TrainingProgress,
+    all_gather_with_grad,
+    atomic_save,
+    autocast,
+    grad_scaler,
+    seed_everything,
+    shard,
+    validation_rsum,
+)
+from fico_registry.training.sharding import (
+    GlobalBatchNorm1d,
+    check_same_on_every_rank,
+    check_world,
+    distributed,
+    globalise_batchnorms,
+    in_batch_order,
+    quiet,
+)
+
+__all__ = [
+    "Checkpointer",
+    "GlobalBatchNorm1d",
+    "TrainingProgress",
+    "all_gather_with_grad",
+    "atomic_save",
+    "autocast",
+    "check_same_on_every_rank",
+    "check_world",
+    "distributed",
+    "distributed_runtime",
+    "globalise_batchnorms",
+    "grad_scaler",
+    "in_batch_order",
+    "is_main_process",
+    "quiet",
+    "rank",
+    "seed_everything",
+    "shard",
+    "validation_rsum",
+    "world_size",
+]
