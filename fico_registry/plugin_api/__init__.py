@@ -65,6 +65,8 @@ _LAZY = {
     # environment
     "ensure_torchvision": "fico_registry.plugin_api.compat",
     "fico_home": "fico_registry.models.loading",
+    "sha256_of": "fico_registry.models.loading",
+    "load_dataset": "fico_registry.data",
     # feature-pipeline plugins: the embedding cache evaluation itself uses
     "EmbeddingCache": "fico_registry.data.cache",
     "embedding_key": "fico_registry.data.cache",
@@ -109,9 +111,11 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from fico_registry.data import load_dataset as load_dataset
     from fico_registry.data.cache import EmbeddingCache as EmbeddingCache
     from fico_registry.data.cache import embedding_key as embedding_key
     from fico_registry.models.loading import fico_home as fico_home
+    from fico_registry.models.loading import sha256_of as sha256_of
     from fico_registry.plugin_api.captions import CaptionTokenizer as CaptionTokenizer
     from fico_registry.plugin_api.captions import Vocabulary as Vocabulary
     from fico_registry.plugin_api.captions import build_vocab as build_vocab

@@ -6,7 +6,7 @@ Importing this module imports torch: use it from a recipe's train module, never 
 from __future__ import annotations
 
 from fico_registry.evaluator.sharded import is_main_process, rank, world_size
-from fico_registry.training import _dist as distributed_runtime
+from fico_registry.training._dist import barrier, broadcast_object
 from fico_registry.training.common import (
     Checkpointer,
     TrainingProgress,
@@ -35,10 +35,11 @@ __all__ = [
     "all_gather_with_grad",
     "atomic_save",
     "autocast",
+    "barrier",
+    "broadcast_object",
     "check_same_on_every_rank",
     "check_world",
     "distributed",
-    "distributed_runtime",
     "globalise_batchnorms",
     "grad_scaler",
     "in_batch_order",

@@ -144,7 +144,7 @@ def find_sentencepiece(config: Beit3Config, checkpoint: Path | None) -> Path | N
             return folder / SPM_FILE_NAME
     if config.builtin_spm is not None:
         return None
-    from fico_registry.models.loading import fico_home
+    from fico_registry.plugin_api import fico_home
 
     fallback = fico_home() / "checkpoints" / SPM_FILE_NAME
     if fallback.is_file():

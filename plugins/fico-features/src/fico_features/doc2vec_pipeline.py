@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from fico_registry.errors import ConfigError, DataFormatError
-from fico_registry.models.loading import fico_home
+from fico_registry.plugin_api import fico_home
 
 from .doc2vec_files import load_model, model_params, save_model
 from .text_tokens import TOKENIZER_VERSION, tokenize
@@ -169,7 +169,7 @@ class Doc2VecPipeline:
         if split is None or corpus.split == split:
             return list(corpus.captions), here
         try:
-            from fico_registry.data import load_dataset
+            from fico_registry.plugin_api import load_dataset
 
             train = load_dataset(corpus.name, split=split, root=corpus.root)
             return list(train.captions), f"{corpus.name}/{split}"

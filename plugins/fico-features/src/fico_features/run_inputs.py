@@ -129,7 +129,7 @@ class RunInputs:
         if self.cache is None:
             parts = [encode_block(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
             return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
-        from fico_registry.data.cache import embedding_key
+        from fico_registry.plugin_api import embedding_key
 
         key = embedding_key(  # the key fico_registry.models.pipelines uses: shared with evaluation
             model=f"pipeline:{self.names[side]}",
@@ -261,7 +261,7 @@ def _folder_sha(folder: Path) -> str | None:
 
 
 def _cache(cache: Any) -> Any:
-    from fico_registry.data.cache import EmbeddingCache
+    from fico_registry.plugin_api import EmbeddingCache
 
     if cache is True:
         return EmbeddingCache()
@@ -280,8 +280,7 @@ def run_inputs(train: Any, val: Any, out: str | os.PathLike, image_config: Any, 
     into `out` first; the other ranks then load exactly those pipelines and read the cache, so no two
     ranks fit or write the same files, and every rank checks that it holds rank 0's features.
     """
-    from fico_registry.evaluator.sharded import is_main_process
-    from fico_registry.training import _dist
+    from fico_registry.plugin_api.training import barrier, is_main_process
 
     def encode(inputs: RunInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return (inputs.features(train, "image"), inputs.features(val, "image"),
@@ -293,9 +292,9 @@ def run_inputs(train: Any, val: Any, out: str | os.PathLike, image_config: Any, 
         arrays = encode(inputs)
         inputs.save(out)
     if world > 1:
-        from fico_registry.training.sharding import check_same_on_every_rank, quiet  # torch: only when sharded
+        from fico_registry.plugin_api.training import check_same_on_every_rank, quiet  # torch: only when sharded
 
-        _dist.barrier()  # rank 0's pipelines and cache entries are complete
+        barrier()  # rank 0's pipelines and cache entries are complete
         if not is_main_process():
             with quiet("fico_features"):  # rank 0 has reported whatever the pipelines have to say
                 inputs = RunInputs.load(out, device=device)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, InputError
-from fico_registry.models.loading import fico_home, sha256_of
+from fico_registry.plugin_api import fico_home, sha256_of
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
 from .vgg_net import build_network, check_state_dict, fc7
