@@ -29,7 +29,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from fico_registry.errors import ConfigError, DataFormatError, FicoError
+from fico_registry.runtime.progress import progress_bar
 
 SINGLE = "__tensor__"  # output name used when encode_block returns one tensor
 _NUMPY_DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
@@ -219,7 +219,8 @@ class EmbeddingCache:
             assigned = list(range(n_blocks))
         todo = [b for b in assigned if not self._block_done(folder, b)]
         computed = []
-        with _progress_bar(progress, len(assigned), len(assigned) - len(todo), f"encoding {folder.name}") as advance:
+        label, done = f"encoding {folder.name}", len(assigned) - len(todo)
+        with progress_bar(None if progress else False, label, len(assigned), completed=done) as advance:
             for index in todo:
                 start, stop = index * block_size, min((index + 1) * block_size, n_items)
                 outputs = _to_numpy_dict(
@@ -516,30 +517,3 @@ class _Lock:
         except PermissionError:
             return True
         return True
-
-
-class _progress_bar:
-    """A rich progress bar over blocks (already-done blocks shown as completed)."""
-
-    def __init__(self, enabled: bool, total: int, completed: int, label: str) -> None:
-        # like the engine's bars: only on a terminal, and never with FICO_NO_PROGRESS set
-        shown = enabled and sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
-        self.enabled = shown and total > completed
-        self.total, self.completed, self.label = total, completed, label
-        self._progress: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
-        )
-        self._progress.start()
-        task = self._progress.add_task(self.label, total=self.total, completed=self.completed)
-        return lambda: self._progress.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from fico_registry.data.synthetic_scenes import (
     render,
 )
 from fico_registry.errors import DataFormatError
+from fico_registry.runtime.progress import progress_bar
 
 __all__ = ["SHAPES", "generate_scenes", "load", "region_features", "render", "scene_captions", "synthetic"]
 
@@ -243,7 +243,7 @@ def _build(folder: Path, params: dict[str, Any], progress: bool) -> None:
             features_tmp, mode="w+", dtype=np.float32, shape=(n, N_REGIONS, REGION_DIM)
         )
     image_ids, image_paths, captions, labels = [], [], [], np.zeros((n, len(SHAPES)), dtype=np.uint8)
-    with _maybe_progress(progress, n, f"synthetic {split}") as advance:
+    with progress_bar(None if progress else False, f"synthetic {split}", n) as advance:
         for i, scene in enumerate(scenes):
             # per-image streams: captions and features do not shift when n_images changes
             rng = np.random.default_rng([GENERATOR_VERSION, seed, _SPLIT_CODE[split], i])
@@ -283,26 +283,3 @@ def _build(folder: Path, params: dict[str, Any], progress: bool) -> None:
     tmp = folder / f"manifest.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, folder / "manifest.json")
-
-
-class _maybe_progress:
-    """A rich progress bar when asked for, else nothing."""
-
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        shown = enabled and sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
-        self.enabled, self.total, self.label = shown, total, label
-        self._progress: Any = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import Progress
-
-        self._progress = Progress(transient=True)
-        self._progress.start()
-        task = self._progress.add_task(self.label, total=self.total)
-        return lambda: self._progress.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,6 +23,7 @@ import torch
 from fico_registry.errors import MemoryBudgetError, NonFiniteError, OptionError, ShapeError
 from fico_registry.evaluator import metrics
 from fico_registry.evaluator.similarity import as_tensor, score_block
+from fico_registry.runtime.progress import progress_bar as _progress
 
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
 
@@ -756,45 +756,3 @@ def _groups_top_k(scores: torch.Tensor, relevance: LabelRelevance, start: int, s
     keys = _sorted_keys_with_relevance(values, rel_top)
     relevant = relevance.totals(start, stop).cpu().numpy()
     return groups_from_sorted(keys, scores.shape[1], prefix_of=(n_last, r_last, relevant))
-
-
-_bar_lock = threading.Lock()
-_shared_bar: list[Any] = []  # [Progress, users]: one live display shared by concurrent directions
-
-
-class _progress:
-    """A rich progress bar over queries, shown only on a terminal (or when asked).
-
-    Directions ranked in parallel threads add their tasks to one shared display (rich allows
-    a single live display at a time).
-    """
-
-    def __init__(self, enabled: bool | None, label: str, total: int) -> None:
-        if enabled is None:
-            enabled = sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
-        self.enabled, self.label, self.total = enabled, label, total
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda _n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with _bar_lock:
-            if not _shared_bar:
-                bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
-                bar.__enter__()
-                _shared_bar[:] = [bar, 0]
-            _shared_bar[1] += 1
-            bar = _shared_bar[0]
-            task = bar.add_task(self.label, total=self.total)
-        return lambda n: bar.advance(task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.enabled:
-            return
-        with _bar_lock:
-            _shared_bar[1] -= 1
-            if _shared_bar[1] == 0:
-                bar = _shared_bar[0]
-                _shared_bar.clear()
-                bar.__exit__(*exc)

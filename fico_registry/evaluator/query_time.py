@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from fico_registry.errors import ModelOutputError
-from fico_registry.evaluator.engine import EmbeddingScores, _progress
+from fico_registry.evaluator.engine import EmbeddingScores
+from fico_registry.runtime.progress import progress_bar
 
 
 @dataclass
@@ -54,7 +55,7 @@ def cross_attention_matrix(
     """The full (n_images, n_texts) matrix of model.score over blocks (the model's i2t = t2i.T)."""
     n_img, n_txt = _n(image_features), _n(text_features)
     cost = cost if cost is not None else ScorerCost()
-    with _progress(progress, f"cross-attention ({model.name})", n_img) as advance:
+    with progress_bar(progress, f"cross-attention ({model.name})", n_img) as advance:
         for i0 in range(0, n_img, image_block):
             i1 = min(n_img, i0 + image_block)
             images = take(image_features, slice(i0, i1), device)

@@ -99,10 +99,10 @@ def encode_side(
 
     n = source.n
     if cache is None or cache_key is None:
-        from fico_registry.evaluator.engine import _progress
+        from fico_registry.runtime.progress import progress_bar
 
         parts = []
-        with _progress(progress, f"encoding {side}s ({model.name})", n) as advance:
+        with progress_bar(progress, f"encoding {side}s ({model.name})", n) as advance:
             for s in range(0, n, batch_size * 4):
                 stop = min(n, s + batch_size * 4)
                 parts.append(encode_block(s, stop))
@@ -140,8 +140,8 @@ def encode_side_sharded(
     boundaries (each batch is the one a single process encodes) and the slices are all_gathered.
     `extra["encoded_items"]` counts the items this rank encoded itself.
     """
-    from fico_registry.evaluator.engine import _progress
     from fico_registry.evaluator.sharded import split
+    from fico_registry.runtime.progress import progress_bar
 
     encode = model.encode_images if side == "image" else model.encode_texts
     timer = {"seconds": 0.0, "batches": 0, "items": 0}
@@ -188,7 +188,7 @@ def encode_side_sharded(
     part = None
     try:
         parts = []
-        with _progress(shown, f"encoding {side}s ({model.name}, rank slice)", hi - lo) as advance:
+        with progress_bar(shown, f"encoding {side}s ({model.name}, rank slice)", hi - lo) as advance:
             for s in range(lo, hi, batch_size * 4):
                 stop = min(hi, s + batch_size * 4)
                 parts.append(encode_block(s, stop))

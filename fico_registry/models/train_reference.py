@@ -46,7 +46,7 @@ def train_reference(
     progress: bool | None = None,
 ) -> tuple[ReferenceDualEncoder, TrainLog]:
     """Train on (image, one of its captions) pairs, a fresh random caption per image each epoch."""
-    from fico_registry.evaluator.engine import _progress
+    from fico_registry.runtime.progress import progress_bar
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -62,7 +62,7 @@ def train_reference(
     log = TrainLog(epochs, 0, 0.0)
     started = time.perf_counter()
     network.train()
-    with _progress(progress, "training reference model", epochs * steps_per_epoch) as advance:
+    with progress_bar(progress, "training reference model", epochs * steps_per_epoch) as advance:
         for _ in range(epochs):
             order = rng.permutation(train.n_images)
             picks = [captions_of[i][rng.integers(len(captions_of[i]))] for i in order]
