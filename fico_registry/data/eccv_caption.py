@@ -60,8 +60,11 @@ def eccv_caption_judgments(
     if which not in WHICH:
         raise OptionError(f"which must be one of {', '.join(WHICH)}; got {which!r}")
     prefix = _FILE_PREFIX[which]
-    rows = {int(x): i for i, x in enumerate(np.asarray(image_ids).tolist())}
-    cols = {int(x): i for i, x in enumerate(np.asarray(caption_ids).tolist())}
+    image_ids, caption_ids = np.asarray(image_ids).astype(np.int64), np.asarray(caption_ids).astype(np.int64)
+    # negative ids mark captions without a COCO annotation id (never judged, still candidates)
+    rows = {int(x): i for i, x in enumerate(image_ids.tolist()) if x >= 0}
+    cols = {int(x): i for i, x in enumerate(caption_ids.tolist()) if x >= 0}
+    sizes = {"i2t": (len(image_ids), len(caption_ids)), "t2i": (len(caption_ids), len(image_ids))}
     directions: dict[str, Judgments] = {}
     dropped = 0
     for direction, queries, candidates in (("i2t", rows, cols), ("t2i", cols, rows)):
@@ -80,6 +83,6 @@ def eccv_caption_judgments(
                     continue
                 q.append(qi)
                 c.append(ci)
-        directions[direction] = Judgments.from_pairs(q, c, len(queries), len(candidates))
+        directions[direction] = Judgments.from_pairs(q, c, *sizes[direction])
     source = f"eccv-caption package, {prefix}_*.json" + (f" ({dropped} judged pairs outside this corpus dropped)" if dropped else "")
     return JudgmentSet(which, directions["i2t"], directions["t2i"], source=source)
