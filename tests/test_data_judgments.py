@@ -76,3 +76,28 @@ def test_eccv_judgments_align_to_a_karpathy_corpus(tmp_path):
     original = eccv_caption_judgments([int(x) for x in corpus.image_ids], caption_ids, "coco")
     assert np.array_equal(original.t2i.indices, np.asarray(corpus.caption_to_image))  # COCO: each caption's image
     assert "dropped" in judged.source  # positives outside this 3-image corpus
+
+
+def test_synthetic_graded_judgments_follow_the_scenes(tmp_path):
+    import torch
+
+    from fico_registry.data.synthetic import generate_scenes, graded_judgments, synthetic
+    from fico_registry.evaluator.judged import judged_metrics
+
+    corpus = synthetic(n_images=40, captions_per_image=3, seed=3, root=tmp_path / "syn", regions=False, progress=False)
+    judged = graded_judgments(corpus)
+    scenes = generate_scenes(40, 3, "test")
+    i2t = judged.i2t
+    for image in (0, 7, 39):
+        cols = i2t.indices[i2t.indptr[image] : i2t.indptr[image + 1]]
+        grades = dict(zip(cols.tolist(), i2t.grades[i2t.indptr[image] : i2t.indptr[image + 1]].tolist(), strict=True))
+        own = np.flatnonzero(corpus.caption_to_image == image)
+        assert all(grades[c] == len(scenes[image].things) for c in own)  # a scene shares all its objects with itself
+    assert judged.t2i.n_queries == corpus.n_captions and i2t.graded
+    # ranking by the grades themselves is ideal: NDCG 1 in both directions
+    dense = np.zeros((i2t.n_queries, i2t.n_candidates))
+    for q in range(i2t.n_queries):
+        sl = slice(i2t.indptr[q], i2t.indptr[q + 1])
+        dense[q, i2t.indices[sl]] = i2t.grades[sl]
+    out = judged_metrics(lambda lo, hi: torch.from_numpy(dense[lo:hi]), i2t, ties="pessimistic", ndcg_ks=(10,))
+    assert out["NDCG@10"] == pytest.approx(1.0) and out["judged_queries"] == 40

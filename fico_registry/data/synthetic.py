@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fico_registry.data.corpus import Corpus
+from fico_registry.data.judgments import Judgments, JudgmentSet
 from fico_registry.data.synthetic_captions import scene_captions
 from fico_registry.data.synthetic_scenes import (
     _PROJECTION_SEED,
@@ -57,7 +58,7 @@ from fico_registry.data.synthetic_scenes import (
 from fico_registry.errors import DataFormatError
 from fico_registry.runtime.progress import progress_bar
 
-__all__ = ["SHAPES", "generate_scenes", "load", "region_features", "render", "scene_captions", "synthetic"]
+__all__ = ["SHAPES", "generate_scenes", "graded_judgments", "load", "region_features", "render", "scene_captions", "synthetic"]
 
 # -- region features -----------------------------------------------------------------------------
 _N_ATTR = len(SHAPES) + len(COLOURS) + len(SIZES) + 2 + 9 + 1 + len(BACKGROUNDS) + 4
@@ -283,3 +284,35 @@ def _build(folder: Path, params: dict[str, Any], progress: bool) -> None:
     tmp = folder / f"manifest.json.tmp-{os.getpid()}"
     tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(tmp, folder / "manifest.json")
+
+
+def graded_judgments(corpus: Corpus) -> JudgmentSet:
+    """Graded relevance of a synthetic corpus: grade = objects two scenes share (shape and colour).
+
+    i2t: image q -> every caption of image j, grade shared(q, j); t2i: caption of image i -> image j,
+    grade shared(i, j). A pair's own match has the highest grade its scene allows (its object count);
+    pairs sharing nothing are not relevant. The scenes are regenerated from the corpus' parameters.
+    """
+    if corpus.meta.get("source") != "synthetic" or corpus.duplication != 1:
+        raise DataFormatError("graded_judgments needs a synthetic corpus as generated (not duplicated)")
+    scenes = generate_scenes(corpus.n_images, int(corpus.meta["seed"]), str(corpus.meta["split"]))
+    if [s.signature for s in scenes] != list(corpus.meta.get("scenes", [])):
+        raise DataFormatError("the corpus' scenes differ from what its parameters generate; rebuild it")
+    combos = {(shape, colour): i for i, (shape, colour) in enumerate((s, c) for s in SHAPES for c in COLOURS)}
+    counts = np.zeros((len(scenes), len(combos)), dtype=np.int16)
+    for i, scene in enumerate(scenes):
+        for thing in scene.things:
+            counts[i, combos[(thing.shape, thing.colour)]] += 1
+    rows, cols, grades = [], [], []
+    for lo in range(0, len(scenes), 64):  # shared(i, j) = sum_k min(counts[i, k], counts[j, k]), in blocks
+        block = np.minimum(counts[lo : lo + 64, None, :], counts[None, :, :]).sum(axis=2)
+        r, c = np.nonzero(block)
+        rows.append(r + lo), cols.append(c), grades.append(block[r, c])
+    q, j, g = np.concatenate(rows), np.concatenate(cols), np.concatenate(grades).astype(np.float64)
+    c2i = np.asarray(corpus.caption_to_image)
+    captions_of = [np.flatnonzero(c2i == image) for image in range(corpus.n_images)]
+    per = np.array([len(x) for x in captions_of])
+    i2t_cols = np.concatenate([captions_of[x] for x in j]) if len(j) else np.zeros(0, np.int64)
+    i2t = Judgments.from_pairs(np.repeat(q, per[j]), i2t_cols, corpus.n_images, corpus.n_captions, np.repeat(g, per[j]))
+    t2i = i2t.transpose()  # shared(i, j) is symmetric: caption of j -> image q has grade shared(q, j)
+    return JudgmentSet("shared-objects", i2t, t2i, source="synthetic scenes: grade = shared (shape, colour) objects")
