@@ -8,9 +8,10 @@ machine keeps its layout below that folder, so a stored path is looked up, first
 1. the file names the caller expects beside the checkpoint (put there by the user);
 2. the stored path as given, when it is absolute;
 3. relative to the training folder, deduced from where the run says it saved the checkpoint
-   (e.g. SCAN's `opt.model_name='./runs/x/checkpoint'` for `/data/SCAN/runs/x/checkpoint/...`);
-4. relative to the checkpoint's folder and its ancestors (MAX_ANCESTORS), whole or by its last
-   components (an absolute path from another machine: `/home/u/SCAN/vocab/f.json` -> `vocab/f.json`);
+   (e.g. SCAN's `opt.model_name='./runs/x/checkpoint'` for `/data/SCAN/runs/x/checkpoint/...`:
+   `/data/SCAN`), whole or by its last components;
+4. the same relative to the checkpoint's folder and its ancestors (MAX_ANCESTORS); the last
+   components serve absolute paths of another machine (`/home/u/SCAN/vocab/f.json` -> `vocab/f.json`);
 5. the stored path as given relative to the current directory.
 
 Nothing here opens a file: callers read what is found with their own (safe) readers.
@@ -56,11 +57,21 @@ def _parts(stored: str | os.PathLike) -> tuple[str, ...]:
 
 
 def training_folders(checkpoint: str | os.PathLike, saved_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Folders the training script may have run in: the one `saved_dir` implies, then ancestors."""
+    """Folders the training script may have run in: the one `saved_dir` implies, then ancestors.
+
+    A relative `saved_dir` must be the tail of the checkpoint's folder (the training folder is
+    what is left above it). An absolute one, from the training machine, is matched on its longest
+    common tail: the folder above that tail stands for the rest of the old path.
+    """
     folder = Path(checkpoint).absolute().parent
     found: list[Path] = []
     if saved_dir:
         parts = _parts(saved_dir)
+        if Path(os.fspath(saved_dir)).is_absolute():
+            common = 0
+            while common < min(len(parts), len(folder.parts) - 1) and folder.parts[-1 - common] == parts[-1 - common]:
+                common += 1
+            parts = parts[len(parts) - common :]
         if parts and len(parts) < len(folder.parts) and folder.parts[-len(parts) :] == parts:
             found.append(folder.parents[len(parts) - 1])
     found.extend([folder, *list(folder.parents)[:MAX_ANCESTORS]])
