@@ -137,7 +137,7 @@ def test_vocabulary_must_fit_the_embedding(tmp_path: Path) -> None:
 
 def test_vocabulary_is_found_or_named(tmp_path: Path) -> None:
     path = write_scan_checkpoint(tmp_path / "run", vocab=False)
-    with pytest.raises(CheckpointError, match=r"no vocabulary: put the original f30k_precomp_vocab\.json"):
+    with pytest.raises(CheckpointError, match=r"used f30k_precomp_vocab\.json \(its opt\.vocab_path = '\./vocab/'\)"):
         load_model("scan", checkpoint=path, device="cpu")
     (tmp_path / "run" / "vocab").mkdir()
     write_vocab_json(tmp_path / "run" / "vocab" / "f30k_precomp_vocab.json")

@@ -85,7 +85,7 @@ def test_vocabulary_must_fit_the_embedding(tmp_path: Path) -> None:
 
 def test_vocabulary_is_required_with_a_checkpoint(tmp_path: Path) -> None:
     path = write_checkpoint(tmp_path / "m.pth.tar", vocab_size=N_VOCAB)
-    with pytest.raises(CheckpointError, match=r"no vocabulary: put the original f30k_precomp_vocab\.pkl"):
+    with pytest.raises(CheckpointError, match=r"used f30k_precomp_vocab\.pkl \(its opt\.vocab_path = '\./vocab/'\)"):
         _load(path)
     write_vocab_pickle(tmp_path / "elsewhere.pkl", WORDS)
     assert _load(path, vocab_path=str(tmp_path / "elsewhere.pkl")).encoder.dim == 8

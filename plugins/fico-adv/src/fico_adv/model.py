@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from torch import nn
 from fico_registry.errors import CheckpointError, ConfigError, DTypeError, InputError, ShapeError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 
+from . import run_files
 from .checkpoint import AdvCheckpoint, infer_architecture, read_checkpoint
 from .config import BUILTIN_TINY_VOCAB, PRECISIONS, AdvConfig, check_against_checkpoint
 from .hashing import to_codes
@@ -97,25 +99,25 @@ class AdvEncoder:
 
 # -- building ---------------------------------------------------------------------------------
 def resolve_vocab(cfg: AdvConfig, ckpt: AdvCheckpoint | None) -> WordPieceTokenizer:
-    """config vocab_file, else vocab.txt next to the checkpoint, else the run's own vocab path."""
+    """config vocab_file, else vocab.txt beside the checkpoint, else the run's opt.vocab_file (run_files)."""
     if cfg.vocab_file == BUILTIN_TINY_VOCAB:
         tokenizer = WordPieceTokenizer(tiny_vocab(), do_lower_case=cfg.do_lower_case)
     else:
-        candidates: list[Path] = []
         if cfg.vocab_file is not None:
-            candidates = [Path(cfg.vocab_file).expanduser()]
+            found: Path | None = Path(cfg.vocab_file).expanduser()
+            if not found.is_file():
+                raise ConfigError(f"ADV config vocab_file {found} is not a file (BERT-base uncased vocab.txt)")
         elif ckpt is not None:
-            candidates.append(ckpt.path.parent / "vocab.txt")
-            for key in ("vocab_file", "bert_path"):
-                value = ckpt.opt.get(key)
-                if isinstance(value, str) and value:
-                    candidates.append(Path(value) / "vocab.txt" if key == "bert_path" else Path(value))
-        found = next((p for p in candidates if p.is_file()), None)
-        if found is None:
-            tried = f" (tried {', '.join(map(str, candidates))})" if candidates else ""
+            wanted = run_files.bert_file(ckpt.opt, "vocab_file", "vocab.txt")
+            found = run_files.locate(ckpt, wanted)
+            if found is None:
+                raise run_files.missing(
+                    ckpt, wanted, config_key="vocab_file", why="BERT-base uncased's WordPiece vocabulary (30522 lines)"
+                )
+        else:
             raise ConfigError(
                 "ADV tokenises captions with the BERT-base uncased WordPiece vocabulary: put vocab.txt next to "
-                "the checkpoint or pass config={'vocab_file': '.../uncased_L-12_H-768_A-12/vocab.txt'}" + tried
+                "the checkpoint or pass config={'vocab_file': '.../uncased_L-12_H-768_A-12/vocab.txt'}"
             )
         tokenizer = WordPieceTokenizer.from_file(found, do_lower_case=cfg.do_lower_case)
     expected = cfg.bert_config["vocab_size"]
@@ -130,6 +132,16 @@ def resolve_vocab(cfg: AdvConfig, ckpt: AdvCheckpoint | None) -> WordPieceTokeni
 def load_states(image_net: nn.Module, text_net: nn.Module, ckpt: AdvCheckpoint) -> None:
     strict_load_state_dict(image_net, ckpt.image_state, what=f"{ckpt.path} model[0] (img_enc)")
     strict_load_state_dict(text_net, ckpt.text_state, what=f"{ckpt.path} model[1] (txt_enc)")
+
+
+def check_run(cfg: AdvConfig, ckpt: AdvCheckpoint, facts: Mapping[str, Any]) -> AdvConfig:
+    """The config with the run's own JSON architecture files applied, checked against the tensors."""
+    cfg, not_found = run_files.with_run_configs(cfg, ckpt)
+    try:
+        check_against_checkpoint(cfg, facts, ckpt.opt, str(ckpt.path))
+    except CheckpointError as exc:
+        raise run_files.explain_mismatch(exc, not_found, ckpt) from None
+    return cfg
 
 
 def read_and_check(checkpoint: Any, cfg: AdvConfig) -> AdvCheckpoint | None:
@@ -155,7 +167,7 @@ def build(*, spec: Any = None, config: dict[str, Any], checkpoint: Any = None, d
         raise ConfigError("fico_adv.model:build builds the region models; the screen model is fico_adv.screen:build")
     ckpt = read_and_check(checkpoint, cfg)
     if ckpt is not None:
-        check_against_checkpoint(cfg, infer_architecture(ckpt), ckpt.opt, str(ckpt.path))
+        cfg = check_run(cfg, ckpt, infer_architecture(ckpt))
     tokenizer = resolve_vocab(cfg, ckpt)
     image_net = TransformerBinaryMapping(cfg.img_dim, cfg.final_dims, cfg.trans_shape)
     text_net = BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)

@@ -16,9 +16,9 @@ from torch import nn
 from fico_registry.errors import CheckpointError, ConfigError, InputError, ShapeError
 
 from .checkpoint import AdvCheckpoint, infer_text_architecture
-from .config import AdvConfig, check_against_checkpoint
+from .config import AdvConfig
 from .hashing import TEXT_SCALE, median_centred_tanh
-from .model import AdvEncoder, load_states, read_and_check, resolve_vocab
+from .model import AdvEncoder, check_run, load_states, read_and_check, resolve_vocab
 from .text_net import BertBinaryMapping
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,7 +93,7 @@ def build(*, spec: Any = None, config: dict[str, Any], checkpoint: Any = None, d
         raise ConfigError("fico_adv.screen:build builds the screen model: its config needs image_backbone='resnet50'")
     ckpt = read_and_check(checkpoint, cfg)
     if ckpt is not None:
-        check_against_checkpoint(cfg, infer_screen_architecture(ckpt), ckpt.opt, str(ckpt.path))
+        cfg = check_run(cfg, ckpt, infer_screen_architecture(ckpt))
     tokenizer = resolve_vocab(cfg, ckpt)
     image_net = ResNetEncoder(cfg.final_dims, cfg.resnet_block, tuple(cfg.resnet_layers))
     text_net = BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)

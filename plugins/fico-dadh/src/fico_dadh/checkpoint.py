@@ -3,7 +3,8 @@
 main.py saves `generator.state_dict()` with torch.save and nothing else: no hyper-parameters, no
 discriminator. Widths, bits and the dropout variant are read from the keys and shapes. The
 scalar mean / std that z-score the image features are not in it either: `image_norm.json`
-beside the checkpoint (written by `fico train dadh`) or the config must give them.
+beside the checkpoint (written by `fico train dadh`), the config, or the original data file
+(fico_dadh.original_data) give them.
 """
 
 from __future__ import annotations

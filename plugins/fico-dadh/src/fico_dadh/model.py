@@ -27,7 +27,7 @@ from .nets import Generator, hidden_widths
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CONFIG_KEYS = ("image_dim", "text_dim", "hidden_dim", "bits", "dropout", "image_mean", "image_std", "code_format",
-               "precision", "seed")
+               "precision", "seed", "data_file")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class DadhConfig:
     code_format: str = "pm1"
     precision: str = "fp32"
     seed: int = 0
+    data_file: str | None = None  # the original .mat file, for the z-scoring statistics of a checkpoint
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> DadhConfig:
@@ -59,8 +60,12 @@ class DadhConfig:
         widths = hidden_widths(int(config["hidden_dim"]))
         architecture = Architecture(int(config["image_dim"]), int(config["text_dim"]), int(config["bits"]), widths, widths,
                                     bool(config.get("dropout", False)))
+        data_file = config.get("data_file")
+        if data_file is not None and not isinstance(data_file, str):
+            raise ConfigError(f"data_file must be the path of the original .mat file, got {data_file!r}")
         return cls(architecture, None if mean is None else float(mean), None if std is None else float(std),
-                   config.get("code_format", "pm1"), config.get("precision", "fp32"), int(config.get("seed", 0)))
+                   config.get("code_format", "pm1"), config.get("precision", "fp32"), int(config.get("seed", 0)),
+                   data_file)
 
 
 def build_generator(architecture: Architecture, *, seed: int | None = None) -> Generator:
@@ -120,18 +125,30 @@ def _recorded_pipelines(folder: Path) -> dict[str, dict[str, Any]] | None:
 
 
 def image_norm(cfg: DadhConfig, ckpt: DadhCheckpoint | None) -> tuple[float, float]:
-    """Config values, else image_norm.json beside the checkpoint; random weights alone may go without (0, 1)."""
+    """Config values, else image_norm.json beside the checkpoint, else computed from the original data file.
+
+    Random weights alone may go without: (0, 1). The data file is config data_file or the one
+    main.py read for the run folder's dataset (fico_dadh.original_data); the error names it.
+    """
     if cfg.image_mean is not None:
         return cfg.image_mean, cfg.image_std
     if ckpt is None:
         return 0.0, 1.0  # random weights: nothing to match; the identity keeps the features as they are
-    if ckpt.image_norm is not None:
+    if ckpt.image_norm is not None and cfg.data_file is None:
         return ckpt.image_norm
+    from .original_data import find_data_file, image_statistics
+
+    data_file, matrix = find_data_file(ckpt.path, cfg.data_file)
+    if data_file is not None:
+        mean, std = image_statistics(data_file, matrix, width=ckpt.architecture.image_dim)
+        log.info("%s: image features z-scored with mean %.6g / std %.6g of %s", ckpt.path, mean, std, data_file)
+        return mean, std
     raise CheckpointError(
-        f"{ckpt.path}: DADH z-scores image features with the scalar mean and std of its training feature matrix "
-        f"(datasets/data_handler.py), and GEN_module.pth does not store them: put {NORM_FILE} "
-        '({"mean": ..., "std": ...}) beside the checkpoint, or pass config image_mean=... and image_std=... '
-        "(numpy: X.mean(), X.std() of the training VGG-19 fc7 features)"
+        f"{ckpt.path}: DADH z-scores image features with the scalar mean and std of its whole data file "
+        f"(datasets/data_handler.py), and GEN_module.pth does not store them: pass the original .mat file as "
+        "config data_file=... (run folders checkpoints/flickr25k_* / nus-wide_* find ./data/FLICKR-25K.mat / "
+        f"NUS-WIDE-TC21.mat by themselves), put {NORM_FILE} "
+        '({"mean": ..., "std": ...}) beside the checkpoint, or pass config image_mean=... and image_std=...'
     )
 
 

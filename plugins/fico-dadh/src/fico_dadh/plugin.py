@@ -12,6 +12,7 @@ URL = "https://github.com/Zjut-MultimediaPlus/DADH"
 _COMMON = {
     "image_dim": 4096, "text_dim": 300, "dropout": False, "image_mean": None, "image_std": None,
     "code_format": "pm1", "precision": "fp32", "seed": 0,
+    "data_file": None,  # the original .mat (z-scoring statistics of a checkpoint); found from the run folder
 }
 CONFIGS = {
     "default": {**_COMMON, "hidden_dim": 8192, "bits": 64},

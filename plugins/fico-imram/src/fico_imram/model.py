@@ -16,13 +16,14 @@ from typing import Any
 import torch
 from fico_scan.captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
 from fico_scan.encoders import build_encoders, upgrade_legacy_state
-from fico_scan.model import DTYPES, regions_tensor
+from fico_scan.model import DTYPES, RUN_CHECKPOINTS, regions_tensor
 from fico_scan.options import SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
 from fico_scan.xattn import blockwise
 from torch import nn
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
+from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .iterative import iterative_scores
 
@@ -165,11 +166,13 @@ def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None
         raise CheckpointError(f"{spec.name}: IMRAM checkpoints are local .pth.tar files (no hub); {checkpoint!r} is not a file here")
     opt, state = (None, None)
     if checkpoint is not None:
-        if Path(checkpoint).is_dir():
-            raise CheckpointError(f"{spec.name}: checkpoint {checkpoint} is a folder; give the .pth.tar file")
+        # a run folder as train_gpus.py writes it: model_best.pth.tar in opt.model_name
+        checkpoint = checkpoint_in_run_folder(checkpoint, RUN_CHECKPOINTS, model=spec.name)
         opt, state = read_checkpoint(Path(checkpoint), model_name="IMRAM")
     options = merge_options(config, opt, IMRAM_OPT_DEFAULTS, where=str(checkpoint or spec.name))
-    vocab = resolve_vocabulary(options, checkpoint, file_name=f"{options['data_name']}_vocab.json", model_name=spec.name)
+    vocab = resolve_vocabulary(
+        options, checkpoint, file_name=f"{options['data_name']}_vocab.json", model_name=spec.name, opt=opt
+    )
     encoder = ImramEncoder(options, vocab, device, model_name=spec.name)
     if checkpoint is not None:
         encoder.load_original(state, where=f"IMRAM checkpoint {checkpoint}")

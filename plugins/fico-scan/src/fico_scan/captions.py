@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,32 +12,53 @@ import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
 from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, encode_captions, find_vocab_file, load_vocab
+from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
 
 log = logging.getLogger(__name__)
 
 
 def resolve_vocabulary(
-    options: Mapping[str, Any], checkpoint: Path | None, *, file_name: str, model_name: str
+    options: Mapping[str, Any],
+    checkpoint: Path | None,
+    *,
+    file_name: str,
+    model_name: str,
+    opt: Mapping[str, Any] | None = None,
 ) -> Vocabulary | None:
     """The vocabulary the model was trained with, first found of:
 
-    config vocab_path; `file_name` beside the checkpoint (or in its vocab/ folder); config
-    vocab_words (an in-memory word list: tiny test configs). None means random init without
-    any vocabulary (every word is <unk>; only for timing).
+    config vocab_path; `file_name` beside the checkpoint (or in its vocab/ folder); the file the
+    checkpoint's own `opt.vocab_path` names (train.py reads `{vocab_path}/{data_name}_vocab.json`,
+    relative to the folder it ran in: found below the folders above the checkpoint, see
+    fico_registry.plugin_api.run_folders); config vocab_words (an in-memory word list: tiny test configs).
+    None means random init without any vocabulary (every word is <unk>; only for timing).
     """
     vocab_path = options.get("vocab_path")
     if vocab_path:
         return load_vocab(find_vocab_file(file_name, vocab_path=vocab_path))
+    stored = stored_file = None
     if checkpoint is not None:
-        folder = Path(checkpoint).parent
-        for candidate in (folder / file_name, folder / "vocab" / file_name):
-            if candidate.is_file():
-                return load_vocab(candidate)
+        stored = opt.get("vocab_path") if opt else None
+        stored_file = os.path.join(stored, file_name) if isinstance(stored, str) and stored else None
+        saved_dir = opt.get("model_name") if opt else None
+        found = find_original_file(
+            stored_file,
+            checkpoint,
+            saved_dir=saved_dir if isinstance(saved_dir, str) else None,
+            beside=(file_name, f"vocab/{file_name}"),
+        )
+        if found is not None:
+            return load_vocab(found)
     words = options.get("vocab_words")
     if words is not None:
         if not isinstance(words, (list, tuple)):
             raise ConfigError(f"{model_name}: vocab_words must be a list of words")
         return Vocabulary.from_words(words, source=f"{model_name} config vocab_words")
+    if checkpoint is not None and stored_file is not None:
+        raise missing_original_file(
+            model_name, file_name, checkpoint=checkpoint, option="opt.vocab_path", stored=stored,
+            config_key="vocab_path", why="the vocabulary train.py built the model with",
+        )
     if checkpoint is not None:  # raises, naming where the file was looked for
         return load_vocab(find_vocab_file(file_name, checkpoint=checkpoint))
     log.warning(

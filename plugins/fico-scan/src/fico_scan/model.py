@@ -18,6 +18,7 @@ import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
+from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
 from .encoders import build_encoders, upgrade_legacy_state
@@ -25,6 +26,7 @@ from .options import AGG_FUNCS, SCAN_OPT_DEFAULTS, check_common, merge_options, 
 from .xattn import blockwise, xattn_scores
 
 log = logging.getLogger(__name__)
+RUN_CHECKPOINTS = ("model_best.pth.tar", "checkpoint.pth.tar")  # the best, else the last (fico train)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -150,11 +152,13 @@ def _vocab_file_name(options: Mapping[str, Any]) -> str:
 def build_scorer(config: Mapping[str, Any], checkpoint: Path | None, device: str, *, model_name: str = "scan") -> ScanScorer:
     opt, state = (None, None)
     if checkpoint is not None:
-        if Path(checkpoint).is_dir():
-            raise CheckpointError(f"{model_name}: checkpoint {checkpoint} is a folder; give the .pth.tar file")
+        # a run folder as train.py writes it: model_best.pth.tar in opt.model_name (runs/runX/checkpoint)
+        checkpoint = checkpoint_in_run_folder(checkpoint, RUN_CHECKPOINTS, subfolders=("checkpoint",), model=model_name)
         opt, state = read_checkpoint(Path(checkpoint), model_name="SCAN")
     options = merge_options(config, opt, SCAN_OPT_DEFAULTS, where=str(checkpoint or model_name))
-    vocab = resolve_vocabulary(options, checkpoint, file_name=_vocab_file_name(options), model_name=model_name)
+    vocab = resolve_vocabulary(
+        options, checkpoint, file_name=_vocab_file_name(options), model_name=model_name, opt=opt
+    )
     scorer = ScanScorer(options, vocab, device, model_name=model_name)
     if checkpoint is not None:
         scorer.load_original(state, where=f"SCAN checkpoint {checkpoint}")

@@ -11,6 +11,7 @@ targets), and batches are padded with <pad> = 0 as the original collate_fn.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 
 from fico_registry.errors import ConfigError, DataFormatError
 from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, encode_captions, find_vocab_file, load_vocab
+from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +31,46 @@ def vocab_file_name(data_name: str) -> str:
 
 
 def resolve_vocabulary(
-    settings: Mapping[str, Any], data_name: str, checkpoint: Path | None, *, model_name: str
+    settings: Mapping[str, Any],
+    data_name: str,
+    checkpoint: Path | None,
+    *,
+    model_name: str,
+    opt: Mapping[str, Any] | None = None,
+    opt_checkpoint: Path | None = None,
 ) -> Vocabulary | None:
-    """The vocabulary file (config vocab_path, or beside the checkpoint) or, for random init, vocab_words.
+    """The vocabulary file (config vocab_path, beside the checkpoint, or where its opt says) or vocab_words.
 
     A trained model is only meaningful with the vocabulary it was trained with, so with a
-    checkpoint the vocabulary must be a file; in-memory `vocab_words` (tiny configs) serve
-    random init only. None: random init without any vocabulary (every word is <unk>).
+    checkpoint the vocabulary must be a file: config vocab_path; `{data_name}_vocab.pkl` beside the
+    checkpoint (or in its vocab/ folder; `checkpoint` may be a folder); else the file train.py read,
+    `{opt.vocab_path}/{data_name}_vocab.pkl` relative to the folder it ran in (found below the
+    folders above `opt_checkpoint`, the file `opt` came from: fico_registry.plugin_api.run_folders). In-memory
+    `vocab_words` (tiny configs) serve random init only. None: random init without any vocabulary.
     """
     vocab_path = settings.get("vocab_path")
-    if vocab_path or checkpoint is not None:
-        return load_vocab(find_vocab_file(vocab_file_name(data_name), vocab_path=vocab_path, checkpoint=checkpoint))
+    file_name = vocab_file_name(data_name)
+    if vocab_path:
+        return load_vocab(find_vocab_file(file_name, vocab_path=vocab_path))
+    if checkpoint is not None:
+        folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        beside = next((p for p in (folder / file_name, folder / "vocab" / file_name) if p.is_file()), None)
+        if beside is not None:
+            return load_vocab(beside)
+        stored = opt.get("vocab_path") if opt else None
+        if not isinstance(stored, str) or not stored:  # raises, naming where the file was looked for
+            return load_vocab(find_vocab_file(file_name, checkpoint=checkpoint))
+        origin = opt_checkpoint if opt_checkpoint is not None else checkpoint
+        saved_dir = opt.get("logger_name")  # train.py saves the checkpoints in opt.logger_name
+        found = find_original_file(
+            os.path.join(stored, file_name), origin, saved_dir=saved_dir if isinstance(saved_dir, str) else None
+        )
+        if found is None:
+            raise missing_original_file(
+                model_name, file_name, checkpoint=origin, option="opt.vocab_path", stored=stored,
+                config_key="vocab_path", why="the pickled vocabulary train.py built the model with",
+            )
+        return load_vocab(found)
     words = settings.get("vocab_words")
     if words is not None:
         if not isinstance(words, (list, tuple)):
@@ -48,7 +79,7 @@ def resolve_vocabulary(
     log.warning(
         "%s: no vocabulary (set vocab_path to the original %s): every word maps to <unk>; fine for timing only",
         model_name,
-        vocab_file_name(data_name),
+        file_name,
     )
     return None
 

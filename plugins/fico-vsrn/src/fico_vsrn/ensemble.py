@@ -96,7 +96,12 @@ def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None
     first = read_checkpoint(paths[0])
     data_name = architecture_from_opt(first[0], where=str(paths[0]))["data_name"]
     vocab = resolve_vocabulary(
-        member_settings, data_name, checkpoint if checkpoint is not None else paths[0], model_name=spec.name
+        member_settings,
+        data_name,
+        checkpoint if checkpoint is not None else paths[0],
+        model_name=spec.name,
+        opt=first[0],
+        opt_checkpoint=paths[0],
     )
     return VsrnEnsembleEncoder(
         [

@@ -20,10 +20,13 @@ import torch
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
 from fico_registry.plugin_api.captions import LOWERCASE_MODES, WORD_RULES, Vocabulary
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
+from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .captions import CaptionIds, resolve_vocabulary
 from .checkpoint import architecture_from_opt, check_embedding_rows, read_checkpoint
 from .modules import ImageEncoder, TextEncoder
+
+RUN_CHECKPOINTS = ("model_best.pth.tar", "checkpoint.pth.tar")  # the best, else the last (train.py's names)
 
 # train.py defaults with the README's Flickr30K arguments: the published architecture.
 ARCH_DEFAULTS: dict[str, Any] = {
@@ -203,15 +206,15 @@ def build_network(
     opt: dict[str, Any] | None = None
     states = None
     if checkpoint is not None:
-        if Path(checkpoint).is_dir():
-            raise CheckpointError(f"{model_name}: checkpoint {checkpoint} is a folder; give the .pth.tar file")
+        # a run folder as train.py writes it: model_best.pth.tar in opt.logger_name (runs/runX)
+        checkpoint = checkpoint_in_run_folder(checkpoint, RUN_CHECKPOINTS, model=model_name)
         opt, states = loaded if loaded is not None else read_checkpoint(Path(checkpoint))
         arch = architecture_from_opt(opt, where=str(checkpoint))
     else:
         arch = {k: settings[k] for k in ARCH_DEFAULTS}
     check_architecture(arch, where=str(checkpoint or model_name))
     if not vocab_resolved:
-        vocab = resolve_vocabulary(settings, arch["data_name"], checkpoint, model_name=model_name)
+        vocab = resolve_vocabulary(settings, arch["data_name"], checkpoint, model_name=model_name, opt=opt)
     network = VsrnNetwork(arch, settings, vocab, device, model_name=model_name)
     if states is not None and opt is not None:
         network.load_original(states, opt.get("vocab_size"), where=f"VSRN checkpoint {checkpoint}")

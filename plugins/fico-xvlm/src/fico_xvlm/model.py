@@ -8,7 +8,7 @@ and the ITM head on each candidate pair.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,12 @@ import torch
 
 from fico_registry.errors import CheckpointError, DataFormatError
 from fico_registry.plugin_api.cards import ModelSpec, OutputKind
+from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .architecture import XVLMRetrieval, random_model
 from .config import check_config
 from .image import ImagePreprocessor
+from .run_files import RUN_CHECKPOINTS, OriginalFile, apply_run_files, explain, saved_config, vocab_file
 from .text import CaptionTokenizer, find_vocab, make_tokenizer
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -102,28 +104,46 @@ def _require(features: Mapping[str, Any], keys: tuple[str, ...], kind: str) -> N
         )
 
 
-def load_weights(config: Mapping[str, Any], checkpoint: Path | None) -> XVLMRetrieval:
+def load_weights(
+    config: Mapping[str, Any],
+    checkpoint: Path | None,
+    loaded: tuple[dict[str, Any], Mapping[str, Any] | None] | None = None,
+    not_found: Sequence[OriginalFile] = (),
+) -> XVLMRetrieval:
     if checkpoint is None:
         return random_model(config).eval()
-    if checkpoint.is_dir():
-        raise CheckpointError(
-            f"{checkpoint} is a folder: pass the X-VLM checkpoint file itself (.pth / .th, with vocab.txt beside it)"
-        )
     from .weights import load_checkpoint
 
-    return load_checkpoint(config, checkpoint)
+    try:
+        return load_checkpoint(config, checkpoint, loaded=loaded)
+    except CheckpointError as exc:  # a mismatch the run's own JSON configs would have settled: name them
+        raise explain(exc, list(not_found), checkpoint) from None
 
 
 def build(*, spec: ModelSpec, config: Mapping[str, Any], checkpoint: Path | str | None = None, device: str = "cpu"):
-    """Factory for both cards: xvlm (fusion re-rank) and xvlm-nf (ITC only)."""
+    """Factory for both cards: xvlm (fusion re-rank) and xvlm-nf (ITC only).
+
+    With a checkpoint (a file, or Retrieval.py's output_dir holding checkpoint_best.pth), the
+    Swin / BERT JSON configs and vocab.txt its saved config points to are used (run_files).
+    """
     check_config(config)
     if isinstance(checkpoint, str):
         raise CheckpointError(
             f"xvlm checkpoints are local files, not hub ids ({checkpoint!r}): download the X-VLM .pth / .th "
             "(see plugins/fico-xvlm/README.md) and pass checkpoint=PATH"
         )
-    vocab = find_vocab(config, checkpoint)  # before the weights: a missing vocab.txt fails fast
-    model = load_weights(config, checkpoint)
+    loaded, not_found, wanted_vocab = None, [], None
+    if checkpoint is not None:
+        from .weights import read_checkpoint
+
+        checkpoint = checkpoint_in_run_folder(checkpoint, RUN_CHECKPOINTS, model="xvlm")
+        state, saved = read_checkpoint(checkpoint)
+        saved = saved_config(checkpoint, saved)
+        config, not_found = apply_run_files(config, saved, checkpoint)
+        check_config(config)
+        wanted_vocab, loaded = vocab_file(saved), (state, saved)
+    vocab = find_vocab(config, checkpoint, original=wanted_vocab)  # before the weights: fails fast
+    model = load_weights(config, checkpoint, loaded, not_found)
     model.requires_grad_(False)
     model.to(device=device, dtype=_DTYPES[config.get("precision", "fp32")])
     tokenizer = make_tokenizer(vocab, config["vocab_size"])

@@ -24,6 +24,9 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
+from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
+
+from .run_files import OriginalFile
 
 BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 VOCAB_NAMES = ("vocab.txt", "bert-base-uncased-vocab.txt")
@@ -66,7 +69,11 @@ def read_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-def find_vocab(config: Mapping[str, Any], checkpoint: Path | None) -> Path | dict[str, int]:
+def find_vocab(
+    config: Mapping[str, Any], checkpoint: Path | None, *, original: OriginalFile | None = None
+) -> Path | dict[str, int]:
+    """config vocab_file; else beside the checkpoint; else `original` (vocab.txt in the saved config's
+    text_encoder folder, found below the folders above the checkpoint); else builtin_vocab."""
     if config.get("vocab_file"):
         path = Path(config["vocab_file"]).expanduser()
         if not path.is_file():
@@ -77,10 +84,19 @@ def find_vocab(config: Mapping[str, Any], checkpoint: Path | None) -> Path | dic
         for name in VOCAB_NAMES:
             if (folder / name).is_file():
                 return folder / name
+        if original is not None and not checkpoint.is_dir():
+            found = find_original_file(original.stored, checkpoint)
+            if found is not None:
+                return found
     if config.get("builtin_vocab") == "tiny-chars":
         return tiny_char_vocab()
     if config.get("builtin_vocab"):
         raise ConfigError(f"xvlm: builtin_vocab must be 'tiny-chars' or null, got {config['builtin_vocab']!r}")
+    if checkpoint is not None and original is not None:
+        raise missing_original_file(
+            "xvlm", "vocab.txt", checkpoint=checkpoint, option=original.option, stored=original.stored,
+            config_key="vocab_file", why=f"bert-base-uncased's vocabulary ({BERT_VOCAB_URL})",
+        )  # fmt: skip
     where = f"next to {checkpoint}" if checkpoint is not None else "(no checkpoint given)"
     message = (
         f"xvlm needs the bert-base-uncased vocab.txt and found none {where}: download {BERT_VOCAB_URL} "

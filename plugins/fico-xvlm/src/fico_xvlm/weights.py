@@ -103,9 +103,14 @@ def check_saved_config(saved: Mapping[str, Any] | None, config: Mapping[str, Any
             )
 
 
-def load_checkpoint(config: Mapping[str, Any], path: Path) -> XVLMRetrieval:
-    """A float32 model (eval mode) holding the checkpoint's weights; strict, by original names."""
-    state, saved = read_checkpoint(path)
+def load_checkpoint(
+    config: Mapping[str, Any], path: Path, *, loaded: tuple[dict[str, Any], Mapping[str, Any] | None] | None = None
+) -> XVLMRetrieval:
+    """A float32 model (eval mode) holding the checkpoint's weights; strict, by original names.
+
+    `loaded`: what read_checkpoint(path) returned, when the caller has read it already.
+    """
+    state, saved = loaded if loaded is not None else read_checkpoint(path)
     check_saved_config(saved, config, str(path))
     with torch.device("meta"):  # no random init, no second copy of the weights
         model = XVLMRetrieval(config)
