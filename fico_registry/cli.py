@@ -90,7 +90,8 @@ def _problems_note(console: Any) -> None:
 
     registry = get_registry()
     if registry.problems or registry.warnings:
-        counts = f"{len(registry.problems)} plugin problem(s)" + (f", {len(registry.warnings)} warning(s)" if registry.warnings else "")
+        counts = f"{len(registry.problems)} plugin problem(s)"
+        counts += f", {len(registry.warnings)} warning(s)" if registry.warnings else ""
         console.print(f"[yellow]{counts}; see `fico plugins`[/yellow]")
 
 
@@ -100,7 +101,9 @@ def _owner_cell(spec: Any) -> str:
 
     others = get_registry().conflicts(spec)
     owner = spec.distribution or ""
-    return owner + (f" [red](name also registered by {', '.join(others)}: use {owner}:{spec.name})[/red]" if others else "")
+    if not others:
+        return owner
+    return owner + f" [red](name also registered by {', '.join(others)}: use {owner}:{spec.name})[/red]"
 
 
 @cli.command("models")
@@ -165,7 +168,8 @@ def plugins_cmd(as_json: bool) -> None:
         if i.warnings:
             status += "\n[yellow]" + escape("; ".join(f"warning: {p.error}" for p in i.warnings)) + "[/yellow]"
         took = "" if i.import_ms is None else f"{i.import_ms:.0f} ms"
-        table.add_row(i.name + (" (built-in)" if i.builtin else ""), i.distribution or "", i.version or "", took, ", ".join(i.hooks), registered, status)
+        name = i.name + (" (built-in)" if i.builtin else "")
+        table.add_row(name, i.distribution or "", i.version or "", took, ", ".join(i.hooks), registered, status)
     _console().print(table)
 
 

@@ -335,8 +335,8 @@ class Registry:
             self._report(
                 PluginProblem(
                     info.name, info.distribution, info.version, hook_name,
-                    f"{kind.__name__} name {same_owner[0]!r} is already registered by {info.distribution or info.name}; "
-                    f"{spec.name!r} skipped",
+                    f"{kind.__name__} name {same_owner[0]!r} is already registered by "
+                    f"{info.distribution or info.name}; {spec.name!r} skipped",
                 )
             )
             return None
@@ -383,9 +383,9 @@ class Registry:
         return sorted(others)
 
     def _resolve(self, kind: type, name: str) -> Any:
-        unknown, ambiguous = (
-            (UnknownModelError, AmbiguousModelError) if kind is ModelSpec else (UnknownDatasetError, AmbiguousDatasetError)
-        )
+        unknown, ambiguous = (UnknownModelError, AmbiguousModelError)
+        if kind is DatasetSpec:
+            unknown, ambiguous = UnknownDatasetError, AmbiguousDatasetError
         claims, qualified = self._claims[kind], self._qualified[kind]
         owner, sep, bare = name.rpartition(":")
         if sep:

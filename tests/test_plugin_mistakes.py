@@ -69,7 +69,8 @@ def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("mistakes-site")
     make_dist(root, "fake-victim", "fake_victim_plugin", CARD.format(name="victim-model", factory="victim_model:build"))
     (root / "victim_model.py").write_text(TINY_MODEL.format(sign=""))
-    make_dist(root, "fake-impostor", "fake_impostor_plugin", CARD.format(name="victim-model", factory="impostor_model:build"))
+    impostor = CARD.format(name="victim-model", factory="impostor_model:build")
+    make_dist(root, "fake-impostor", "fake_impostor_plugin", impostor)
     (root / "impostor_model.py").write_text(TINY_MODEL.format(sign="-"))
     make_dist(root, "fake-misspelled", "fake_misspelled_plugin", MISSPELLED)
     make_dist(root, "fake-unmarked", "fake_unmarked_plugin", UNMARKED)
@@ -96,7 +97,8 @@ def _python(code: str, site: Path, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("FICO_")}
     environ["PYTHONPATH"] = str(site) + os.pathsep + environ.get("PYTHONPATH", "")
     environ.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=environ, timeout=300)
+    args = [sys.executable, "-c", textwrap.dedent(code)]
+    return subprocess.run(args, capture_output=True, text=True, env=environ, timeout=300)
 
 
 def test_a_shared_model_name_is_flagged_on_both_distributions(report: dict, site: Path) -> None:
