@@ -130,6 +130,7 @@ class Registry:
         self._claims: dict[type, dict[str, list[Any]]] = {ModelSpec: {}, DatasetSpec: {}}
         self._qualified: dict[type, dict[tuple[str, str], Any]] = {ModelSpec: {}, DatasetSpec: {}}
         self._owner: dict[int, PluginInfo] = {}  # id(card) -> the plugin that registered it
+        self._factory_checked: dict[str, str | None] = {}  # factory path -> why it does not resolve
 
         for module_name in BUILTIN_PLUGINS:
             module = importlib.import_module(module_name)
@@ -291,7 +292,9 @@ class Registry:
         if spec.distribution is None and info.distribution is not None:
             spec = dataclasses.replace(spec, distribution=info.distribution)
         path = plugin_checks.factory_path(spec)
-        missing = plugin_checks.missing_module(path) if path else None
+        if path and path not in self._factory_checked:  # memo: ~100 open_clip cards share one factory
+            self._factory_checked[path] = plugin_checks.missing_module(path)
+        missing = self._factory_checked.get(path) if path else None
         if missing is not None:
             field_name = "loader" if spec_type is DatasetSpec else "factory"
             self._report(
