@@ -228,3 +228,36 @@ def test_disable_plugins_skips_distributions_by_name(site: Path) -> None:
 def test_strict_mode_ignores_warnings(site: Path) -> None:
     out = run_fico(["models", "--json"], site, FICO_STRICT_PLUGINS="1", FICO_LOAD_PLUGINS="fake-slow,fake-heavy")
     assert out.returncode == 0, out.stderr
+
+
+def _dataset_plugin(name: str, description: str):
+    import types
+
+    from fico_registry import DatasetSpec, hookimpl
+
+    module = types.ModuleType(name)
+
+    @hookimpl
+    def fico_datasets(register):
+        register(DatasetSpec(name="shared-data", loader="fico_registry.data.synthetic:load", description=description))
+
+    fico_datasets.__module__ = name
+    module.fico_datasets = fico_datasets
+    return module
+
+
+def test_a_shared_dataset_name_is_refused_and_dist_colon_name_picks_one() -> None:
+    from fico_registry.errors import AmbiguousDatasetError
+    from fico_registry.registry import Registry
+
+    registry = Registry(entry_points=False, plugins=[_dataset_plugin("plug-a", "A"), _dataset_plugin("plug-b", "B")],
+                        strict=False)
+    with pytest.raises(AmbiguousDatasetError, match="plug-a, plug-b") as err:
+        registry.dataset("shared-data")
+    assert "'plug-a:shared-data' or 'plug-b:shared-data'" in str(err.value)
+    assert registry.dataset("plug-b:shared-data").description == "B"
+    assert registry.dataset("plug-a:shared-data").description == "A"
+    assert registry.dataset("synthetic").name == "synthetic"  # the others are unaffected
+    for plugin, other in (("plug-a", "plug-b"), ("plug-b", "plug-a")):
+        assert f"dataset name 'shared-data' is also registered by {other}" in str(registry.infos[plugin].problems[0])
+    assert registry.conflicts(registry.dataset("plug-a:shared-data")) == ["plug-b"]
