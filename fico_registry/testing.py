@@ -63,7 +63,7 @@ def offline() -> Iterator[None]:
 
 
 def sample_batch(input_name: str, n: int = 4, *, seed: int = 0) -> Any:
-    """A small batch of the given input kind (pixels and text only; pass others yourself)."""
+    """A small batch of the given input kind: pixels, text, regions, or a registered feature pipeline's."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -73,6 +73,16 @@ def sample_batch(input_name: str, n: int = 4, *, seed: int = 0) -> Any:
         return [Image.fromarray(rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)) for i in range(n)]
     if input_name == Input.TEXT:
         return [SAMPLE_CAPTIONS[i % len(SAMPLE_CAPTIONS)] + ("" if i < len(SAMPLE_CAPTIONS) else f" {i}") for i in range(n)]
+    # feature inputs arrive as float32 numpy rows, as evaluation's ArraySource hands them over
+    if input_name == Input.REGIONS:  # bottom-up-attention-like: non-negative (n, 36, 2048)
+        return rng.gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)
+    from .registry import get_registry
+
+    pipeline = get_registry().feature_pipeline(input_name)
+    if pipeline is not None:  # e.g. vgg19-fc7 (post-ReLU, non-negative), doc2vec (signed)
+        if pipeline.modality == "image":
+            return rng.gamma(0.5, 1.0, size=(n, pipeline.dim)).astype(np.float32)
+        return rng.standard_normal((n, pipeline.dim)).astype(np.float32)
     raise ValueError(f"no built-in sample for input {input_name!r}: pass image_batch= / text_batch= to check_model")
 
 

@@ -169,3 +169,26 @@ def test_check_model_infers_the_callers_distribution(tmp_path: Path, list_only_s
     # the same file in a project that is not a plugin (like the core's tests) infers nothing
     (project / "pyproject.toml").write_text('[project]\nname = "not-a-plugin"\n')
     assert _run([sys.executable, str(project / "tests" / "check_it.py")], _env(list_only_site)).returncode == 0
+
+
+def test_fico_check_runs_the_kit_on_a_model() -> None:
+    from click.testing import CliRunner
+
+    from fico_registry.cli import cli
+
+    out = CliRunner().invoke(cli, ["check", "fico-registry:reference-dual"], obj={})
+    assert out.exit_code == 0, out.output
+    assert "ok    check_model('fico-registry:reference-dual') [fico-registry]" in out.output
+    assert "1 passed, 0 failed" in out.output
+
+
+def test_sample_batches_cover_feature_inputs() -> None:
+    from fico_registry import list_feature_pipelines
+    from fico_registry.testing import sample_batch
+
+    regions = sample_batch("regions", 3)
+    assert regions.shape == (3, 36, 2048) and str(regions.dtype) == "float32" and (regions >= 0).all()
+    for pipeline in list_feature_pipelines():  # vgg19-fc7, doc2vec when fico-features is installed
+        assert sample_batch(pipeline.name, 2).shape == (2, pipeline.dim)
+    with pytest.raises(ValueError, match="pass image_batch="):
+        sample_batch("no-such-input")
