@@ -208,8 +208,11 @@ def _check_preprocessed_images(model: Any, images: list[Any], from_pil: Any, *, 
     # the very code evaluation runs (fico_registry.inputs.PixelSource), over these sample images
     stacked = PixelSource(_InMemoryImages(images), preprocess=preprocess).batch(0, len(images))
     what = f"{model.name}.encode_images on the stacked preprocess_image tensor {tuple(stacked.shape)}"
+    import torch
+
     try:
-        out = model.encode_images(stacked)
+        with torch.inference_mode():  # as fico_registry.encoding.encode_side calls it
+            out = model.encode_images(stacked)
     except Exception as exc:
         raise AssertionError(
             f"{what} raised {type(exc).__name__}: {exc}. Evaluation passes this form (preprocess_image in threads, "
