@@ -79,6 +79,34 @@ class UnknownDatasetError(FicoError, KeyError):
         return self.args[0]
 
 
+class AmbiguousNameError(FicoError, LookupError):
+    """Two installed distributions register the same model or dataset name."""
+
+    kind = "name"
+
+    def __init__(self, name: str, distributions: Iterable[str]):
+        self.name = name
+        self.distributions = list(distributions)
+        choices = " or ".join(repr(f"{d}:{name}") for d in self.distributions)
+        super().__init__(
+            f"{self.kind} name {name!r} is registered by {len(self.distributions)} distributions: "
+            f"{', '.join(self.distributions)}. Say which one you mean ({choices}), or uninstall the one you do "
+            f"not want (or set FICO_DISABLE_PLUGINS)."
+        )
+
+
+class AmbiguousModelError(AmbiguousNameError):
+    """A model name is registered by more than one distribution."""
+
+    kind = "model"
+
+
+class AmbiguousDatasetError(AmbiguousNameError):
+    """A dataset name is registered by more than one distribution."""
+
+    kind = "dataset"
+
+
 class SpecError(FicoError, ValueError):
     """A ModelSpec / DatasetSpec is malformed."""
 

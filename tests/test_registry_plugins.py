@@ -46,7 +46,8 @@ from fico_registry import ModelSpec, hookimpl
 @hookimpl
 def fico_models(register):
     register(ModelSpec(name="reference-dual", family="vlp", output="continuous", dim=8, measure="cosine",
-                       image_input="pixels", text_input="text", factory="x:y", configs={"default": {}, "tiny": {}}))
+                       image_input="pixels", text_input="text", factory="fake_good_model:build",
+                       configs={"default": {}, "tiny": {}}))
 '''
 
 
@@ -72,6 +73,7 @@ def run_fico(args: list[str], path: Path, **env: str) -> subprocess.CompletedPro
 def fake_site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("site")
     make_dist(root, "fake-good", "fake_good_plugin", GOOD)
+    (root / "fake_good_model.py").write_text("def build(**kwargs):\n    raise NotImplementedError\n")
     make_dist(root, "fake-broken", "fake_broken_plugin", IMPORT_ERROR)
     make_dist(root, "fake-malformed", "fake_malformed_plugin", MALFORMED)
     make_dist(root, "fake-invalid", "fake_invalid_plugin", INVALID_SPEC)
@@ -85,9 +87,9 @@ def test_broken_plugins_are_reported_and_the_rest_still_list(fake_site: Path) ->
     names = {m["name"] for m in json.loads(listed.stdout)}
     assert {"fake-good", "reference-dual", "reference-hash"} <= names
     assert "not-a-spec" not in names
-    # the duplicate did not replace the built-in model
-    ref = next(m for m in json.loads(listed.stdout) if m["name"] == "reference-dual")
-    assert ref["distribution"] == "fico-registry"
+    # a name two distributions register is listed for both, each flagged with the other
+    refs = {m["distribution"]: m["name_conflicts"] for m in json.loads(listed.stdout) if m["name"] == "reference-dual"}
+    assert refs == {"fico-registry": ["fake-duplicate"], "fake-duplicate": ["fico-registry"]}
 
     report = run_fico(["plugins", "--json"], fake_site)
     assert report.returncode == 0, report.stderr
@@ -97,7 +99,7 @@ def test_broken_plugins_are_reported_and_the_rest_still_list(fake_site: Path) ->
         "fake-broken": ["import", "ImportError", "not installed"],
         "fake-malformed": ["register() expects a ModelSpec", "dict"],
         "fake-invalid": ["Bad Name!"],
-        "fake-duplicate": ["already registered", "fico-registry"],
+        "fake-duplicate": ["also registered by fico-registry", "fake-duplicate:reference-dual"],
     }.items():
         info = by_name[name]
         assert not info["ok"], name
@@ -106,6 +108,8 @@ def test_broken_plugins_are_reported_and_the_rest_still_list(fake_site: Path) ->
         text = json.dumps(problem)
         for word in words:
             assert word in text, (name, word, text)
+    builtin = by_name["builtins"]
+    assert not builtin["ok"] and "also registered by fake-duplicate" in json.dumps(builtin["problems"])
 
 
 def test_problems_are_noted_in_the_table_output(fake_site: Path) -> None:

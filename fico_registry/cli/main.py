@@ -23,6 +23,8 @@ LAZY_COMMANDS = {
     "submit": ("fico_registry.cli.leaderboard", "submit_cmd"),
     "leaderboard": ("fico_registry.cli.leaderboard", "leaderboard"),
     "train": ("fico_registry.cli.train", "train_cmd"),
+    "check": ("fico_registry.cli.check", "check_cmd"),
+    "plugin": ("fico_registry.cli.check", "plugin_group"),
 }
 
 
@@ -86,9 +88,22 @@ def _print_json(data: Any) -> None:
 def _problems_note(console: Any) -> None:
     from fico_registry.plugin_api.registry import get_registry
 
-    problems = get_registry().problems
-    if problems:
-        console.print(f"[yellow]{len(problems)} plugin problem(s); see `fico plugins`[/yellow]")
+    registry = get_registry()
+    if registry.problems or registry.warnings:
+        counts = f"{len(registry.problems)} plugin problem(s)"
+        counts += f", {len(registry.warnings)} warning(s)" if registry.warnings else ""
+        console.print(f"[yellow]{counts}; see `fico plugins`[/yellow]")
+
+
+def _owner_cell(spec: Any) -> str:
+    """The distribution, flagged when another distribution registers the same name."""
+    from fico_registry.plugin_api.registry import get_registry
+
+    others = get_registry().conflicts(spec)
+    owner = spec.distribution or ""
+    if not others:
+        return owner
+    return owner + f" [red](name also registered by {', '.join(others)}: use {owner}:{spec.name})[/red]"
 
 
 @cli.command("models")
@@ -101,7 +116,9 @@ def models_cmd(family: str | None, output_kind: str | None, as_json: bool) -> No
 
     specs = list_models(family=family, output=output_kind)
     if as_json:
-        _print_json([s.to_dict() for s in specs])
+        from fico_registry.plugin_api.registry import get_registry
+
+        _print_json([{**s.to_dict(), "name_conflicts": get_registry().conflicts(s)} for s in specs])
         return
     from rich.table import Table
 
@@ -120,7 +137,7 @@ def models_cmd(family: str | None, output_kind: str | None, as_json: bool) -> No
             width,
             measure,
             f"{s.image_input} + {s.text_input}",
-            s.distribution or "",
+            _owner_cell(s),
             ", ".join(s.checkpoints) or "-",
         )
     console = _console()
@@ -141,12 +158,18 @@ def plugins_cmd(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(infos)} plugins")
-    for col in ("plugin", "distribution", "version", "hooks", "registered", "status"):
+    for col in ("plugin", "distribution", "version", "import", "hooks", "registered", "status"):
         table.add_column(col)
+    from rich.markup import escape
+
     for i in infos:
         registered = ", ".join(i.models + i.datasets + i.feature_pipelines) or "-"
-        status = "ok" if i.ok else "[red]" + "; ".join(f"{p.stage}: {p.error}" for p in i.problems) + "[/red]"
-        table.add_row(i.name + (" (built-in)" if i.builtin else ""), i.distribution or "", i.version or "", ", ".join(i.hooks), registered, status)
+        status = "ok" if i.ok else "[red]" + escape("; ".join(f"{p.stage}: {p.error}" for p in i.problems)) + "[/red]"
+        if i.warnings:
+            status += "\n[yellow]" + escape("; ".join(f"warning: {p.error}" for p in i.warnings)) + "[/yellow]"
+        took = "" if i.import_ms is None else f"{i.import_ms:.0f} ms"
+        name = i.name + (" (built-in)" if i.builtin else "")
+        table.add_row(name, i.distribution or "", i.version or "", took, ", ".join(i.hooks), registered, status)
     _console().print(table)
 
 

@@ -62,6 +62,10 @@ _LAZY = {
     "save_vocab_json": "fico_registry.plugin_api.captions",
     "load_vocab": "fico_registry.plugin_api.captions",
     "find_vocab_file": "fico_registry.plugin_api.captions",
+    # original run folders: the checkpoint in a folder, side files its options name
+    "checkpoint_in_run_folder": "fico_registry.plugin_api.run_folders",
+    "find_original_file": "fico_registry.plugin_api.run_folders",
+    "missing_original_file": "fico_registry.plugin_api.run_folders",
     # environment
     "ensure_torchvision": "fico_registry.plugin_api.compat",
     "fico_home": "fico_registry.models.loading",
@@ -128,3 +132,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.plugin_api.checkpoints import restricted_unpickle as restricted_unpickle
     from fico_registry.plugin_api.checkpoints import strict_load_state_dict as strict_load_state_dict
     from fico_registry.plugin_api.compat import ensure_torchvision as ensure_torchvision
+    from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder as checkpoint_in_run_folder
+    from fico_registry.plugin_api.run_folders import find_original_file as find_original_file
+    from fico_registry.plugin_api.run_folders import missing_original_file as missing_original_file

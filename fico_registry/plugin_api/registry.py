@@ -3,6 +3,8 @@
 Environment:
   FICO_LOAD_PLUGINS    comma-separated allow-list of plugin (entry point or distribution) names;
                        set but empty loads no external plugin. Built-ins always load.
+  FICO_DISABLE_PLUGINS comma-separated plugin (entry point or distribution) names never to load.
+  FICO_SLOW_PLUGIN_MS  a plugin module taking longer than this to import gets a warning (default 100).
   FICO_STRICT_PLUGINS  "1": any plugin problem raises PluginError instead of being reported.
   FICO_TRACE_PLUGINS   "1": log every hook call (plugin, hook, what it registered, time) to stderr.
 """
@@ -23,7 +25,14 @@ from typing import Any
 
 import pluggy
 
-from fico_registry.errors import PluginError, UnknownDatasetError, UnknownModelError
+from fico_registry.errors import (
+    AmbiguousDatasetError,
+    AmbiguousModelError,
+    PluginError,
+    UnknownDatasetError,
+    UnknownModelError,
+)
+from fico_registry.plugin_api import checks as plugin_checks
 from fico_registry.plugin_api import hookspecs
 from fico_registry.plugin_api.cards import DatasetSpec, FeatureSpec, ModelSpec, TrainerSpec
 
@@ -46,9 +55,10 @@ class PluginProblem:
     plugin: str
     distribution: str | None
     version: str | None
-    stage: str  # "import", a hook name, or "register"
+    stage: str  # "import", a hook name, "hooks", or "register"
     error: str
     detail: str = ""  # traceback, shown with --debug
+    level: str = "error"  # "warning": shown, but the plugin still counts as ok and strict mode ignores it
 
     def __str__(self) -> str:
         dist = f" ({self.distribution} {self.version})" if self.distribution else ""
@@ -70,6 +80,8 @@ class PluginInfo:
     feature_pipelines: list[str] = field(default_factory=list)
     trainers: list[str] = field(default_factory=list)
     problems: list[PluginProblem] = field(default_factory=list)
+    warnings: list[PluginProblem] = field(default_factory=list)
+    import_ms: float | None = None  # time to import the entry point's module
 
     @property
     def ok(self) -> bool:
@@ -77,7 +89,8 @@ class PluginInfo:
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["problems"] = [{k: v for k, v in dataclasses.asdict(p).items() if k != "detail"} for p in self.problems]
+        for key in ("problems", "warnings"):
+            data[key] = [{k: v for k, v in dataclasses.asdict(p).items() if k != "detail"} for p in getattr(self, key)]
         data["ok"] = self.ok
         return data
 
@@ -107,11 +120,18 @@ class Registry:
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
         self.problems: list[PluginProblem] = []
-        self.models: dict[str, ModelSpec] = {}  # canonical name -> spec
+        self.warnings: list[PluginProblem] = []
+        # name -> card; a name also registered by another distribution is keyed "dist:name" for the later one
+        self.models: dict[str, ModelSpec] = {}
         self.datasets: dict[str, DatasetSpec] = {}
         self.feature_pipelines: dict[str, FeatureSpec] = {}
         self.trainers: dict[str, TrainerSpec] = {}
-        self._model_names: dict[str, str] = {}  # name or alias -> canonical name
+        self._model_names: dict[str, str] = {}  # name or alias -> key in self.models (first claimant)
+        # name or alias -> every card claiming it, and ("dist", name) -> card, for models and datasets
+        self._claims: dict[type, dict[str, list[Any]]] = {ModelSpec: {}, DatasetSpec: {}}
+        self._qualified: dict[type, dict[tuple[str, str], Any]] = {ModelSpec: {}, DatasetSpec: {}}
+        self._owner: dict[int, PluginInfo] = {}  # id(card) -> the plugin that registered it
+        self._factory_checked: dict[str, str | None] = {}  # factory path -> why it does not resolve
 
         for module_name in BUILTIN_PLUGINS:
             module = importlib.import_module(module_name)
@@ -126,6 +146,13 @@ class Registry:
 
     # -- loading ---------------------------------------------------------------------------
     def _report(self, problem: PluginProblem) -> None:
+        if problem.level == "warning":
+            self.warnings.append(problem)
+            if problem.plugin in self.infos:
+                self.infos[problem.plugin].warnings.append(problem)
+            if self.trace:
+                print(f"[fico trace] warning: {problem}", file=sys.stderr)
+            return
         if self.strict:
             raise PluginError(f"{problem} (FICO_STRICT_PLUGINS is set)")
         self.problems.append(problem)
@@ -156,10 +183,45 @@ class Registry:
             for hook in self.pm.get_hookcallers(plugin) or []
             if hook.name in hookspecs.__dict__ and not hook.name.startswith("_")
         )
+        if not builtin:
+            self._check_hooks(plugin, info)
+
+    def _check_hooks(self, plugin: Any, info: PluginInfo) -> None:
+        """A misspelled hook or a missing @hookimpl registers nothing: say so instead of showing ok."""
+        for mistake in plugin_checks.hook_mistakes(plugin):
+            self._report(PluginProblem(info.name, info.distribution, info.version, "hooks", mistake))
+        if not info.hooks:
+            example = "@hookimpl def fico_models(register): ..."
+            self._report(
+                PluginProblem(
+                    info.name, info.distribution, info.version, "hooks",
+                    f"implements no hook, so it registers nothing (expected e.g. `{example}` in {info.module})",
+                )
+            )
+
+    def _check_import_cost(self, info: PluginInfo, ms: float, heavy: list[str]) -> None:
+        info.import_ms = round(ms, 1)
+        if heavy:
+            self._report(
+                PluginProblem(
+                    info.name, info.distribution, info.version, "import",
+                    f"importing {info.module} imports {', '.join(heavy)} ({ms:.0f} ms), which slows down every "
+                    "`fico` command: import it inside the factory (model.py) instead", level="warning",
+                )
+            )
+        elif ms > plugin_checks.slow_import_ms():
+            self._report(
+                PluginProblem(
+                    info.name, info.distribution, info.version, "import",
+                    f"importing {info.module} takes {ms:.0f} ms (threshold {plugin_checks.slow_import_ms():.0f} ms, "
+                    "FICO_SLOW_PLUGIN_MS): keep plugin.py to the cards", level="warning",
+                )
+            )
 
     def _load_entry_points(self) -> None:
         allow_env = os.environ.get("FICO_LOAD_PLUGINS")
         allow = None if allow_env is None else {_normalise(n) for n in allow_env.split(",") if n.strip()}
+        deny = {_normalise(n) for n in os.environ.get("FICO_DISABLE_PLUGINS", "").split(",") if n.strip()}
         seen: set[str] = set()
         eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
         for ep in eps:
@@ -167,10 +229,13 @@ class Registry:
             version = ep.dist.version if ep.dist is not None else None
             if allow is not None and _normalise(ep.name) not in allow and (dist is None or _normalise(dist) not in allow):
                 continue
+            if _normalise(ep.name) in deny or (dist is not None and _normalise(dist) in deny):
+                continue
             if ep.name in seen or ep.name in self.infos:
                 # the same distribution can be visible twice on sys.path (editable + site)
                 continue
             seen.add(ep.name)
+            modules_before = set(sys.modules)
             started = time.perf_counter()
             try:
                 plugin = ep.load()
@@ -180,10 +245,12 @@ class Registry:
                 self.infos[ep.name] = PluginInfo(ep.name, dist, version, ep.value, builtin=False)
                 self._report(PluginProblem(ep.name, dist, version, "import", _one_line(exc), traceback.format_exc()))
                 continue
+            ms = (time.perf_counter() - started) * 1e3
+            heavy = plugin_checks.heavy_imports(modules_before, set(sys.modules))
             if self.trace:
-                ms = (time.perf_counter() - started) * 1e3
                 print(f"[fico trace] loaded plugin {ep.name} ({dist} {version}) from {ep.value} in {ms:.1f} ms", file=sys.stderr)
             self._add_plugin(plugin, name=ep.name, dist=dist, builtin=False, version=version)
+            self._check_import_cost(self.infos[ep.name], ms, heavy)
 
     def _collect(self, hook_name: str) -> None:
         spec_type = _SPEC_TYPES[hook_name]
@@ -225,52 +292,138 @@ class Registry:
             return None
         if spec.distribution is None and info.distribution is not None:
             spec = dataclasses.replace(spec, distribution=info.distribution)
-        if spec_type is ModelSpec:
-            taken = [n for n in spec.names if n in self._model_names]
-            if taken:
-                owner = self.models[self._model_names[taken[0]]].distribution
-                self._report(
-                    PluginProblem(
-                        info.name, info.distribution, info.version, hook_name,
-                        f"model name {taken[0]!r} is already registered by {owner}; {spec.name!r} skipped",
-                    )
+        path = plugin_checks.factory_path(spec)
+        if path and path not in self._factory_checked:  # memo: ~100 open_clip cards share one factory
+            self._factory_checked[path] = plugin_checks.missing_module(path)
+        missing = self._factory_checked.get(path) if path else None
+        if missing is not None:
+            field_name = "loader" if spec_type is DatasetSpec else "factory"
+            self._report(
+                PluginProblem(
+                    info.name, info.distribution, info.version, hook_name,
+                    f"{spec.name}: {field_name} {path!r} does not resolve ({missing}; looked up without importing "
+                    f"it); {spec.name!r} skipped",
                 )
-                return None
-            self.models[spec.name] = spec
-            for alias in spec.names:
-                self._model_names[alias] = spec.name
-            info.models.append(spec.name)
-        else:
-            table, listed = {
-                DatasetSpec: (self.datasets, info.datasets),
-                FeatureSpec: (self.feature_pipelines, info.feature_pipelines),
-                TrainerSpec: (self.trainers, info.trainers),
-            }[spec_type]
-            if spec.name in table:
-                self._report(
-                    PluginProblem(
-                        info.name, info.distribution, info.version, hook_name,
-                        f"{spec_type.__name__} {spec.name!r} is already registered by "
-                        f"{table[spec.name].distribution}; skipped",
-                    )
+            )
+            return None
+        if spec_type in self._claims:
+            return self._accept_named(spec, info, hook_name)
+        table, listed = {
+            FeatureSpec: (self.feature_pipelines, info.feature_pipelines),
+            TrainerSpec: (self.trainers, info.trainers),
+        }[spec_type]
+        if spec.name in table:
+            self._report(
+                PluginProblem(
+                    info.name, info.distribution, info.version, hook_name,
+                    f"{spec_type.__name__} {spec.name!r} is already registered by "
+                    f"{table[spec.name].distribution}; skipped",
                 )
-                return None
-            table[spec.name] = spec
-            listed.append(spec.name)
+            )
+            return None
+        table[spec.name] = spec
+        listed.append(spec.name)
         return spec.name
+
+    def _accept_named(self, spec: Any, info: PluginInfo, hook_name: str) -> str | None:
+        """Models and datasets: a name two distributions register is kept for both, flagged on both.
+
+        A plain name then refuses to resolve (AmbiguousModelError); "dist:name" picks one.
+        """
+        kind = type(spec)
+        claims, qualified = self._claims[kind], self._qualified[kind]
+        names = spec.names if kind is ModelSpec else (spec.name,)
+        owners = _owner_keys(spec, info)
+        same_owner = [n for n in names if any((o, n) in qualified for o in owners)]
+        if same_owner:
+            self._report(
+                PluginProblem(
+                    info.name, info.distribution, info.version, hook_name,
+                    f"{kind.__name__} name {same_owner[0]!r} is already registered by "
+                    f"{info.distribution or info.name}; {spec.name!r} skipped",
+                )
+            )
+            return None
+        for name in names:
+            for other in claims.get(name, []):
+                self._flag_clash(kind, name, spec, info, other, self._owner[id(other)], hook_name)
+        table, listed = (self.models, info.models) if kind is ModelSpec else (self.datasets, info.datasets)
+        key = spec.name if spec.name not in table else f"{spec.distribution or info.name}:{spec.name}"
+        table[key] = spec
+        listed.append(spec.name)
+        self._owner[id(spec)] = info
+        for name in names:
+            claims.setdefault(name, []).append(spec)
+            for owner in owners:
+                qualified[(owner, name)] = spec
+            if kind is ModelSpec:
+                self._model_names.setdefault(name, key)
+        return spec.name
+
+    def _flag_clash(
+        self, kind: type, name: str, spec: Any, info: PluginInfo, other: Any, other_info: PluginInfo, hook_name: str
+    ) -> None:
+        word = "model" if kind is ModelSpec else "dataset"
+        mine, theirs = _dist_label(spec, info), _dist_label(other, other_info)
+        for who, rival in ((info, theirs), (other_info, mine)):
+            self._report(
+                PluginProblem(
+                    who.name, who.distribution, who.version, hook_name if who is info else "names",
+                    f"{word} name {name!r} is also registered by {rival}: the plain name is refused until one is "
+                    f"uninstalled or disabled (FICO_DISABLE_PLUGINS); use '{mine}:{name}' or '{theirs}:{name}'",
+                )
+            )
+
+    def conflicts(self, spec: Any) -> list[str]:
+        """The other distributions registering any of this card's names (empty when its names are its own)."""
+        kind = type(spec)
+        names = spec.names if kind is ModelSpec else (spec.name,)
+        others = {
+            _dist_label(other, self._owner[id(other)])
+            for name in names
+            for other in self._claims.get(kind, {}).get(name, [])
+            if other is not spec
+        }
+        return sorted(others)
+
+    def _resolve(self, kind: type, name: str) -> Any:
+        unknown, ambiguous = (UnknownModelError, AmbiguousModelError)
+        if kind is DatasetSpec:
+            unknown, ambiguous = UnknownDatasetError, AmbiguousDatasetError
+        claims, qualified = self._claims[kind], self._qualified[kind]
+        owner, sep, bare = name.rpartition(":")
+        if sep:
+            spec = qualified.get((_normalise(owner), bare)) or qualified.get((_normalise(owner), bare.lower()))
+            if spec is None:
+                raise unknown(name, sorted({f"{o}:{n}" for o, n in qualified}))
+            return spec
+        found = claims.get(name) or claims.get(name.lower())
+        if not found:
+            raise unknown(name, claims)
+        if len(found) > 1:
+            raise ambiguous(found[0].name, [_dist_label(s, self._owner[id(s)]) for s in found])
+        return found[0]
 
     # -- lookups -----------------------------------------------------------------------------
     def model(self, name: str) -> ModelSpec:
-        canonical = self._model_names.get(name) or self._model_names.get(name.lower())
-        if canonical is None:
-            raise UnknownModelError(name, self._model_names)
-        return self.models[canonical]
+        """The card for a name, alias or "distribution:name"; AmbiguousModelError if two distributions claim it."""
+        return self._resolve(ModelSpec, name)
 
     def dataset(self, name: str) -> DatasetSpec:
-        spec = self.datasets.get(name) or self.datasets.get(name.lower())
-        if spec is None:
-            raise UnknownDatasetError(name, self.datasets)
-        return spec
+        """The dataset for a name or "distribution:name"; AmbiguousDatasetError if two distributions claim it."""
+        return self._resolve(DatasetSpec, name)
+
+    def owner(self, spec: Any) -> PluginInfo:
+        """The plugin that registered this model or dataset card."""
+        return self._owner[id(spec)]
+
+    def plugins_of(self, distribution: str) -> list[PluginInfo]:
+        """The plugins (entry points) a distribution provides, matched by distribution or entry-point name."""
+        wanted = _normalise(distribution)
+        return [
+            i for i in self.infos.values()
+            if _normalise(i.name) == wanted or (i.distribution is not None and _normalise(i.distribution) == wanted)
+        ]
 
     def feature_pipeline(self, name: str) -> FeatureSpec | None:
         return self.feature_pipelines.get(name)
@@ -289,6 +442,19 @@ class Registry:
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _owner_keys(spec: Any, info: PluginInfo) -> set[str]:
+    """What may stand before the ':' of a qualified name: the distribution or the entry-point name."""
+    keys = {_normalise(info.name)}
+    for dist in (spec.distribution, info.distribution):
+        if dist:
+            keys.add(_normalise(dist))
+    return keys
+
+
+def _dist_label(spec: Any, info: PluginInfo) -> str:
+    return spec.distribution or info.distribution or info.name
 
 
 def _version(dist: str) -> str | None:

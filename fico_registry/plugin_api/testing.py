@@ -9,6 +9,9 @@
         path = write_original_checkpoint(tmp_path)   # your fixture, in the original layout
         check_model("my-model", checkpoint=path)
 
+    # or, for the whole distribution in one line (check_plugin + check_model of every model):
+    test_plugin = plugin_tests("fico-my-model")
+
 Each check raises AssertionError with a message that says what the plugin must fix.
 """
 
@@ -21,7 +24,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from fico_registry.plugin_api.cards import Input, ModelSpec, OutputKind, QueryTimeAttention
+from fico_registry.plugin_api.plugin_testing import caller_distribution, check_plugin, check_provenance, plugin_tests
 from fico_registry.plugin_api.registry import get_model_spec
+
+__all__ = ["check_model", "check_plugin", "check_spec", "offline", "plugin_tests", "sample_batch"]
 
 SAMPLE_CAPTIONS = (
     "a red circle above a small blue square",
@@ -57,7 +63,7 @@ def offline() -> Iterator[None]:
 
 
 def sample_batch(input_name: str, n: int = 4, *, seed: int = 0) -> Any:
-    """A small batch of the given input kind (pixels and text only; pass others yourself)."""
+    """A small batch of the given input kind: pixels, text, regions, or a registered feature pipeline's."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -67,6 +73,16 @@ def sample_batch(input_name: str, n: int = 4, *, seed: int = 0) -> Any:
         return [Image.fromarray(rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)) for i in range(n)]
     if input_name == Input.TEXT:
         return [SAMPLE_CAPTIONS[i % len(SAMPLE_CAPTIONS)] + ("" if i < len(SAMPLE_CAPTIONS) else f" {i}") for i in range(n)]
+    # feature inputs arrive as float32 numpy rows, as evaluation's ArraySource hands them over
+    if input_name == Input.REGIONS:  # bottom-up-attention-like: non-negative (n, 36, 2048)
+        return rng.gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)
+    from fico_registry.plugin_api.registry import get_registry
+
+    pipeline = get_registry().feature_pipeline(input_name)
+    if pipeline is not None:  # e.g. vgg19-fc7 (post-ReLU, non-negative), doc2vec (signed)
+        if pipeline.modality == "image":
+            return rng.gamma(0.5, 1.0, size=(n, pipeline.dim)).astype(np.float32)
+        return rng.standard_normal((n, pipeline.dim)).astype(np.float32)
     raise ValueError(f"no built-in sample for input {input_name!r}: pass image_batch= / text_batch= to check_model")
 
 
@@ -122,6 +138,7 @@ def check_spec(name: str) -> ModelSpec:
 def check_model(
     name: str,
     *,
+    dist: str | None = None,
     config: str = "tiny",
     checkpoint: Any = None,
     image_batch: Any = None,
@@ -132,11 +149,16 @@ def check_model(
 ) -> Any:
     """Load the model on CPU, offline, and check what it returns against its card.
 
-    Checks: card valid, builds offline, output kind / shape / dtype, CPU placement,
-    determinism, batch-size invariance, and for scorers block invariance. Returns the Model.
+    Checks: the card comes from `dist` (default: the distribution whose pyproject.toml holds the
+    calling test file, when it declares a fico_registry entry point) and its plugin loaded without
+    problems; card valid, builds offline, output kind / shape / dtype, CPU placement,
+    determinism, batch-size invariance, both image forms evaluation passes (PIL lists, and the
+    stacked tensors of `preprocess_image` prepared in threads), and for scorers block invariance.
+    Returns the Model.
     """
     from fico_registry.models.loading import load_model
 
+    check_provenance(name, dist if dist is not None else caller_distribution())
     spec = check_spec(name)
     with offline():
         model = load_model(name, config=config, checkpoint=checkpoint, device="cpu")
@@ -156,6 +178,8 @@ def check_model(
     _assert_close(one_by_one, img, what=f"{name}.encode_images batch size 1 vs {n_img}", atol=atol, rtol=rtol)
     one_by_one = _concat([model.encode_texts(slice_batch(texts, i, i + 1)) for i in range(n_txt)])
     _assert_close(one_by_one, txt, what=f"{name}.encode_texts batch size 1 vs {n_txt}", atol=atol, rtol=rtol)
+    if spec.image_input == Input.PIXELS and isinstance(images, list):
+        _check_preprocessed_images(model, images, img, atol=atol, rtol=rtol)
 
     if spec.output is OutputKind.CONTINUOUS:
         emb = img["embeds"] if isinstance(img, dict) else img
@@ -171,6 +195,43 @@ def check_model(
         again = _concat([model.score_pairs(slice_batch(img, i, i + 1), slice_batch(txt, i, i + 1)) for i in range(k)])
         _assert_close(again, pairs, what=f"{name}.score_pairs one pair at a time", atol=atol, rtol=rtol)
     return model
+
+
+def _check_preprocessed_images(model: Any, images: list[Any], from_pil: Any, *, atol: float, rtol: float) -> None:
+    """With preprocess_image, evaluation hands encode_images a stacked (B, 3, H, W) tensor built in threads."""
+    preprocess = getattr(model.encoder, "preprocess_image", None)
+    if preprocess is None:
+        return
+    from fico_registry.models.inputs import PixelSource
+
+    assert callable(preprocess), f"{model.name}: preprocess_image must be a method (PIL image -> (3, H, W) tensor)"
+    # the very code evaluation runs (fico_registry.models.inputs.PixelSource), over these sample images
+    stacked = PixelSource(_InMemoryImages(images), preprocess=preprocess).batch(0, len(images))
+    what = f"{model.name}.encode_images on the stacked preprocess_image tensor {tuple(stacked.shape)}"
+    import torch
+
+    try:
+        with torch.inference_mode():  # as fico_registry.models.encoding.encode_side calls it
+            out = model.encode_images(stacked)
+    except Exception as exc:
+        raise AssertionError(
+            f"{what} raised {type(exc).__name__}: {exc}. Evaluation passes this form (preprocess_image in threads, "
+            "then torch.stack) whenever the encoder has preprocess_image: accept a (B, 3, H, W) tensor too"
+        ) from exc
+    _assert_close(out, from_pil, what=f"{what} vs the PIL list", atol=atol, rtol=rtol)
+    one_by_one = _concat([model.encode_images(stacked[i : i + 1]) for i in range(len(images))])
+    _assert_close(one_by_one, out, what=f"{what}, batch size 1 vs {len(images)}", atol=atol, rtol=rtol)
+
+
+class _InMemoryImages:
+    """The two things PixelSource asks of a corpus."""
+
+    def __init__(self, images: list[Any]) -> None:
+        self.images = images
+        self.n_images = len(images)
+
+    def load_image(self, index: int) -> Any:
+        return self.images[index]
 
 
 def _check_scorer(model: Any, img: Any, txt: Any, n_img: int, n_txt: int, *, atol: float, rtol: float) -> None:

@@ -1,1 +1,1 @@
-"""An example fico-registry plugin."""
+"""fico-example: a fico-registry model plugin."""
