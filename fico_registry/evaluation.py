@@ -333,6 +333,7 @@ def evaluate(
     from .encoding import encode_side, encode_side_sharded
     from .inputs import input_source
     from .loading import Model, load_model
+    from .plugin_source import code_identity
     from .protocol import OutputKind, QueryTimeAttention
     from .query_time import RerankScores, ScorerCost, cross_attention_matrix
 
@@ -368,8 +369,9 @@ def evaluate(
                 device=dev.type,
                 dtype=str(model.config.get("precision", "fp32")),
                 input=source.fingerprint(),
-                plugin_version=model.provenance().get("version"),
                 random_init=ck is None,
+                # the code: distribution version, and a source hash for editable / path installs
+                **code_identity(spec.distribution, spec.factory),
             )
             if ck is None and model.config_name != "tiny":
                 key = None  # random weights differ per build unless seeded: never cache them
