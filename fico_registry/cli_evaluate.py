@@ -218,19 +218,29 @@ def load_corpus(
 @click.option("--outside-topk", type=click.Choice(["keep", "exclude"]), default="keep", show_default=True, help="Re-rank models: below the top-k keep the first-stage order, or exclude (mAP@N n/a).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
+@click.option(
+    "--save-embeddings", "save_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="New folder for the encoded corpus (embeddings, codes or the i2t matrix, .npy) + report: `fico submit --from-embeddings` reads it.",
+)
 @common_options
 def evaluate_cmd(
     model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
     image_root: Path | None, config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
-    no_cache: bool, feature_files: tuple[str, ...], **opts: Any,
+    no_cache: bool, feature_files: tuple[str, ...], save_dir: Path | None, **opts: Any,
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
     from .data.attach import attach_feature_files, parse_feature_files
-    from .distributed import init_if_launched
+    from .distributed import init_if_launched, is_main_process
     from .evaluation import evaluate
     from .loading import load_model
 
     files = parse_feature_files(feature_files)
+    if save_dir is not None:  # refuse before any work: a full folder, or outputs the board cannot take
+        from .embedding_export import check_exportable, check_new_folder
+        from .registry import get_model_spec
+
+        check_new_folder(save_dir)
+        check_exportable(get_model_spec(model))
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options), image_root)
     data = attach_feature_files(data, files, data.split)
     device = opts["device"]
@@ -238,10 +248,17 @@ def evaluate_cmd(
     loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)
     kwargs = _evaluator_kwargs(opts)
     kwargs.pop("device")
+    outputs: dict[str, Any] | None = {} if save_dir is not None else None
     report = evaluate(
-        loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk, **kwargs,
+        loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk,
+        keep_outputs=outputs, **kwargs,
     )
     _emit(report, opts)
+    if outputs is not None and is_main_process():
+        from .embedding_export import save_embeddings
+
+        save_embeddings(save_dir, loaded, data, outputs, report)
+        click.echo(f"outputs saved to {save_dir}; submit them: fico submit --from-embeddings {save_dir} --corpus CORPUS -o DIR", err=True)
 
 
 @click.group("corpus")
