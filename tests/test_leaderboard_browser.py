@@ -161,3 +161,16 @@ def test_index_links_to_the_board(browser, site) -> None:
     assert page.url.endswith(site.name)
     assert page.locator("#board tbody tr").count() == 4
     page.close()
+
+
+def test_the_board_uses_the_page_width(browser, site) -> None:
+    page = browser.new_page(viewport={"width": 2400, "height": 900})
+    try:
+        page.goto(site.as_uri())
+        widths = page.evaluate(
+            "({table: document.querySelector('#board').getBoundingClientRect().width,"
+            " page: document.documentElement.clientWidth})"
+        )
+        assert widths["table"] >= widths["page"] - 80  # only main's padding around it, no fixed box
+    finally:
+        page.close()

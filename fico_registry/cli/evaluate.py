@@ -177,19 +177,25 @@ def _model_config(model: str, config: str, overrides: tuple[str, ...]) -> str | 
     return base
 
 
+IMAGE_ROOT_HELP = "Where the images of the saved --corpus are now (when they moved since it was saved)."
 FEATURES_HELP = (
     "[image:|text:]NAME=PATH: read input NAME from this feature file instead of running its pipeline; "
     "{split} in PATH is replaced by the split (repeatable)."
 )
 
 
-def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, root: Path | None, options: dict[str, Any]) -> Any:
+def load_corpus(
+    dataset: str | None, corpus: Path | None, split: str | None, root: Path | None, options: dict[str, Any],
+    image_root: Path | None = None,
+) -> Any:
     from fico_registry.data import Corpus, load_dataset
 
     if corpus is not None:
         if dataset is not None:
             raise OptionError("give --dataset or --corpus, not both")
-        return Corpus.load(corpus)
+        return Corpus.load(corpus, image_root=image_root)
+    if image_root is not None:
+        raise OptionError("--image-root relocates the images of a saved --corpus; with --dataset pass --root")
     for key in ("root", "split"):
         if key in options:
             raise OptionError(f"pass {key} as --{key}, not as --dataset-option")
@@ -203,6 +209,7 @@ def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, roo
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader (e.g. n_images=200).")
 @click.option("--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset.")
+@click.option("--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help=IMAGE_ROOT_HELP)
 @click.option("--config", default="default", show_default=True, help="Named config of the model card (`fico info MODEL`), or a JSON file.")
 @click.option("--set", "overrides", multiple=True, help="KEY=VALUE over the config (VALUE parsed as JSON when it can be), e.g. --set vocab_size=8000.")
 @click.option("--checkpoint", help="Checkpoint name from the card, a local file/folder, or a hub id.")
@@ -211,30 +218,47 @@ def load_corpus(dataset: str | None, corpus: Path | None, split: str | None, roo
 @click.option("--outside-topk", type=click.Choice(["keep", "exclude"]), default="keep", show_default=True, help="Re-rank models: below the top-k keep the first-stage order, or exclude (mAP@N n/a).")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
+@click.option(
+    "--save-embeddings", "save_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="New folder for the encoded corpus (embeddings, codes or the i2t matrix, .npy) + report: `fico submit --from-embeddings` reads it.",
+)
 @common_options
 def evaluate_cmd(
     model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
-    config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
-    no_cache: bool, feature_files: tuple[str, ...], **opts: Any,
+    image_root: Path | None, config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
+    no_cache: bool, feature_files: tuple[str, ...], save_dir: Path | None, **opts: Any,
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
     from fico_registry.data.attach import attach_feature_files, parse_feature_files
     from fico_registry.evaluator.evaluate import evaluate
-    from fico_registry.evaluator.sharded import init_if_launched
+    from fico_registry.evaluator.sharded import init_if_launched, is_main_process
     from fico_registry.models.loading import load_model
 
     files = parse_feature_files(feature_files)
-    data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))
+    if save_dir is not None:  # refuse before any work: a full folder, or outputs the board cannot take
+        from fico_registry.plugin_api.registry import get_model_spec
+        from fico_registry.results.embedding_export import check_exportable, check_new_folder
+
+        check_new_folder(save_dir)
+        check_exportable(get_model_spec(model))
+    data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options), image_root)
     data = attach_feature_files(data, files, data.split)
     device = opts["device"]
     init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
     loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)
     kwargs = _evaluator_kwargs(opts)
     kwargs.pop("device")
+    outputs: dict[str, Any] | None = {} if save_dir is not None else None
     report = evaluate(
-        loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk, **kwargs,
+        loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk,
+        keep_outputs=outputs, **kwargs,
     )
     _emit(report, opts)
+    if outputs is not None and is_main_process():
+        from fico_registry.results.embedding_export import save_embeddings
+
+        save_embeddings(save_dir, loaded, data, outputs, report)
+        click.echo(f"outputs saved to {save_dir}; submit them: fico submit --from-embeddings {save_dir} --corpus CORPUS -o DIR", err=True)
 
 
 @click.group("corpus")

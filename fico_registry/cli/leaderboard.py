@@ -37,10 +37,16 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 
 @click.command("submit")
 @click.option("--corpus", "corpus_path", required=True, type=click.Path(exists=True, path_type=Path), help="The saved Corpus the board uses (Corpus.save folder).")
-@click.option("--model-name", required=True, help="The name shown on the board.")
+@click.option("--model-name", help="The name shown on the board (default with --from-embeddings / --model: the model's name).")
+@click.option("--from-embeddings", "saved_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A folder written by `fico evaluate ... --save-embeddings` (its outputs and report).")
+@click.option("--model", "registered_model", help="A registered model to encode the corpus with now (instead of --images/--texts).")
+@click.option("--checkpoint", help="With --model: checkpoint name from the card, a local file/folder, or a hub id.")
+@click.option("--config", "model_config", default="default", show_default=True, help="With --model: named config of the card.")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="With --model: encoder batch size.")
+@click.option("--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="With --model: where the corpus images are now, if they moved.")
 @click.option("--images", help="(n_images, d) embeddings or codes: .npy/.npz/.safetensors ('file:key' picks one array of several).")
 @click.option("--texts", help="(n_texts, d) embeddings or codes.")
-@click.option("--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]), default="cosine", show_default=True)
+@click.option("--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]), help="Similarity of --images/--texts  [default: cosine]")
 @click.option("--bits", type=int, help="Code length of packed uint8 hash codes.")
 @click.option("--i2t", help="(n_images, n_texts) scores, higher = more similar (query-time attention models).")
 @click.option("--t2i", help="(n_texts, n_images) scores when the directions differ (fusion re-rank).")
@@ -57,20 +63,48 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 @click.option("--evidence-format", type=click.Choice(["npy", "safetensors"]), default="npy", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="Where the claimed metrics are computed.")
 def submit_cmd(
-    corpus_path: Path, model_name: str, images: str | None, texts: str | None, measure: str, bits: int | None,
-    i2t: str | None, t2i: str | None, out_dir: Path, report: Path | None, submitter: str | None,
+    corpus_path: Path, model_name: str | None, saved_dir: Path | None, registered_model: str | None, checkpoint: str | None,
+    model_config: str, batch_size: int, image_root: Path | None, images: str | None, texts: str | None, measure: str | None,
+    bits: int | None, i2t: str | None, t2i: str | None, out_dir: Path, report: Path | None, submitter: str | None,
     evidence_format: str, device: str, **model_fields: Any,
 ) -> None:
-    """Build a leaderboard submission: evaluate the evidence, write submission.json + evidence files."""
+    """Build a leaderboard submission: evaluate the evidence, write submission.json + evidence files.
+
+    The evidence comes from files (--images/--texts or --i2t/--t2i), from a folder written by
+    `fico evaluate --save-embeddings` (--from-embeddings), or from encoding the corpus now (--model)."""
+    import tempfile
+
     from fico_registry.data import Corpus
     from fico_registry.leaderboard.submit import make_submission
 
-    corpus = Corpus.load(corpus_path)
-    result = make_submission(
-        corpus, model_name, out_dir, images=images, texts=texts, measure=measure, bits=bits, i2t=i2t, t2i=t2i,
-        model={k: v for k, v in model_fields.items() if v is not None}, report=report, submitter=submitter,
-        evidence_format=evidence_format, device=device,
-    )
+    given = {"--images/--texts/--i2t/--t2i": bool(images or texts or i2t or t2i), "--from-embeddings": saved_dir is not None,
+             "--model": registered_model is not None}
+    if not any(given.values()):
+        raise OptionError(
+            "give embeddings (--images and --texts), similarity scores (--i2t, optionally --t2i), a folder written by "
+            "`fico evaluate --save-embeddings` (--from-embeddings DIR) or a registered model to encode the corpus now (--model)"
+        )
+    if sum(given.values()) > 1:
+        raise OptionError(f"give the evidence one way: {', '.join(given)} (got {' and '.join(k for k, v in given.items() if v)})")
+    if registered_model is None and (checkpoint or image_root or model_config != "default"):
+        raise OptionError("--checkpoint, --config and --image-root go with --model")
+    corpus = Corpus.load(corpus_path, image_root=image_root)
+    arrays: dict[str, Any] = {"images": images, "texts": texts, "i2t": i2t, "t2i": t2i, "measure": measure or "cosine", "bits": bits}
+    with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
+        if registered_model is not None:
+            saved_dir = _encode_now(registered_model, model_config, checkpoint, corpus, batch_size, device, Path(scratch) / "outputs")
+        if saved_dir is not None:
+            if measure or bits:
+                raise OptionError("--measure and --bits come from the saved model card with --from-embeddings / --model")
+            arrays, saved_name, saved_report = _saved_arguments(saved_dir, corpus)
+            model_name = model_name or saved_name
+            report = report or saved_report
+        if not model_name:
+            raise OptionError("give --model-name: the name shown on the board")
+        result = make_submission(
+            corpus, model_name, out_dir, **arrays, model={k: v for k, v in model_fields.items() if v is not None}, report=report,
+            submitter=submitter, evidence_format=evidence_format, device=device,
+        )
     inst = result.metrics.instance
     click.echo(
         f"{result.model.name} on {corpus.name}/{corpus.split}: "
@@ -78,6 +112,29 @@ def submit_cmd(
     )
     click.echo(f"submission written to {out_dir} (submission.json + {len(result.evidence.files()) if result.evidence else 0} evidence files)")
     click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
+
+
+def _saved_arguments(folder: Path, corpus: Any) -> tuple[dict[str, Any], str, Path | None]:
+    """make_submission() arrays, the model name and the report of a --save-embeddings folder."""
+    from fico_registry.results.embedding_export import read_saved_embeddings
+
+    saved = read_saved_embeddings(folder)
+    saved.check_corpus(corpus)
+    return saved.submit_arguments(), str(saved.manifest["model"]), saved.report
+
+
+def _encode_now(model: str, config: str, checkpoint: str | None, corpus: Any, batch_size: int, device: str, folder: Path) -> Path:
+    """Evaluate `model` on `corpus` (through the embedding cache) and save its outputs into `folder`."""
+    from fico_registry.evaluator.evaluate import evaluate
+    from fico_registry.models.loading import load_model
+    from fico_registry.plugin_api.registry import get_model_spec
+    from fico_registry.results.embedding_export import check_exportable, save_embeddings
+
+    check_exportable(get_model_spec(model))
+    loaded = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else device)
+    outputs: dict[str, Any] = {}
+    report = evaluate(loaded, corpus, device=device, batch_size=batch_size, keep_outputs=outputs, progress=None)
+    return save_embeddings(folder, loaded, corpus, outputs, report)
 
 
 @click.group("leaderboard")

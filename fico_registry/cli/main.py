@@ -120,28 +120,10 @@ def models_cmd(family: str | None, output_kind: str | None, as_json: bool) -> No
 
         _print_json([{**s.to_dict(), "name_conflicts": get_registry().conflicts(s)} for s in specs])
         return
-    from rich.table import Table
+    from fico_registry.cli.tables import models_table, print_unclipped
 
-    table = Table(title=f"{len(specs)} models")
-    for col in ("name", "family", "output", "width", "measure", "inputs", "plugin", "checkpoints"):
-        table.add_column(col)
-    for s in specs:
-        width = f"{s.bits} bits" if s.bits else (f"{s.dim}-d" if s.dim else "")
-        measure = s.measure or ""
-        if s.query_time_attention is not None:
-            measure = f"{s.query_time_attention}" + (f" (1st: {s.measure})" if s.measure else "")
-        table.add_row(
-            s.name + (f" ({', '.join(s.aliases)})" if s.aliases else ""),
-            str(s.family),
-            str(s.output),
-            width,
-            measure,
-            f"{s.image_input} + {s.text_input}",
-            _owner_cell(s),
-            ", ".join(s.checkpoints) or "-",
-        )
     console = _console()
-    console.print(table)
+    print_unclipped(console, models_table(specs, _owner_cell))  # never cuts a name (narrow terminal or piped)
     _problems_note(console)
 
 

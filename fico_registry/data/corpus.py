@@ -339,14 +339,16 @@ class Corpus:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the corpus to a folder: corpus.json plus caption_to_image.npy / labels.npy.
 
-        The image root and feature files are recorded by absolute path, or relative to the folder
-        when they lie inside it (so a folder holding its own images can be moved or renamed).
+        Feature files are recorded by absolute path, or relative to the folder when they lie inside
+        it. The image root is recorded relative to the folder whenever a relative path exists (e.g.
+        "../images": moving the folder together with its images keeps it valid) and also absolutely,
+        the fallback when only the folder moved; `Corpus.load(..., image_root=)` relocates it.
         """
         if self.duplication != 1:
             raise ValueError("save the base corpus and call .duplicated() after loading")
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        root, root_relative = (None, False) if self.root is None else _portable(self.root, folder)
+        root, root_relative = (None, False) if self.root is None else _relative_root(self.root, folder)
         doc = {
             "format": "fico-corpus",
             "format_version": FORMAT_VERSION,
@@ -355,6 +357,7 @@ class Corpus:
             "content_hash": self.content_hash,
             "root": root,
             "root_relative": root_relative,
+            "root_absolute": None if self.root is None else str(Path(self.root).resolve()),
             "image_ids": [str(x) for x in self.image_ids],
             "image_paths": None if self.image_paths is None else [str(p) for p in self.image_paths],
             "captions": list(self.captions),
@@ -383,7 +386,9 @@ class Corpus:
         return folder
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Corpus:
+    def load(cls, path: str | os.PathLike, *, image_root: str | os.PathLike | None = None) -> Corpus:
+        """Read a folder written by save(). image_root: where the images are now (the saved root is
+        then ignored; image paths stay relative to it). The content hash does not depend on it."""
         folder = Path(path)
         if folder.is_file():
             folder = folder.parent
@@ -402,9 +407,7 @@ class Corpus:
             index = np.load(folder / f"feature_index.{key}.npy", allow_pickle=False) if ref.get("indexed") else None
             feature_path = str(folder.resolve() / ref["path"]) if ref.get("relative") else ref["path"]
             features[key] = FeatureRef(feature_path, ref["modality"], index, ref.get("key"))
-        root = doc.get("root")
-        if root is not None and doc.get("root_relative"):
-            root = str(folder.resolve() / root)
+        root = _saved_root(doc, folder) if image_root is None else str(Path(image_root).expanduser().resolve())
         corpus = cls(
             name=doc["name"],
             split=doc["split"],
@@ -455,6 +458,29 @@ def _portable(path: str | os.PathLike, folder: Path) -> tuple[str, bool]:
         return absolute.relative_to(folder.resolve()).as_posix() or ".", True
     except ValueError:
         return str(absolute), False
+
+
+def _relative_root(root: str | os.PathLike, folder: Path) -> tuple[str, bool]:
+    """(root, relative): relative to `folder` (even outside it, '../images') when one exists, else absolute
+    (e.g. another Windows drive)."""
+    absolute = Path(root).resolve()
+    try:
+        return Path(os.path.relpath(absolute, folder.resolve())).as_posix(), True
+    except ValueError:
+        return str(absolute), False
+
+
+def _saved_root(doc: dict[str, Any], folder: Path) -> str | None:
+    """The image root of a saved corpus: its relative form if that folder exists, else the absolute one
+    recorded beside it (only the corpus folder moved). Old files hold one absolute root."""
+    root = doc.get("root")
+    if root is None or not doc.get("root_relative"):
+        return root
+    relative = os.path.normpath(folder.resolve() / root)
+    fallback = doc.get("root_absolute")
+    if not os.path.isdir(relative) and fallback and os.path.isdir(fallback):
+        return fallback
+    return relative
 
 
 def _atomic_npy(path: Path, array: np.ndarray) -> None:

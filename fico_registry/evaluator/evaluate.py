@@ -318,6 +318,7 @@ def evaluate(
     map_variant: str = "fico",
     memory_budget: int | str | None = None,
     progress: bool | None = None,
+    keep_outputs: dict[str, Any] | None = None,
 ) -> Report:
     """Evaluate a model (a loaded Model or a registered name) on a Corpus, end to end.
 
@@ -328,12 +329,15 @@ def evaluate(
     re-rank of each query's first-stage top-k (rerank_k, default the card's), with
     outside_topk="keep" (first-stage order below the re-ranked ones; mAP@N defined) or
     "exclude" (the paper's convention: mAP@N and PR11 reported as null).
+    keep_outputs: a dict that receives the encoder outputs ("images", "texts") and, for
+    cross-attention models scored in one process, the (n_images, n_texts) matrix ("i2t").
     """
     from fico_registry.data.cache import EmbeddingCache, embedding_key
     from fico_registry.evaluator.query_time import RerankScores, ScorerCost, cross_attention_matrix
     from fico_registry.models.encoding import encode_side, encode_side_sharded
     from fico_registry.models.inputs import input_source
     from fico_registry.models.loading import Model, load_model
+    from fico_registry.models.plugin_source import code_identity
     from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
 
     started = time.perf_counter()
@@ -368,8 +372,9 @@ def evaluate(
                 device=dev.type,
                 dtype=str(model.config.get("precision", "fp32")),
                 input=source.fingerprint(),
-                plugin_version=model.provenance().get("version"),
                 random_init=ck is None,
+                # the code: distribution version, and a source hash for editable / path installs
+                **code_identity(spec.distribution, spec.factory),
             )
             if ck is None and model.config_name != "tiny":
                 key = None  # random weights differ per build unless seeded: never cache them
@@ -379,6 +384,8 @@ def evaluate(
             encoded[side] = encode_side(model, source, side, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
 
     img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
+    if keep_outputs is not None:
+        keep_outputs.update(images=img_out, texts=txt_out)
     c2i = corpus.caption_to_image
     costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
     extra_settings: dict[str, Any] = {}
@@ -406,6 +413,8 @@ def evaluate(
         else:
             score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
             matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+            if keep_outputs is not None:
+                keep_outputs["i2t"] = matrix
             report = evaluate_similarity(
                 matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
                 device=dev, memory_budget=memory_budget, progress=progress,

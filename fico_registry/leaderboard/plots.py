@@ -11,7 +11,12 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-FAMILY_COLOURS = {"vlp": "#1f77b4", "fg": "#ff7f0e", "cg": "#2ca02c", "unknown": "#7f7f7f"}
+# one colour per entry (colouring by family made every model of a family look the same): matplotlib's
+# tab10, then tab20's light shades, so that neighbours in the ranking differ strongly; beyond 20 they repeat
+ENTRY_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+)
 OUTPUT_MARKERS = {"continuous": "o", "binary": "s", "similarity": "^", "unknown": "x"}
 MAX_CURVES = 12  # more lines than this make a PR plot unreadable: the best by RSUM are drawn
 
@@ -33,6 +38,12 @@ def safe_label(text: str, limit: int = 40) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return " " + text if text.startswith("_") else text
+
+
+def entry_colours(entries: list[PlotEntry]) -> dict[int, str]:
+    """id(entry) -> colour, by rank (RSUM, best first; then label), the same in every plot of a page."""
+    ranked = sorted(entries, key=lambda e: (-(e.rsum or 0.0), e.label))
+    return {id(entry): ENTRY_COLOURS[i % len(ENTRY_COLOURS)] for i, entry in enumerate(ranked)}
 
 
 def _pyplot() -> Any:
@@ -58,6 +69,7 @@ def pr_curves_svg(entries: list[PlotEntry]) -> bytes | None:
     drawn = [e for e in entries if any(e.pr11.get(d) for d in ("i2t", "t2i"))]
     if not drawn:
         return None
+    colours = entry_colours(entries)
     drawn = sorted(drawn, key=lambda e: -(e.rsum or 0.0))[:MAX_CURVES]
     plt = _pyplot()
     levels = [i / 10 for i in range(11)]
@@ -69,7 +81,7 @@ def pr_curves_svg(entries: list[PlotEntry]) -> bytes | None:
                 continue
             values = [float("nan") if v is None else v for v in curve]
             ax.plot(levels, values, marker=OUTPUT_MARKERS.get(entry.output, "x"), markersize=3, linewidth=1.2,
-                    color=FAMILY_COLOURS.get(entry.family, "#7f7f7f"), label=safe_label(entry.label))
+                    color=colours[id(entry)], label=safe_label(entry.label))
         ax.set_title(f"category-level PR, {title}", fontsize=10)
         ax.set_xlabel("recall")
         ax.set_xlim(0, 1)
@@ -95,6 +107,7 @@ def accuracy_cost_svg(entries: list[PlotEntry]) -> bytes | None:
     ]
     if not any(e.rsum is not None and any(getattr(e, attr) for attr, _ in panels) for e in entries):
         return None
+    colours = entry_colours(entries)
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.0), dpi=100, sharey=True)
     for ax, (attr, xlabel) in zip(axes, panels, strict=True):
@@ -102,7 +115,7 @@ def accuracy_cost_svg(entries: list[PlotEntry]) -> bytes | None:
         for entry in points:
             x = getattr(entry, attr)
             ax.scatter([x], [entry.rsum], s=28, marker=OUTPUT_MARKERS.get(entry.output, "x"),
-                       color=FAMILY_COLOURS.get(entry.family, "#7f7f7f"))
+                       color=colours[id(entry)])
             ax.annotate(safe_label(entry.label, 24), (x, entry.rsum), fontsize=6, xytext=(3, 3), textcoords="offset points",
                         parse_math=False)
         if points:
@@ -115,9 +128,11 @@ def accuracy_cost_svg(entries: list[PlotEntry]) -> bytes | None:
         ax.set_xlabel(xlabel, fontsize=9)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("RSUM (R@1+5+10, both directions, %)")
-    handles = [plt.Line2D([], [], linestyle="", marker="o", color=c, label=f.upper()) for f, c in FAMILY_COLOURS.items()]
-    handles += [plt.Line2D([], [], linestyle="", marker=m, color="#444444", label=o) for o, m in OUTPUT_MARKERS.items()]
-    axes[1].legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.8)
+    # the points carry their names; the legend says what the markers mean
+    handles = [plt.Line2D([], [], linestyle="", marker=m, color="#444444", label=o) for o, m in OUTPUT_MARKERS.items()]
+    legend = axes[1].legend(handles=handles, fontsize=7, loc="lower right", framealpha=0.8)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
     fig.suptitle("accuracy vs cost", fontsize=10)
     fig.tight_layout()
     return _svg(fig)

@@ -111,7 +111,19 @@ def encode_side(
         return EncodeResult(outputs, n, timer["seconds"], False, timer["batches"], batch_size)
     outputs = cache.get_or_encode(cache_key, n, encode_block, block_size=batch_size * 4, progress=bool(progress) if progress is not None else True, as_torch=True)
     from_cache = timer["batches"] == 0
+    if from_cache:
+        cache_notice(cache, cache_key, n, side, progress)
     return EncodeResult(_as_torch(outputs), n, timer["seconds"], from_cache, timer["batches"], batch_size)
+
+
+def cache_notice(cache: Any, cache_key: dict[str, Any], n: int, side: str, progress: bool | None) -> None:
+    """One line on stderr when a side comes from the cache (not only `from_cache` in the JSON): the
+    numbers then come from an earlier run, and the key folder tells which (progress=False: silent)."""
+    if progress is False:
+        return
+    import sys
+
+    sys.stderr.write(f"{n} {side} embeddings from cache (key {cache.path(cache_key).name}; --no-cache to re-encode)\n")
 
 
 def _synchronise(out: Any) -> None:
@@ -180,6 +192,8 @@ def encode_side_sharded(
                 "embedding cache must be on a filesystem shared by all nodes (set FICO_HOME), or run with --no-cache / cache=False"
             )
         outputs = cache.consolidate(cache_key, wait=True, poll_seconds=0.1, as_torch=True)
+        if timer["items"] == 0 and sharding.rank == 0:
+            cache_notice(cache, cache_key, n, side, shown)
         return EncodeResult(
             _as_torch(outputs), n, timer["seconds"], timer["items"] == 0, timer["batches"], batch_size,
             extra={"encoded_items": timer["items"]},
