@@ -1,0 +1,250 @@
+"""Engine score sources for coarse-to-fine cascades: a first stage, then a re-ranker on each query's top k.
+
+CascadeScores gives the engine, block by block, a ranking in which each query's re-ranked candidates
+come first (ordered by the re-ranker's scores, its ties kept) and every other candidate follows in
+the first stage's order: the rule of the fusion re-rank's outside_topk="keep".
+
+Ties of the first stage at position k: the whole boundary tie group is re-ranked, i.e. every
+candidate whose first-stage score is >= the k-th largest. No arbitrary tie-break decides which
+candidates are re-ranked, so the result is one exact ranking and the engine's tie policy applies
+to it as to any other (to ties of the re-ranker among re-ranked candidates, and to first-stage
+ties in the untouched tail). The pairs this adds beyond k per query are counted in `pairs`.
+
+Pair scorers score only the (query, candidate) pairs asked for, in batches:
+  FusionPairs        Reranker.score_pairs on flattened pairs (BLIP-2 / X-VLM ITM)
+  CrossAttentionPairs  Scorer.score of one query against a batch of its candidates (SCAN, IMRAM)
+  DualPairs          a dual encoder's own measure between a query and its gathered candidates
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from fico_registry.errors import ModelOutputError, OptionError
+from fico_registry.evaluator.engine import ScoreSource, checked_block
+from fico_registry.evaluator.query_time import take
+from fico_registry.evaluator.similarity import score_block
+
+
+@dataclass
+class PairCost:
+    """What the re-ranker was asked: calls, pairs, seconds, and the largest number of pairs in one call."""
+
+    calls: int = 0
+    pairs: int = 0
+    seconds: float = 0.0
+    largest_call: int = 0
+
+    def add(self, pairs: int, seconds: float) -> None:
+        self.calls += 1
+        self.pairs += pairs
+        self.seconds += seconds
+        self.largest_call = max(self.largest_call, pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "pairs": self.pairs, "seconds": round(self.seconds, 6), "largest_call": self.largest_call}
+
+
+class PairScorer(Protocol):
+    cost: PairCost
+
+    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+        """Scores (m,) float of query `query` (an image when query_side == "image") with `candidates`."""
+        ...
+
+
+def _timed(cost: PairCost, pairs: int, call: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+    began = time.perf_counter()
+    with torch.inference_mode():
+        out = call(*args, **kwargs)
+    if isinstance(out, torch.Tensor) and out.is_cuda:
+        torch.cuda.synchronize(out.device)
+    cost.add(pairs, time.perf_counter() - began)
+    return out
+
+
+def _finite(scores: torch.Tensor, name: str, query_side: str, query: int) -> torch.Tensor:
+    scores = scores.detach().cpu()
+    if scores.dtype not in (torch.float32, torch.float64):
+        scores = scores.float()
+    if not bool(torch.isfinite(scores).all()):
+        raise ModelOutputError(f"{name} returned NaN or inf for {query_side} query {query}")
+    return scores
+
+
+@dataclass
+class FusionPairs:
+    """Reranker.score_pairs over (image, text) pairs, pair_batch at a time."""
+
+    model: Any
+    image_features: Any
+    text_features: Any
+    device: str | torch.device = "cpu"
+    pair_batch: int = 256
+    cost: PairCost = field(default_factory=PairCost)
+
+    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+        parts = []
+        for s in range(0, len(candidates), self.pair_batch):
+            chunk = candidates[s : s + self.pair_batch]
+            queries = np.full(len(chunk), query, dtype=np.int64)
+            image_index, text_index = (queries, chunk) if query_side == "image" else (chunk, queries)
+            images = take(self.image_features, image_index, self.device)
+            texts = take(self.text_features, text_index, self.device)
+            parts.append(_timed(self.cost, len(chunk), self.model.score_pairs, images, texts))
+        return _finite(torch.cat(parts), f"{self.model.name}.score_pairs", query_side, query)
+
+
+@dataclass
+class CrossAttentionPairs:
+    """Scorer.score of one query against up to pair_batch of its candidates per call: never other pairs."""
+
+    model: Any
+    image_features: Any
+    text_features: Any
+    device: str | torch.device = "cpu"
+    pair_batch: int = 1024
+    cost: PairCost = field(default_factory=PairCost)
+
+    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+        own = self.image_features if query_side == "image" else self.text_features
+        other = self.text_features if query_side == "image" else self.image_features
+        mine = take(own, np.array([query], dtype=np.int64), self.device)
+        parts = []
+        for s in range(0, len(candidates), self.pair_batch):
+            chunk = take(other, candidates[s : s + self.pair_batch], self.device)
+            n = min(self.pair_batch, len(candidates) - s)
+            pair = (mine, chunk) if query_side == "image" else (chunk, mine)
+            parts.append(_timed(self.cost, n, self.model.score, *pair).reshape(-1))
+        return _finite(torch.cat(parts), f"{self.model.name}.score", query_side, query)
+
+
+@dataclass
+class DualPairs:
+    """A dual encoder as re-ranker: its measure between a query and its gathered candidates.
+
+    Embeddings are prepared as the engine prepares them (similarity.prepare_embeddings) and scored
+    with the same image-major product, so a pair's score is the engine's cell.
+    """
+
+    images: torch.Tensor
+    texts: torch.Tensor
+    measure: str
+    n_bits: int = 0
+    name: str = "dual encoder"
+    cost: PairCost = field(default_factory=PairCost)
+
+    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+        index = torch.from_numpy(candidates).to(self.images.device)
+        if query_side == "image":
+            images, texts = self.images[query : query + 1], self.texts[index]
+        else:
+            images, texts = self.images[index], self.texts[query : query + 1]
+        block = _timed(
+            self.cost, len(candidates), score_block, images, texts, self.measure, query_side=query_side, n_bits=self.n_bits
+        )
+        return _finite(block.reshape(-1).double(), self.name, query_side, query)
+
+
+@dataclass
+class IndexScores:
+    """A first stage given as search results: each query's `ids` (n_q, depth) with their `scores`.
+
+    Candidates a query's search did not return (ids -1, or beyond depth) tie at the bottom of its
+    row (the lowest finite value of the dtype): not retrieved. A search of depth n_candidates by an exact
+    index is the whole exact ranking.
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    n_candidates: int
+    name: str = "index"
+    fresh_blocks: bool = True
+
+    @property
+    def n_queries(self) -> int:
+        return self.ids.shape[0]
+
+    def cell_bytes(self) -> int:
+        return 8
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        ids = torch.from_numpy(np.ascontiguousarray(self.ids[start:stop]))
+        values = torch.from_numpy(np.ascontiguousarray(self.scores[start:stop]))
+        kind = torch.finfo if values.is_floating_point() else torch.iinfo
+        floor = kind(values.dtype).min
+        out = torch.full((stop - start, self.n_candidates), floor, dtype=values.dtype)
+        found = ids >= 0
+        rows = torch.arange(stop - start)[:, None].expand_as(ids)
+        out[rows[found], ids[found]] = values[found]
+        return out
+
+
+@dataclass
+class CascadeScores:
+    """One direction of a cascade: the first stage's top k (and its boundary tie group) re-ranked.
+
+    The block is float64: first-stage scores (float32 or integer, exact in float64) below, and the
+    re-ranked candidates on top at base + their rank under the re-ranker (integers, so its ties stay
+    ties and its order is exact), base = ceil(row max) + 1.
+    """
+
+    first: ScoreSource
+    pairs: PairScorer
+    k: int
+    query_side: str  # "image" (i2t) or "text" (t2i)
+    label: str = ""
+    reranked: int = 0  # (query, candidate) pairs re-ranked so far
+    boundary_extra: int = 0  # of which beyond k per query: the boundary tie groups
+    screen_seconds: float = 0.0
+    fresh_blocks: bool = True
+    trusted: bool = True  # checked_block checks the first stage; pair scores are checked as they arrive
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise OptionError(f"cascade k must be a positive integer, got {self.k}")
+
+    @property
+    def n_queries(self) -> int:
+        return self.first.n_queries
+
+    @property
+    def n_candidates(self) -> int:
+        return self.first.n_candidates
+
+    def cell_bytes(self) -> int:
+        return self.first.cell_bytes() + 16  # the float64 output and the re-ranked mask
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        began = time.perf_counter()
+        first, _ = checked_block(self.first, start, stop, label=f"{self.label} first stage")
+        first = first.cpu().double()
+        k = min(self.k, first.shape[1])
+        kth = first.topk(k, dim=1).values[:, -1:]
+        chosen = first >= kth  # the top k and every candidate tied with the k-th
+        self.screen_seconds += time.perf_counter() - began
+        counts = chosen.sum(1)
+        self.reranked += int(counts.sum())
+        self.boundary_extra += int((counts - k).sum())
+        width = int(counts.max())
+        fused = torch.full((stop - start, width), -torch.inf, dtype=torch.float64)
+        rows, cols = chosen.nonzero(as_tuple=True)  # row-major: each row's candidates together
+        offsets = torch.cumsum(counts, 0) - counts
+        for r in range(stop - start):
+            lo, n = int(offsets[r]), int(counts[r])
+            candidates = cols[lo : lo + n].numpy()
+            fused[r, :n] = self.pairs.score(self.query_side, start + r, candidates).double()
+        # rank under the re-ranker: how many re-ranked candidates of the row beat each (ties equal)
+        ascending = fused.sort(dim=1).values
+        beaten_by = width - torch.searchsorted(ascending, fused, right=True)
+        base = torch.ceil(first.amax(dim=1, keepdim=True)) + 1
+        lifted = base + (width - beaten_by).double()
+        in_row = torch.arange(width)[None, :] < counts[:, None]
+        out = first
+        out[rows, cols] = lifted[in_row]
+        return out

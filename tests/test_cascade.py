@@ -1,0 +1,223 @@
+"""Coarse-to-fine cascades: the ranking rule, the boundary tie rule, pair counts, FAISS first stages, memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fico_registry.errors import OptionError
+from fico_registry.evaluator.cascade_scores import CascadeScores, DualPairs, PairCost
+from fico_registry.evaluator.engine import EmbeddingScores, positives_of_images, positives_of_texts, run_direction
+from fico_registry.evaluator.similarity import prepare_embeddings
+from fico_registry.studies.cascade import evaluate_cascade, parse_ks
+
+N_IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from fico_registry.data import synthetic
+
+    return synthetic(n_images=N_IMAGES, root=tmp_path_factory.mktemp("cascade-synthetic"))
+
+
+def _metrics(report: dict) -> tuple:
+    return report["instance"], report["category"]
+
+
+@pytest.fixture(scope="module")
+def dual_then_scan(corpus):
+    scorers = []
+    out = evaluate_cascade(
+        "reference-dual", "scan", corpus, ks=(1, 7, "N"), first_config="tiny", rerank_config="tiny", device="cpu",
+        on_scorer=scorers.append,
+    )  # fmt: skip
+    return out, scorers
+
+
+def test_k_n_is_the_reranker_alone_and_k_1_keeps_the_first_stage_r1(dual_then_scan):
+    out, _ = dual_then_scan
+    assert _metrics(out["by_k"]["N"]) == _metrics(out["rerank"])
+    for direction in ("i2t", "t2i"):
+        assert out["by_k"]["1"]["instance"][direction]["R@1"] == out["first"]["instance"][direction]["R@1"]
+    # the run is not trivial: the two stand-alone models disagree somewhere
+    assert _metrics(out["first"]) != _metrics(out["rerank"])
+
+
+def test_reranked_pairs_are_exactly_k_per_query(dual_then_scan, corpus):
+    out, scorers = dual_then_scan
+    n_txt = corpus.n_captions
+    for key, k in (("1", 1), ("7", 7), ("N", None)):
+        costs = out["by_k"][key]["costs"]
+        assert costs["boundary_tie_pairs"] == {"i2t": 0, "t2i": 0}  # continuous scores: no ties at k
+        assert costs["rerank_pairs"] == {
+            "i2t": N_IMAGES * (k or n_txt),
+            "t2i": n_txt * (k or N_IMAGES),
+        }
+    # cross-attention pairs: one query against at most its own candidates per call
+    assert max(s.cost.largest_call for s in scorers[:4]) <= 7
+    assert sum(s.cost.pairs for s in scorers[2:4]) == N_IMAGES * 7 + n_txt * 7
+    assert set(out["by_k"]["7"]["costs"]["seconds"]) == {"encode", "screen", "rerank"}
+    assert out["by_k"]["7"]["costs"]["extrapolated"]["1M/5M"]["rerank_pairs"] == 1_000_000 * 7 + 5_000_000 * 7
+
+
+class _TableScorer:
+    """Re-ranker scores from a fixed (n_images, n_texts) table: integer values, so it ties too."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table, self.cost, self.asked = table, PairCost(), []
+
+    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+        self.asked.append((query, sorted(candidates.tolist())))
+        self.cost.add(len(candidates), 0.0)
+        row = self.table[query] if query_side == "image" else self.table[:, query]
+        return row[torch.from_numpy(candidates)].double()
+
+
+def _brute_force_order(first: np.ndarray, fused: np.ndarray, k: int) -> tuple[set[int], np.ndarray]:
+    """The boundary tie group rule by hand: the re-ranked set and a sort key per candidate (higher first)."""
+    kth = np.sort(first)[::-1][k - 1]
+    chosen = {c for c in range(len(first)) if first[c] >= kth}
+    # re-ranked above everything; among them the re-ranker's value; below, the first stage's value
+    key = np.array([(1e6 + fused[c]) if c in chosen else first[c] for c in range(len(first))])
+    return chosen, key
+
+
+@pytest.mark.parametrize("side", ["image", "text"])
+def test_hamming_ties_at_k_rerank_the_whole_boundary_group(side):
+    gen = torch.Generator().manual_seed(3)
+    n_img, n_txt, bits = 9, 30, 4  # 4-bit codes: 16 values for 30 items, ties everywhere
+    img_codes = torch.randint(0, 2, (n_img, bits), generator=gen)
+    txt_codes = torch.randint(0, 2, (n_txt, bits), generator=gen)
+    img, txt, info = prepare_embeddings(img_codes, txt_codes, "hamming", torch.device("cpu"))
+    first = EmbeddingScores(img, txt, "hamming", side, info["bits"])
+    table = torch.randint(0, 3, (n_img, n_txt), generator=gen).double()  # re-ranker ties too
+    for k in (1, 3, 5):
+        scorer = _TableScorer(table)
+        cascade = CascadeScores(first, scorer, k, side)
+        block = cascade.block(0, first.n_queries)
+        expected_pairs = 0
+        for q in range(first.n_queries):
+            first_row = first.block(q, q + 1)[0].double().numpy()
+            fused = (table[q] if side == "image" else table[:, q]).numpy()
+            chosen, key = _brute_force_order(first_row, fused, k)
+            expected_pairs += len(chosen)
+            assert scorer.asked[q] == (q, sorted(chosen))
+            row = block[q].numpy()
+            # same order and the same ties as the hand-made key, for every pair of candidates
+            assert np.array_equal(np.sign(row[:, None] - row[None, :]), np.sign(key[:, None] - key[None, :]))
+            assert len(chosen) >= k
+        assert cascade.reranked == expected_pairs == scorer.cost.pairs
+        assert cascade.boundary_extra == expected_pairs - k * first.n_queries
+        assert cascade.boundary_extra > 0  # the case really has ties at k
+
+
+def _rank_of_best_positive(key: np.ndarray, positives: list[int], pessimistic: bool) -> int:
+    best = max(key[p] for p in positives)
+    ahead = (key > best).sum()
+    tied = (key == best).sum() - sum(1 for p in positives if key[p] == best)
+    return int(ahead + (tied if pessimistic else 0) + 1)
+
+
+@pytest.mark.parametrize("ties", ["optimistic", "pessimistic"])
+def test_hamming_cascade_recall_matches_brute_force(ties):
+    gen = torch.Generator().manual_seed(5)
+    n_img, per, bits, k = 8, 3, 4, 4
+    n_txt = n_img * per
+    c2i = np.repeat(np.arange(n_img), per)
+    img, txt, info = prepare_embeddings(
+        torch.randint(0, 2, (n_img, bits), generator=gen), torch.randint(0, 2, (n_txt, bits), generator=gen),
+        "hamming", torch.device("cpu"),
+    )  # fmt: skip
+    table = torch.randint(0, 3, (n_img, n_txt), generator=gen).double()
+    for side, positives in (("image", positives_of_images(c2i, n_img)), ("text", positives_of_texts(c2i))):
+        first = EmbeddingScores(img, txt, "hamming", side, info["bits"])
+        source = CascadeScores(first, _TableScorer(table), k, side)
+        stats = run_direction(
+            source, positives, None, recall_ks=(1, 5), map_ks=(), map_variant="fico", ties=ties, budget=1 << 24,
+            device=torch.device("cpu"),
+        )  # fmt: skip
+        for q in range(first.n_queries):
+            first_row = first.block(q, q + 1)[0].double().numpy()
+            fused = (table[q] if side == "image" else table[:, q]).numpy()
+            _, key = _brute_force_order(first_row, fused, k)
+            pos = [int(p) for p in positives[q] if p >= 0]
+            rank = _rank_of_best_positive(key, pos, ties == "pessimistic")
+            engine_rank = stats.g[q] + (stats.t[q] if ties == "pessimistic" else 0) + 1
+            assert engine_rank == rank
+
+
+def test_faiss_flat_first_stage_equals_the_exact_engine(corpus):
+    pytest.importorskip("faiss")
+    runs = {
+        index: evaluate_cascade(
+            "reference-dual", "reference-dual", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
+            device="cpu", index=index, standalone=False,
+        )
+        for index in (None, "flat")
+    }
+    assert _metrics(runs["flat"]["first"]) == _metrics(runs[None]["first"])
+    assert _metrics(runs["flat"]["by_k"]["5"]) == _metrics(runs[None]["by_k"]["5"])
+
+
+def test_faiss_binary_flat_first_stage_equals_the_exact_hamming_engine(corpus):
+    pytest.importorskip("faiss")
+    runs = {
+        index: evaluate_cascade(
+            "reference-hash", "reference-dual", corpus, ks=(3, 10), first_config="tiny", rerank_config="tiny",
+            device="cpu", index=index, standalone=False,
+        )
+        for index in (None, "binary-flat")
+    }
+    assert _metrics(runs["binary-flat"]["first"]) == _metrics(runs[None]["first"])
+    for k in ("3", "10"):
+        assert _metrics(runs["binary-flat"]["by_k"][k]) == _metrics(runs[None]["by_k"][k])
+        assert runs["binary-flat"]["by_k"][k]["costs"]["rerank_pairs"] == runs[None]["by_k"][k]["costs"]["rerank_pairs"]
+
+
+def test_hnsw_first_stage_runs_and_counts_pairs(corpus):
+    pytest.importorskip("faiss")
+    out = evaluate_cascade(
+        "reference-dual", "scan", corpus, ks=(5,), first_config="tiny", rerank_config="tiny", device="cpu",
+        index="hnsw", standalone=False,
+    )  # fmt: skip
+    assert out["by_k"]["5"]["costs"]["rerank_pairs"] == {"i2t": N_IMAGES * 5, "t2i": corpus.n_captions * 5}
+    assert out["by_k"]["5"]["costs"]["first_stage"] == "faiss hnsw"
+
+
+def test_2000_x_10000_cascade_never_asks_for_the_full_matrix():
+    gen = torch.Generator().manual_seed(0)
+    n_img, n_txt, k = 2000, 10000, 100
+    img, txt, _ = prepare_embeddings(
+        torch.randn(n_img, 8, generator=gen), torch.randn(n_txt, 8, generator=gen), "cosine", torch.device("cpu")
+    )
+    c2i = np.arange(n_txt) % n_img
+    for side, positives in (("image", positives_of_images(c2i, n_img)), ("text", positives_of_texts(c2i))):
+        first = EmbeddingScores(img, txt, "cosine", side)
+        scorer = DualPairs(img * 2, txt, "cosine")  # another model's scores, from the same shapes
+        source = CascadeScores(first, scorer, k, side)
+        run_direction(
+            source, positives, None, recall_ks=(1, 10), map_ks=(), map_variant="fico", ties="expected",
+            budget=64 << 20, device=torch.device("cpu"),
+        )  # fmt: skip
+        # one query's k candidates per call (a float32 tie at position k adds its group), never a matrix block
+        assert k <= scorer.cost.largest_call <= k + source.boundary_extra
+        assert scorer.cost.pairs == source.reranked == first.n_queries * k + source.boundary_extra
+        assert source.boundary_extra < first.n_queries // 100
+        assert scorer.cost.pairs < first.n_queries * first.n_candidates // 10  # the full matrix: 20M pairs
+
+
+def test_bad_inputs_get_typed_errors(corpus):
+    with pytest.raises(OptionError, match="positive integer or N"):
+        parse_ks("10,0")
+    with pytest.raises(OptionError, match="index must be one of"):
+        evaluate_cascade("reference-dual", "scan", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
+                         device="cpu", index="ivf-pq", standalone=False)  # fmt: skip
+    with pytest.raises(OptionError, match="hashing model"):
+        evaluate_cascade("reference-dual", "scan", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
+                         device="cpu", index="binary-flat", standalone=False)  # fmt: skip
+    with pytest.raises(OptionError, match="no embedding to screen"):
+        evaluate_cascade("scan", "reference-dual", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
+                         device="cpu", standalone=False)  # fmt: skip
+    assert parse_ks("10, 100,n") == [10, 100, "N"]
