@@ -221,3 +221,30 @@ def test_bad_inputs_get_typed_errors(corpus):
         evaluate_cascade("scan", "reference-dual", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
                          device="cpu", standalone=False)  # fmt: skip
     assert parse_ks("10, 100,n") == [10, 100, "N"]
+
+
+def test_cli_writes_the_document_and_the_accuracy_cost_plot(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from fico_registry.cli.main import cli
+
+    out, plot = tmp_path / "cascade.json", tmp_path / "cascade.png"
+    result = CliRunner().invoke(
+        cli,
+        ["evaluate-cascade", "reference-hash", "scan", "--first-config", "tiny", "--rerank-config", "tiny", "--k", "3,N",
+         "--dataset-option", "n_images=12", "--device", "cpu", "-o", str(out), "--plot", str(plot), "--no-progress"],
+        obj={},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert set(doc) >= {"first", "rerank", "by_k"} and list(doc["by_k"]) == ["3", "N"]
+    costs = doc["by_k"]["3"]["costs"]
+    assert set(costs["rerank_pairs"]) == {"i2t", "t2i"} and costs["bytes_per_item"] > 0
+    # Hamming codes tie: the boundary groups are re-ranked too, and counted
+    assert costs["rerank_pairs"]["i2t"] == 12 * 3 + costs["boundary_tie_pairs"]["i2t"]
+    assert doc["by_k"]["N"]["instance"] == doc["rerank"]["instance"]
+    assert plot.stat().st_size > 1000
+    bad = CliRunner().invoke(cli, ["evaluate-cascade", "reference-dual", "scan", "--k", "0"], obj={})
+    assert bad.exit_code != 0 and "positive integer or N" in bad.output
