@@ -41,6 +41,8 @@ def test_k_n_is_the_reranker_alone_and_k_1_keeps_the_first_stage_r1(dual_then_sc
     assert _metrics(out["by_k"]["N"]) == _metrics(out["rerank"])
     for direction in ("i2t", "t2i"):
         assert out["by_k"]["1"]["instance"][direction]["R@1"] == out["first"]["instance"][direction]["R@1"]
+        # the top K (K >= k) is the first stage's top K as a set: R@10 cannot move at k = 7
+        assert out["by_k"]["7"]["instance"][direction]["R@10"] == out["first"]["instance"][direction]["R@10"]
     # the run is not trivial: the two stand-alone models disagree somewhere
     assert _metrics(out["first"]) != _metrics(out["rerank"])
 
