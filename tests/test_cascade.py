@@ -250,3 +250,19 @@ def test_cli_writes_the_document_and_the_accuracy_cost_plot(tmp_path):
     assert plot.stat().st_size > 1000
     bad = CliRunner().invoke(cli, ["evaluate-cascade", "reference-dual", "scan", "--k", "0"], obj={})
     assert bad.exit_code != 0 and "positive integer or N" in bad.output
+
+
+def test_fusion_reranker_at_k_n_is_its_own_rerank_of_every_candidate(corpus):
+    """X-VLM's ITM as RERANK: k = N equals `evaluate(xvlm, rerank_k >= N)` (its ITC top-N, i.e. all, re-ranked)."""
+    from fico_registry import load_model
+    from fico_registry.evaluator.evaluate import evaluate
+
+    try:
+        xvlm = load_model("xvlm", config="tiny", device="cpu")
+    except Exception as exc:  # optional plugin dependencies
+        pytest.skip(f"xvlm (tiny) does not load here: {type(exc).__name__}: {exc}")
+    out = evaluate_cascade("reference-dual", xvlm, corpus, ks=(3, "N"), first_config="tiny", device="cpu", standalone=False)
+    own = evaluate(xvlm, corpus, device="cpu", cache=False, rerank_k=corpus.n_captions).to_dict()
+    assert _metrics(out["by_k"]["N"]) == _metrics(own)
+    assert out["by_k"]["3"]["costs"]["rerank_pairs"] == {"i2t": N_IMAGES * 3, "t2i": corpus.n_captions * 3}
+    assert out["by_k"]["3"]["costs"]["largest_rerank_call"] == 3

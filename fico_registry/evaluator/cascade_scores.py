@@ -164,6 +164,7 @@ class IndexScores:
     scores: np.ndarray
     n_candidates: int
     name: str = "index"
+    device: torch.device | str = "cpu"
     fresh_blocks: bool = True
 
     @property
@@ -182,7 +183,7 @@ class IndexScores:
         found = ids >= 0
         rows = torch.arange(stop - start)[:, None].expand_as(ids)
         out[rows[found], ids[found]] = values[found]
-        return out
+        return out.to(self.device)
 
 
 @dataclass
@@ -223,6 +224,7 @@ class CascadeScores:
     def block(self, start: int, stop: int) -> torch.Tensor:
         began = time.perf_counter()
         first, _ = checked_block(self.first, start, stop, label=f"{self.label} first stage")
+        device = first.device  # the engine's; the list bookkeeping below is small and runs on the CPU
         first = first.cpu().double()
         k = min(self.k, first.shape[1])
         kth = first.topk(k, dim=1).values[:, -1:]
@@ -247,4 +249,4 @@ class CascadeScores:
         in_row = torch.arange(width)[None, :] < counts[:, None]
         out = first
         out[rows, cols] = lifted[in_row]
-        return out
+        return out.to(device)

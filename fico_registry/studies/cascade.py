@@ -117,7 +117,7 @@ def _faiss() -> Any:
 
 
 def _index_first_stage(
-    img: torch.Tensor, txt: torch.Tensor, measure: str, n_bits: int, index: str, depth: int | None
+    img: torch.Tensor, txt: torch.Tensor, measure: str, index: str, depth: int | None, device: torch.device
 ) -> FirstStage:
     """Two FAISS indexes (texts for image queries, images for text queries), searched up front."""
     from fico_registry.studies.search import _flat_bytes, _hnsw_bytes, _ivf_bytes
@@ -162,7 +162,7 @@ def _index_first_stage(
         scores, ids = built.search(np.ascontiguousarray(q), want)
         if binary:
             scores = -scores.astype(np.int32)  # Hamming distance -> similarity, as the engine's
-        sources[side] = IndexScores(ids.astype(np.int64), scores, n, name=f"{index} ({side} queries)")
+        sources[side] = IndexScores(ids.astype(np.int64), scores, n, name=f"{index} ({side} queries)", device=device)
     items = img.shape[0] + txt.shape[0]
     return FirstStage(sources, f"faiss {index}", stored / items, time.perf_counter() - began)
 
@@ -172,7 +172,7 @@ def _first_stage(model: Any, enc: Encoded, device: torch.device, index: str | No
     if index is not None:
         if index not in INDEXES:
             raise OptionError(f"index must be one of {', '.join(INDEXES)}; got {index!r}")
-        return _index_first_stage(img, txt, measure, n_bits, index, depth)
+        return _index_first_stage(img, txt, measure, index, depth, device)
     per_item = img.shape[1] * img.element_size() if img.ndim == 2 else img[0].numel() * img.element_size()
     sources = {side: EmbeddingScores(img, txt, measure, side, n_bits) for side in ("image", "text")}
     return FirstStage(sources, f"exact {measure}", float(per_item), 0.0)
