@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,8 +54,11 @@ class PairCost:
 class PairScorer(Protocol):
     cost: PairCost
 
-    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
-        """Scores (m,) float of query `query` (an image when query_side == "image") with `candidates`."""
+    def score(self, query_side: str, queries: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+        """Scores (P,) of the pairs (queries[i], candidates[i]); queries are images when query_side == "image".
+
+        Pairs come grouped by query (each query's candidates together), as a block's short lists.
+        """
         ...
 
 
@@ -68,18 +72,28 @@ def _timed(cost: PairCost, pairs: int, call: Any, *args: Any, **kwargs: Any) -> 
     return out
 
 
-def _finite(scores: torch.Tensor, name: str, query_side: str, query: int) -> torch.Tensor:
+def _finite(scores: torch.Tensor, name: str, query_side: str, queries: np.ndarray) -> torch.Tensor:
     scores = scores.detach().cpu()
     if scores.dtype not in (torch.float32, torch.float64):
         scores = scores.float()
     if not bool(torch.isfinite(scores).all()):
-        raise ModelOutputError(f"{name} returned NaN or inf for {query_side} query {query}")
+        bad = queries[int((~torch.isfinite(scores)).nonzero()[0, 0])]
+        raise ModelOutputError(f"{name} returned NaN or inf for {query_side} query {bad}")
     return scores
+
+
+def _runs(queries: np.ndarray) -> list[tuple[int, int]]:
+    """(lo, hi) of each run of equal consecutive queries."""
+    if len(queries) == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(queries)) + 1
+    edges = [0, *cuts.tolist(), len(queries)]
+    return list(pairwise(edges))
 
 
 @dataclass
 class FusionPairs:
-    """Reranker.score_pairs over (image, text) pairs, pair_batch at a time."""
+    """Reranker.score_pairs over the block's flattened pairs, pair_batch at a time (queries mixed)."""
 
     model: Any
     image_features: Any
@@ -88,16 +102,15 @@ class FusionPairs:
     pair_batch: int = 256
     cost: PairCost = field(default_factory=PairCost)
 
-    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+    def score(self, query_side: str, queries: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+        image_index, text_index = (queries, candidates) if query_side == "image" else (candidates, queries)
         parts = []
-        for s in range(0, len(candidates), self.pair_batch):
-            chunk = candidates[s : s + self.pair_batch]
-            queries = np.full(len(chunk), query, dtype=np.int64)
-            image_index, text_index = (queries, chunk) if query_side == "image" else (chunk, queries)
-            images = take(self.image_features, image_index, self.device)
-            texts = take(self.text_features, text_index, self.device)
-            parts.append(_timed(self.cost, len(chunk), self.model.score_pairs, images, texts))
-        return _finite(torch.cat(parts), f"{self.model.name}.score_pairs", query_side, query)
+        for s in range(0, len(queries), self.pair_batch):
+            images = take(self.image_features, image_index[s : s + self.pair_batch], self.device)
+            texts = take(self.text_features, text_index[s : s + self.pair_batch], self.device)
+            n = min(self.pair_batch, len(queries) - s)
+            parts.append(_timed(self.cost, n, self.model.score_pairs, images, texts))
+        return _finite(torch.cat(parts), f"{self.model.name}.score_pairs", query_side, queries)
 
 
 @dataclass
@@ -111,17 +124,17 @@ class CrossAttentionPairs:
     pair_batch: int = 1024
     cost: PairCost = field(default_factory=PairCost)
 
-    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
+    def score(self, query_side: str, queries: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
         own = self.image_features if query_side == "image" else self.text_features
         other = self.text_features if query_side == "image" else self.image_features
-        mine = take(own, np.array([query], dtype=np.int64), self.device)
         parts = []
-        for s in range(0, len(candidates), self.pair_batch):
-            chunk = take(other, candidates[s : s + self.pair_batch], self.device)
-            n = min(self.pair_batch, len(candidates) - s)
-            pair = (mine, chunk) if query_side == "image" else (chunk, mine)
-            parts.append(_timed(self.cost, n, self.model.score, *pair).reshape(-1))
-        return _finite(torch.cat(parts), f"{self.model.name}.score", query_side, query)
+        for lo, hi in _runs(queries):
+            mine = take(own, queries[lo : lo + 1], self.device)
+            for s in range(lo, hi, self.pair_batch):
+                chunk = take(other, candidates[s : min(hi, s + self.pair_batch)], self.device)
+                pair = (mine, chunk) if query_side == "image" else (chunk, mine)
+                parts.append(_timed(self.cost, min(hi, s + self.pair_batch) - s, self.model.score, *pair).reshape(-1))
+        return _finite(torch.cat(parts), f"{self.model.name}.score", query_side, queries)
 
 
 @dataclass
@@ -129,7 +142,7 @@ class DualPairs:
     """A dual encoder as re-ranker: its measure between a query and its gathered candidates.
 
     Embeddings are prepared as the engine prepares them (similarity.prepare_embeddings) and scored
-    with the same image-major product, so a pair's score is the engine's cell.
+    per query with the same image-major product, so a pair's score is the engine's cell.
     """
 
     images: torch.Tensor
@@ -139,16 +152,20 @@ class DualPairs:
     name: str = "dual encoder"
     cost: PairCost = field(default_factory=PairCost)
 
-    def score(self, query_side: str, query: int, candidates: np.ndarray) -> torch.Tensor:
-        index = torch.from_numpy(candidates).to(self.images.device)
-        if query_side == "image":
-            images, texts = self.images[query : query + 1], self.texts[index]
-        else:
-            images, texts = self.images[index], self.texts[query : query + 1]
-        block = _timed(
-            self.cost, len(candidates), score_block, images, texts, self.measure, query_side=query_side, n_bits=self.n_bits
-        )
-        return _finite(block.reshape(-1).double(), self.name, query_side, query)
+    def score(self, query_side: str, queries: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+        parts = []
+        for lo, hi in _runs(queries):
+            q = int(queries[lo])
+            index = torch.from_numpy(candidates[lo:hi]).to(self.images.device)
+            if query_side == "image":
+                images, texts = self.images[q : q + 1], self.texts[index]
+            else:
+                images, texts = self.images[index], self.texts[q : q + 1]
+            block = _timed(
+                self.cost, hi - lo, score_block, images, texts, self.measure, query_side=query_side, n_bits=self.n_bits
+            )
+            parts.append(block.reshape(-1).double())
+        return _finite(torch.cat(parts), self.name, query_side, queries)
 
 
 @dataclass
@@ -237,10 +254,9 @@ class CascadeScores:
         fused = torch.full((stop - start, width), -torch.inf, dtype=torch.float64)
         rows, cols = chosen.nonzero(as_tuple=True)  # row-major: each row's candidates together
         offsets = torch.cumsum(counts, 0) - counts
-        for r in range(stop - start):
-            lo, n = int(offsets[r]), int(counts[r])
-            candidates = cols[lo : lo + n].numpy()
-            fused[r, :n] = self.pairs.score(self.query_side, start + r, candidates).double()
+        slot = torch.arange(len(rows)) - offsets[rows]  # position inside the row's short list
+        scores = self.pairs.score(self.query_side, (rows + start).numpy(), cols.numpy())
+        fused[rows, slot] = scores.double()
         # rank under the re-ranker: how many re-ranked candidates of the row beat each (ties equal)
         ascending = fused.sort(dim=1).values
         beaten_by = width - torch.searchsorted(ascending, fused, right=True)

@@ -182,10 +182,12 @@ def _pair_scorer(model: Any, enc: Encoded, device: torch.device) -> Any:
     from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
 
     spec = model.spec
+    if spec.query_time_attention is QueryTimeAttention.FUSION_RERANK or (
+        spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION and callable(getattr(model.encoder, "score_pairs", None))
+    ):  # a cross-attention plugin that scores given pairs itself gets batches that mix queries: fewer calls
+        return FusionPairs(model, enc.images, enc.texts, device)
     if spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
         return CrossAttentionPairs(model, enc.images, enc.texts, device)
-    if spec.query_time_attention is QueryTimeAttention.FUSION_RERANK:
-        return FusionPairs(model, enc.images, enc.texts, device)
     bits = model.width if spec.output is OutputKind.BINARY else None
     img, txt, info = prepare_embeddings(_embeds(enc.images), _embeds(enc.texts), spec.measure, device, bits=bits)
     return DualPairs(img, txt, spec.measure, int(info.get("bits", 0)), name=spec.name)
