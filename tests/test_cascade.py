@@ -223,6 +223,9 @@ def test_bad_inputs_get_typed_errors(corpus):
     with pytest.raises(OptionError, match="no embedding to screen"):
         evaluate_cascade("scan", "reference-dual", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
                          device="cpu", standalone=False)  # fmt: skip
+    with pytest.raises(OptionError, match="exact first stage"):
+        evaluate_cascade("reference-dual", "scan", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
+                         device="cpu", index="flat", keep_evidence=True)  # fmt: skip
     assert parse_ks("10, 100,n") == [10, 100, "N"]
 
 
@@ -300,3 +303,26 @@ def test_cross_attention_plugin_with_score_pairs_is_batched_across_queries(corpu
     # the plugin's own pair scores may differ from score()'s in the last bits; the rule does not
     for direction in ("i2t", "t2i"):
         assert out["by_k"]["7"]["instance"][direction]["R@10"] == out["first"]["instance"][direction]["R@10"]
+
+
+@pytest.mark.parametrize("first", ["reference-dual", "reference-hash"])
+def test_a_cascade_is_recomputed_from_its_evidence(corpus, first):
+    from fico_registry.errors import MissingInputError
+    from fico_registry.studies.cascade import recompute_cascade
+
+    out = evaluate_cascade(first, "scan", corpus, ks=(4, "N"), first_config="tiny", rerank_config="tiny", device="cpu",
+                           standalone=False, keep_evidence=True)  # fmt: skip
+    evidence = out["evidence"]
+    for k in ("4", "N"):
+        again = recompute_cascade(evidence, k, corpus)
+        assert _metrics(again) == _metrics(out["by_k"][k])
+        assert again["costs"]["rerank_pairs"] == out["by_k"][k]["costs"]["rerank_pairs"]
+        assert len(evidence["pairs"][k]["i2t"]["scores"]) == out["by_k"][k]["costs"]["rerank_pairs"]["i2t"]
+    # scores that were not the re-ranker's give other metrics; a pair left out is refused
+    flipped = {**evidence, "pairs": {"4": {d: {**a, "scores": -a["scores"]} for d, a in evidence["pairs"]["4"].items()}}}
+    assert _metrics(recompute_cascade(flipped, 4, corpus)) != _metrics(out["by_k"]["4"])
+    short = {d: {name: a[name][1:] for name in a} for d, a in evidence["pairs"]["4"].items()}
+    with pytest.raises(MissingInputError, match="no re-ranker score"):
+        recompute_cascade({**evidence, "pairs": {"4": short}}, 4, corpus)
+    with pytest.raises(OptionError, match="not 7"):
+        recompute_cascade(evidence, 7, corpus)

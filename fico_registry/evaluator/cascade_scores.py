@@ -266,3 +266,75 @@ class CascadeScores:
         out = first
         out[rows, cols] = lifted[in_row]
         return out.to(device)
+
+
+@dataclass
+class RecordingPairs:
+    """A pair scorer that keeps every (query, candidate, score) it returns: a cascade's sparse evidence."""
+
+    inner: Any
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    @property
+    def cost(self) -> PairCost:
+        return self.inner.cost
+
+    @cost.setter
+    def cost(self, value: PairCost) -> None:
+        self.inner.cost = value
+
+    def score(self, query_side: str, queries: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+        scores = self.inner.score(query_side, queries, candidates)
+        self.parts.append((queries.copy(), candidates.copy(), scores.double().numpy().copy()))
+        return scores
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{"queries", "candidates", "scores"}: flat arrays, one entry per scored pair."""
+        if not self.parts:
+            return {"queries": np.zeros(0, np.int64), "candidates": np.zeros(0, np.int64), "scores": np.zeros(0)}
+        return {name: np.concatenate([p[i] for p in self.parts]) for i, name in enumerate(("queries", "candidates", "scores"))}
+
+
+@dataclass
+class SparsePairs:
+    """Re-ranker scores given as evidence (flat queries / candidates / scores): looked up, never computed.
+
+    Recomputing a cascade from its evidence asks for exactly the pairs its first stage selects; a pair
+    the evidence lacks is an error, so evidence cannot leave out pairs it should have scored.
+    """
+
+    queries: np.ndarray
+    candidates: np.ndarray
+    scores: np.ndarray
+    n_candidates: int
+    name: str = "evidence"
+    cost: PairCost = field(default_factory=PairCost)
+
+    def __post_init__(self) -> None:
+        from fico_registry.errors import DataFormatError
+
+        q, c, s = (np.asarray(a) for a in (self.queries, self.candidates, self.scores))
+        if not (q.ndim == c.ndim == s.ndim == 1 and len(q) == len(c) == len(s)):
+            raise DataFormatError(f"{self.name}: queries, candidates and scores must be 1-d arrays of one length")
+        if len(s) and not np.isfinite(s).all():
+            raise DataFormatError(f"{self.name}: re-ranker scores hold NaN or inf")
+        keys = q.astype(np.int64) * self.n_candidates + c.astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._scores = keys[order], s[order].astype(np.float64)
+        if len(keys) > 1 and (np.diff(self._keys) == 0).any():
+            raise DataFormatError(f"{self.name}: a (query, candidate) pair is given twice")
+
+    def score(self, query_side: str, queries: np.ndarray, candidates: np.ndarray) -> torch.Tensor:
+        from fico_registry.errors import MissingInputError
+
+        wanted = queries.astype(np.int64) * self.n_candidates + candidates.astype(np.int64)
+        at = np.searchsorted(self._keys, wanted).clip(max=max(0, len(self._keys) - 1))
+        found = self._keys[at] == wanted if len(self._keys) else np.zeros(len(wanted), dtype=bool)
+        if not found.all():
+            i = int(np.flatnonzero(~found)[0])
+            raise MissingInputError(
+                f"{self.name}: no re-ranker score for {query_side} query {queries[i]} and candidate {candidates[i]}, "
+                f"which the first stage puts in its short list ({int((~found).sum())} such pairs missing)"
+            )
+        self.cost.add(len(wanted), 0.0)
+        return torch.from_numpy(self._scores[at])

@@ -24,6 +24,8 @@ from fico_registry.evaluator.cascade_scores import (
     FusionPairs,
     IndexScores,
     PairCost,
+    RecordingPairs,
+    SparsePairs,
 )
 from fico_registry.evaluator.engine import EmbeddingScores, ScoreSource
 from fico_registry.evaluator.evaluate import (
@@ -239,6 +241,7 @@ def evaluate_cascade(
     standalone: bool = True,
     progress: bool | None = None,
     on_scorer: Any = None,
+    keep_evidence: bool = False,
 ) -> dict[str, Any]:
     """Evaluate FIRST screening and RERANK re-ranking each query's top k, for every k in `ks`.
 
@@ -248,11 +251,17 @@ def evaluate_cascade(
     default the largest finite k, and what they do not return ties at the bottom). rerank: any
     model that scores (image, text) pairs. standalone=False skips the re-ranker's own report
     (it scores every pair). on_scorer(scorer) is called with each direction's pair scorer (tests).
+    keep_evidence=True (exact first stages only) adds doc["evidence"]: numpy arrays (not JSON) of
+    FIRST's outputs and, per k and direction, the re-ranker's sparse scores; recompute_cascade
+    turns them back into the same report.
     """
     from fico_registry.models.loading import Model, load_model
+    from fico_registry.plugin_api.cards import OutputKind
 
     wanted = parse_ks(ks)
     _check_options(recall_ks, map_ks, ties, map_variant)
+    if keep_evidence and index is not None:
+        raise OptionError("keep_evidence needs the exact first stage (index=None): an index's search is not evidence")
     dev_name = None if device == "auto" else str(device)
     if not isinstance(first, Model):
         first = load_model(first, config=first_config, checkpoint=first_checkpoint, device=dev_name)
@@ -276,10 +285,29 @@ def evaluate_cascade(
             rerank, corpus, device=dev, batch_size=batch_size, cache=False, recall_ks=recall_ks, map_ks=map_ks,
             ties=ties, map_variant=map_variant, memory_budget=memory_budget, progress=progress,
         )  # fmt: skip
-    by_k = {}
+    by_k, recorded = {}, {}
     for k in wanted:
-        by_k[str(k)] = _run_k(k, stage, rerank, rerank_enc, first_enc, c2i, common, dev, on_scorer, corpus)
+        hook = on_scorer
+        if keep_evidence:
+            recorded[str(k)] = {}
+
+            def hook(scorer: Any, _k: str = str(k)) -> Any:
+                wrapped = RecordingPairs(scorer)
+                recorded[_k]["i2t" if "i2t" not in recorded[_k] else "t2i"] = wrapped
+                if on_scorer is not None:
+                    on_scorer(scorer)
+                return wrapped
+
+        by_k[str(k)] = _run_k(k, stage, rerank, rerank_enc, first_enc, c2i, common, dev, hook, corpus)
+    evidence = None
+    if keep_evidence:
+        evidence = {
+            "first": {"images": _embeds(first_enc.images), "texts": _embeds(first_enc.texts), "measure": first.spec.measure,
+                      "bits": first.width if first.spec.output is OutputKind.BINARY else None},
+            "pairs": {k: {d: r.arrays() for d, r in directions.items()} for k, directions in recorded.items()},
+        }  # fmt: skip
     return {
+        **({"evidence": evidence} if evidence is not None else {}),
         "first": first_report.to_dict(),
         "rerank": None if rerank_report is None else rerank_report.to_dict(),
         "by_k": by_k,
@@ -302,7 +330,7 @@ def _run_k(
         scorer = _pair_scorer(rerank, rerank_enc, dev)
         scorer.cost = PairCost()
         if on_scorer is not None:
-            on_scorer(scorer)
+            scorer = on_scorer(scorer) or scorer  # a hook may wrap the scorer (evidence recording)
         kk = first.n_candidates if k == "N" else min(int(k), first.n_candidates)
         sources[side] = CascadeScores(first, scorer, kk, side, label=f"cascade k={k} {side} queries")
     settings = {"measure": f"cascade ({stage.kind} first stage, {rerank.name} re-rank)", "cascade_k": str(k)}
@@ -324,4 +352,45 @@ def _run_k(
         "first_stage": stage.kind,
         "extrapolated": _extrapolate(k, measured, corpus.n_images, corpus.n_captions),
     }
+    return report
+
+
+def recompute_cascade(
+    evidence: dict[str, Any],
+    k: int | str,
+    corpus: Any,
+    *,
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS,
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS,
+    ties: str = "expected",
+    map_variant: str = "fico",
+    device: str | torch.device | None = "cpu",
+    memory_budget: int | str | None = None,
+) -> dict[str, Any]:
+    """The cascade report at k from evidence alone: FIRST's outputs and the re-ranker's sparse scores.
+
+    The first stage is recomputed, its short lists (with boundary ties) are selected again, and every
+    pair they hold is looked up in the evidence (a missing pair is a MissingInputError), so the report
+    is what the claimed scores imply, not what a submitter says. This is how a leaderboard would check
+    a cascade entry; the board itself does not take cascades yet.
+    """
+    _check_options(recall_ks, map_ks, ties, map_variant)
+    dev = resolve_device(device)
+    first = evidence["first"]
+    img, txt, info = prepare_embeddings(first["images"], first["texts"], first["measure"], dev, bits=first["bits"])
+    c2i = _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions)
+    pairs = evidence["pairs"].get(str(k))
+    if pairs is None:
+        raise OptionError(f"the evidence holds re-ranker scores for k = {', '.join(evidence['pairs'])}, not {k}")
+    sources = {}
+    for side, direction in (("image", "i2t"), ("text", "t2i")):
+        source = EmbeddingScores(img, txt, first["measure"], side, int(info.get("bits", 0)))
+        given = pairs[direction]
+        scorer = SparsePairs(given["queries"], given["candidates"], given["scores"], source.n_candidates, name=f"{direction} evidence")
+        kk = source.n_candidates if k == "N" else min(int(k), source.n_candidates)
+        sources[side] = CascadeScores(source, scorer, kk, side, label=f"cascade k={k} {side} queries (evidence)")
+    settings = {"measure": f"cascade (exact {first['measure']} first stage, re-ranker evidence)", "cascade_k": str(k)}
+    common = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, False)
+    report = _evaluate(sources["image"], sources["text"], c2i, *common, settings, time.perf_counter()).to_dict()
+    report["costs"] = {"rerank_pairs": {"i2t": sources["image"].reranked, "t2i": sources["text"].reranked}}
     return report
