@@ -55,7 +55,8 @@ def main() -> None:
         pairs = sum(costs["rerank_pairs"].values())
         seconds = costs["seconds"]["rerank"]
         vs_alone = seconds / alone_query_s if alone_query_s else float("nan")
-        print(f"{key:>4} {pairs:>8} {pairs / full_pairs:>8.3f} {seconds:>9.3f} {seconds / full['seconds']['rerank']:>8.3f} "
+        vs_full = seconds / full["seconds"]["rerank"]
+        print(f"{key:>4} {pairs:>8} {pairs / full_pairs:>8.3f} {seconds:>9.3f} {vs_full:>8.3f} "
               f"{vs_alone:>9.3f} {costs['seconds']['screen']:>9.4f}")  # fmt: skip
     if args.json:
         print(json.dumps(doc, indent=2))

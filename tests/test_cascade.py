@@ -239,8 +239,9 @@ def test_cli_writes_the_document_and_the_accuracy_cost_plot(tmp_path):
     out, plot = tmp_path / "cascade.json", tmp_path / "cascade.png"
     result = CliRunner().invoke(
         cli,
-        ["evaluate-cascade", "reference-hash", "scan", "--first-config", "tiny", "--rerank-config", "tiny", "--k", "3,N",
-         "--dataset-option", "n_images=12", "--device", "cpu", "-o", str(out), "--plot", str(plot), "--no-progress"],
+        ["evaluate-cascade", "reference-hash", "scan", "--first-config", "tiny", "--rerank-config", "tiny",
+         "--k", "3,N", "--dataset-option", "n_images=12", "--device", "cpu", "-o", str(out), "--plot", str(plot),
+         "--no-progress"],
         obj={},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -265,7 +266,9 @@ def test_fusion_reranker_at_k_n_is_its_own_rerank_of_every_candidate(corpus):
         xvlm = load_model("xvlm", config="tiny", device="cpu")
     except Exception as exc:  # optional plugin dependencies
         pytest.skip(f"xvlm (tiny) does not load here: {type(exc).__name__}: {exc}")
-    out = evaluate_cascade("reference-dual", xvlm, corpus, ks=(3, "N"), first_config="tiny", device="cpu", standalone=False)
+    out = evaluate_cascade(
+        "reference-dual", xvlm, corpus, ks=(3, "N"), first_config="tiny", device="cpu", standalone=False
+    )
     own = evaluate(xvlm, corpus, device="cpu", cache=False, rerank_k=corpus.n_captions).to_dict()
     assert _metrics(out["by_k"]["N"]) == _metrics(own)
     assert out["by_k"]["3"]["costs"]["rerank_pairs"] == {"i2t": N_IMAGES * 3, "t2i": corpus.n_captions * 3}
@@ -286,8 +289,11 @@ class _PairsToo:
     def score_pairs(self, images, texts):
         self.pair_calls += 1
         n = len(next(iter(texts.values())))
-        return torch.stack([self.inner.score({k: v[i : i + 1] for k, v in images.items()},
-                                             {k: v[i : i + 1] for k, v in texts.items()})[0, 0] for i in range(n)])  # fmt: skip
+        def row(features, i):
+            return {k: v[i : i + 1] for k, v in features.items()}
+
+        one = [(row(images, i), row(texts, i)) for i in range(n)]
+        return torch.stack([self.inner.score(image, text)[0, 0] for image, text in one])
 
 
 def test_cross_attention_plugin_with_score_pairs_is_batched_across_queries(corpus, dual_then_scan):
@@ -295,8 +301,12 @@ def test_cross_attention_plugin_with_score_pairs_is_batched_across_queries(corpu
     from fico_registry.models.loading import Model
 
     scan = load_model("scan", config="tiny", device="cpu")
-    wrapped = Model(scan.spec, _PairsToo(scan.encoder), config_name="tiny", config=scan.config, checkpoint=None, device="cpu")
-    out = evaluate_cascade("reference-dual", wrapped, corpus, ks=(7,), first_config="tiny", device="cpu", standalone=False)
+    wrapped = Model(
+        scan.spec, _PairsToo(scan.encoder), config_name="tiny", config=scan.config, checkpoint=None, device="cpu"
+    )
+    out = evaluate_cascade(
+        "reference-dual", wrapped, corpus, ks=(7,), first_config="tiny", device="cpu", standalone=False
+    )
     assert wrapped.encoder.pair_calls > 0
     assert out["by_k"]["7"]["costs"]["rerank_pairs"] == dual_then_scan[0]["by_k"]["7"]["costs"]["rerank_pairs"]
     assert sum(out["by_k"]["7"]["costs"]["rerank_calls"].values()) < N_IMAGES + corpus.n_captions
@@ -319,7 +329,8 @@ def test_a_cascade_is_recomputed_from_its_evidence(corpus, first):
         assert again["costs"]["rerank_pairs"] == out["by_k"][k]["costs"]["rerank_pairs"]
         assert len(evidence["pairs"][k]["i2t"]["scores"]) == out["by_k"][k]["costs"]["rerank_pairs"]["i2t"]
     # scores that were not the re-ranker's give other metrics; a pair left out is refused
-    flipped = {**evidence, "pairs": {"4": {d: {**a, "scores": -a["scores"]} for d, a in evidence["pairs"]["4"].items()}}}
+    negated = {d: {**a, "scores": -a["scores"]} for d, a in evidence["pairs"]["4"].items()}
+    flipped = {**evidence, "pairs": {"4": negated}}
     assert _metrics(recompute_cascade(flipped, 4, corpus)) != _metrics(out["by_k"]["4"])
     short = {d: {name: a[name][1:] for name in a} for d, a in evidence["pairs"]["4"].items()}
     with pytest.raises(MissingInputError, match="no re-ranker score"):

@@ -22,9 +22,17 @@ from fico_registry.errors import OptionError
 @click.command("evaluate-cascade")
 @click.argument("first")
 @click.argument("rerank")
-@click.option("--k", "ks", default="10,100,N", show_default=True, help="Re-rank depths: positive integers, N = every candidate.")
-@click.option("--index", type=click.Choice(["flat", "hnsw", "binary-flat", "binary-ivf"]), help="Search FIRST's outputs with a FAISS index (default: the exact engine).")
-@click.option("--index-depth", type=int, help="Results per query an approximate index returns (default: the largest finite k or metric k).")
+@click.option(
+    "--k", "ks", default="10,100,N", show_default=True, help="Re-rank depths: positive integers, N = every candidate."
+)
+@click.option(
+    "--index", type=click.Choice(["flat", "hnsw", "binary-flat", "binary-ivf"]),
+    help="Search FIRST's outputs with a FAISS index (default: the exact engine).",
+)
+@click.option(
+    "--index-depth", type=int,
+    help="Results per query an approximate index returns (default: the largest finite k or metric k).",
+)
 @click.option("--first-config", default="default", show_default=True, help="Config of FIRST (name or JSON file).")
 @click.option("--first-checkpoint", help="Checkpoint of FIRST.")
 @click.option("--rerank-config", default="default", show_default=True, help="Config of RERANK (name or JSON file).")
@@ -33,16 +41,21 @@ from fico_registry.errors import OptionError
 @click.option("--dataset", help="A registered dataset (`fico datasets`); default: synthetic.")
 @click.option("--split", help="Split of the dataset (default: its test split).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
-@click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader (e.g. n_images=200).")
-@click.option("--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset.")
+@click.option(
+    "--dataset-option", "dataset_options", multiple=True,
+    help="key=value passed to the dataset loader (e.g. n_images=200).",
+)
+@click.option(
+    "--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset."
+)
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @common_options
 def evaluate_cascade_cmd(
-    first: str, rerank: str, ks: str, index: str | None, index_depth: int | None, first_config: str, first_checkpoint: str | None,
-    rerank_config: str, rerank_checkpoint: str | None, no_standalone: bool, dataset: str | None, split: str | None,
-    root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None, feature_files: tuple[str, ...], batch_size: int,
-    **opts: Any,
+    first: str, rerank: str, ks: str, index: str | None, index_depth: int | None, first_config: str,
+    first_checkpoint: str | None, rerank_config: str, rerank_checkpoint: str | None, no_standalone: bool,
+    dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
+    feature_files: tuple[str, ...], batch_size: int, **opts: Any,
 ) -> None:  # fmt: skip
     """Evaluate the cascade FIRST -> RERANK at each k: report, costs and (--plot) the accuracy-cost curve."""
     from fico_registry.data.attach import attach_feature_files, parse_feature_files

@@ -48,7 +48,8 @@ class PairCost:
         self.largest_call = max(self.largest_call, pairs)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "pairs": self.pairs, "seconds": round(self.seconds, 6), "largest_call": self.largest_call}
+        seconds = round(self.seconds, 6)
+        return {"calls": self.calls, "pairs": self.pairs, "seconds": seconds, "largest_call": self.largest_call}
 
 
 class PairScorer(Protocol):
@@ -292,7 +293,8 @@ class RecordingPairs:
         """{"queries", "candidates", "scores"}: flat arrays, one entry per scored pair."""
         if not self.parts:
             return {"queries": np.zeros(0, np.int64), "candidates": np.zeros(0, np.int64), "scores": np.zeros(0)}
-        return {name: np.concatenate([p[i] for p in self.parts]) for i, name in enumerate(("queries", "candidates", "scores"))}
+        names = ("queries", "candidates", "scores")
+        return {name: np.concatenate([p[i] for p in self.parts]) for i, name in enumerate(names)}
 
 
 @dataclass

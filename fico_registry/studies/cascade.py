@@ -88,7 +88,9 @@ def _encode(model: Any, corpus: Any, device: torch.device, batch_size: int, prog
     pipeline_config = "tiny" if model.config_name == "tiny" else "default"
     out, seconds = {}, 0.0
     for side in ("image", "text"):
-        source = input_source(model, corpus, side, device=str(device), progress=progress, pipeline_config=pipeline_config)
+        source = input_source(
+            model, corpus, side, device=str(device), progress=progress, pipeline_config=pipeline_config
+        )
         result = encode_side(model, source, side, batch_size=batch_size, progress=progress)
         out[side], seconds = result.outputs, seconds + result.seconds
     return Encoded(out["image"], out["text"], seconds)
@@ -184,8 +186,9 @@ def _pair_scorer(model: Any, enc: Encoded, device: torch.device) -> Any:
     from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
 
     spec = model.spec
+    pairs_too = callable(getattr(model.encoder, "score_pairs", None))
     if spec.query_time_attention is QueryTimeAttention.FUSION_RERANK or (
-        spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION and callable(getattr(model.encoder, "score_pairs", None))
+        spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION and pairs_too
     ):  # a cross-attention plugin that scores given pairs itself gets batches that mix queries: fewer calls
         return FusionPairs(model, enc.images, enc.texts, device)
     if spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
@@ -277,7 +280,9 @@ def evaluate_cascade(
     common = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress)
 
     began = time.perf_counter()
-    first_report = _evaluate(stage.sources["image"], stage.sources["text"], c2i, *common, {"measure": stage.kind}, began)
+    first_report = _evaluate(
+        stage.sources["image"], stage.sources["text"], c2i, *common, {"measure": stage.kind}, began
+    )
     first_report.model = first.provenance()
     rerank_report = None
     if standalone:
@@ -302,8 +307,10 @@ def evaluate_cascade(
     evidence = None
     if keep_evidence:
         evidence = {
-            "first": {"images": _embeds(first_enc.images), "texts": _embeds(first_enc.texts), "measure": first.spec.measure,
-                      "bits": first.width if first.spec.output is OutputKind.BINARY else None},
+            "first": {
+                "images": _embeds(first_enc.images), "texts": _embeds(first_enc.texts), "measure": first.spec.measure,
+                "bits": first.width if first.spec.output is OutputKind.BINARY else None,
+            },
             "pairs": {k: {d: r.arrays() for d, r in directions.items()} for k, directions in recorded.items()},
         }  # fmt: skip
     return {
@@ -386,7 +393,9 @@ def recompute_cascade(
     for side, direction in (("image", "i2t"), ("text", "t2i")):
         source = EmbeddingScores(img, txt, first["measure"], side, int(info.get("bits", 0)))
         given = pairs[direction]
-        scorer = SparsePairs(given["queries"], given["candidates"], given["scores"], source.n_candidates, name=f"{direction} evidence")
+        scorer = SparsePairs(
+            given["queries"], given["candidates"], given["scores"], source.n_candidates, name=f"{direction} evidence"
+        )
         kk = source.n_candidates if k == "N" else min(int(k), source.n_candidates)
         sources[side] = CascadeScores(source, scorer, kk, side, label=f"cascade k={k} {side} queries (evidence)")
     settings = {"measure": f"cascade (exact {first['measure']} first stage, re-ranker evidence)", "cascade_k": str(k)}

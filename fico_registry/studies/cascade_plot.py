@@ -49,11 +49,13 @@ def plot_cascade(doc: dict[str, Any], path: str | os.PathLike) -> Path:
             for (key, _), x, y in zip(entries, xs, ys, strict=True):
                 if y is not None:
                     ax.annotate(f"k={key}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-            first, rerank = _value(doc["first"], block, direction, metric), _value(doc.get("rerank"), block, direction, metric)
+            first = _value(doc["first"], block, direction, metric)
+            rerank = _value(doc.get("rerank"), block, direction, metric)
+            hollow = {"linestyle": "none", "markerfacecolor": "none", "color": colour, "markersize": 8}
             if first is not None:
-                ax.plot([0], [first], linestyle="none", marker=marker, markerfacecolor="none", color=colour, markersize=8)
+                ax.plot([0], [first], marker=marker, **hollow)
             if rerank is not None:
-                ax.plot([n_candidates], [rerank], linestyle="none", marker="D", markerfacecolor="none", color=colour, markersize=8)
+                ax.plot([n_candidates], [rerank], marker="D", **hollow)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xlabel("re-ranked pairs per query (0: first stage alone; N: re-ranker alone)")
         ax.set_title(title, fontsize=10)
@@ -71,7 +73,8 @@ def cascade_table(doc: dict[str, Any]) -> Any:
     from rich.table import Table
 
     table = Table(title=f"cascade {doc['settings']['first']} -> {doc['settings']['rerank']}")
-    for name in ("stage", "pairs i2t", "pairs t2i", "i2t R@1", "i2t R@10", "t2i R@1", "t2i R@10", "mAP@100 i2t/t2i", "rerank s"):
+    columns = ("stage", "pairs i2t", "pairs t2i", "i2t R@1", "i2t R@10", "t2i R@1", "t2i R@10", "mAP@100 i2t/t2i")
+    for name in (*columns, "rerank s"):
         table.add_column(name, justify="right")
 
     def row(label: str, report: dict[str, Any] | None, costs: dict[str, Any] | None) -> None:
