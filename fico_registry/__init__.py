@@ -43,6 +43,7 @@ _LAZY = {
     "evaluate_embeddings": "fico_registry.evaluator.evaluate",
     "evaluate_similarity": "fico_registry.evaluator.evaluate",
     "evaluate": "fico_registry.evaluator.evaluate",
+    "evaluate_cascade": "fico_registry.studies.cascade",
     "Report": "fico_registry.evaluator.report",
     "load_dataset": "fico_registry.data",
     "Corpus": "fico_registry.data",

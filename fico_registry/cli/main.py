@@ -17,6 +17,7 @@ LAZY_COMMANDS = {
     "evaluate": ("fico_registry.cli.evaluate", "evaluate_cmd"),
     "evaluate-embeddings": ("fico_registry.cli.evaluate", "evaluate_embeddings_cmd"),
     "evaluate-similarity": ("fico_registry.cli.evaluate", "evaluate_similarity_cmd"),
+    "evaluate-cascade": ("fico_registry.cli.cascade", "evaluate_cascade_cmd"),
     "corpus": ("fico_registry.cli.evaluate", "corpus_group"),
     "demo": ("fico_registry.cli.demo", "demo_cmd"),
     "bench": ("fico_registry.cli.bench", "bench"),
