@@ -246,7 +246,7 @@ def search_cmd(
     import numpy as np
 
     from fico_registry.evaluator.report import make_console
-    from fico_registry.studies.costs.hardware import hardware_fingerprint
+    from fico_registry.runtime.provenance import hardware_fingerprint
     from fico_registry.studies.costs.table import search_tables
     from fico_registry.studies.search import (
         StudySettings,

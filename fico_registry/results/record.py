@@ -488,17 +488,9 @@ DEFAULT_PACKAGES = ("fico-registry", "numpy", "torch", "faiss-cpu", "transformer
 
 def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
     """Installed versions of the packages that can change the numbers (missing ones are left out)."""
-    from importlib import metadata
+    from fico_registry.runtime.provenance import package_versions as installed
 
-    out: dict[str, str] = {}
-    for name in (*DEFAULT_PACKAGES, *extra):
-        if not name or name in out:
-            continue
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
+    return {k: v for k, v in installed((*DEFAULT_PACKAGES, *extra), skip_missing=True).items() if v is not None}
 
 
 def _corpus_info(corpus: Any) -> CorpusInfo | dict[str, Any]:

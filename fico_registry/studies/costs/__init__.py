@@ -6,8 +6,8 @@ method); see docs/costs.md for what every number means.
 
 from __future__ import annotations
 
+from fico_registry.runtime.provenance import hardware_fingerprint
 from fico_registry.studies.costs.budget import Budget, parse_memory_budget
-from fico_registry.studies.costs.hardware import hardware_fingerprint
 from fico_registry.studies.costs.runner import CostSettings, run_costs
 from fico_registry.studies.costs.scales import Scale, parse_scales
 

@@ -56,7 +56,7 @@ def parse_memory_budget(value: str | float | int | None) -> int | None:
 
 def default_memory_budget() -> int | None:
     """Three quarters of the RAM available now: a run predicted to need more would swap or die."""
-    from fico_registry.studies.costs.hardware import memory_bytes
+    from fico_registry.runtime.provenance import memory_bytes
 
     available = memory_bytes()["available"]
     return None if available is None else int(available * 0.75)

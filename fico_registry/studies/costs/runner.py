@@ -28,10 +28,10 @@ from fico_registry.data.corpus import Corpus
 from fico_registry.evaluator.evaluate import resolve_device
 from fico_registry.models.loading import Model, load_model
 from fico_registry.plugin_api.cards import OutputKind
+from fico_registry.runtime.provenance import hardware_fingerprint
 from fico_registry.studies.costs import timing
 from fico_registry.studies.costs.budget import Budget, BudgetExceeded, DeadlineModel, predicted_memory
 from fico_registry.studies.costs.extrapolate import Fit, fit_component, predict, rerank_pairs
-from fico_registry.studies.costs.hardware import hardware_fingerprint
 from fico_registry.studies.costs.scales import REFERENCE_SCALES, Scale
 from fico_registry.studies.costs.storage import StorageModel, side_layout
 

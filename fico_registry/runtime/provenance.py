@@ -1,4 +1,8 @@
-"""The hardware and software a measurement ran on: timings mean nothing without it."""
+"""Provenance: the hardware and software a run happened on (timings and numbers mean nothing without it).
+
+One home for package versions and the hardware description used by reports, results, costs and
+training run records.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import os
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -58,13 +63,17 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
+def package_versions(names: Sequence[str] = PACKAGES, *, skip_missing: bool = False) -> dict[str, str | None]:
+    """Installed version of each named distribution (None when absent, or left out with skip_missing)."""
     versions: dict[str, str | None] = {}
     for name in names:
+        if not name or name in versions:
+            continue
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[name] = None
+            if not skip_missing:
+                versions[name] = None
     return versions
 
 
