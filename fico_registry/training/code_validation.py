@@ -5,13 +5,14 @@ Imported only while training (torch at the top).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
+from .loop import Validation
 
 SELECT_BY = ("map", "rsum")
 
@@ -25,9 +26,12 @@ def check_select_by(select_by: str, val: Any) -> None:
 
 
 @torch.no_grad()
-def sign_codes(encode: Callable[[torch.Tensor], torch.Tensor], features: np.ndarray, batch: int, device: str) -> torch.Tensor:
+def sign_codes(
+    encode: Callable[[torch.Tensor], torch.Tensor], features: np.ndarray, batch: int, device: str
+) -> torch.Tensor:
     """±1 int8 codes of `encode`'s outputs (>= 0 -> +1) on `features`, `batch` rows at a time."""
-    parts = [encode(torch.from_numpy(features[s : s + batch]).to(device)).cpu() for s in range(0, len(features), batch)]
+    parts = [encode(torch.from_numpy(features[s : s + batch]).to(device)).cpu()
+             for s in range(0, len(features), batch)]  # fmt: skip
     return torch.where(torch.cat(parts) >= 0, 1, -1).to(torch.int8)
 
 
@@ -54,3 +58,16 @@ def feature_configs(image_features: Any, text_features: Any, config_name: str | 
     image = image_features if image_features is not None else automatic
     text = text_features if text_features is not None else (image if isinstance(image, str) else automatic)
     return image, text
+
+
+def as_validation(metrics: Mapping[str, Any]) -> Validation:
+    """`validate_codes`'s metrics as the loop's Validation: the history row holds them, instance recalls under "val"."""
+    entries = {key: value for key, value in metrics.items() if key != "instance"}
+    return Validation(metrics["score"], {**entries, "val": metrics["instance"]})
+
+
+def check_widths(image_features: np.ndarray, text_features: np.ndarray, image_dim: int, text_dim: int) -> None:
+    """The training features are as wide as the model config's networks expect."""
+    for what, array, width in (("image", image_features, image_dim), ("text", text_features, text_dim)):
+        if array.shape[1] != width:
+            raise ConfigError(f"the {what} features are {array.shape[1]}-d but the model config expects {width}")

@@ -13,7 +13,7 @@ Imported only while training (torch at the top, like `sharding`).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -70,7 +70,8 @@ class RecipeOptions:
                 f"unknown {title} training options {unknown}: the recipe has no options {', '.join(unknown)}; "
                 f"known: {sorted(known)}"
             )
-        missing = sorted(f.name for f in fields(cls) if f.name not in merged and f.default is MISSING and f.default_factory is MISSING)
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = sorted(set(required) - set(merged))
         if missing:
             raise ConfigError(f"{title} training options {missing} have no default: pass them (--set KEY=VALUE)")
         opts = cls(**merged)
@@ -230,6 +231,25 @@ class EpochRecipe:
         return {}
 
 
+def recipe_trainer(
+    recipe: Callable[..., EpochRecipe], options: type[RecipeOptions], doc: str
+) -> Callable[..., dict[str, Any]]:
+    """The `train(*, model, train, val, out, options, device, progress)` function `fico train` calls (TrainerSpec's
+    factory), for a recipe class built as `recipe(model=, train=, val=, out=, opts=, device=, progress=)`."""
+
+    def train(
+        *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
+        progress: bool = False,
+    ) -> dict[str, Any]:  # fmt: skip
+        opts = options_type.from_dict(options)
+        built = recipe(model=model, train=train, val=val, out=Path(out), opts=opts, device=device, progress=progress)
+        return run_epochs(built, progress=progress)
+
+    options_type = options
+    train.__doc__ = doc
+    return train
+
+
 def run_epochs(recipe: EpochRecipe, *, progress: bool) -> dict[str, Any]:
     """Train `recipe` from where its run folder stands to `opts.epochs`; returns the run record's entries."""
     from . import _dist
@@ -238,7 +258,8 @@ def run_epochs(recipe: EpochRecipe, *, progress: bool) -> dict[str, Any]:
     state = (recipe.restore() if opts.resume else None) or LoopState(best=recipe.initial_best)
     bar = TrainingProgress(progress, model)
     if state.start_epoch >= opts.epochs and recipe.main:
-        bar.log(f"{model}: {recipe.out} already holds {state.start_epoch} epochs (asked for {opts.epochs}); nothing to train")
+        bar.log(f"{model}: {recipe.out} already holds {state.start_epoch} epochs (asked for {opts.epochs}); "
+                "nothing to train")
     epochs_run = 0
     for epoch in range(state.start_epoch, opts.epochs):
         _run_epoch(recipe, state, epoch, bar)
@@ -296,4 +317,5 @@ def _run_epoch(recipe: EpochRecipe, state: LoopState, epoch: int, bar: TrainingP
         recipe.after_save(epoch, state)
         score = "" if validation is None else "  " + recipe.score_format.format(validation.score)
         best = "  (best)" if is_best else ""
-        bar.log(f"{recipe.model} epoch {epoch + 1}/{opts.epochs}: loss {row['loss']:.4f}{score}{best}  [{seconds:.1f}s]")
+        loss = f"loss {row['loss']:.4f}"
+        bar.log(f"{recipe.model} epoch {epoch + 1}/{opts.epochs}: {loss}{score}{best}  [{seconds:.1f}s]")

@@ -21,7 +21,6 @@ import math
 import shutil
 import types
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,17 +33,8 @@ from torch import nn
 from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.region_features import RegionFeatures
-from fico_registry.training.loop import (
-    EpochRecipe,
-    LoopState,
-    RecipeOptions,
-    Validation,
-    optimizer_step,
-    rank_batches,
-    resolve_model_config,
-    restore_optimizers,
-    run_epochs,
-)
+from fico_registry.training import loop
+from fico_registry.training.loop import resolve_model_config
 from fico_registry.training.losses import vse_hinge_loss
 
 from .bert import DenseNorm, Embeddings, SelfAttention
@@ -65,7 +55,7 @@ STOP_WORDS = frozenset(
 
 
 @dataclass(frozen=True)
-class Options(RecipeOptions):
+class Options(loop.RecipeOptions):
     batch_size: int
     learning_rate: float
     lr_update: int
@@ -377,7 +367,10 @@ def _opt_namespace(model: str, cfg: dict[str, Any], opts: Options, corpus: Any, 
 
 
 @torch.no_grad()
-def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionFeatures, n_images: int, ids: torch.Tensor, mask: torch.Tensor, batch: int, device: str, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_codes(
+    img_net: nn.Module, txt_net: nn.Module, regions: RegionFeatures, n_images: int, ids: torch.Tensor,
+    mask: torch.Tensor, batch: int, device: str, precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     from fico_registry.training.common import autocast
 
     img_net.eval()
@@ -391,7 +384,10 @@ def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionFeatures
     return torch.cat(images), torch.cat(texts)
 
 
-def validate(img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionFeatures, ids: torch.Tensor, mask: torch.Tensor, opts: Options, device: str) -> tuple[float, dict[str, Any]]:
+def validate(
+    img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionFeatures, ids: torch.Tensor, mask: torch.Tensor,
+    opts: Options, device: str,
+) -> tuple[float, dict[str, Any]]:
     """R@1+5+10 both ways (percent) of the sign codes on the validation split, by Hamming distance."""
     from fico_registry.evaluation import evaluate_embeddings
     from fico_registry.training.common import validation_rsum
@@ -501,12 +497,14 @@ def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int,
     return loss
 
 
-class AdvRecipe(EpochRecipe):
+class AdvRecipe(loop.EpochRecipe):
     """ReRankSAEM's training on the shared epoch loop: the step is `batch_loss`; checkpoints in ADV's layout."""
 
     loss_per_rank = True  # the concept and adversary terms are per rank: the epoch loss averages the ranks'
 
-    def __init__(self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str) -> None:
+    def __init__(
+        self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool = False
+    ) -> None:
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
         from fico_registry.training.sharding import check_world
 
@@ -525,7 +523,9 @@ class AdvRecipe(EpochRecipe):
         self.cfg, self.config_name = cfg, config_name
         adv_cfg = AdvConfig.from_dict(cfg)
         if adv_cfg.image_backbone != "regions":
-            raise ConfigError(f"{model}: this recipe trains the region re-rank model; its config says {adv_cfg.image_backbone}")
+            raise ConfigError(
+                f"{model}: this recipe trains the region re-rank model; its config says {adv_cfg.image_backbone}"
+            )
         concept_num = int(train.labels.shape[1]) if opts.need_concept_label else 0
         seed_everything(opts.seed)
         self.nets = Networks.build(adv_cfg, opts, concept_num, device, self.world)
@@ -539,9 +539,11 @@ class AdvRecipe(EpochRecipe):
         self.val_regions = RegionFeatures(val, adv_cfg.img_dim, model="ADV")
         self.namespace = _opt_namespace(model, cfg, opts, train, concept_num, self.vocab_path)
 
-    def restore(self) -> LoopState | None:
+    def restore(self) -> loop.LoopState | None:
         state = self.checkpointer.latest()
-        return None if state is None else _restore(state, self.nets.modules, self.optimizer, self.scaler, self.cfg, self.checkpointer.last_path)
+        return None if state is None else _restore(
+            state, self.nets.modules, self.optimizer, self.scaler, self.cfg, self.checkpointer.last_path,
+        )
 
     def learning_rate(self, epoch: int) -> float:
         return self.opts.learning_rate * (0.1 ** (epoch // self.opts.lr_update))
@@ -552,25 +554,29 @@ class AdvRecipe(EpochRecipe):
     def begin_epoch(self, epoch: int, order: np.ndarray) -> list[np.ndarray]:
         for net in self.nets.modules:
             net.train()
-        return rank_batches(order, self.opts.batch_size, self.rank, self.world)
+        return loop.rank_batches(order, self.opts.batch_size, self.rank, self.world)
 
     def step(self, batch: np.ndarray, epoch: int, step: int) -> float:
         loss = batch_loss(self.nets, self.data, batch, epoch, self.opts, self.device, self.world)
-        optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
+        loop.optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
         return float(loss.detach())
 
-    def validate(self, epoch: int) -> Validation:
-        rsum, metrics = validate(self.nets.image, self.nets.text, self.val, self.val_regions, self.val_ids, self.val_mask, self.opts, self.device)
-        return Validation(rsum, {"val_rsum": rsum, "val": metrics})
+    def validate(self, epoch: int) -> loop.Validation:
+        rsum, metrics = validate(
+            self.nets.image, self.nets.text, self.val, self.val_regions, self.val_ids, self.val_mask, self.opts,
+            self.device,
+        )
+        return loop.Validation(rsum, {"val_rsum": rsum, "val": metrics})
 
-    def checkpoint(self, epoch: int, state: LoopState) -> dict[str, Any]:
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
         return {
             "epoch": epoch + 1,
             "model": [m.state_dict() for m in self.nets.modules],
             "best_rsum": state.best,
             "opt": self.namespace,
             "Eiters": state.iters,
-            "fico_resume": {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "history": state.history, "best_epoch": state.best_epoch},
+            "fico_resume": {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                            "history": state.history, "best_epoch": state.best_epoch},
         }
 
     def result(self) -> dict[str, Any]:
@@ -585,13 +591,15 @@ class AdvRecipe(EpochRecipe):
         }
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Train adv-64 / adv-2048 on `train`, select on `val`; checkpoints in ADV's `.pth.tar` layout in `out`."""
-    recipe = AdvRecipe(model=model, train=train, val=val, out=Path(out), opts=Options.from_dict(options), device=device)
-    return run_epochs(recipe, progress=progress)
+train = loop.recipe_trainer(
+    AdvRecipe, Options, "Train adv-64 / adv-2048 on `train`, select on `val`; ADV's `.pth.tar` checkpoints in `out`."
+)
 
 
-def _restore(state: dict[str, Any], nets: list[nn.Module], optimizer: torch.optim.Optimizer, scaler: Any, cfg: dict[str, Any], path: Path) -> LoopState:
+def _restore(
+    state: dict[str, Any], nets: list[nn.Module], optimizer: torch.optim.Optimizer, scaler: Any, cfg: dict[str, Any],
+    path: Path,
+) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
     opt = state.get("opt")
     saved = dict(vars(opt)) if opt is not None else {}
@@ -607,5 +615,8 @@ def _restore(state: dict[str, Any], nets: list[nn.Module], optimizer: torch.opti
     for i, (net, weights) in enumerate(zip(nets, models, strict=True)):
         strict_load_state_dict(net, weights, what=f"{path} model[{i}]")
     extra = state.get("fico_resume") or {}
-    restore_optimizers(extra, optimizer, scaler)
-    return LoopState(int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"), int(state.get("Eiters", 0)), list(extra.get("history", [])))
+    loop.restore_optimizers(extra, optimizer, scaler)
+    return loop.LoopState(
+        int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"), int(state.get("Eiters", 0)),
+        list(extra.get("history", [])),
+    )

@@ -39,18 +39,9 @@ from torch import nn
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.region_features import RegionFeatures
 from fico_registry.text import CaptionTokenizer, Vocabulary, build_vocab, load_vocab_json, save_vocab_json
+from fico_registry.training import loop
 from fico_registry.training.common import autocast
-from fico_registry.training.loop import (
-    EpochRecipe,
-    LoopState,
-    RecipeOptions,
-    Validation,
-    optimizer_step,
-    rank_batches,
-    resolve_model_config,
-    restore_optimizers,
-    run_epochs,
-)
+from fico_registry.training.loop import resolve_model_config
 from fico_registry.training.losses import vse_hinge_loss
 
 from .options import SCAN_OPT_DEFAULTS, merge_options
@@ -58,7 +49,7 @@ from .plugin import TRAIN_DEFAULTS
 
 
 @dataclass(frozen=True)
-class TrainOptions(RecipeOptions):
+class TrainOptions(loop.RecipeOptions):
     batch_size: int
     learning_rate: float
     lr_update: int
@@ -87,7 +78,9 @@ class TrainOptions(RecipeOptions):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"training option {name} must be a non-negative number, got {value!r}")
         if self.data_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", str(self.data_name)):
-            raise ConfigError(f"data_name must be a plain file-name stem (letters, digits, _ . -), got {self.data_name!r}")
+            raise ConfigError(
+                f"data_name must be a plain file-name stem (letters, digits, _ . -), got {self.data_name!r}"
+            )
 
 
 # the loss is model.py's ContrastiveLoss on the cross-attention scores: the shared VSE++ hinge
@@ -215,7 +208,9 @@ def gather_batch(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tens
 
 # -- validation -------------------------------------------------------------------------------------
 @torch.no_grad()
-def validate(model: Trainable, recipe: Recipe, val: Any, regions: RegionFeatures, batch: int) -> tuple[float, dict[str, Any]]:
+def validate(
+    model: Trainable, recipe: Recipe, val: Any, regions: RegionFeatures, batch: int,
+) -> tuple[float, dict[str, Any]]:
     """rsum (percent, 0..600) and the instance metrics on the validation split, through the same
     encode / score path as evaluation."""
     from fico_registry.evaluation import evaluate_similarity
@@ -232,10 +227,12 @@ def validate(model: Trainable, recipe: Recipe, val: Any, regions: RegionFeatures
 
 
 # -- the loop -------------------------------------------------------------------------------------------
-class CrossAttentionRecipe(EpochRecipe):
+class CrossAttentionRecipe(loop.EpochRecipe):
     """SCAN / IMRAM on the shared epoch loop: encoders per rank, the hinge loss on the gathered batch's scores."""
 
-    def __init__(self, recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, opts: TrainOptions, device: str) -> None:
+    def __init__(
+        self, recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, opts: TrainOptions, device: str,
+    ) -> None:
         from fico_registry.training import _dist
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
         from fico_registry.training.sharding import check_world, distributed
@@ -280,18 +277,20 @@ class CrossAttentionRecipe(EpochRecipe):
         longest = max(len(s) for s in self.train_ids.ids)
         if longest > max_words:
             raise ConfigError(
-                f"a training caption has {longest} tokens with <start>/<end>, more than the config's max_words={max_words} "
-                f"that evaluation pads to: train with --set config.max_words={longest}"
+                f"a training caption has {longest} tokens with <start>/<end>, more than the config's "
+                f"max_words={max_words} that evaluation pads to: train with --set config.max_words={longest}"
             )
         self.img_run = distributed(self.net.img_enc, device, self.world)
         self.txt_run = distributed(self.net.txt_enc, device, self.world)
         self.c2i = np.asarray(train.caption_to_image)
 
-    def restore(self) -> LoopState | None:
+    def restore(self) -> loop.LoopState | None:
         state = self.checkpointer.latest()
         if state is None:
             return None
-        return restore(self.recipe, self.net, self.optimizer, state, self.namespace, self.checkpointer.last_path, self.scaler)
+        return restore(
+            self.recipe, self.net, self.optimizer, state, self.namespace, self.checkpointer.last_path, self.scaler,
+        )
 
     def learning_rate(self, epoch: int) -> float:
         return learning_rate(self.opts, epoch)
@@ -304,7 +303,7 @@ class CrossAttentionRecipe(EpochRecipe):
         self.max_violation = self.opts.max_violation and epoch >= self.opts.warmup_epochs
         for module in self.modules:
             module.train()
-        return rank_batches(order, self.opts.batch_size, self.rank, self.world)
+        return loop.rank_batches(order, self.opts.batch_size, self.rank, self.world)
 
     def step(self, caps: np.ndarray, epoch: int, step: int) -> float:
         device = self.device
@@ -315,16 +314,16 @@ class CrossAttentionRecipe(EpochRecipe):
         regions, words, lengths = gather_batch(regions.float(), words.float(), lengths.to(device))
         mask = torch.arange(words.shape[1], device=words.device)[None, :] < lengths[:, None]
         loss = contrastive_loss(self.net.pair_scores(regions, words, mask), self.opts.margin, self.max_violation)
-        optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
+        loop.optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
         return float(loss.detach())
 
-    def validate(self, epoch: int) -> Validation:
+    def validate(self, epoch: int) -> loop.Validation:
         for module in self.modules:
             module.eval()
         rsum, metrics = validate(self.net, self.recipe, self.val, self.val_regions, self.opts.val_batch_size)
-        return Validation(rsum, {"val_rsum": rsum, "val": metrics})
+        return loop.Validation(rsum, {"val_rsum": rsum, "val": metrics})
 
-    def checkpoint(self, epoch: int, state: LoopState) -> dict[str, Any]:
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
         recipe = self.recipe
         checkpoint: dict[str, Any] = {
             "epoch": recipe.epoch_saved(epoch),
@@ -345,21 +344,27 @@ class CrossAttentionRecipe(EpochRecipe):
             "config": self.config_name if self.config_name is not None else self.cfg,
             "vocab_file": str(self.vocab_path),
             "vocab_size": len(self.vocab),
-            "objective": f"{self.recipe.title} triplet ranking loss (margin {opts.margin}, max_violation {opts.max_violation}, "
-            f"warmup_epochs {opts.warmup_epochs})",
+            "objective": f"{self.recipe.title} triplet ranking loss (margin {opts.margin}, "
+            f"max_violation {opts.max_violation}, warmup_epochs {opts.warmup_epochs})",
         }
 
 
-def run(recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], defaults: Mapping[str, Any], device: str, progress: bool) -> dict[str, Any]:
+def run(
+    recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any],
+    defaults: Mapping[str, Any], device: str, progress: bool,
+) -> dict[str, Any]:
     opts = TrainOptions.from_dict(options, defaults, model=model)
     trainer = CrossAttentionRecipe(recipe, model=model, train=train, val=val, out=Path(out), opts=opts, device=device)
-    return run_epochs(trainer, progress=progress)
+    return loop.run_epochs(trainer, progress=progress)
 
 
 ARCHITECTURE_KEYS = ("img_dim", "embed_size", "word_dim", "num_layers", "bi_gru", "precomp_enc_type", "vocab_size", "data_name")
 
 
-def restore(recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, state: Mapping[str, Any], namespace: argparse.Namespace, path: Path, scaler: Any = None) -> LoopState:
+def restore(
+    recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, state: Mapping[str, Any],
+    namespace: argparse.Namespace, path: Path, scaler: Any = None,
+) -> loop.LoopState:
     """Continue a run: weights (strictly, through the model's own original-layout loader), optimizer, counters."""
     opt = state.get("opt")
     saved = dict(vars(opt)) if isinstance(opt, argparse.Namespace) else {}
@@ -374,10 +379,10 @@ def restore(recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, st
     except (CheckpointError, KeyError) as exc:
         raise ConfigError(f"cannot resume from {path}: {exc}; use another --out or --no-resume") from None
     extra = state.get("fico_resume") or {}
-    restore_optimizers(extra, optimizer, scaler)
+    loop.restore_optimizers(extra, optimizer, scaler)
     iters = int(extra.get("Eiters", state.get("Eiters", 0)))
-    return LoopState(recipe.epoch_resumed(int(state["epoch"])), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"), iters,
-                     list(extra.get("history", [])))
+    start, best = recipe.epoch_resumed(int(state["epoch"])), float(state.get("best_rsum", 0.0))
+    return loop.LoopState(start, best, extra.get("best_epoch"), iters, list(extra.get("history", [])))
 
 
 # -- SCAN ---------------------------------------------------------------------------------------------

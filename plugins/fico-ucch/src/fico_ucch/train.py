@@ -38,22 +38,8 @@ import torch.nn.functional as F
 
 from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import ConfigError
-from fico_registry.training.code_validation import (
-    SELECT_BY,
-    check_select_by,
-    feature_configs,
-    sign_codes,
-    validate_codes,
-)
-from fico_registry.training.loop import (
-    EpochRecipe,
-    LoopState,
-    RecipeOptions,
-    Validation,
-    optimizer_step,
-    resolve_model_config,
-    run_epochs,
-)
+from fico_registry.training import code_validation, loop
+from fico_registry.training.loop import resolve_model_config
 
 from .model import UcchConfig, build_nets
 from .nets import HashMLP
@@ -64,7 +50,7 @@ MILESTONES = (30, 60, 90, 120)  # UCCH.py's MultiStepLR for --ls linear
 
 
 @dataclass(frozen=True)
-class Options(RecipeOptions):
+class Options(loop.RecipeOptions):
     batch_size: int
     eval_batch_size: int
     lr: float
@@ -96,7 +82,7 @@ class Options(RecipeOptions):
             raise ConfigError(f"optimizer must be 'Adam' or 'SGD', got {self.optimizer!r}")
         if self.ls not in ("linear", "cos"):
             raise ConfigError(f"ls must be 'linear' (steps at 30/60/90/120) or 'cos', got {self.ls!r}")
-        if self.select_by not in SELECT_BY:
+        if self.select_by not in code_validation.SELECT_BY:
             raise ConfigError(f"select_by must be 'map' or 'rsum', got {self.select_by!r}")
         if not 0 <= self.momentum < 1 or not 0 <= self.alpha <= 1 or self.T <= 0:
             raise ConfigError("need 0 <= momentum < 1, 0 <= alpha <= 1 and T > 0")
@@ -174,9 +160,9 @@ def validate(image_net: HashMLP, text_net: HashMLP, val: Any, image_features: np
     """Category mAP (whole ranking) and instance recalls of the sign codes on the validation split."""
     image_net.eval()
     text_net.eval()
-    images = sign_codes(image_net, image_features, opts.eval_batch_size, device)
-    texts = sign_codes(text_net, text_features, opts.eval_batch_size, device)
-    return validate_codes(images, texts, val, opts.select_by)
+    images = code_validation.sign_codes(image_net, image_features, opts.eval_batch_size, device)
+    texts = code_validation.sign_codes(text_net, text_features, opts.eval_batch_size, device)
+    return code_validation.validate_codes(images, texts, val, opts.select_by)
 
 
 # -- training -----------------------------------------------------------------------------------------
@@ -184,7 +170,7 @@ def checkpoint_names(opts: Options, bits: int) -> tuple[str, str]:
     return f"{opts.arch}_{bits}_last_checkpoint.t7", f"{opts.arch}_{bits}_best_checkpoint.t7"
 
 
-class UcchRecipe(EpochRecipe):
+class UcchRecipe(loop.EpochRecipe):
     """UCCH.py's feature-mode training on the shared epoch loop: NCE against the code memory + ranking loss."""
 
     best_key = "best_score"
@@ -192,7 +178,9 @@ class UcchRecipe(EpochRecipe):
     first_epoch = 0  # UCCH.py counts epochs from 0
     per_rank_seed = False  # the memory draws must be the same on every rank
 
-    def __init__(self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool) -> None:
+    def __init__(
+        self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool
+    ) -> None:
         from fico_features.run_inputs import CaptionSampler, run_inputs
 
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
@@ -205,17 +193,17 @@ class UcchRecipe(EpochRecipe):
         self.cfg, self.options = cfg, opts
         architecture = UcchConfig.from_dict(cfg).architecture
         # inputs: the evaluation pipelines, Doc2Vec fitted on the training captions, saved beside the checkpoints
-        image_config, text_config = feature_configs(opts.image_features, opts.text_features, self.config_name)
+        features = code_validation.feature_configs(opts.image_features, opts.text_features, self.config_name)
         self.inputs, (train_images, self.val_images, train_texts, self.val_texts) = run_inputs(
-            train, val, self.out, image_config, text_config, device=device, progress=progress, world=self.world)
-        for what, array, width in (("image", train_images, architecture.image_dim), ("text", train_texts, architecture.text_dim)):
-            if array.shape[1] != width:
-                raise ConfigError(f"the {what} features are {array.shape[1]}-d but the model config expects {width}")
+            train, val, self.out, *features, device=device, progress=progress, world=self.world)
+        code_validation.check_widths(train_images, train_texts, architecture.image_dim, architecture.text_dim)
         self.sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
         self.n = n = train.n_images
         if n // opts.batch_size == 0:
-            raise ConfigError(f"batch_size {opts.batch_size} exceeds the {n} training images (UCCH drops incomplete batches)")
-        check_select_by(opts.select_by, val)
+            raise ConfigError(
+                f"batch_size {opts.batch_size} exceeds the {n} training images (UCCH drops incomplete batches)"
+            )
+        code_validation.check_select_by(opts.select_by, val)
         self.val = val
         if n <= opts.K and self.main:
             log.warning(
@@ -239,11 +227,12 @@ class UcchRecipe(EpochRecipe):
         self.checkpointer = Checkpointer(self.out, filename=last_name, best_filename=best_name)
         self.train_images = torch.from_numpy(train_images)
 
-    def restore(self) -> LoopState | None:
+    def restore(self) -> loop.LoopState | None:
         state = self.checkpointer.latest()
         if state is None:
             return None
-        return restore(state, self.nets, self.optimizer, self.scaler, self.memory, self.architecture, self.checkpointer.last_path)
+        path = self.checkpointer.last_path
+        return restore(state, self.nets, self.optimizer, self.scaler, self.memory, self.architecture, path)
 
     def learning_rate(self, epoch: int) -> float:
         return learning_rate(epoch, self.opts)
@@ -276,14 +265,14 @@ class UcchRecipe(EpochRecipe):
         contrastive = nce_softmax_loss(out_u) + nce_softmax_loss(out_v)
         ranking = cross_modal_ranking_loss(u, v, opts.margin, opts.shift)
         loss = opts.alpha * contrastive + (1 - opts.alpha) * ranking
-        optimizer_step(loss, self.optimizer, self.parameters, scaler=self.scaler, grad_clip=opts.grad_clip)
+        loop.optimizer_step(loss, self.optimizer, self.parameters, scaler=self.scaler, grad_clip=opts.grad_clip)
         return float(loss.detach())
 
-    def validate(self, epoch: int) -> Validation:
+    def validate(self, epoch: int) -> loop.Validation:
         metrics = validate(*self.nets, self.val, self.val_images, self.val_texts, self.opts, self.device)
-        return Validation(metrics["score"], {**{k: v for k, v in metrics.items() if k != "instance"}, "val": metrics["instance"]})
+        return code_validation.as_validation(metrics)
 
-    def checkpoint(self, epoch: int, state: LoopState) -> dict[str, Any]:
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
         metrics = state.history[-1]
         return {
             # UCCH.py's keys (Avg / Img2Txt / Txt2Img: validation mAP of this epoch's codes)
@@ -311,16 +300,13 @@ class UcchRecipe(EpochRecipe):
         }
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
-          progress: bool = False) -> dict[str, Any]:
-    """Train `ucch` on `train`, select on `val`; `.t7` checkpoints (UCCH.py's layout) and inputs.json in `out`."""
-    recipe = UcchRecipe(model=model, train=train, val=val, out=Path(out), opts=Options.from_dict(options), device=device,
-                        progress=progress)
-    return run_epochs(recipe, progress=progress)
+train = loop.recipe_trainer(
+    UcchRecipe, Options, "Train `ucch` on `train`, select on `val`; UCCH.py's `.t7` checkpoints and inputs.json in out."
+)
 
 
 def restore(state: Mapping[str, Any], nets: tuple[HashMLP, HashMLP], optimizer: torch.optim.Optimizer, scaler: Any,
-            memory: CodeMemory, architecture: Any, path: Path) -> LoopState:
+            memory: CodeMemory, architecture: Any, path: Path) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, memory, epoch counter and best score so far."""
     extra = state.get("fico_resume")
     if not isinstance(extra, Mapping) or "memory" not in extra:
@@ -334,7 +320,8 @@ def restore(state: Mapping[str, Any], nets: tuple[HashMLP, HashMLP], optimizer: 
     optimizer.load_state_dict(state["optimizer_state_dict"])
     if extra.get("scaler"):
         scaler.load_state_dict(extra["scaler"])
-    return LoopState(int(state["epoch"]) + 1, float(extra["best"]), extra.get("best_epoch"), 0, list(extra.get("history", [])))
+    history = list(extra.get("history", []))
+    return loop.LoopState(int(state["epoch"]) + 1, float(extra["best"]), extra.get("best_epoch"), 0, history)
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:

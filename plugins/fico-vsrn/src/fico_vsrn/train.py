@@ -42,17 +42,8 @@ from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import ConfigError
 from fico_registry.region_features import RegionFeatures
 from fico_registry.text import CaptionTokenizer, Vocabulary, load_vocab
-from fico_registry.training.loop import (
-    EpochRecipe,
-    LoopState,
-    RecipeOptions,
-    Validation,
-    optimizer_step,
-    rank_batches,
-    resolve_model_config,
-    restore_optimizers,
-    run_epochs,
-)
+from fico_registry.training import loop
+from fico_registry.training.loop import resolve_model_config
 from fico_registry.training.losses import vse_hinge_loss
 
 from .captions import vocab_file_name
@@ -69,7 +60,7 @@ def hardest_negative_triplet_loss(
 
 
 @dataclass(frozen=True)
-class Options(RecipeOptions):
+class Options(loop.RecipeOptions):
     batch_size: int
     learning_rate: float
     lr_update: int
@@ -153,12 +144,14 @@ def _vocabulary(opts: Options, train: Any, val: Any, tokenizer: CaptionTokenizer
     return build_vocabulary([*train.captions, *val.captions], tokenizer, threshold=opts.vocab_threshold)
 
 
-class VsrnRecipe(EpochRecipe):
+class VsrnRecipe(loop.EpochRecipe):
     """VSRN's retrieval encoders on the shared epoch loop: the hinge loss on the gathered global batch."""
 
     score_format = "val R@1+R@5 {:.1f}"
 
-    def __init__(self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str) -> None:
+    def __init__(
+        self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool = False
+    ) -> None:
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
         from fico_registry.training.sharding import check_world, distributed, globalise_batchnorms
 
@@ -191,13 +184,14 @@ class VsrnRecipe(EpochRecipe):
         self.c2i = np.asarray(train.caption_to_image)
         self.val = val
         self.namespace = _original_opt(arch, opts, len(vocab), model, self.out)
-        self.img_run, self.txt_run = distributed(self.img_enc, device, self.world), distributed(self.txt_enc, device, self.world)
+        self.img_run, self.txt_run = (distributed(net, device, self.world) for net in (self.img_enc, self.txt_enc))
 
-    def restore(self) -> LoopState | None:
+    def restore(self) -> loop.LoopState | None:
         state = self.checkpointer.latest()
         if state is None:
             return None
-        return _restore(state, self.network, self.optimizer, self.scaler, self.arch, len(self.vocab), self.checkpointer.last_path)
+        path = self.checkpointer.last_path
+        return _restore(state, self.network, self.optimizer, self.scaler, self.arch, len(self.vocab), path)
 
     def learning_rate(self, epoch: int) -> float:
         return self.opts.learning_rate * (0.1 ** (epoch // self.opts.lr_update))
@@ -209,7 +203,7 @@ class VsrnRecipe(EpochRecipe):
         self.img_enc.train()
         self.txt_enc.train()
         # a BatchNorm in train mode needs more than one sample: a global batch of one is left out
-        return rank_batches(order, self.opts.batch_size, self.rank, self.world, min_global=2)
+        return loop.rank_batches(order, self.opts.batch_size, self.rank, self.world, min_global=2)
 
     def step(self, caps: np.ndarray, epoch: int, step: int) -> float:
         from fico_registry.training.common import all_gather_with_grad, autocast
@@ -221,14 +215,15 @@ class VsrnRecipe(EpochRecipe):
         # the loss sees the global batch (in rank order): every caption's hardest negative is searched among all of it
         img_all, cap_all = all_gather_with_grad(img_emb.float()), all_gather_with_grad(cap_emb.float())
         loss = hardest_negative_triplet_loss(img_all, cap_all, self.opts.margin, self.opts.max_violation)
-        optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
+        loop.optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
         return float(loss.detach())
 
-    def validate(self, epoch: int) -> Validation:
-        score, metrics = validate(self.network, self.val, self.val_regions, self.val_ids, self.opts.val_batch_size, self.device)
-        return Validation(score, {"val_r1_r5_sum": score, "val": metrics})
+    def validate(self, epoch: int) -> loop.Validation:
+        batch = self.opts.val_batch_size
+        score, metrics = validate(self.network, self.val, self.val_regions, self.val_ids, batch, self.device)
+        return loop.Validation(score, {"val_r1_r5_sum": score, "val": metrics})
 
-    def checkpoint(self, epoch: int, state: LoopState) -> dict[str, Any]:
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
         return {
             "epoch": epoch + 1,
             "model": [self.img_enc.state_dict(), self.txt_enc.state_dict()],
@@ -248,12 +243,9 @@ class VsrnRecipe(EpochRecipe):
         }
 
 
-def train(
-    *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False
-) -> dict[str, Any]:
-    """Train vsrn on `train`, select on `val`; checkpoints in VSRN's `.pth.tar` layout in `out`."""
-    recipe = VsrnRecipe(model=model, train=train, val=val, out=Path(out), opts=Options.from_dict(options), device=device)
-    return run_epochs(recipe, progress=progress)
+train = loop.recipe_trainer(
+    VsrnRecipe, Options, "Train vsrn on `train`, select on `val`; checkpoints in VSRN's `.pth.tar` layout in `out`."
+)
 
 
 def _restore(
@@ -264,7 +256,7 @@ def _restore(
     arch: Mapping[str, Any],
     vocab_size: int,
     path: Path,
-) -> LoopState:
+) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
     saved = vars(state["opt"]) if isinstance(state.get("opt"), argparse.Namespace) else {}
     for key, value in (*arch.items(), ("vocab_size", vocab_size)):
@@ -278,6 +270,6 @@ def _restore(
     strict_load_state_dict(network.img_enc, models[0], what=f"{path} model[0] (img_enc)")
     strict_load_state_dict(network.txt_enc, models[1], what=f"{path} model[1] (txt_enc)")
     extra = state.get("fico_resume") or {}
-    restore_optimizers(extra, optimizer, scaler)
-    return LoopState(int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"),
+    loop.restore_optimizers(extra, optimizer, scaler)
+    return loop.LoopState(int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"),
                      int(state.get("Eiters", 0)), list(extra.get("history", [])))
