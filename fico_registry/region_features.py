@@ -28,7 +28,8 @@ class RegionFeatures:
         features = getattr(corpus, "features", None) or {}
         if "regions" not in features:
             raise MissingInputError(
-                f"{corpus!r} has no 'regions' features: {model} trains on bottom-up region features (n, 36, {img_dim}); "
+                f"{corpus!r} has no 'regions' features: {model} trains on bottom-up region features "
+                f"(n, 36, {img_dim}); "
                 "attach them (e.g. SCAN's {split}_ims.npy, which the flickr30k / coco loaders find in --root)"
             )
         self.ref = features["regions"]

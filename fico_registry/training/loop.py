@@ -46,6 +46,7 @@ class RecipeOptions:
     """
 
     epochs: int
+    batch_size: int  # the global batch: under torchrun split evenly over the ranks
     config: Any = "default"
     seed: int = 0
     resume: bool = True
@@ -183,14 +184,32 @@ class EpochRecipe:
 
     optimizer: torch.optim.Optimizer
     checkpointer: Checkpointer
+    scaler: Any = None  # the fp16 loss scaler, if the recipe uses one (saved for resuming)
 
     def __init__(self, *, model: str, out: Path, opts: RecipeOptions, device: str) -> None:
+        """Rank and world, the run folder (rank 0 creates it), the model card's config as `cfg` / `config_name`."""
         from ..distributed import is_main_process, rank, world_size
+        from .sharding import check_world
 
         self.model, self.out, self.opts, self.device = model, Path(out), opts, device
         self.main, self.world, self.rank = is_main_process(), world_size(), rank()
+        check_world(opts.batch_size, self.world)
+        self.cfg, self.config_name = resolve_model_config(model, opts.config)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
+
+    def vse_checkpoint(self, saved_epoch: int, model: Any, state: LoopState, namespace: Any, *, eiters: bool = True
+                       ) -> dict[str, Any]:  # fmt: skip
+        """The layout VSE++'s descendants (SCAN, VSRN, ADV) save, {epoch, model, best_rsum, opt(, Eiters)}, plus
+        `fico_resume` (optimizer, loss scaler, history, best epoch, steps), which the original loaders ignore."""
+        checkpoint: dict[str, Any] = {"epoch": saved_epoch, "model": model, "best_rsum": state.best, "opt": namespace}
+        if eiters:
+            checkpoint["Eiters"] = state.iters
+        checkpoint["fico_resume"] = {
+            "optimizer": self.optimizer.state_dict(), "history": state.history, "best_epoch": state.best_epoch,
+            "Eiters": state.iters, "scaler": None if self.scaler is None else self.scaler.state_dict(),
+        }  # fmt: skip
+        return checkpoint
 
     # hooks ------------------------------------------------------------------------------------------
     def restore(self) -> LoopState | None:

@@ -34,7 +34,7 @@ from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.region_features import RegionFeatures
 from fico_registry.training import loop
-from fico_registry.training.loop import resolve_model_config
+from fico_registry.training.loop import resolve_model_config  # noqa: F401 (used by bench_train_cost.py, tests)
 from fico_registry.training.losses import vse_hinge_loss
 
 from .bert import DenseNorm, Embeddings, SelfAttention
@@ -56,7 +56,6 @@ STOP_WORDS = frozenset(
 
 @dataclass(frozen=True)
 class Options(loop.RecipeOptions):
-    batch_size: int
     learning_rate: float
     lr_update: int
     grad_clip: float
@@ -506,16 +505,14 @@ class AdvRecipe(loop.EpochRecipe):
         self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool = False
     ) -> None:
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
-        from fico_registry.training.sharding import check_world
 
         super().__init__(model=model, out=out, opts=opts, device=device)
-        check_world(opts.batch_size, self.world)
         if opts.need_concept_label and train.labels is None:
             raise ConfigError(
                 f"{train!r} has no labels for ADV's concept loss: attach per-image concept / category labels, "
                 "or pass --set need_concept_label=0"
             )
-        cfg, config_name = resolve_model_config(model, opts.config)
+        cfg, config_name = self.cfg, self.config_name
         named = dict(cfg)
         tokenizer, self.vocab_path = make_tokenizer(cfg, opts, list(train.captions), self.out, write=self.main)
         if cfg != named:
@@ -569,15 +566,7 @@ class AdvRecipe(loop.EpochRecipe):
         return loop.Validation(rsum, {"val_rsum": rsum, "val": metrics})
 
     def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
-        return {
-            "epoch": epoch + 1,
-            "model": [m.state_dict() for m in self.nets.modules],
-            "best_rsum": state.best,
-            "opt": self.namespace,
-            "Eiters": state.iters,
-            "fico_resume": {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                            "history": state.history, "best_epoch": state.best_epoch},
-        }
+        return self.vse_checkpoint(epoch + 1, [m.state_dict() for m in self.nets.modules], state, self.namespace)
 
     def result(self) -> dict[str, Any]:
         opts = self.opts

@@ -103,7 +103,7 @@ class Blip2NoFusion:
 
     @torch.no_grad()
     def encode_images(self, batch: Any) -> Any:
-        return encode_pixels(lambda pixels: self.core.image_embeds(self.core.vit_tokens(pixels)), self.images.batch(batch))
+        return encode_pixels(lambda p: self.core.image_embeds(self.core.vit_tokens(p)), self.images.batch(batch))
 
     @torch.no_grad()
     def encode_texts(self, batch: Any) -> Any:

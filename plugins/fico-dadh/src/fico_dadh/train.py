@@ -45,7 +45,7 @@ from torch import autograd, nn
 from fico_registry.checkpoint_io import load_torch_checkpoint, strict_load_state_dict
 from fico_registry.errors import ConfigError
 from fico_registry.training import code_validation, loop
-from fico_registry.training.loop import resolve_model_config
+from fico_registry.training.loop import resolve_model_config  # noqa: F401 (used by bench_train_cost.py, tests)
 
 from .checkpoint import FILE_NAME, NORM_FILE
 from .model import DadhConfig, build_generator
@@ -59,7 +59,6 @@ MIN_LR = 1e-6
 
 @dataclass(frozen=True)
 class Options(loop.RecipeOptions):
-    batch_size: int
     lr: float
     alpha: float
     beta: float
@@ -232,12 +231,10 @@ class DadhRecipe(loop.EpochRecipe):
         from fico_features.run_inputs import CaptionSampler, run_inputs
 
         from fico_registry.training.common import Checkpointer, seed_everything
-        from fico_registry.training.sharding import check_world, distributed, globalise_batchnorms
+        from fico_registry.training.sharding import distributed, globalise_batchnorms
 
         super().__init__(model=model, out=out, opts=opts, device=device)
-        check_world(opts.batch_size, self.world)
         self.score_format = f"val {opts.select_by} {{:.4f}}"
-        self.cfg, self.config_name = resolve_model_config(model, opts.config)
         config = DadhConfig.from_dict({**self.cfg, "image_mean": None, "image_std": None})
         self.architecture = architecture = config.architecture
         if train.labels is None:

@@ -41,7 +41,7 @@ from fico_registry.region_features import RegionFeatures
 from fico_registry.text import CaptionTokenizer, Vocabulary, build_vocab, load_vocab_json, save_vocab_json
 from fico_registry.training import loop
 from fico_registry.training.common import autocast
-from fico_registry.training.loop import resolve_model_config
+from fico_registry.training.loop import resolve_model_config  # noqa: F401 (used by bench_train_cost.py, tests)
 from fico_registry.training.losses import vse_hinge_loss
 
 from .options import SCAN_OPT_DEFAULTS, merge_options
@@ -50,13 +50,12 @@ from .plugin import TRAIN_DEFAULTS
 
 @dataclass(frozen=True)
 class TrainOptions(loop.RecipeOptions):
-    batch_size: int
-    learning_rate: float
-    lr_update: int
-    grad_clip: float
     margin: float
     max_violation: bool
     warmup_epochs: int
+    learning_rate: float
+    lr_update: int
+    grad_clip: float
     vocab_threshold: int
     data_name: str | None
     val_batch_size: int
@@ -235,12 +234,11 @@ class CrossAttentionRecipe(loop.EpochRecipe):
     ) -> None:
         from fico_registry.training import _dist
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
-        from fico_registry.training.sharding import check_world, distributed
+        from fico_registry.training.sharding import distributed
 
         super().__init__(model=model, out=out, opts=opts, device=device)
-        check_world(opts.batch_size, self.world)
         self.recipe, self.val = recipe, val
-        cfg, self.config_name = resolve_model_config(model, opts.config)
+        cfg = self.cfg
         cfg["vocab_words"] = None  # the vocabulary comes from the training captions
         cfg["vocab_path"] = None
         self.data_name = opts.data_name or default_data_name(train)
@@ -325,18 +323,8 @@ class CrossAttentionRecipe(loop.EpochRecipe):
 
     def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
         recipe = self.recipe
-        checkpoint: dict[str, Any] = {
-            "epoch": recipe.epoch_saved(epoch),
-            "model": recipe.original_state(self.net),
-            "best_rsum": state.best,
-            "opt": self.namespace,
-        }
-        if recipe.saves_eiters:
-            checkpoint["Eiters"] = state.iters
-        # resume-only entries; the original loaders never read them
-        checkpoint["fico_resume"] = {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                                     "history": state.history, "best_epoch": state.best_epoch, "Eiters": state.iters}
-        return checkpoint
+        model = recipe.original_state(self.net)
+        return self.vse_checkpoint(recipe.epoch_saved(epoch), model, state, self.namespace, eiters=recipe.saves_eiters)
 
     def result(self) -> dict[str, Any]:
         opts = self.opts

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from fico_registry.checkpoint_io import strict_load_state_dict
 from fico_registry.errors import ConfigError
 from fico_registry.training import code_validation, loop
-from fico_registry.training.loop import resolve_model_config
+from fico_registry.training.loop import resolve_model_config  # noqa: F401 (used by bench_train_cost.py, tests)
 
 from .model import UcchConfig, build_nets
 from .nets import HashMLP
@@ -51,7 +51,6 @@ MILESTONES = (30, 60, 90, 120)  # UCCH.py's MultiStepLR for --ls linear
 
 @dataclass(frozen=True)
 class Options(loop.RecipeOptions):
-    batch_size: int
     eval_batch_size: int
     lr: float
     wd: float
@@ -184,12 +183,11 @@ class UcchRecipe(loop.EpochRecipe):
         from fico_features.run_inputs import CaptionSampler, run_inputs
 
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
-        from fico_registry.training.sharding import check_world, distributed
+        from fico_registry.training.sharding import distributed
 
         super().__init__(model=model, out=out, opts=opts, device=device)
-        check_world(opts.batch_size, self.world)
         self.score_format = f"val {opts.select_by} {{:.4f}}"
-        cfg, self.config_name = resolve_model_config(model, opts.config)
+        cfg = self.cfg
         self.cfg, self.options = cfg, opts
         architecture = UcchConfig.from_dict(cfg).architecture
         # inputs: the evaluation pipelines, Doc2Vec fitted on the training captions, saved beside the checkpoints

@@ -61,7 +61,6 @@ def hardest_negative_triplet_loss(
 
 @dataclass(frozen=True)
 class Options(loop.RecipeOptions):
-    batch_size: int
     learning_rate: float
     lr_update: int
     margin: float
@@ -153,13 +152,12 @@ class VsrnRecipe(loop.EpochRecipe):
         self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool = False
     ) -> None:
         from fico_registry.training.common import Checkpointer, grad_scaler, seed_everything
-        from fico_registry.training.sharding import check_world, distributed, globalise_batchnorms
+        from fico_registry.training.sharding import distributed, globalise_batchnorms
 
         if model != "vsrn":
             raise ConfigError(f"this recipe trains model 'vsrn', not {model!r}")
         super().__init__(model=model, out=out, opts=opts, device=device)
-        check_world(opts.batch_size, self.world)
-        settings = _config({"config": opts.config}, model)
+        settings = settings_from(self.cfg, model_name=model)
         settings["precision"] = "fp32"  # autocast handles reduced precision; weights stay fp32
         self.arch = arch = {k: settings[k] for k in ARCH_DEFAULTS}
         check_architecture(arch, where=model)
@@ -224,15 +222,8 @@ class VsrnRecipe(loop.EpochRecipe):
         return loop.Validation(score, {"val_r1_r5_sum": score, "val": metrics})
 
     def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
-        return {
-            "epoch": epoch + 1,
-            "model": [self.img_enc.state_dict(), self.txt_enc.state_dict()],
-            "best_rsum": state.best,
-            "opt": self.namespace,
-            "Eiters": state.iters,
-            "fico_resume": {"optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                            "history": state.history, "best_epoch": state.best_epoch},
-        }
+        model = [self.img_enc.state_dict(), self.txt_enc.state_dict()]
+        return self.vse_checkpoint(epoch + 1, model, state, self.namespace)
 
     def result(self) -> dict[str, Any]:
         return {
