@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -315,6 +317,20 @@ def _check_codes(codes: Any, name: str, bits: int | None, method: str) -> None:
         )
 
 
+def resolve_config(spec: ModelSpec, config: str | Mapping[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """(name, config) of a model card's config: a named one, or a dict of keys over "default" (name None).
+
+    The config is a deep copy: callers (training recipes, factories) may change it freely.
+    """
+    if isinstance(config, str):
+        if config not in spec.configs:
+            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
+        return config, copy.deepcopy(dict(spec.configs[config]))
+    if isinstance(config, Mapping):
+        return None, copy.deepcopy({**spec.configs["default"], **config})
+    raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
+
+
 def load_model(
     name: str,
     config: str | dict[str, Any] = "default",
@@ -329,14 +345,8 @@ def load_model(
     "cuda:1", or None / "auto".
     """
     spec = get_model_spec(name)
-    if isinstance(config, str):
-        if config not in spec.configs:
-            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
-        config_name, cfg = config, dict(spec.configs[config])
-    elif isinstance(config, dict):
-        config_name, cfg = "custom", {**spec.configs["default"], **config}
-    else:
-        raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
+    config_name, cfg = resolve_config(spec, config)
+    config_name = "custom" if config_name is None else config_name
     resolved = resolve_checkpoint(spec, checkpoint)
     if resolved is None and config_name != "tiny":
         log.warning("%s: no checkpoint given, weights are random (fine for timing, not for accuracy)", spec.name)

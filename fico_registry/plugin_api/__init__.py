@@ -66,6 +66,10 @@ _LAZY = {
     "checkpoint_in_run_folder": "fico_registry.plugin_api.run_folders",
     "find_original_file": "fico_registry.plugin_api.run_folders",
     "missing_original_file": "fico_registry.plugin_api.run_folders",
+    # inputs: the square-resize image preprocessing of BLIP-2 / BEiT-3 / X-VLM, region features
+    "ImagePreprocessor": "fico_registry.plugin_api.image_preprocess",
+    "encode_pixels": "fico_registry.plugin_api.image_preprocess",
+    "RegionFeatures": "fico_registry.plugin_api.region_features",
     # environment
     "ensure_torchvision": "fico_registry.plugin_api.compat",
     "fico_home": "fico_registry.models.loading",
@@ -132,6 +136,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.plugin_api.checkpoints import restricted_unpickle as restricted_unpickle
     from fico_registry.plugin_api.checkpoints import strict_load_state_dict as strict_load_state_dict
     from fico_registry.plugin_api.compat import ensure_torchvision as ensure_torchvision
+    from fico_registry.plugin_api.image_preprocess import ImagePreprocessor as ImagePreprocessor
+    from fico_registry.plugin_api.image_preprocess import encode_pixels as encode_pixels
+    from fico_registry.plugin_api.region_features import RegionFeatures as RegionFeatures
     from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder as checkpoint_in_run_folder
     from fico_registry.plugin_api.run_folders import find_original_file as find_original_file
     from fico_registry.plugin_api.run_folders import missing_original_file as missing_original_file

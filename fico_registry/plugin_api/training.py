@@ -1,11 +1,15 @@
-"""The training kit for recipe plugins (`fico_trainers`): checkpoints, seeding, precision, torchrun.
+"""The training kit for recipe plugins (`fico_trainers`): the shared epoch loop, losses, checkpoints,
+seeding, precision, torchrun.
 
 Importing this module imports torch: use it from a recipe's train module, never from plugin.py.
+`loop` is the shared epoch loop (subclass `loop.EpochRecipe`, build `train` with
+`loop.recipe_trainer`); `code_validation` holds the hashing recipes' validation helpers.
 """
 
 from __future__ import annotations
 
 from fico_registry.evaluator.sharded import is_main_process, rank, world_size
+from fico_registry.training import code_validation, loop
 from fico_registry.training._dist import barrier, broadcast_object
 from fico_registry.training.common import (
     Checkpointer,
@@ -18,6 +22,8 @@ from fico_registry.training.common import (
     shard,
     validation_rsum,
 )
+from fico_registry.training.loop import resolve_model_config
+from fico_registry.training.losses import vse_hinge_loss
 from fico_registry.training.sharding import (
     GlobalBatchNorm1d,
     check_same_on_every_rank,
@@ -39,15 +45,19 @@ __all__ = [
     "broadcast_object",
     "check_same_on_every_rank",
     "check_world",
+    "code_validation",
     "distributed",
     "globalise_batchnorms",
     "grad_scaler",
     "in_batch_order",
     "is_main_process",
+    "loop",
     "quiet",
     "rank",
+    "resolve_model_config",
     "seed_everything",
     "shard",
     "validation_rsum",
+    "vse_hinge_loss",
     "world_size",
 ]

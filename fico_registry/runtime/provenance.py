@@ -77,6 +77,18 @@ def package_versions(names: Sequence[str] = PACKAGES, *, skip_missing: bool = Fa
     return versions
 
 
+def short_hardware() -> dict[str, Any]:
+    """Platform, CPUs, and CUDA / GPUs and torch threads if torch is already imported (run records)."""
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["cuda"] = torch.version.cuda
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
 def gpu_info() -> list[dict[str, Any]]:
     """Name, memory and compute capability of every CUDA device torch sees (empty on CPU)."""
     import torch

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import ConfigError
+from fico_registry.runtime.provenance import short_hardware
 
 RECALL_KEYS = ("R@1", "R@5", "R@10")
 _VERSIONED = ("fico-registry", "torch", "numpy", "transformers", "gensim", "scipy")
@@ -162,26 +163,10 @@ def describe_corpus(corpus: Any) -> dict[str, Any]:
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
-    from importlib import metadata
+    """Python and the packages a run record lists (None when absent)."""
+    from fico_registry.runtime.provenance import package_versions as installed
 
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in (*_VERSIONED, *extra):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        info["cuda"] = torch.version.cuda
-        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    if torch is not None:
-        info["torch_threads"] = torch.get_num_threads()
-    return info
+    return {"python": platform.python_version(), **installed((*_VERSIONED, *extra))}
 
 
 def _timestamp(value: Any) -> str | None:
@@ -220,7 +205,7 @@ def run_record(
         "started": _timestamp(started),
         "finished": _timestamp(finished),
         "versions": package_versions(),
-        "hardware": hardware(),
+        "hardware": short_hardware(),
     }
     if isinstance(started, (int, float)) and isinstance(finished, (int, float)):
         record["seconds"] = round(float(finished) - float(started), 2)

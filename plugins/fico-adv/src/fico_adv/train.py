@@ -19,11 +19,9 @@ import argparse
 import json
 import math
 import shutil
-import time
 import types
 from collections import Counter
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fico_registry.errors import CheckpointError, ConfigError, MissingInputError
+from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
+from fico_registry.plugin_api.region_features import RegionFeatures
+from fico_registry.plugin_api.training import (
+    loop,
+    resolve_model_config,  # noqa: F401 (used by bench_train_cost.py, tests)
+    vse_hinge_loss,
+)
 
 from .bert import DenseNorm, Embeddings, SelfAttention
 from .config import BUILTIN_TINY_VOCAB, AdvConfig
@@ -53,9 +57,7 @@ STOP_WORDS = frozenset(
 
 
 @dataclass(frozen=True)
-class Options:
-    epochs: int
-    batch_size: int
+class Options(loop.RecipeOptions):
     learning_rate: float
     lr_update: int
     grad_clip: float
@@ -81,27 +83,12 @@ class Options:
     vocab: str
     vocab_file: str | None
     val_batch_size: int
-    config: Any = "default"
-    seed: int = 0
-    resume: bool = True
-    precision: str = "fp32"
 
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> Options:
-        merged = {**DEFAULTS, **options}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ConfigError(f"unknown ADV training options {unknown}; known: {sorted(known)}")
-        opts = cls(**merged)
-        opts.validate()
-        return opts
+    DEFAULTS = DEFAULTS
+    TITLE = "ADV"
+    POSITIVE = ("epochs", "batch_size", "lr_update", "concept_hidden", "val_batch_size", "angular_decay_every")
 
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size", "lr_update", "concept_hidden", "val_batch_size", "angular_decay_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"ADV training option {name} must be a positive integer, got {value!r}")
+    def check(self) -> None:
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: the ranking losses need in-batch negatives")
         if self.adversary_type not in ADVERSARY_TYPES:
@@ -124,21 +111,8 @@ def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def triplet_loss(images: torch.Tensor, captions: torch.Tensor, margin: float, max_violation: bool) -> torch.Tensor:
-    """Hinge loss of each matching pair against the other pairs of the batch (summed; max: hardest negative).
-
-    Only the diagonal is masked, as in the original: two captions of one image in a batch count
-    as negatives of each other's image (rare on Flickr30K / COCO batches of 128).
-    """
-    scores = cosine_matrix(images, captions)
-    diagonal = scores.diag().view(-1, 1)
-    cost_caption = (margin + scores - diagonal).clamp(min=0)  # image i against captions j
-    cost_image = (margin + scores - diagonal.T).clamp(min=0)  # caption j against images i
-    eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
-    cost_caption = cost_caption.masked_fill(eye, 0)
-    cost_image = cost_image.masked_fill(eye, 0)
-    if max_violation:
-        return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
-    return cost_caption.sum() + cost_image.sum()
+    """loss.ContrastiveLoss on the cosine of every (image, caption) pair of the batch (the shared VSE++ hinge)."""
+    return vse_hinge_loss(cosine_matrix(images, captions), margin, max_violation)
 
 
 def angular_loss(images: torch.Tensor, captions: torch.Tensor, angle_bound: float = 1.0) -> torch.Tensor:
@@ -256,19 +230,6 @@ def build_vocab(captions: list[str], do_lower_case: bool) -> list[str]:
     return base + words
 
 
-def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    spec = get_model_spec(model)
-    if isinstance(config, str):
-        if config not in spec.configs:
-            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
-        return json.loads(json.dumps(spec.configs[config])), config
-    if isinstance(config, Mapping):
-        return json.loads(json.dumps({**spec.configs["default"], **config})), None
-    raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
-
-
 def make_tokenizer(cfg: dict[str, Any], opts: Options, captions: list[str], out: Path, write: bool) -> tuple[WordPieceTokenizer, Path | None]:
     """The WordPiece tokenizer, and the vocab.txt placed next to the checkpoints (None: built-in)."""
     target = out / "vocab.txt"
@@ -308,29 +269,6 @@ def make_tokenizer(cfg: dict[str, Any], opts: Options, captions: list[str], out:
 def tokenize_all(tokenizer: WordPieceTokenizer, texts: list[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
     ids, mask = tokenizer.encode_batch(texts, max_words)
     return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
-
-
-class RegionSource:
-    """Region features of a corpus: in memory when small enough, else read per batch from the memmap."""
-
-    IN_MEMORY_BYTES = 4 << 30
-
-    def __init__(self, corpus: Any, img_dim: int) -> None:
-        if "regions" not in corpus.features:
-            raise MissingInputError(
-                f"{corpus!r} has no 'regions' features: ADV trains on bottom-up region features (n, 36, 2048); "
-                "attach them (e.g. SCAN's {split}_ims.npy, which the flickr30k / coco loaders find in --root)"
-            )
-        self.ref = corpus.features["regions"]
-        shape = self.ref.shape
-        if len(shape) != 3 or shape[-1] != img_dim or shape[0] != corpus.n_images:
-            raise MissingInputError(f"region features of {corpus!r} have shape {shape}; expected ({corpus.n_images}, regions, {img_dim})")
-        nbytes = int(np.prod(shape)) * 4
-        self.array = self.ref.rows(slice(None)).astype(np.float32, copy=False) if nbytes <= self.IN_MEMORY_BYTES else None
-
-    def __call__(self, items: np.ndarray) -> torch.Tensor:
-        rows = self.array[items] if self.array is not None else self.ref.rows(items)
-        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
 
 
 def generated_adversaries(captions: list[str], kind: str, count: int, seed: int) -> list[list[str]]:
@@ -430,8 +368,11 @@ def _opt_namespace(model: str, cfg: dict[str, Any], opts: Options, corpus: Any, 
 
 
 @torch.no_grad()
-def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionSource, n_images: int, ids: torch.Tensor, mask: torch.Tensor, batch: int, device: str, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
-    from fico_registry.training.common import autocast
+def encode_codes(
+    img_net: nn.Module, txt_net: nn.Module, regions: RegionFeatures, n_images: int, ids: torch.Tensor,
+    mask: torch.Tensor, batch: int, device: str, precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    from fico_registry.plugin_api.training import autocast
 
     img_net.eval()
     txt_net.eval()
@@ -444,10 +385,13 @@ def encode_codes(img_net: nn.Module, txt_net: nn.Module, regions: RegionSource, 
     return torch.cat(images), torch.cat(texts)
 
 
-def validate(img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionSource, ids: torch.Tensor, mask: torch.Tensor, opts: Options, device: str) -> tuple[float, dict[str, Any]]:
+def validate(
+    img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionFeatures, ids: torch.Tensor, mask: torch.Tensor,
+    opts: Options, device: str,
+) -> tuple[float, dict[str, Any]]:
     """R@1+5+10 both ways (percent) of the sign codes on the validation split, by Hamming distance."""
-    from fico_registry.evaluator.evaluate import evaluate_embeddings
-    from fico_registry.training.common import validation_rsum
+    from fico_registry import evaluate_embeddings
+    from fico_registry.plugin_api.training import validation_rsum
 
     images, texts = encode_codes(img_net, txt_net, regions, val.n_images, ids, mask, opts.val_batch_size, device, opts.precision)
     report = evaluate_embeddings(images, texts, val.caption_to_image, measure="hamming", device="cpu", progress=False)
@@ -501,7 +445,7 @@ class TrainingData:
     caption_to_image: np.ndarray
     ids: torch.Tensor
     mask: torch.Tensor
-    regions: RegionSource
+    regions: RegionFeatures
     concept_labels: torch.Tensor | None
     adv_ids: torch.Tensor | None
     adv_mask: torch.Tensor | None
@@ -521,13 +465,13 @@ class TrainingData:
             flat_ids, flat_mask = tokenize_all(tokenizer, [t for group in texts for t in group], cfg.max_words)
             adv_ids = flat_ids.view(len(texts), opts.adversary_num, -1)
             adv_mask = flat_mask.view(len(texts), opts.adversary_num, -1)
-        regions = RegionSource(corpus, cfg.img_dim)
+        regions = RegionFeatures(corpus, cfg.img_dim, model="ADV")
         return cls(np.asarray(corpus.caption_to_image), ids, mask, regions, labels, adv_ids, adv_mask)
 
 
 def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int, opts: Options, device: str, world: int) -> torch.Tensor:
     """ReRankSAEM.forward_loss on the captions `caps` (this rank's part of the batch)."""
-    from fico_registry.training.common import all_gather_with_grad, autocast
+    from fico_registry.plugin_api.training import all_gather_with_grad, autocast
 
     images = data.caption_to_image[caps]
     use_adversaries = data.adv_ids is not None and epoch > opts.adversary_step
@@ -554,126 +498,99 @@ def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int,
     return loss
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Train adv-64 / adv-2048 on `train`, select on `val`; checkpoints in ADV's `.pth.tar` layout in `out`."""
-    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
-    from fico_registry.training import _dist
-    from fico_registry.training.common import Checkpointer, TrainingProgress, grad_scaler, seed_everything, shard
+class AdvRecipe(loop.EpochRecipe):
+    """ReRankSAEM's training on the shared epoch loop: the step is `batch_loss`; checkpoints in ADV's layout."""
 
-    opts = Options.from_dict(options)
-    out, main, world, me = Path(out), is_main_process(), world_size(), rank()
-    if opts.batch_size % world:
-        raise ConfigError(f"batch_size {opts.batch_size} must split evenly over {world} ranks")
-    if opts.need_concept_label and train.labels is None:
-        raise ConfigError(
-            f"{train!r} has no labels for ADV's concept loss: attach per-image concept / category labels, "
-            "or pass --set need_concept_label=0"
-        )
-    cfg, config_name = resolve_model_config(model, opts.config)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    named = dict(cfg)
-    tokenizer, vocab_path = make_tokenizer(cfg, opts, list(train.captions), out, write=main)
-    if cfg != named:
-        config_name = None  # a new vocabulary changed the model: the card's named config no longer describes it
-    adv_cfg = AdvConfig.from_dict(cfg)
-    if adv_cfg.image_backbone != "regions":
-        raise ConfigError(f"{model}: this recipe trains the region re-rank model; its config says {adv_cfg.image_backbone}")
-    concept_num = int(train.labels.shape[1]) if opts.need_concept_label else 0
+    loss_per_rank = True  # the concept and adversary terms are per rank: the epoch loss averages the ranks'
 
-    seed_everything(opts.seed)
-    nets = Networks.build(adv_cfg, opts, concept_num, device, world)
-    params = nets.parameters()
-    optimizer = torch.optim.Adam(params, lr=opts.learning_rate)
-    scaler = grad_scaler(device, opts.precision)
-    checkpointer = Checkpointer(out)
-    start_epoch, best_rsum, iters, history, best_epoch = 0, 0.0, 0, [], None
-    state = checkpointer.latest() if opts.resume else None
-    if state is not None:
-        start_epoch, best_rsum, iters, history, best_epoch = _restore(state, nets.modules, optimizer, scaler, cfg, checkpointer.last_path)
+    def __init__(
+        self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool = False
+    ) -> None:
+        from fico_registry.plugin_api.training import Checkpointer, grad_scaler, seed_everything
 
-    data = TrainingData.build(train, tokenizer, adv_cfg, opts)
-    val_ids, val_mask = tokenize_all(tokenizer, list(val.captions), adv_cfg.max_words)
-    val_regions = RegionSource(val, adv_cfg.img_dim)
-    local_batch = opts.batch_size // world
-    bar = TrainingProgress(progress, model)
-    namespace = _opt_namespace(model, cfg, opts, train, concept_num, vocab_path)
-    if start_epoch >= opts.epochs:
-        bar.log(f"{model}: {out} already holds {start_epoch} epochs (asked for {opts.epochs}); nothing to train")
-    epochs_run = 0
-    for epoch in range(start_epoch, opts.epochs):
-        started = time.perf_counter()
-        lr = opts.learning_rate * (0.1 ** (epoch // opts.lr_update))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # the same sample order on every rank; per-rank torch streams for dropout
-        order = np.random.default_rng([opts.seed, epoch]).permutation(len(data.caption_to_image))
-        seed_everything(opts.seed * 100_003 + epoch * 1_009 + me)
-        mine = shard(order, me, world)  # equal lengths on every rank, so equal batches
-        steps = math.ceil(len(mine) / local_batch)
-        for net in nets.modules:
-            net.train()
-        total = 0.0
-        with bar.epoch(epoch, opts.epochs, steps) as advance:
-            for step in range(steps):
-                loss = batch_loss(nets, data, mine[step * local_batch : (step + 1) * local_batch], epoch, opts, device, world)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if opts.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                iters += 1
-                total += float(loss.detach())
-                advance(1, loss=float(loss.detach()), lr=lr)
-        if world > 1:  # the concept and adversary terms are per rank: their mean is the global batch's
-            summed = torch.tensor([total], dtype=torch.float64, device=device)
-            torch.distributed.all_reduce(summed)
-            total = float(summed) / world
-        rsum, metrics = validate(nets.image, nets.text, val, val_regions, val_ids, val_mask, opts, device)
-        is_best = _dist.broadcast_object(rsum > best_rsum)
-        if is_best:
-            best_rsum, best_epoch = rsum, epoch + 1
-        seconds = time.perf_counter() - started
-        history.append(
-            {"epoch": epoch + 1, "loss": total / max(steps, 1), "val_rsum": rsum, "val": metrics, "lr": lr, "seconds": round(seconds, 2)}
-        )
-        epochs_run += 1
-        if main:
-            state = {
-                "epoch": epoch + 1,
-                "model": [m.state_dict() for m in nets.modules],
-                "best_rsum": best_rsum,
-                "opt": namespace,
-                "Eiters": iters,
-                "fico_resume": {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history, "best_epoch": best_epoch},
-            }
-            checkpointer.save(epoch, state, is_best=is_best)
-            bar.log(
-                f"{model} epoch {epoch + 1}/{opts.epochs}: loss {history[-1]['loss']:.4f}  val rsum {rsum:.1f}"
-                f"{'  (best)' if is_best else ''}  [{seconds:.1f}s]"
+        super().__init__(model=model, out=out, opts=opts, device=device)
+        if opts.need_concept_label and train.labels is None:
+            raise ConfigError(
+                f"{train!r} has no labels for ADV's concept loss: attach per-image concept / category labels, "
+                "or pass --set need_concept_label=0"
             )
-        if world > 1:
-            _dist.barrier()
-    best = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
-    return {
-        "checkpoint": str(best),
-        "last_checkpoint": str(checkpointer.last_path),
-        "config": config_name if config_name is not None else cfg,
-        "best_epoch": best_epoch,
-        "best_rsum": best_rsum,
-        "epochs_run": epochs_run,
-        "history": history,
-        "vocab_file": None if vocab_path is None else str(vocab_path),
-        "objective": ("triplet (hardest negative)" if opts.max_violation else "triplet (sum of violations)")
-        + " + angular + image weight norm"
-        + (" + concept BCE" if nets.concept is not None else "")
-        + (" + adversary" if data.adv_ids is not None else ""),
-    }
+        cfg, config_name = self.cfg, self.config_name
+        named = dict(cfg)
+        tokenizer, self.vocab_path = make_tokenizer(cfg, opts, list(train.captions), self.out, write=self.main)
+        if cfg != named:
+            config_name = None  # a new vocabulary changed the model: the card's named config no longer describes it
+        self.cfg, self.config_name = cfg, config_name
+        adv_cfg = AdvConfig.from_dict(cfg)
+        if adv_cfg.image_backbone != "regions":
+            raise ConfigError(
+                f"{model}: this recipe trains the region re-rank model; its config says {adv_cfg.image_backbone}"
+            )
+        concept_num = int(train.labels.shape[1]) if opts.need_concept_label else 0
+        seed_everything(opts.seed)
+        self.nets = Networks.build(adv_cfg, opts, concept_num, device, self.world)
+        self.params = self.nets.parameters()
+        self.optimizer = torch.optim.Adam(self.params, lr=opts.learning_rate)
+        self.scaler = grad_scaler(device, opts.precision)
+        self.checkpointer = Checkpointer(self.out)
+        self.data = TrainingData.build(train, tokenizer, adv_cfg, opts)
+        self.val = val
+        self.val_ids, self.val_mask = tokenize_all(tokenizer, list(val.captions), adv_cfg.max_words)
+        self.val_regions = RegionFeatures(val, adv_cfg.img_dim, model="ADV")
+        self.namespace = _opt_namespace(model, cfg, opts, train, concept_num, self.vocab_path)
+
+    def restore(self) -> loop.LoopState | None:
+        state = self.checkpointer.latest()
+        return None if state is None else _restore(
+            state, self.nets.modules, self.optimizer, self.scaler, self.cfg, self.checkpointer.last_path,
+        )
+
+    def learning_rate(self, epoch: int) -> float:
+        return self.opts.learning_rate * (0.1 ** (epoch // self.opts.lr_update))
+
+    def n_samples(self) -> int:
+        return len(self.data.caption_to_image)
+
+    def begin_epoch(self, epoch: int, order: np.ndarray) -> list[np.ndarray]:
+        for net in self.nets.modules:
+            net.train()
+        return loop.rank_batches(order, self.opts.batch_size, self.rank, self.world)
+
+    def step(self, batch: np.ndarray, epoch: int, step: int) -> float:
+        loss = batch_loss(self.nets, self.data, batch, epoch, self.opts, self.device, self.world)
+        loop.optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
+        return float(loss.detach())
+
+    def validate(self, epoch: int) -> loop.Validation:
+        rsum, metrics = validate(
+            self.nets.image, self.nets.text, self.val, self.val_regions, self.val_ids, self.val_mask, self.opts,
+            self.device,
+        )
+        return loop.Validation(rsum, {"val_rsum": rsum, "val": metrics})
+
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
+        return self.vse_checkpoint(epoch + 1, [m.state_dict() for m in self.nets.modules], state, self.namespace)
+
+    def result(self) -> dict[str, Any]:
+        opts = self.opts
+        return {
+            "config": self.config_name if self.config_name is not None else self.cfg,
+            "vocab_file": None if self.vocab_path is None else str(self.vocab_path),
+            "objective": ("triplet (hardest negative)" if opts.max_violation else "triplet (sum of violations)")
+            + " + angular + image weight norm"
+            + (" + concept BCE" if self.nets.concept is not None else "")
+            + (" + adversary" if self.data.adv_ids is not None else ""),
+        }
 
 
-def _restore(state: dict[str, Any], nets: list[nn.Module], optimizer: torch.optim.Optimizer, scaler: Any, cfg: dict[str, Any], path: Path) -> tuple[int, float, int, list, int | None]:
+train = loop.recipe_trainer(
+    AdvRecipe, Options, "Train adv-64 / adv-2048 on `train`, select on `val`; ADV's `.pth.tar` checkpoints in `out`."
+)
+
+
+def _restore(
+    state: dict[str, Any], nets: list[nn.Module], optimizer: torch.optim.Optimizer, scaler: Any, cfg: dict[str, Any],
+    path: Path,
+) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
     opt = state.get("opt")
     saved = dict(vars(opt)) if opt is not None else {}
@@ -689,8 +606,8 @@ def _restore(state: dict[str, Any], nets: list[nn.Module], optimizer: torch.opti
     for i, (net, weights) in enumerate(zip(nets, models, strict=True)):
         strict_load_state_dict(net, weights, what=f"{path} model[{i}]")
     extra = state.get("fico_resume") or {}
-    if "optimizer" in extra:
-        optimizer.load_state_dict(extra["optimizer"])
-    if extra.get("scaler"):
-        scaler.load_state_dict(extra["scaler"])
-    return int(state["epoch"]), float(state.get("best_rsum", 0.0)), int(state.get("Eiters", 0)), list(extra.get("history", [])), extra.get("best_epoch")
+    loop.restore_optimizers(extra, optimizer, scaler)
+    return loop.LoopState(
+        int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"), int(state.get("Eiters", 0)),
+        list(extra.get("history", [])),
+    )

@@ -1,47 +1,20 @@
 """Images as LAVIS `blip_image_eval` prepares them: Resize((s, s), BICUBIC), ToTensor, Normalize(CLIP).
 
-torchvision's Resize on a PIL image is PIL's resize, and ToTensor is uint8 / 255, so this
-is written with PIL and torch alone (same operations, same numbers).
+The steps are fico_registry.plugin_api.image_preprocess's (shared with the other square-resize models).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-import numpy as np
-import torch
+from fico_registry.plugin_api.image_preprocess import ImagePreprocessor as _SquareResize
+from fico_registry.plugin_api.image_preprocess import encode_pixels
 
-from fico_registry.errors import DataFormatError
+__all__ = ["ImagePreprocessor", "encode_pixels"]
 
 
-class ImagePreprocessor:
+class ImagePreprocessor(_SquareResize):
+    """blip2's images: an empty batch gives an empty (0, 3, s, s) tensor."""
+
     def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.image_size = int(image_size)
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-
-    def __call__(self, image: Any) -> torch.Tensor:
-        """One PIL image -> float32 (3, image_size, image_size)."""
-        from PIL import Image
-
-        if not isinstance(image, Image.Image):
-            raise DataFormatError(f"blip2 expects PIL images (or a stacked tensor), got {type(image).__name__}")
-        size = (self.image_size, self.image_size)
-        resized = image.convert("RGB").resize(size, Image.BICUBIC)
-        pixels = torch.from_numpy(np.array(resized, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
-        return (pixels.to(torch.float32).div(255) - self.mean) / self.std
-
-    def batch(self, batch: Any) -> torch.Tensor:
-        """A list of PIL images, or a (B, 3, s, s) tensor of __call__ outputs -> (B, 3, s, s)."""
-        if isinstance(batch, torch.Tensor):
-            expected = (3, self.image_size, self.image_size)
-            if batch.dim() != 4 or tuple(batch.shape[1:]) != expected:
-                raise DataFormatError(
-                    f"blip2: a pixel tensor must be (B, {', '.join(map(str, expected))}) from preprocess_image, "
-                    f"got {tuple(batch.shape)}"
-                )
-            return batch.to(torch.float32)
-        if len(batch) == 0:
-            raise DataFormatError("blip2: empty image batch")
-        return torch.stack([self(image) for image in batch])
+        super().__init__(image_size, mean, std, model="blip2")

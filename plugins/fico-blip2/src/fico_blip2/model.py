@@ -19,7 +19,7 @@ from fico_registry.plugin_api.cards import ModelSpec, OutputKind
 from fico_registry.plugin_api.compat import ensure_torchvision
 
 from .architecture import check_config
-from .image import ImagePreprocessor
+from .image import ImagePreprocessor, encode_pixels
 from .text import CaptionTokenizer, find_vocab, make_tokenizer
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -103,7 +103,7 @@ class Blip2NoFusion:
 
     @torch.no_grad()
     def encode_images(self, batch: Any) -> Any:
-        return self.core.image_embeds(self.core.vit_tokens(self.images.batch(batch)))
+        return encode_pixels(lambda p: self.core.image_embeds(self.core.vit_tokens(p)), self.images.batch(batch))
 
     @torch.no_grad()
     def encode_texts(self, batch: Any) -> Any:
@@ -116,7 +116,10 @@ class Blip2Fusion(Blip2NoFusion):
 
     @torch.no_grad()
     def encode_images(self, batch: Any) -> dict[str, torch.Tensor]:
-        tokens = self.core.vit_tokens(self.images.batch(batch))
+        return encode_pixels(self._image_features, self.images.batch(batch))
+
+    def _image_features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        tokens = self.core.vit_tokens(pixels)
         return {"embeds": self.core.image_embeds(tokens), "vit_tokens": tokens}
 
     @torch.no_grad()

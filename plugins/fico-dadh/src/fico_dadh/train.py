@@ -32,9 +32,8 @@ import contextlib
 import json
 import math
 import os
-import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,11 @@ from torch import autograd, nn
 
 from fico_registry.errors import ConfigError
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
+from fico_registry.plugin_api.training import (
+    code_validation,
+    loop,
+    resolve_model_config,  # noqa: F401 (used by bench_train_cost.py, tests)
+)
 
 from .checkpoint import FILE_NAME, NORM_FILE
 from .model import DadhConfig, build_generator
@@ -57,9 +61,7 @@ MIN_LR = 1e-6
 
 
 @dataclass(frozen=True)
-class Options:
-    epochs: int
-    batch_size: int
+class Options(loop.RecipeOptions):
     lr: float
     alpha: float
     beta: float
@@ -78,28 +80,16 @@ class Options:
     select_by: str
     image_features: Any
     text_features: Any
-    config: Any = "default"
-    seed: int = 0
-    resume: bool = True
-    precision: str = "fp32"
 
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> Options:
-        merged = {**TRAIN_DEFAULTS, **options}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ConfigError(f"unknown DADH training options {unknown}; known: {sorted(known)}")
-        opts = cls(**merged)
-        for name in ("epochs", "batch_size", "eval_batch_size", "lr_decay_every", "valid_freq"):
-            value = getattr(opts, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"DADH training option {name} must be a positive integer, got {value!r}")
-        if opts.batch_size < 2:
+    DEFAULTS = TRAIN_DEFAULTS
+    TITLE = "DADH"
+    POSITIVE = ("epochs", "batch_size", "eval_batch_size", "lr_decay_every", "valid_freq")
+
+    def check(self) -> None:
+        if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2 (BatchNorm and the in-batch triplets)")
-        if opts.select_by not in ("map", "rsum"):
-            raise ConfigError(f"select_by must be 'map' or 'rsum', got {opts.select_by!r}")
-        return opts
+        if self.select_by not in code_validation.SELECT_BY:
+            raise ConfigError(f"select_by must be 'map' or 'rsum', got {self.select_by!r}")
 
 
 def generator_lr(epoch: int, opts: Options) -> float:
@@ -181,53 +171,16 @@ def triplet_loss(source: torch.Tensor, target: torch.Tensor, labels: torch.Tenso
 
 
 # -- validation ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def codes_of(encode: Any, features: np.ndarray, batch: int, device: str) -> torch.Tensor:
-    parts = [encode(torch.from_numpy(features[s : s + batch]).to(device)).cpu() for s in range(0, len(features), batch)]
-    return torch.where(torch.cat(parts) >= 0, 1, -1).to(torch.int8)
-
-
 def validate(gen: Generator, val: Any, image_features: np.ndarray, text_features: np.ndarray, opts: Options,
              device: str) -> dict[str, Any]:
-    from fico_registry.evaluator.evaluate import evaluate_embeddings
-    from fico_registry.training.common import validation_rsum
-
     gen.eval()
-    images = codes_of(gen.image_codes, image_features, opts.eval_batch_size, device)
-    texts = codes_of(gen.text_codes, text_features, opts.eval_batch_size, device)
+    images = code_validation.sign_codes(gen.image_codes, image_features, opts.eval_batch_size, device)
+    texts = code_validation.sign_codes(gen.text_codes, text_features, opts.eval_batch_size, device)
     gen.train()
-    report = evaluate_embeddings(images, texts, val.caption_to_image, val.labels, measure="hamming", map_ks=(None,),
-                                 device="cpu", progress=False)
-    out: dict[str, Any] = {"rsum": validation_rsum(report), "instance": report.instance}
-    if val.labels is not None:
-        out["map_i2t"] = float(report.category["i2t"]["mAP@N"])
-        out["map_t2i"] = float(report.category["t2i"]["mAP@N"])
-        out["map_avg"] = (out["map_i2t"] + out["map_t2i"]) / 2
-    out["score"] = out["map_avg"] if opts.select_by == "map" else out["rsum"]
-    return out
+    return code_validation.validate_codes(images, texts, val, opts.select_by)
 
 
 # -- training -----------------------------------------------------------------------------------------
-def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    spec = get_model_spec(model)
-    if isinstance(config, str):
-        if config not in spec.configs:
-            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
-        return dict(spec.configs[config]), config
-    if isinstance(config, Mapping):
-        return {**spec.configs["default"], **config}, None
-    raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
-
-
-def feature_configs(opts: Options, config_name: str | None) -> tuple[Any, Any]:
-    automatic = "tiny" if config_name == "tiny" else "default"
-    image = opts.image_features if opts.image_features is not None else automatic
-    text = opts.text_features if opts.text_features is not None else (image if isinstance(image, str) else automatic)
-    return image, text
-
-
 def write_image_norm(folder: Path, mean: float, std: float, source: str) -> None:
     path = folder / NORM_FILE
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -267,173 +220,167 @@ def _forked_rng(seed: int, device: str) -> Iterator[None]:
         yield
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
-          progress: bool = False) -> dict[str, Any]:
-    """Train `dadh` on `train` (labels required), select on `val`; GEN_module.pth (raw GEN state dict) in `out`."""
-    from fico_features.run_inputs import CaptionSampler, run_inputs
+class DadhRecipe(loop.EpochRecipe):
+    """DADH's main.py on the shared epoch loop: discriminator steps, the generator's loss, B updated per epoch."""
 
-    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
-    from fico_registry.training import _dist
-    from fico_registry.training.common import (
-        Checkpointer,
-        TrainingProgress,
-        atomic_save,
-        autocast,
-        seed_everything,
-        shard,
-    )
-    from fico_registry.training.sharding import check_world, distributed, globalise_batchnorms, in_batch_order
+    best_key = "best_score"
+    initial_best = -math.inf
+    first_epoch = 0  # main.py counts epochs from 0
+    per_rank_seed = False  # the discriminators' mixes must be the same on every rank
 
-    opts = Options.from_dict(options)
-    out, main, world, me = Path(out), is_main_process(), world_size(), rank()
-    check_world(opts.batch_size, world)
-    cfg, config_name = resolve_model_config(model, opts.config)
-    architecture = DadhConfig.from_dict({**cfg, "image_mean": None, "image_std": None}).architecture
-    bar = TrainingProgress(progress, model)
-    if train.labels is None:
-        raise ConfigError(f"DADH is supervised: {train!r} has no category labels (multi-hot, one row per image)")
-    if opts.select_by == "map" and val.labels is None:
-        raise ConfigError(f"{val!r} has no category labels for mAP-based selection: pass --set select_by=rsum")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool
+    ) -> None:
+        from fico_features.run_inputs import CaptionSampler, run_inputs
 
-    image_config, text_config = feature_configs(opts, config_name)
-    inputs, (train_images, val_images, train_texts, val_texts) = run_inputs(
-        train, val, out, image_config, text_config, device=device, progress=progress, world=world)
-    for what, array, width in (("image", train_images, architecture.image_dim), ("text", train_texts, architecture.text_dim)):
-        if array.shape[1] != width:
-            raise ConfigError(f"the {what} features are {array.shape[1]}-d but the model config expects {width}")
-    # datasets/data_handler.py: one scalar mean and std over the whole image-feature matrix
-    mean, std = float(train_images.mean(dtype=np.float64)), float(train_images.std(dtype=np.float64))
-    if not std > 0:
-        raise ConfigError("the training image features are constant: nothing to standardise")
-    if main:
-        write_image_norm(out, mean, std, f"{train.name}/{train.split} ({train.n_images} images, {inputs.fingerprint('image')})")
-    train_images = (train_images - mean) / std
-    val_images = ((val_images - mean) / std).astype(np.float32)
-    sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
-    labels = torch.from_numpy(np.asarray(train.labels, dtype=np.float32)).to(device)
-    n, bits = train.n_images, architecture.bits
+        from fico_registry.plugin_api.training import Checkpointer, distributed, globalise_batchnorms, seed_everything
 
-    seed_everything(opts.seed)
-    gen = build_generator(architecture)
-    if world > 1:
-        globalise_batchnorms(gen)  # BatchNorm statistics of the global batch, as one process computes them
-    gen = gen.to(device)
-    step_run = distributed(GeneratorStep(gen), device, world)
-    dis = Discriminator(architecture.image_widths[-1], architecture.image_widths[-1] // 2, bits).to(device)
-    optimizer = torch.optim.Adam(
-        [{"params": gen.image_module.parameters()}, {"params": gen.text_module.parameters()},
-         {"params": gen.hash_module.parameters()}], lr=opts.lr, weight_decay=opts.weight_decay)
-    dis_optimizers = {
-        part: torch.optim.Adam(getattr(dis, f"{part}_dis").parameters(), lr=opts.lr, betas=(0.5, 0.9),
-                               weight_decay=opts.dis_weight_decay)
-        for part in ("feature", "hash")
-    }
-    codes = torch.randn(n, bits).sign().to(device)  # B
-    hashes = {"image": torch.zeros(n, bits, device=device), "text": torch.zeros(n, bits, device=device)}  # H_i, H_t
+        super().__init__(model=model, out=out, opts=opts, device=device)
+        self.score_format = f"val {opts.select_by} {{:.4f}}"
+        config = DadhConfig.from_dict({**self.cfg, "image_mean": None, "image_std": None})
+        self.architecture = architecture = config.architecture
+        if train.labels is None:
+            raise ConfigError(f"DADH is supervised: {train!r} has no category labels (multi-hot, one row per image)")
+        code_validation.check_select_by(opts.select_by, val)
+        self.val = val
+        features = code_validation.feature_configs(opts.image_features, opts.text_features, self.config_name)
+        self.inputs, (train_images, val_images, train_texts, self.val_texts) = run_inputs(
+            train, val, self.out, *features, device=device, progress=progress, world=self.world)
+        code_validation.check_widths(train_images, train_texts, architecture.image_dim, architecture.text_dim)
+        # datasets/data_handler.py: one scalar mean and std over the whole image-feature matrix
+        mean, std = float(train_images.mean(dtype=np.float64)), float(train_images.std(dtype=np.float64))
+        if not std > 0:
+            raise ConfigError("the training image features are constant: nothing to standardise")
+        if self.main:
+            source = f"{train.name}/{train.split} ({train.n_images} images, {self.inputs.fingerprint('image')})"
+            write_image_norm(self.out, mean, std, source)
+        self.image_norm = {"mean": mean, "std": std}
+        self.images = torch.from_numpy(np.ascontiguousarray((train_images - mean) / std, dtype=np.float32))
+        self.val_images = ((val_images - mean) / std).astype(np.float32)
+        self.sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
+        self.labels = torch.from_numpy(np.asarray(train.labels, dtype=np.float32)).to(device)
+        self.n, bits = train.n_images, architecture.bits
 
-    checkpointer = Checkpointer(out, filename=LAST_FILE, best_filename=FILE_NAME)
-    resume_path = out / RESUME_FILE
-    start, best, best_epoch, history = 0, -math.inf, None, []
-    if opts.resume and resume_path.is_file():
-        start, best, best_epoch, history = restore(load_torch_checkpoint(resume_path), gen, dis, optimizer, dis_optimizers,
-                                                   codes, hashes, resume_path)
-    if start >= opts.epochs and main:
-        bar.log(f"{model}: {out} already holds {start} epochs (asked for {opts.epochs}); nothing to train")
+        seed_everything(opts.seed)
+        gen = build_generator(architecture)
+        if self.world > 1:
+            globalise_batchnorms(gen)  # BatchNorm statistics of the global batch, as one process computes them
+        self.gen = gen.to(device)
+        self.step_run = distributed(GeneratorStep(self.gen), device, self.world)
+        self.dis = Discriminator(architecture.image_widths[-1], architecture.image_widths[-1] // 2, bits).to(device)
+        self.optimizer = torch.optim.Adam(
+            [{"params": gen.image_module.parameters()}, {"params": gen.text_module.parameters()},
+             {"params": gen.hash_module.parameters()}], lr=opts.lr, weight_decay=opts.weight_decay)
+        self.dis_optimizers = {
+            part: torch.optim.Adam(getattr(self.dis, f"{part}_dis").parameters(), lr=opts.lr, betas=(0.5, 0.9),
+                                   weight_decay=opts.dis_weight_decay)
+            for part in ("feature", "hash")
+        }
+        self.codes = torch.randn(self.n, bits).sign().to(device)  # B
+        self.hashes = {side: torch.zeros(self.n, bits, device=device) for side in ("image", "text")}  # H_i, H_t
+        self.checkpointer = Checkpointer(self.out, filename=LAST_FILE, best_filename=FILE_NAME)
+        self.resume_path = self.out / RESUME_FILE
+        self.flag = opts.beta * opts.gamma  # main.py: beta += 0.1, then the triplet mask uses (beta - 0.1) * gamma
 
-    images_t = torch.from_numpy(np.ascontiguousarray(train_images, dtype=np.float32))
-    flag = opts.beta * opts.gamma  # main.py: beta += 0.1, then the triplet mask uses (beta - 0.1) * gamma
-    for epoch in range(start, opts.epochs):
-        began = time.perf_counter()
-        lr = generator_lr(epoch, opts)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        seed_everything(opts.seed * 100_003 + epoch)  # dropout, mixes: the same whether resumed or not
-        order = np.random.default_rng([opts.seed, epoch]).permutation(n)
-        batches = [order[s : s + opts.batch_size] for s in range(0, n, opts.batch_size)]
+    def restore(self) -> loop.LoopState | None:
+        if not self.resume_path.is_file():
+            return None
+        return restore(load_torch_checkpoint(self.resume_path), self.gen, self.dis, self.optimizer, self.dis_optimizers,
+                       self.codes, self.hashes, self.resume_path)
+
+    def learning_rate(self, epoch: int) -> float:
+        return generator_lr(epoch, self.opts)
+
+    def n_samples(self) -> int:
+        return self.n
+
+    def begin_epoch(self, epoch: int, order: np.ndarray) -> list[np.ndarray]:
+        size, world = self.opts.batch_size, self.world
+        batches = [order[s : s + size] for s in range(0, self.n, size)]
         # every rank takes its share (`shard`) of each batch; a last batch is cut to a multiple of the rank
         # count, and dropped when that leaves a single item (BatchNorm cannot train on one; the original
         # would fail here)
         batches = [b[: len(b) - len(b) % world] for b in batches]
-        batches = [b for b in batches if len(b) >= 2]
-        texts_t = torch.from_numpy(sampler.epoch(opts.seed, epoch))
-        gen.train()
-        total = 0.0
-        with bar.epoch(epoch, opts.epochs, len(batches)) as advance:
-            for step, batch in enumerate(batches):
-                index = torch.from_numpy(batch).to(device)
-                mine = shard(batch, me, world)
-                image, text = images_t[mine].to(device), texts_t[mine].to(device)
-                label = labels[index]
-                with rank_dropout(architecture.dropout and world > 1, [opts.seed, epoch, step, me], device), \
-                        autocast(device, opts.precision):
-                    parts = step_run(image, text)
-                # everything below sees the whole batch, in its own order, on every rank
-                h_i, h_t, f_i, f_t, h_t_second = (in_batch_order(x.float(), world) for x in parts)
-                hashes["image"][index] = h_i.detach()
-                hashes["text"][index] = h_t.detach()
-                discriminator_step(dis.dis_feature, f_i.detach(), f_t.detach(), dis_optimizers["feature"], opts.gamma,
-                                   opts.gradient_penalty)
-                discriminator_step(dis.dis_hash, h_i.detach(), h_t.detach(), dis_optimizers["hash"], opts.gamma,
-                                   opts.gradient_penalty)
-                adversarial = -F.logsigmoid(dis.dis_feature(f_t)).mean() - F.logsigmoid(dis.dis_hash(h_t_second)).mean()
-                triplets = (triplet_loss(h_i, h_t, label, margin=opts.margin, alpha=opts.alpha, flag=flag)
-                            + triplet_loss(h_t, h_i, label, margin=opts.margin, alpha=opts.alpha, flag=flag))
-                quantisation = ((codes[index] - h_i) ** 2).sum() + ((codes[index] - h_t) ** 2).sum()
-                loss = opts.alpha * triplets + (opts.beta + 0.1) * quantisation + opts.gamma * adversarial
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
-                advance(1, loss=float(loss.detach()), lr=lr)
-        # the discrete update of B from the labels and this epoch's codes
-        ridge = labels.T @ labels + opts.lamb * torch.eye(labels.shape[1], device=device)
-        projection = torch.linalg.solve(ridge, labels.T @ codes)
-        codes = torch.sign(labels @ projection + 0.5 * opts.mu * (hashes["image"] + hashes["text"]))
-        metrics = None
-        if (epoch + 1) % opts.valid_freq == 0 or epoch + 1 == opts.epochs:
-            metrics = validate(gen, val, val_images, val_texts, opts, device)  # sharded over the ranks
-        is_best = metrics is not None and bool(_dist.broadcast_object(metrics["score"] > best))  # rank 0 decides
-        if is_best:
-            best, best_epoch = metrics["score"], epoch
-        seconds = time.perf_counter() - began
-        entry: dict[str, Any] = {"epoch": epoch, "loss": total / max(1, len(batches)), "lr": lr, "seconds": round(seconds, 2)}
-        if metrics is not None:
-            entry.update({k: v for k, v in metrics.items() if k != "instance"}, val=metrics["instance"])
-        history.append(entry)
-        if main:
-            checkpointer.save(epoch, gen.state_dict(), is_best=is_best)  # the raw GEN state dict, as main.py's save_model
-            atomic_save({
-                "epoch": epoch + 1, "generator": gen.state_dict(), "discriminator": dis.state_dict(),
-                "optimizer": optimizer.state_dict(), "dis_feature": dis_optimizers["feature"].state_dict(),
-                "dis_hash": dis_optimizers["hash"].state_dict(), "B": codes.cpu(), "H_i": hashes["image"].cpu(),
-                "H_t": hashes["text"].cpu(), "best": best, "best_epoch": best_epoch, "history": history,
-                "options": json.loads(json.dumps(dict(options), default=str)), "config": cfg, "inputs": inputs.describe(),
-            }, resume_path)
-            score = "" if metrics is None else f"  val {opts.select_by} {metrics['score']:.4f}{'  (best)' if is_best else ''}"
-            bar.log(f"{model} epoch {epoch + 1}/{opts.epochs}: loss {entry['loss']:.4f}{score}  [{seconds:.1f}s]")
-        if world > 1:
-            _dist.barrier()
-    best_path = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
-    return {
-        "checkpoint": str(best_path),
-        "last_checkpoint": str(checkpointer.last_path),
-        "config": config_name if config_name is not None else cfg,
-        "best_epoch": best_epoch,
-        "best_score": best,
-        "select_by": opts.select_by,
-        "epochs_run": max(0, opts.epochs - start),
-        "history": history,
-        "image_norm": {"mean": mean, "std": std},
-        "inputs": inputs.describe(),
-        "objective": "alpha * label-weighted triplet + (beta + 0.1) * quantisation to B + gamma * adversarial (WGAN-GP discriminators)",
-    }
+        self.texts = torch.from_numpy(self.sampler.epoch(self.opts.seed, epoch))
+        self.gen.train()
+        return [b for b in batches if len(b) >= 2]
+
+    def step(self, batch: np.ndarray, epoch: int, step: int) -> float:
+        from fico_registry.plugin_api.training import autocast, in_batch_order, shard
+
+        opts, device, world = self.opts, self.device, self.world
+        index = torch.from_numpy(batch).to(device)
+        mine = shard(batch, self.rank, world)
+        image, text = self.images[mine].to(device), self.texts[mine].to(device)
+        label = self.labels[index]
+        with rank_dropout(self.architecture.dropout and world > 1, [opts.seed, epoch, step, self.rank], device), \
+                autocast(device, opts.precision):
+            parts = self.step_run(image, text)
+        # everything below sees the whole batch, in its own order, on every rank
+        h_i, h_t, f_i, f_t, h_t_second = (in_batch_order(x.float(), world) for x in parts)
+        self.hashes["image"][index] = h_i.detach()
+        self.hashes["text"][index] = h_t.detach()
+        dis, dis_optimizers = self.dis, self.dis_optimizers
+        discriminator_step(dis.dis_feature, f_i.detach(), f_t.detach(), dis_optimizers["feature"], opts.gamma,
+                           opts.gradient_penalty)
+        discriminator_step(dis.dis_hash, h_i.detach(), h_t.detach(), dis_optimizers["hash"], opts.gamma,
+                           opts.gradient_penalty)
+        adversarial = -F.logsigmoid(dis.dis_feature(f_t)).mean() - F.logsigmoid(dis.dis_hash(h_t_second)).mean()
+        triplets = (triplet_loss(h_i, h_t, label, margin=opts.margin, alpha=opts.alpha, flag=self.flag)
+                    + triplet_loss(h_t, h_i, label, margin=opts.margin, alpha=opts.alpha, flag=self.flag))
+        quantisation = ((self.codes[index] - h_i) ** 2).sum() + ((self.codes[index] - h_t) ** 2).sum()
+        loss = opts.alpha * triplets + (opts.beta + 0.1) * quantisation + opts.gamma * adversarial
+        loop.optimizer_step(loss, self.optimizer, [])
+        return float(loss.detach())
+
+    def end_epoch(self, epoch: int) -> None:
+        """The discrete update of B from the labels and this epoch's codes."""
+        labels = self.labels
+        ridge = labels.T @ labels + self.opts.lamb * torch.eye(labels.shape[1], device=self.device)
+        projection = torch.linalg.solve(ridge, labels.T @ self.codes)
+        self.codes = torch.sign(labels @ projection + 0.5 * self.opts.mu * (self.hashes["image"] + self.hashes["text"]))
+
+    def validate(self, epoch: int) -> loop.Validation | None:
+        if (epoch + 1) % self.opts.valid_freq and epoch + 1 != self.opts.epochs:
+            return None
+        metrics = validate(self.gen, self.val, self.val_images, self.val_texts, self.opts, self.device)
+        return code_validation.as_validation(metrics)
+
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
+        return self.gen.state_dict()  # the raw GEN state dict, as main.py's save_model
+
+    def after_save(self, epoch: int, state: loop.LoopState) -> None:
+        from fico_registry.plugin_api.training import atomic_save
+
+        atomic_save({
+            "epoch": epoch + 1, "generator": self.gen.state_dict(), "discriminator": self.dis.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "dis_feature": self.dis_optimizers["feature"].state_dict(),
+            "dis_hash": self.dis_optimizers["hash"].state_dict(), "B": self.codes.cpu(),
+            "H_i": self.hashes["image"].cpu(), "H_t": self.hashes["text"].cpu(),
+            "best": state.best, "best_epoch": state.best_epoch, "history": state.history,
+            "options": json.loads(json.dumps(asdict(self.opts), default=str)), "config": self.cfg,
+            "inputs": self.inputs.describe(),
+        }, self.resume_path)  # fmt: skip
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "config": self.config_name if self.config_name is not None else self.cfg,
+            "select_by": self.opts.select_by,
+            "image_norm": self.image_norm,
+            "inputs": self.inputs.describe(),
+            "objective": "alpha * label-weighted triplet + (beta + 0.1) * quantisation to B "
+            "+ gamma * adversarial (WGAN-GP discriminators)",
+        }
+
+
+train = loop.recipe_trainer(
+    DadhRecipe, Options, "Train `dadh` on `train` (labels required), select on `val`; the raw GEN state dict in `out`."
+)
 
 
 def restore(state: Mapping[str, Any], gen: Generator, dis: Discriminator, optimizer: torch.optim.Optimizer,
             dis_optimizers: dict[str, torch.optim.Optimizer], codes: torch.Tensor, hashes: dict[str, torch.Tensor],
-            path: Path) -> tuple[int, float, int | None, list]:
+            path: Path) -> loop.LoopState:
     """Continue a run from fico_resume.pth: networks (strictly), optimizers, B and H, epoch counter, best score."""
     for key in ("epoch", "generator", "discriminator", "B"):
         if key not in state:
@@ -449,4 +396,5 @@ def restore(state: Mapping[str, Any], gen: Generator, dis: Discriminator, optimi
     codes.copy_(state["B"])
     hashes["image"].copy_(state["H_i"])
     hashes["text"].copy_(state["H_t"])
-    return int(state["epoch"]), float(state["best"]), state.get("best_epoch"), list(state.get("history", []))
+    history = list(state.get("history", []))
+    return loop.LoopState(int(state["epoch"]), float(state["best"]), state.get("best_epoch"), 0, history)

@@ -25,12 +25,9 @@ batch (as the original's single process saw it).
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fico_registry.errors import CheckpointError, ConfigError, MissingInputError
+from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.captions import (
     CaptionTokenizer,
     Vocabulary,
@@ -47,66 +44,54 @@ from fico_registry.plugin_api.captions import (
     load_vocab_json,
     save_vocab_json,
 )
+from fico_registry.plugin_api.region_features import RegionFeatures
+from fico_registry.plugin_api.training import (
+    autocast,
+    loop,
+    resolve_model_config,  # noqa: F401 (used by bench_train_cost.py, tests)
+    vse_hinge_loss,
+)
 
 from .options import SCAN_OPT_DEFAULTS, merge_options
 from .plugin import TRAIN_DEFAULTS
 
 
 @dataclass(frozen=True)
-class TrainOptions:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    lr_update: int
-    grad_clip: float
+class TrainOptions(loop.RecipeOptions):
     margin: float
     max_violation: bool
     warmup_epochs: int
+    learning_rate: float
+    lr_update: int
+    grad_clip: float
     vocab_threshold: int
     data_name: str | None
     val_batch_size: int
-    config: Any = "default"
-    seed: int = 0
-    resume: bool = True
-    precision: str = "fp32"
+
+    POSITIVE = ("epochs", "batch_size", "lr_update", "vocab_threshold", "val_batch_size")
 
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any], defaults: Mapping[str, Any], *, model: str) -> TrainOptions:
-        merged = {**defaults, **options}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ConfigError(f"unknown {model} training options {unknown}; known: {sorted(known)}")
-        opts = cls(**merged)
-        for name in ("epochs", "batch_size", "lr_update", "vocab_threshold", "val_batch_size"):
-            value = getattr(opts, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{model} training option {name} must be a positive integer, got {value!r}")
-        if opts.batch_size < 2:
+    def from_dict(cls, options: Mapping[str, Any], defaults: Mapping[str, Any] | None = None, *, model: str = "scan",
+                  title: str | None = None) -> TrainOptions:  # fmt: skip
+        return super().from_dict(options, defaults, title=title or model)
+
+    def check(self) -> None:
+        if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: the ranking loss needs in-batch negatives")
-        if not isinstance(opts.warmup_epochs, int) or isinstance(opts.warmup_epochs, bool) or opts.warmup_epochs < 0:
-            raise ConfigError(f"{model} training option warmup_epochs must be an integer >= 0, got {opts.warmup_epochs!r}")
+        if not isinstance(self.warmup_epochs, int) or isinstance(self.warmup_epochs, bool) or self.warmup_epochs < 0:
+            raise ConfigError(f"training option warmup_epochs must be an integer >= 0, got {self.warmup_epochs!r}")
         for name in ("learning_rate", "margin", "grad_clip"):
-            value = getattr(opts, name)
+            value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"{model} training option {name} must be a non-negative number, got {value!r}")
-        if opts.data_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", str(opts.data_name)):
-            raise ConfigError(f"data_name must be a plain file-name stem (letters, digits, _ . -), got {opts.data_name!r}")
-        return opts
+                raise ConfigError(f"training option {name} must be a non-negative number, got {value!r}")
+        if self.data_name is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", str(self.data_name)):
+            raise ConfigError(
+                f"data_name must be a plain file-name stem (letters, digits, _ . -), got {self.data_name!r}"
+            )
 
 
-# -- the loss (model.py ContrastiveLoss) ------------------------------------------------------------
-def contrastive_loss(scores: torch.Tensor, margin: float, max_violation: bool) -> torch.Tensor:
-    """scores[i, j] = image i with caption j, pairs on the diagonal: the original's summed hinge loss."""
-    diagonal = scores.diag().view(-1, 1)
-    cost_caption = (margin + scores - diagonal).clamp(min=0)  # image i against other captions j
-    cost_image = (margin + scores - diagonal.T).clamp(min=0)  # caption j against other images i
-    eye = torch.eye(scores.shape[0], dtype=torch.bool, device=scores.device)
-    cost_caption = cost_caption.masked_fill(eye, 0)
-    cost_image = cost_image.masked_fill(eye, 0)
-    if max_violation:
-        return cost_caption.max(dim=1).values.sum() + cost_image.max(dim=0).values.sum()
-    return cost_caption.sum() + cost_image.sum()
+# the loss is model.py's ContrastiveLoss on the cross-attention scores: the shared VSE++ hinge
+contrastive_loss = vse_hinge_loss
 
 
 def learning_rate(opts: TrainOptions, epoch: int) -> float:
@@ -142,20 +127,6 @@ class Recipe:
     epoch_saved: Callable[[int], int]  # what checkpoint['epoch'] holds after 0-based epoch e
     epoch_resumed: Callable[[int], int]  # the 0-based epoch to start from, given checkpoint['epoch']
     saves_eiters: bool
-
-
-def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    """The model card's config (a name or a dict over "default") as a plain dict."""
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    spec = get_model_spec(model)
-    if isinstance(config, str):
-        if config not in spec.configs:
-            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
-        return json.loads(json.dumps(spec.configs[config])), config
-    if isinstance(config, Mapping):
-        return json.loads(json.dumps({**spec.configs["default"], **config})), None
-    raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
 
 
 def default_data_name(corpus: Any) -> str:
@@ -194,29 +165,6 @@ def opt_namespace(recipe: Recipe, options: Mapping[str, Any], opts: TrainOptions
 
 
 # -- data -----------------------------------------------------------------------------------------
-class RegionSource:
-    """Region features of a corpus: in memory when small enough, else read per batch from the memmap."""
-
-    IN_MEMORY_BYTES = 4 << 30
-
-    def __init__(self, corpus: Any, img_dim: int, *, model: str) -> None:
-        if "regions" not in corpus.features:
-            raise MissingInputError(
-                f"{corpus!r} has no 'regions' features: {model} trains on bottom-up region features (n, 36, {img_dim}); "
-                "attach them (e.g. SCAN's {split}_ims.npy, which the flickr30k / coco loaders find in --root)"
-            )
-        self.ref = corpus.features["regions"]
-        shape = self.ref.shape
-        if len(shape) != 3 or shape[-1] != img_dim or shape[0] != corpus.n_images:
-            raise MissingInputError(f"region features of {corpus!r} have shape {shape}; expected ({corpus.n_images}, regions, {img_dim})")
-        nbytes = int(np.prod(shape)) * 4
-        self.array = self.ref.rows(slice(None)).astype(np.float32, copy=False) if nbytes <= self.IN_MEMORY_BYTES else None
-
-    def __call__(self, items: np.ndarray) -> torch.Tensor:
-        rows = self.array[items] if self.array is not None else self.ref.rows(items)
-        return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
-
-
 class CaptionIds:
     """Word ids of every caption (<start> ... <end>), padded per batch with <pad> = 0 as collate_fn."""
 
@@ -253,7 +201,7 @@ def gather_batch(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tens
     """The global batch from every rank (gradients flow to the local part); words padded to one length."""
     import torch.distributed as dist
 
-    from fico_registry.training.common import all_gather_with_grad
+    from fico_registry.plugin_api.training import all_gather_with_grad
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return regions, words, lengths
@@ -267,11 +215,13 @@ def gather_batch(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tens
 
 # -- validation -------------------------------------------------------------------------------------
 @torch.no_grad()
-def validate(model: Trainable, recipe: Recipe, val: Any, regions: RegionSource, batch: int) -> tuple[float, dict[str, Any]]:
+def validate(
+    model: Trainable, recipe: Recipe, val: Any, regions: RegionFeatures, batch: int,
+) -> tuple[float, dict[str, Any]]:
     """rsum (percent, 0..600) and the instance metrics on the validation split, through the same
     encode / score path as evaluation."""
-    from fico_registry.evaluator.evaluate import evaluate_similarity
-    from fico_registry.training.common import validation_rsum
+    from fico_registry import evaluate_similarity
+    from fico_registry.plugin_api.training import validation_rsum
 
     encoder = recipe.evaluator(model)
     images = [encoder.encode_images(regions(np.arange(s, min(s + batch, val.n_images)))) for s in range(0, val.n_images, batch)]
@@ -284,155 +234,131 @@ def validate(model: Trainable, recipe: Recipe, val: Any, regions: RegionSource, 
 
 
 # -- the loop -------------------------------------------------------------------------------------------
-def run(recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], defaults: Mapping[str, Any], device: str, progress: bool) -> dict[str, Any]:
-    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
-    from fico_registry.training import _dist
-    from fico_registry.training.common import Checkpointer, TrainingProgress, autocast, seed_everything, shard
+class CrossAttentionRecipe(loop.EpochRecipe):
+    """SCAN / IMRAM on the shared epoch loop: encoders per rank, the hinge loss on the gathered batch's scores."""
 
-    opts = TrainOptions.from_dict(options, defaults, model=model)
-    out = Path(out)
-    main = is_main_process()
-    world, me = world_size(), rank()
-    if opts.batch_size % world:
-        raise ConfigError(f"batch_size {opts.batch_size} must split evenly over {world} ranks")
-    cfg, config_name = resolve_model_config(model, opts.config)
-    cfg["vocab_words"] = None  # the vocabulary comes from the training captions
-    cfg["vocab_path"] = None
-    data_name = opts.data_name or default_data_name(train)
-    cfg["data_name"] = data_name
-    options_used = merge_options(cfg, None, recipe.opt_defaults, where=f"{model} training config")
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    if world > 1:
-        _dist.barrier()
+    def __init__(
+        self, recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, opts: TrainOptions, device: str,
+    ) -> None:
+        from fico_registry.plugin_api.training import Checkpointer, barrier, distributed, grad_scaler, seed_everything
 
-    tokenizer = CaptionTokenizer(options_used["tokenizer"], options_used["lowercase"])
-    vocab_path = out / f"{data_name}_vocab.json"
-    captions = list(train.captions)
-    vocab = make_vocabulary(captions, tokenizer, opts.vocab_threshold, vocab_path, write=main)
-    if world > 1:
-        _dist.barrier()
-        vocab = load_vocab_json(vocab_path)
+        super().__init__(model=model, out=out, opts=opts, device=device)
+        self.recipe, self.val = recipe, val
+        cfg = self.cfg
+        cfg["vocab_words"] = None  # the vocabulary comes from the training captions
+        cfg["vocab_path"] = None
+        self.data_name = opts.data_name or default_data_name(train)
+        cfg["data_name"] = self.data_name
+        self.cfg = cfg
+        options_used = merge_options(cfg, None, recipe.opt_defaults, where=f"{model} training config")
+        if self.world > 1:
+            barrier()
+        tokenizer = CaptionTokenizer(options_used["tokenizer"], options_used["lowercase"])
+        self.vocab_path = self.out / f"{self.data_name}_vocab.json"
+        captions = list(train.captions)
+        vocab = make_vocabulary(captions, tokenizer, opts.vocab_threshold, self.vocab_path, write=self.main)
+        if self.world > 1:
+            barrier()
+            vocab = load_vocab_json(self.vocab_path)
+        self.vocab = vocab
 
-    seed_everything(opts.seed)
-    net = recipe.build(options_used, vocab, device)
-    modules = recipe.modules(net)
-    for module in modules:
-        module.to(device)
-    params = recipe.parameters(net)
-    optimizer = torch.optim.Adam(params, lr=opts.learning_rate)
-    namespace = opt_namespace(recipe, options_used, opts, train, out, vocab)
+        seed_everything(opts.seed)
+        self.net = recipe.build(options_used, vocab, device)
+        self.modules = recipe.modules(self.net)
+        for module in self.modules:
+            module.to(device)
+        self.params = recipe.parameters(self.net)
+        self.optimizer = torch.optim.Adam(self.params, lr=opts.learning_rate)
+        self.scaler = grad_scaler(device, opts.precision)
+        self.namespace = opt_namespace(recipe, options_used, opts, train, self.out, vocab)
+        self.checkpointer = Checkpointer(self.out)
 
-    checkpointer = Checkpointer(out)
-    start_epoch, best_rsum, best_epoch, iters, history = 0, 0.0, None, 0, []
-    state = checkpointer.latest() if opts.resume else None
-    if state is not None:
-        start_epoch, best_rsum, iters, history, best_epoch = restore(recipe, net, optimizer, state, namespace, checkpointer.last_path)
+        img_dim = int(options_used["img_dim"])
+        self.train_regions = RegionFeatures(train, img_dim, model=model)
+        self.val_regions = RegionFeatures(val, img_dim, model=model)
+        self.train_ids = CaptionIds(captions, vocab, tokenizer)
+        max_words = int(options_used["max_words"])
+        longest = max(len(s) for s in self.train_ids.ids)
+        if longest > max_words:
+            raise ConfigError(
+                f"a training caption has {longest} tokens with <start>/<end>, more than the config's "
+                f"max_words={max_words} that evaluation pads to: train with --set config.max_words={longest}"
+            )
+        self.img_run = distributed(self.net.img_enc, device, self.world)
+        self.txt_run = distributed(self.net.txt_enc, device, self.world)
+        self.c2i = np.asarray(train.caption_to_image)
 
-    train_regions = RegionSource(train, int(options_used["img_dim"]), model=model)
-    val_regions = RegionSource(val, int(options_used["img_dim"]), model=model)
-    train_ids = CaptionIds(captions, vocab, tokenizer)
-    max_words = int(options_used["max_words"])
-    longest = max(len(s) for s in train_ids.ids)
-    if longest > max_words:
-        raise ConfigError(
-            f"a training caption has {longest} tokens with <start>/<end>, more than the config's max_words={max_words} "
-            f"that evaluation pads to: train with --set config.max_words={longest}"
+    def restore(self) -> loop.LoopState | None:
+        state = self.checkpointer.latest()
+        if state is None:
+            return None
+        return restore(
+            self.recipe, self.net, self.optimizer, state, self.namespace, self.checkpointer.last_path, self.scaler,
         )
 
-    from fico_registry.training.sharding import distributed
+    def learning_rate(self, epoch: int) -> float:
+        return learning_rate(self.opts, epoch)
 
-    img_run, txt_run = distributed(net.img_enc, device, world), distributed(net.txt_enc, device, world)
+    def n_samples(self) -> int:
+        return len(self.c2i)
 
-    c2i = np.asarray(train.caption_to_image)
-    local_batch = opts.batch_size // world
-    bar = TrainingProgress(progress, model)
-    if start_epoch >= opts.epochs and main:
-        bar.log(f"{model}: {out} already holds {start_epoch} epochs (asked for {opts.epochs}); nothing to train")
-    epochs_run = 0
-    for epoch in range(start_epoch, opts.epochs):
-        started = time.perf_counter()
-        lr = learning_rate(opts, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        order = np.random.default_rng([opts.seed, epoch]).permutation(len(c2i))  # the same on every rank
-        seed_everything(opts.seed * 100_003 + epoch * 1_009 + me)
-        mine = shard(order, me, world)
-        steps = math.ceil(len(mine) / local_batch)
+    def begin_epoch(self, epoch: int, order: np.ndarray) -> list[np.ndarray]:
         # warm-up (not in the original; 0 by default): summed violations before the hardest negatives
-        max_violation = opts.max_violation and epoch >= opts.warmup_epochs
-        for module in modules:
+        self.max_violation = self.opts.max_violation and epoch >= self.opts.warmup_epochs
+        for module in self.modules:
             module.train()
-        total = 0.0
-        with bar.epoch(epoch, opts.epochs, steps) as advance:
-            for step in range(steps):
-                # rank r's step-k share is its part of global batch k; the last (short) batch too:
-                # shard() gives every rank the same number of captions, so the shares stay equal
-                caps = mine[step * local_batch : (step + 1) * local_batch]
-                ids, lengths = train_ids(caps)
-                with autocast(device, opts.precision):
-                    regions = img_run(train_regions(c2i[caps]).to(device))
-                    words = txt_run(ids.to(device), lengths.to(device))
-                regions, words, lengths = gather_batch(regions.float(), words.float(), lengths.to(device))
-                mask = torch.arange(words.shape[1], device=words.device)[None, :] < lengths[:, None]
-                scores = net.pair_scores(regions, words, mask)
-                loss = contrastive_loss(scores, opts.margin, max_violation)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if opts.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-                optimizer.step()
-                iters += 1
-                value = float(loss.detach())
-                total += value
-                advance(1, loss=value, lr=lr)
-        for module in modules:
+        return loop.rank_batches(order, self.opts.batch_size, self.rank, self.world)
+
+    def step(self, caps: np.ndarray, epoch: int, step: int) -> float:
+        device = self.device
+        ids, lengths = self.train_ids(caps)
+        with autocast(device, self.opts.precision):
+            regions = self.img_run(self.train_regions(self.c2i[caps]).to(device))
+            words = self.txt_run(ids.to(device), lengths.to(device))
+        regions, words, lengths = gather_batch(regions.float(), words.float(), lengths.to(device))
+        mask = torch.arange(words.shape[1], device=words.device)[None, :] < lengths[:, None]
+        loss = contrastive_loss(self.net.pair_scores(regions, words, mask), self.opts.margin, self.max_violation)
+        loop.optimizer_step(loss, self.optimizer, self.params, scaler=self.scaler, grad_clip=self.opts.grad_clip)
+        return float(loss.detach())
+
+    def validate(self, epoch: int) -> loop.Validation:
+        for module in self.modules:
             module.eval()
-        rsum, metrics = validate(net, recipe, val, val_regions, opts.val_batch_size)
-        is_best = bool(_dist.broadcast_object(rsum > best_rsum))
-        if is_best:
-            best_rsum, best_epoch = rsum, epoch + 1
-        seconds = time.perf_counter() - started
-        history.append({"epoch": epoch + 1, "loss": total / max(steps, 1), "val_rsum": rsum, "val": metrics, "lr": lr, "seconds": round(seconds, 2)})
-        epochs_run += 1
-        if main:
-            checkpoint: dict[str, Any] = {
-                "epoch": recipe.epoch_saved(epoch),
-                "model": recipe.original_state(net),
-                "best_rsum": best_rsum,
-                "opt": namespace,
-            }
-            if recipe.saves_eiters:
-                checkpoint["Eiters"] = iters
-            # resume-only entries; the original loaders never read them
-            checkpoint["fico_resume"] = {"optimizer": optimizer.state_dict(), "history": history, "best_epoch": best_epoch, "Eiters": iters}
-            checkpointer.save(epoch, checkpoint, is_best=is_best)
-            bar.log(
-                f"{model} epoch {epoch + 1}/{opts.epochs}: loss {history[-1]['loss']:.4f}  val rsum {rsum:.1f}"
-                f"{'  (best)' if is_best else ''}  [{seconds:.1f}s]"
-            )
-        if world > 1:
-            _dist.barrier()
-    best = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
-    return {
-        "checkpoint": str(best),
-        "last_checkpoint": str(checkpointer.last_path),
-        "config": config_name if config_name is not None else cfg,
-        "best_epoch": best_epoch,
-        "best_rsum": best_rsum,
-        "epochs_run": epochs_run,
-        "history": history,
-        "vocab_file": str(vocab_path),
-        "vocab_size": len(vocab),
-        "objective": f"{recipe.title} triplet ranking loss (margin {opts.margin}, max_violation {opts.max_violation}, "
-        f"warmup_epochs {opts.warmup_epochs})",
-    }
+        rsum, metrics = validate(self.net, self.recipe, self.val, self.val_regions, self.opts.val_batch_size)
+        return loop.Validation(rsum, {"val_rsum": rsum, "val": metrics})
+
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
+        recipe = self.recipe
+        model = recipe.original_state(self.net)
+        return self.vse_checkpoint(recipe.epoch_saved(epoch), model, state, self.namespace, eiters=recipe.saves_eiters)
+
+    def result(self) -> dict[str, Any]:
+        opts = self.opts
+        return {
+            "config": self.config_name if self.config_name is not None else self.cfg,
+            "vocab_file": str(self.vocab_path),
+            "vocab_size": len(self.vocab),
+            "objective": f"{self.recipe.title} triplet ranking loss (margin {opts.margin}, "
+            f"max_violation {opts.max_violation}, warmup_epochs {opts.warmup_epochs})",
+        }
+
+
+def run(
+    recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any],
+    defaults: Mapping[str, Any], device: str, progress: bool,
+) -> dict[str, Any]:
+    opts = TrainOptions.from_dict(options, defaults, model=model)
+    trainer = CrossAttentionRecipe(recipe, model=model, train=train, val=val, out=Path(out), opts=opts, device=device)
+    return loop.run_epochs(trainer, progress=progress)
 
 
 ARCHITECTURE_KEYS = ("img_dim", "embed_size", "word_dim", "num_layers", "bi_gru", "precomp_enc_type", "vocab_size", "data_name")
 
 
-def restore(recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, state: Mapping[str, Any], namespace: argparse.Namespace, path: Path) -> tuple[int, float, int, list, int | None]:
+def restore(
+    recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, state: Mapping[str, Any],
+    namespace: argparse.Namespace, path: Path, scaler: Any = None,
+) -> loop.LoopState:
     """Continue a run: weights (strictly, through the model's own original-layout loader), optimizer, counters."""
     opt = state.get("opt")
     saved = dict(vars(opt)) if isinstance(opt, argparse.Namespace) else {}
@@ -447,10 +373,10 @@ def restore(recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, st
     except (CheckpointError, KeyError) as exc:
         raise ConfigError(f"cannot resume from {path}: {exc}; use another --out or --no-resume") from None
     extra = state.get("fico_resume") or {}
-    if "optimizer" in extra:
-        optimizer.load_state_dict(extra["optimizer"])
+    loop.restore_optimizers(extra, optimizer, scaler)
     iters = int(extra.get("Eiters", state.get("Eiters", 0)))
-    return recipe.epoch_resumed(int(state["epoch"])), float(state.get("best_rsum", 0.0)), iters, list(extra.get("history", [])), extra.get("best_epoch")
+    start, best = recipe.epoch_resumed(int(state["epoch"])), float(state.get("best_rsum", 0.0))
+    return loop.LoopState(start, best, extra.get("best_epoch"), iters, list(extra.get("history", [])))
 
 
 # -- SCAN ---------------------------------------------------------------------------------------------

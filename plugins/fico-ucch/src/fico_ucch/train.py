@@ -27,9 +27,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,11 @@ import torch.nn.functional as F
 
 from fico_registry.errors import ConfigError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
+from fico_registry.plugin_api.training import (
+    code_validation,
+    loop,
+    resolve_model_config,  # noqa: F401 (used by bench_train_cost.py, tests)
+)
 
 from .model import UcchConfig, build_nets
 from .nets import HashMLP
@@ -49,9 +53,7 @@ MILESTONES = (30, 60, 90, 120)  # UCCH.py's MultiStepLR for --ls linear
 
 
 @dataclass(frozen=True)
-class Options:
-    epochs: int
-    batch_size: int
+class Options(loop.RecipeOptions):
     eval_batch_size: int
     lr: float
     wd: float
@@ -70,34 +72,22 @@ class Options:
     select_by: str
     image_features: Any
     text_features: Any
-    config: Any = "default"
-    seed: int = 0
-    resume: bool = True
-    precision: str = "fp32"
 
-    @classmethod
-    def from_dict(cls, options: Mapping[str, Any]) -> Options:
-        merged = {**TRAIN_DEFAULTS, **options}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(merged) - known)
-        if unknown:
-            raise ConfigError(f"unknown UCCH training options {unknown}; known: {sorted(known)}")
-        opts = cls(**merged)
-        for name in ("epochs", "batch_size", "eval_batch_size", "K"):
-            value = getattr(opts, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"UCCH training option {name} must be a positive integer, got {value!r}")
-        if opts.batch_size < 2:
+    DEFAULTS = TRAIN_DEFAULTS
+    TITLE = "UCCH"
+    POSITIVE = ("epochs", "batch_size", "eval_batch_size", "K")
+
+    def check(self) -> None:
+        if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: the losses contrast instances within a batch")
-        if opts.optimizer not in ("Adam", "SGD"):
-            raise ConfigError(f"optimizer must be 'Adam' or 'SGD', got {opts.optimizer!r}")
-        if opts.ls not in ("linear", "cos"):
-            raise ConfigError(f"ls must be 'linear' (steps at 30/60/90/120) or 'cos', got {opts.ls!r}")
-        if opts.select_by not in ("map", "rsum"):
-            raise ConfigError(f"select_by must be 'map' or 'rsum', got {opts.select_by!r}")
-        if not 0 <= opts.momentum < 1 or not 0 <= opts.alpha <= 1 or opts.T <= 0:
+        if self.optimizer not in ("Adam", "SGD"):
+            raise ConfigError(f"optimizer must be 'Adam' or 'SGD', got {self.optimizer!r}")
+        if self.ls not in ("linear", "cos"):
+            raise ConfigError(f"ls must be 'linear' (steps at 30/60/90/120) or 'cos', got {self.ls!r}")
+        if self.select_by not in code_validation.SELECT_BY:
+            raise ConfigError(f"select_by must be 'map' or 'rsum', got {self.select_by!r}")
+        if not 0 <= self.momentum < 1 or not 0 <= self.alpha <= 1 or self.T <= 0:
             raise ConfigError("need 0 <= momentum < 1, 0 <= alpha <= 1 and T > 0")
-        return opts
 
 
 def learning_rate(epoch: int, opts: Options) -> float:
@@ -167,207 +157,155 @@ def cross_modal_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: 
 
 
 # -- validation ---------------------------------------------------------------------------------------
-@torch.no_grad()
-def codes_of(net: HashMLP, features: np.ndarray, batch: int, device: str) -> torch.Tensor:
-    net.eval()
-    parts = [net(torch.from_numpy(features[s : s + batch]).to(device)).sign().cpu() for s in range(0, len(features), batch)]
-    codes = torch.cat(parts)
-    return torch.where(codes >= 0, 1, -1).to(torch.int8)
-
-
 def validate(image_net: HashMLP, text_net: HashMLP, val: Any, image_features: np.ndarray, text_features: np.ndarray,
              opts: Options, device: str) -> dict[str, Any]:
     """Category mAP (whole ranking) and instance recalls of the sign codes on the validation split."""
-    from fico_registry.evaluator.evaluate import evaluate_embeddings
-    from fico_registry.training.common import validation_rsum
-
-    images = codes_of(image_net, image_features, opts.eval_batch_size, device)
-    texts = codes_of(text_net, text_features, opts.eval_batch_size, device)
-    report = evaluate_embeddings(images, texts, val.caption_to_image, val.labels, measure="hamming", map_ks=(None,),
-                                 device="cpu", progress=False)
-    out: dict[str, Any] = {"rsum": validation_rsum(report), "instance": report.instance}
-    if val.labels is not None:
-        out["map_i2t"] = float(report.category["i2t"]["mAP@N"])
-        out["map_t2i"] = float(report.category["t2i"]["mAP@N"])
-        out["map_avg"] = (out["map_i2t"] + out["map_t2i"]) / 2
-    out["score"] = out["map_avg"] if opts.select_by == "map" else out["rsum"]
-    return out
+    image_net.eval()
+    text_net.eval()
+    images = code_validation.sign_codes(image_net, image_features, opts.eval_batch_size, device)
+    texts = code_validation.sign_codes(text_net, text_features, opts.eval_batch_size, device)
+    return code_validation.validate_codes(images, texts, val, opts.select_by)
 
 
 # -- training -----------------------------------------------------------------------------------------
-def resolve_model_config(model: str, config: Any) -> tuple[dict[str, Any], str | None]:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    spec = get_model_spec(model)
-    if isinstance(config, str):
-        if config not in spec.configs:
-            raise ConfigError(f"{spec.name} has no config {config!r}; it has: {', '.join(spec.configs)}")
-        return dict(spec.configs[config]), config
-    if isinstance(config, Mapping):
-        return {**spec.configs["default"], **config}, None
-    raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
-
-
-def feature_configs(opts: Options, config_name: str | None) -> tuple[Any, Any]:
-    """vgg19-fc7 / doc2vec configs: as asked, else the one the evaluator pairs with the model config."""
-    automatic = "tiny" if config_name == "tiny" else "default"
-    image = opts.image_features if opts.image_features is not None else automatic
-    text = opts.text_features if opts.text_features is not None else (image if isinstance(image, str) else automatic)
-    return image, text
-
-
 def checkpoint_names(opts: Options, bits: int) -> tuple[str, str]:
     return f"{opts.arch}_{bits}_last_checkpoint.t7", f"{opts.arch}_{bits}_best_checkpoint.t7"
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu",
-          progress: bool = False) -> dict[str, Any]:
-    """Train `ucch` on `train`, select on `val`; `.t7` checkpoints (UCCH.py's layout) and inputs.json in `out`."""
-    from fico_features.run_inputs import CaptionSampler, run_inputs
+class UcchRecipe(loop.EpochRecipe):
+    """UCCH.py's feature-mode training on the shared epoch loop: NCE against the code memory + ranking loss."""
 
-    from fico_registry.evaluator.sharded import is_main_process, rank, world_size
-    from fico_registry.training import _dist
-    from fico_registry.training.common import (
-        Checkpointer,
-        TrainingProgress,
-        autocast,
-        grad_scaler,
-        seed_everything,
-        shard,
-    )
-    from fico_registry.training.sharding import check_world, distributed, in_batch_order
+    best_key = "best_score"
+    initial_best = -math.inf
+    first_epoch = 0  # UCCH.py counts epochs from 0
+    per_rank_seed = False  # the memory draws must be the same on every rank
 
-    opts = Options.from_dict(options)
-    out, main, world, me = Path(out), is_main_process(), world_size(), rank()
-    check_world(opts.batch_size, world)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-    cfg, config_name = resolve_model_config(model, opts.config)
-    architecture = UcchConfig.from_dict(cfg).architecture
-    bar = TrainingProgress(progress, model)
+    def __init__(
+        self, *, model: str, train: Any, val: Any, out: Path, opts: Options, device: str, progress: bool
+    ) -> None:
+        from fico_features.run_inputs import CaptionSampler, run_inputs
 
-    # inputs: the evaluation pipelines, Doc2Vec fitted on the training captions, saved beside the checkpoints
-    image_config, text_config = feature_configs(opts, config_name)
-    inputs, (train_images, val_images, train_texts, val_texts) = run_inputs(
-        train, val, out, image_config, text_config, device=device, progress=progress, world=world)
-    for what, array, width in (("image", train_images, architecture.image_dim), ("text", train_texts, architecture.text_dim)):
-        if array.shape[1] != width:
-            raise ConfigError(f"the {what} features are {array.shape[1]}-d but the model config expects {width}")
-    sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
-    n = train.n_images
-    steps = n // opts.batch_size  # drop_last=True
-    if steps == 0:
-        raise ConfigError(f"batch_size {opts.batch_size} exceeds the {n} training images (UCCH drops incomplete batches)")
-    if opts.select_by == "map" and val.labels is None:
-        raise ConfigError(f"{val!r} has no category labels for mAP-based selection: pass --set select_by=rsum")
-    if n <= opts.K and main:
-        log.warning(
-            "ucch: K=%d memory negatives for only %d training instances: each draw holds the positive itself about "
-            "%.1f times. UCCH's datasets have 10-100x more instances than K; consider --set K=%d",
-            opts.K, n, opts.K / n, max(1, n // 4),
-        )
+        from fico_registry.plugin_api.training import Checkpointer, distributed, grad_scaler, seed_everything
 
-    seed_everything(opts.seed)
-    image_net, text_net = build_nets(architecture, norm=bool(cfg.get("norm", True)))
-    memory = CodeMemory(n, architecture.bits, K=opts.K, T=opts.T, momentum=opts.momentum, device=device)
-    nets = (image_net.to(device), text_net.to(device))
-    parameters = [p for net in nets for p in net.parameters()]
-    image_run, text_run = (distributed(net, device, world) for net in nets)
-    if opts.optimizer == "Adam":
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(parameters, lr=opts.lr, weight_decay=opts.wd)
-    else:
-        optimizer = torch.optim.SGD(parameters, lr=opts.lr, momentum=0.9, weight_decay=opts.wd)
-    scaler = grad_scaler(device, opts.precision)
+        super().__init__(model=model, out=out, opts=opts, device=device)
+        self.score_format = f"val {opts.select_by} {{:.4f}}"
+        cfg = self.cfg
+        self.cfg, self.options = cfg, opts
+        architecture = UcchConfig.from_dict(cfg).architecture
+        # inputs: the evaluation pipelines, Doc2Vec fitted on the training captions, saved beside the checkpoints
+        features = code_validation.feature_configs(opts.image_features, opts.text_features, self.config_name)
+        self.inputs, (train_images, self.val_images, train_texts, self.val_texts) = run_inputs(
+            train, val, self.out, *features, device=device, progress=progress, world=self.world)
+        code_validation.check_widths(train_images, train_texts, architecture.image_dim, architecture.text_dim)
+        self.sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
+        self.n = n = train.n_images
+        if n // opts.batch_size == 0:
+            raise ConfigError(
+                f"batch_size {opts.batch_size} exceeds the {n} training images (UCCH drops incomplete batches)"
+            )
+        code_validation.check_select_by(opts.select_by, val)
+        self.val = val
+        if n <= opts.K and self.main:
+            log.warning(
+                "ucch: K=%d memory negatives for only %d training instances: each draw holds the positive itself about "
+                "%.1f times. UCCH's datasets have 10-100x more instances than K; consider --set K=%d",
+                opts.K, n, opts.K / n, max(1, n // 4),
+            )
+        seed_everything(opts.seed)
+        image_net, text_net = build_nets(architecture, norm=bool(cfg.get("norm", True)))
+        self.memory = CodeMemory(n, architecture.bits, K=opts.K, T=opts.T, momentum=opts.momentum, device=device)
+        self.nets = (image_net.to(device), text_net.to(device))
+        self.parameters = [p for net in self.nets for p in net.parameters()]
+        self.image_run, self.text_run = (distributed(net, device, self.world) for net in self.nets)
+        if opts.optimizer == "Adam":
+            self.optimizer = torch.optim.Adam(self.parameters, lr=opts.lr, weight_decay=opts.wd)
+        else:
+            self.optimizer = torch.optim.SGD(self.parameters, lr=opts.lr, momentum=0.9, weight_decay=opts.wd)
+        self.scaler = grad_scaler(device, opts.precision)
+        self.architecture = architecture
+        last_name, best_name = checkpoint_names(opts, architecture.bits)
+        self.checkpointer = Checkpointer(self.out, filename=last_name, best_filename=best_name)
+        self.train_images = torch.from_numpy(train_images)
 
-    last_name, best_name = checkpoint_names(opts, architecture.bits)
-    checkpointer = Checkpointer(out, filename=last_name, best_filename=best_name)
-    start, best, best_epoch, history = 0, -math.inf, None, []
-    state = checkpointer.latest() if opts.resume else None
-    if state is not None:
-        start, best, best_epoch, history = restore(state, nets, optimizer, scaler, memory, architecture, checkpointer.last_path)
-    if start >= opts.epochs and main:
-        bar.log(f"{model}: {out} already holds {start} epochs (asked for {opts.epochs}); nothing to train")
+    def restore(self) -> loop.LoopState | None:
+        state = self.checkpointer.latest()
+        if state is None:
+            return None
+        path = self.checkpointer.last_path
+        return restore(state, self.nets, self.optimizer, self.scaler, self.memory, self.architecture, path)
 
-    train_images_t = torch.from_numpy(train_images)
-    for epoch in range(start, opts.epochs):
-        began = time.perf_counter()
-        lr = learning_rate(epoch, opts)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        seed_everything(opts.seed * 100_003 + epoch)  # memory draws: the same whether resumed or not
-        order = torch.from_numpy(np.random.default_rng([opts.seed, epoch]).permutation(n))
-        texts_t = torch.from_numpy(sampler.epoch(opts.seed, epoch))
-        warm = epoch - opts.warmup_epoch >= 0
-        for net in nets:
+    def learning_rate(self, epoch: int) -> float:
+        return learning_rate(epoch, self.opts)
+
+    def n_samples(self) -> int:
+        return self.n
+
+    def begin_epoch(self, epoch: int, order: np.ndarray) -> list[torch.Tensor]:
+        opts = self.opts
+        self.texts = torch.from_numpy(self.sampler.epoch(opts.seed, epoch))
+        self.warm = epoch - opts.warmup_epoch >= 0
+        for net in self.nets:
             net.train()
-        total = 0.0
-        with bar.epoch(epoch, opts.epochs, steps) as advance:
-            for step in range(steps):
-                index = order[step * opts.batch_size : (step + 1) * opts.batch_size]
-                mine = shard(index, me, world)  # this rank's share of the global batch
-                with autocast(device, opts.precision):
-                    u = image_run(train_images_t[mine].to(device)).float()
-                    v = text_run(texts_t[mine].to(device)).float()
-                # the losses and the memory see the whole batch, in its own order, on every rank
-                u, v = in_batch_order(u, world), in_batch_order(v, world)
-                index = index.to(device)
-                out_u, out_v = memory.scores(u, v, index, warm)
-                contrastive = nce_softmax_loss(out_u) + nce_softmax_loss(out_v)
-                ranking = cross_modal_ranking_loss(u, v, opts.margin, opts.shift)
-                loss = opts.alpha * contrastive + (1 - opts.alpha) * ranking
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(parameters, opts.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                total += float(loss.detach())
-                advance(1, loss=float(loss.detach()), lr=lr)
-        metrics = validate(image_net, text_net, val, val_images, val_texts, opts, device)  # sharded over the ranks
-        is_best = bool(_dist.broadcast_object(metrics["score"] > best))  # rank 0 decides
-        if is_best:
-            best, best_epoch = metrics["score"], epoch
-        seconds = time.perf_counter() - began
-        history.append({"epoch": epoch, "loss": total / steps, "lr": lr, "seconds": round(seconds, 2),
-                        **{k: v for k, v in metrics.items() if k != "instance"}, "val": metrics["instance"]})
-        if main:
-            state = {
-                # UCCH.py's keys (Avg / Img2Txt / Txt2Img: validation mAP of this epoch's codes)
-                "image_model_state_dict": image_net.state_dict(),
-                "text_model_state_dict": text_net.state_dict(),
-                "optimizer_state_dict": optimizer.state_dict(),
-                "Avg": metrics.get("map_avg", metrics["score"]),
-                "Img2Txt": metrics.get("map_i2t"),
-                "Txt2Img": metrics.get("map_t2i"),
-                "epoch": epoch,
-                # resume-only (UCCH.py ignores it): the code memory, scaler, selection state, run settings
-                "fico_resume": {
-                    "memory": memory.memory.cpu(), "scaler": scaler.state_dict(), "best": best, "best_epoch": best_epoch,
-                    "history": history, "options": _plain(options), "config": cfg, "inputs": inputs.describe(),
-                },
-            }
-            checkpointer.save(epoch, state, is_best=is_best)
-            bar.log(f"{model} epoch {epoch + 1}/{opts.epochs}: loss {history[-1]['loss']:.4f}  val {opts.select_by} "
-                    f"{metrics['score']:.4f}{'  (best)' if is_best else ''}  [{seconds:.1f}s]")
-        if world > 1:
-            _dist.barrier()
-    best_path = checkpointer.best_path if checkpointer.best_path.exists() else checkpointer.last_path
-    return {
-        "checkpoint": str(best_path),
-        "last_checkpoint": str(checkpointer.last_path),
-        "config": config_name if config_name is not None else cfg,
-        "best_epoch": best_epoch,
-        "best_score": best,
-        "select_by": opts.select_by,
-        "epochs_run": max(0, opts.epochs - start),
-        "history": history,
-        "inputs": inputs.describe(),
-        "objective": "alpha * NCE contrastive hashing vs momentum code memory + (1 - alpha) * cross-modal ranking",
-    }
+        order_t = torch.from_numpy(order)
+        # global batches (drop_last=True); each rank takes its share in `step`
+        return [order_t[s * opts.batch_size : (s + 1) * opts.batch_size] for s in range(self.n // opts.batch_size)]
+
+    def step(self, index: torch.Tensor, epoch: int, step: int) -> float:
+        from fico_registry.plugin_api.training import autocast, in_batch_order, shard
+
+        opts, device, world = self.opts, self.device, self.world
+        mine = shard(index, self.rank, world)  # this rank's share of the global batch
+        with autocast(device, opts.precision):
+            u = self.image_run(self.train_images[mine].to(device)).float()
+            v = self.text_run(self.texts[mine].to(device)).float()
+        # the losses and the memory see the whole batch, in its own order, on every rank
+        u, v = in_batch_order(u, world), in_batch_order(v, world)
+        out_u, out_v = self.memory.scores(u, v, index.to(device), self.warm)
+        contrastive = nce_softmax_loss(out_u) + nce_softmax_loss(out_v)
+        ranking = cross_modal_ranking_loss(u, v, opts.margin, opts.shift)
+        loss = opts.alpha * contrastive + (1 - opts.alpha) * ranking
+        loop.optimizer_step(loss, self.optimizer, self.parameters, scaler=self.scaler, grad_clip=opts.grad_clip)
+        return float(loss.detach())
+
+    def validate(self, epoch: int) -> loop.Validation:
+        metrics = validate(*self.nets, self.val, self.val_images, self.val_texts, self.opts, self.device)
+        return code_validation.as_validation(metrics)
+
+    def checkpoint(self, epoch: int, state: loop.LoopState) -> dict[str, Any]:
+        metrics = state.history[-1]
+        return {
+            # UCCH.py's keys (Avg / Img2Txt / Txt2Img: validation mAP of this epoch's codes)
+            "image_model_state_dict": self.nets[0].state_dict(),
+            "text_model_state_dict": self.nets[1].state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "Avg": metrics.get("map_avg", metrics["score"]),
+            "Img2Txt": metrics.get("map_i2t"),
+            "Txt2Img": metrics.get("map_t2i"),
+            "epoch": epoch,
+            # resume-only (UCCH.py ignores it): the code memory, scaler, selection state, run settings
+            "fico_resume": {
+                "memory": self.memory.memory.cpu(), "scaler": self.scaler.state_dict(), "best": state.best,
+                "best_epoch": state.best_epoch, "history": state.history, "options": _plain(asdict(self.opts)),
+                "config": self.cfg, "inputs": self.inputs.describe(),
+            },
+        }
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "config": self.config_name if self.config_name is not None else self.cfg,
+            "select_by": self.opts.select_by,
+            "inputs": self.inputs.describe(),
+            "objective": "alpha * NCE contrastive hashing vs momentum code memory + (1 - alpha) * cross-modal ranking",
+        }
+
+
+train = loop.recipe_trainer(
+    UcchRecipe, Options, "Train `ucch` on `train`, select on `val`; UCCH.py's `.t7` checkpoints and inputs.json in out."
+)
 
 
 def restore(state: Mapping[str, Any], nets: tuple[HashMLP, HashMLP], optimizer: torch.optim.Optimizer, scaler: Any,
-            memory: CodeMemory, architecture: Any, path: Path) -> tuple[int, float, int | None, list]:
+            memory: CodeMemory, architecture: Any, path: Path) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, memory, epoch counter and best score so far."""
     extra = state.get("fico_resume")
     if not isinstance(extra, Mapping) or "memory" not in extra:
@@ -381,7 +319,8 @@ def restore(state: Mapping[str, Any], nets: tuple[HashMLP, HashMLP], optimizer: 
     optimizer.load_state_dict(state["optimizer_state_dict"])
     if extra.get("scaler"):
         scaler.load_state_dict(extra["scaler"])
-    return int(state["epoch"]) + 1, float(extra["best"]), extra.get("best_epoch"), list(extra.get("history", []))
+    history = list(extra.get("history", []))
+    return loop.LoopState(int(state["epoch"]) + 1, float(extra["best"]), extra.get("best_epoch"), 0, history)
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:

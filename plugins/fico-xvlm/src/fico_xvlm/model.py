@@ -20,7 +20,7 @@ from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .architecture import XVLMRetrieval, random_model
 from .config import check_config
-from .image import ImagePreprocessor
+from .image import ImagePreprocessor, encode_pixels
 from .run_files import RUN_CHECKPOINTS, OriginalFile, apply_run_files, explain, saved_config, vocab_file
 from .text import CaptionTokenizer, find_vocab, make_tokenizer
 
@@ -42,8 +42,8 @@ class XVLMNoFusion:
     def preprocess_image(self, image: Any) -> torch.Tensor:
         return self.images(image)
 
-    def _image_states(self, batch: Any) -> torch.Tensor:
-        return self.model.image_states(self.images.batch(batch).to(self.device))
+    def _pixels(self, batch: Any) -> torch.Tensor:
+        return self.images.batch(batch).to(self.device)
 
     def _text_states(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         input_ids, attention_mask = self.captions(batch)
@@ -52,7 +52,7 @@ class XVLMNoFusion:
 
     @torch.no_grad()
     def encode_images(self, batch: Any) -> Any:
-        return self.model.image_embeds(self._image_states(batch)).float()
+        return encode_pixels(lambda p: self.model.image_embeds(self.model.image_states(p)).float(), self._pixels(batch))
 
     @torch.no_grad()
     def encode_texts(self, batch: Any) -> Any:
@@ -65,7 +65,10 @@ class XVLMFusion(XVLMNoFusion):
 
     @torch.no_grad()
     def encode_images(self, batch: Any) -> dict[str, torch.Tensor]:
-        states = self._image_states(batch)
+        return encode_pixels(self._image_features, self._pixels(batch))
+
+    def _image_features(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        states = self.model.image_states(pixels)
         return {"embeds": self.model.image_embeds(states).float(), "image_states": states}
 
     @torch.no_grad()
