@@ -29,6 +29,7 @@ import torch
 from . import metrics
 from .engine import DirectionStats, EmbeddingScores
 from .engine import _as_words as label_words_of
+from .errors import OptionError, ShapeError
 from .similarity import _as_words as code_words_of
 from .similarity import hamming_scores
 
@@ -177,10 +178,10 @@ class Codes:
                 if lab is not None:  # shares a label: a 0/1 product, exact in float32
                     bins += (lab[a:b] @ lab[c2i[c:d]].T > 0).to(torch.int64)
                 if h_img is not None:
-                    offset = (torch.arange(a - i0, b - i0, device=dev) * nb)[:, None]
+                    offset = (torch.arange(b - a, device=dev) * nb)[:, None]
                     h_img[(a - i0) * nb : (b - i0) * nb] += torch.bincount((bins + offset).ravel(), minlength=(b - a) * nb)
                 if h_txt is not None:
-                    offset = (torch.arange(c - j0, d - j0, device=dev) * nb)[None, :]
+                    offset = (torch.arange(d - c, device=dev) * nb)[None, :]
                     h_txt[(c - j0) * nb : (d - j0) * nb] += torch.bincount((bins + offset).T.ravel(), minlength=(d - c) * nb)
         shape = (-1, nb)
         return (
@@ -220,10 +221,8 @@ class _Finisher:
         self.eq[start:stop] = count[rows, best]
         if not self.want_category:
             return
-        rel_before = np.cumsum(rel, axis=1) - rel
-        row, dist = np.nonzero(rel)  # row-major: rows ascending, then distance = rank order
-        total = rel.sum(axis=1)
-        groups = metrics.Groups(row, before[row, dist], count[row, dist], rel[row, dist], rel_before[row, dist], total, self.n_candidates)
+        groups = groups_from_histograms(hist, self.n_candidates)
+        total = groups.relevant
         for k in self.map_ks:
             self.ap[_map_name(k)][start:stop] = metrics.average_precision(groups, k, self.map_variant, self.ties)
         if self.pr is not None:
@@ -234,5 +233,65 @@ class _Finisher:
         return DirectionStats(self.g, self.eq - self.p, self.p, self.ap, self.pr, self.relevant)
 
 
+def groups_from_histograms(hist: np.ndarray, n_candidates: int) -> metrics.Groups:
+    """The tie groups holding relevant items, from (rows, 2 (bits + 1)) histograms (bin 2 d + relevant).
+
+    Distance d is one tie group: a = candidates closer, n = candidates at d, r = relevant at d,
+    rb = relevant closer. Exactly what the sort path reads from sorted rows of -distance scores.
+    """
+    rel = hist[:, 1::2].astype(np.int64)
+    count = hist[:, 0::2] + rel
+    before = np.cumsum(count, axis=1) - count
+    rel_before = np.cumsum(rel, axis=1) - rel
+    row, dist = np.nonzero(rel)  # row-major: rows ascending, then distance ascending = rank order
+    return metrics.Groups(row, before[row, dist], count[row, dist], rel[row, dist], rel_before[row, dist], rel.sum(axis=1), n_candidates)
+
+
 def _map_name(k: int | None) -> str:
     return "mAP@N" if k is None else f"mAP@{k}"
+
+
+def hamming_topk(queries: Any, database: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest database codes of each query: (distances int32, indices int64), (n_queries, k).
+
+    queries / database: packed codes (np.packbits rows, uint8, numpy or torch), same width. Rows
+    are sorted by distance, ties by index (the faiss fallback orders ties its own way). The numba
+    kernel when installed (a threshold kept from the bits + 1 distance counts: one compare per
+    pair, like a heap); else faiss.IndexBinaryFlat when installed and the width is whole bytes;
+    else blocks of numpy popcounts and torch.topk over (distance, index) keys.
+    """
+    q, db = (np.ascontiguousarray(x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)) for x in (queries, database))
+    if q.dtype != np.uint8 or db.dtype != np.uint8 or q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
+        raise ShapeError(f"hamming_topk takes packed uint8 codes of one width, got {q.dtype}{q.shape} and {db.dtype}{db.shape}")
+    if not 1 <= k <= db.shape[0]:
+        raise OptionError(f"k must lie in [1, {db.shape[0]}] (the database size), got {k}")
+    from .hamming_kernels import kernels
+
+    compiled = kernels()
+    n_dist = 8 * q.shape[1] + 1
+    if compiled is not None:
+        return compiled.top_k(code_words_of(q), code_words_of(db), int(k), n_dist, compiled.threads())
+    try:
+        import faiss
+    except ImportError:
+        faiss = None
+    if faiss is not None:
+        index = faiss.IndexBinaryFlat(8 * q.shape[1])
+        index.add(db)
+        return index.search(q, int(k))
+    return _topk_blocks(q, db, int(k))
+
+
+def _topk_blocks(q: np.ndarray, db: np.ndarray, k: int, cells: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Popcount blocks + torch.topk over unique keys distance * n + index (ties by index, exactly)."""
+    n = db.shape[0]
+    dist, ids = np.empty((len(q), k), dtype=np.int32), np.empty((len(q), k), dtype=np.int64)
+    rows = max(1, cells // n)
+    index = torch.arange(n, dtype=torch.int64)
+    db_t = torch.from_numpy(db)
+    for start in range(0, len(q), rows):
+        block = -hamming_scores(torch.from_numpy(q[start : start + rows]), db_t, 8 * q.shape[1]).to(torch.int64)
+        keys = torch.topk(block * n + index, k, dim=1, largest=False, sorted=True).values
+        dist[start : start + rows] = (keys // n).numpy()
+        ids[start : start + rows] = (keys % n).numpy()
+    return dist, ids

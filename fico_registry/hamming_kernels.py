@@ -21,16 +21,20 @@ PAIR_TILE = 512
 QUERY_TILE = 2048  # one direction: only the tile's distance and relevance buffers need to stay in L1/L2
 
 
-@cache
 def kernels() -> Any:
     """The compiled kernels, or None when numba is missing or FICO_HAMMING_KERNEL=numpy."""
     if os.environ.get("FICO_HAMMING_KERNEL", "").lower() in ("numpy", "torch", "off"):
         return None
+    return _compiled()
+
+
+@cache
+def _compiled() -> Any:
     try:
         import numba
     except ImportError:
         return None
-    return _build(numba)
+    return _build(numba)  # numba compiles each kernel on its first call (seconds), once per process
 
 
 def _build(numba: Any) -> SimpleNamespace:
