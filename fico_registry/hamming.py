@@ -20,7 +20,9 @@ tests compare both).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -70,13 +72,17 @@ def histogram_stats(
         "i2t": (best_img, p_img, codes.n_texts),
         "t2i": (pos_d, np.ones(codes.n_texts, dtype=np.int64), codes.n_images),
     }
-    out = {}
-    for direction, (best, p, n_candidates) in plans.items():
-        finish = _Finisher(best, p, n_candidates, map_ks, map_variant, ties, want_category)
+
+    def run(direction: str) -> DirectionStats:
+        finish = _Finisher(*plans[direction], map_ks, map_variant, ties, want_category)
         for start, hist in codes.histograms(direction, budget):
             finish.rows(start, hist)
-        out[direction] = finish.stats()
-    return out
+        return finish.stats()
+
+    # the two directions finish in two threads (numpy releases the GIL in its passes), as the engine does
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-hamming") as pool:
+        futures = {d: pool.submit(run, d) for d in plans}
+        return {d: f.result() for d, f in futures.items()}
 
 
 class Codes:
@@ -89,6 +95,7 @@ class Codes:
         self.n_bins = 2 * (n_bits + 1)
         self._pair: tuple[np.ndarray, np.ndarray] | None = None
         self._inputs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._lock = threading.RLock()  # _pair_histograms (under it) reads _kernel_inputs (under it)
         from .hamming_kernels import kernels
 
         self.kernels = kernels() if images.device.type == "cpu" else None
@@ -107,13 +114,11 @@ class Codes:
         """
         n_q = self.n_images if direction == "i2t" else self.n_texts
         parts = self.kernels.threads() if self.kernels is not None else 1
-        if (self.n_images * (parts + 1) + self.n_texts) * self.n_bins * 8 <= budget or self._pair is not None:
-            if self._pair is None:
-                self._pair = self._pair_histograms(parts)
-            hist = self._pair[0 if direction == "i2t" else 1]
-            if direction == "t2i":
-                self._pair = None  # both served: free them
-            yield 0, hist
+        if (self.n_images * (parts + 1) + self.n_texts) * self.n_bins * 8 <= budget:
+            with self._lock:  # the first direction to ask computes both
+                if self._pair is None:
+                    self._pair = self._pair_histograms(parts)
+            yield 0, self._pair[0 if direction == "i2t" else 1]
             return
         rows = max(1, budget // 2 // (self.n_bins * 8))
         for start in range(0, n_q, rows):
@@ -126,12 +131,13 @@ class Codes:
         return label_words_of(self.labels).cpu().numpy().view(np.uint64)
 
     def _kernel_inputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        if self._inputs is None:
-            img = code_words_of(self.images.numpy())
-            txt = code_words_of(self.texts.numpy())
-            lab = self._label_words()
-            self._inputs = img, txt, lab, np.ascontiguousarray(lab[self.c2i])
-        return self._inputs
+        with self._lock:
+            if self._inputs is None:
+                img = code_words_of(self.images.numpy())
+                txt = code_words_of(self.texts.numpy())
+                lab = self._label_words()
+                self._inputs = img, txt, lab, np.ascontiguousarray(lab[self.c2i])
+            return self._inputs
 
     def _pair_histograms(self, parts: int) -> tuple[np.ndarray, np.ndarray]:
         if self.kernels is None:
