@@ -276,7 +276,7 @@ def hamming_topk(queries: Any, database: Any, k: int) -> tuple[np.ndarray, np.nd
     compiled = kernels()
     n_dist = 8 * q.shape[1] + 1
     if compiled is not None:
-        return compiled.top_k(code_words_of(q), code_words_of(db), int(k), n_dist, compiled.threads())
+        return compiled.top_k(code_words_of(q), np.ascontiguousarray(code_words_of(db).T), int(k), n_dist, compiled.threads())
     try:
         import faiss
     except ImportError:

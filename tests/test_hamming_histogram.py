@@ -100,6 +100,12 @@ def test_histograms_in_query_blocks_under_a_small_budget(kernel, monkeypatch, bu
     _assert_same(got, want)
 
 
+def test_small_budget_equals_the_sort_paths_candidate_blocks(kernel, monkeypatch):
+    """At 8 KB the sort path splits every row into candidate blocks (top-k protocol): same report."""
+    img, txt, c2i, labels = _codes(6, 8, n_img=40, noise=0.2)  # 8-bit codes: ties straddle the blocks
+    _assert_same(*_both_paths(monkeypatch, img, txt, c2i, labels, map_ks=(5, 30), memory_budget="8KB"))
+
+
 def test_groups_equal_the_sort_paths_groups():
     """Per row: the histogram's tie groups are the groups the sort path reads from sorted keys."""
     rng = np.random.default_rng(7)
