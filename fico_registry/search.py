@@ -8,7 +8,7 @@ direction (t2i: captions query the images; i2t: images query the captions) by:
     fico-engine-ip   this package's engine (EmbeddingScores blocks + torch.topk): exhaustive
     binary-flat      faiss.IndexBinaryFlat on `bits`-bit codes of the same vectors: exhaustive Hamming
     binary-ivf       faiss.IndexBinaryIVF on those codes, nprobe swept
-    fico-engine-hamming  this package's engine on the codes (XOR + popcount + torch.topk): exhaustive
+    fico-engine-hamming  this package's exact Hamming top-k (fico_registry.hamming.hamming_topk): exhaustive
 
 Codes are sign(PCA projection) by default: the vectors minus the database mean, projected on the
 database's top-`bits` principal directions, one bit per sign (no ITQ rotation). method="random"
