@@ -71,7 +71,7 @@ def test_every_tie_policy_and_variant(kernel, monkeypatch, ties, variant):
     _assert_same(got, want)
 
 
-@pytest.mark.parametrize("bits", [16, 24, 64, 72, 256, 2048])
+@pytest.mark.parametrize("bits", [16, 20, 24, 64, 72, 256, 2048])
 def test_widths_and_formats(kernel, monkeypatch, bits):
     img, txt, c2i, labels = _codes(bits, bits, n_img=30, noise=0.2)
     for fmt in ("unpacked", "signed", "packed"):
