@@ -40,7 +40,7 @@ def _compiled() -> Any:
 def _build(numba: Any) -> SimpleNamespace:
     import numpy as np
 
-    njit, prange = numba.njit, numba.prange
+    njit = numba.njit
     m1, m2, m4 = np.uint64(0x5555555555555555), np.uint64(0x3333333333333333), np.uint64(0x0F0F0F0F0F0F0F0F)
     h01, s1, s2, s4, s56 = np.uint64(0x0101010101010101), np.uint64(1), np.uint64(2), np.uint64(4), np.uint64(56)
 
@@ -50,13 +50,6 @@ def _build(numba: Any) -> SimpleNamespace:
         x = (x & m2) + ((x >> s2) & m2)
         x = (x + (x >> s4)) & m4
         return np.int64((x * h01) >> s56)
-
-    @njit(inline="always")
-    def distance(a, i, b, j):
-        d = 0
-        for w in range(a.shape[1]):
-            d += popcount(a[i, w] ^ b[j, w])
-        return d
 
     one = np.uint64(1)
 
@@ -82,6 +75,19 @@ def _build(numba: Any) -> SimpleNamespace:
                 rel[x] |= lw & words[x]
         for x in range(m):
             bins[x] = (bins[x] << one) + np.uint64(rel[x] != 0)
+
+    pair_histograms, query_histograms = _histogram_kernels(numba, tile_bins)
+    top_k = _top_k_kernel(numba, popcount)
+    return SimpleNamespace(
+        pair_histograms=pair_histograms, query_histograms=query_histograms, top_k=top_k,
+        threads=numba.get_num_threads, version=numba.__version__,
+    )  # fmt: skip
+
+
+def _histogram_kernels(numba: Any, tile_bins: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    njit, prange = numba.njit, numba.prange
 
     @njit(parallel=True, nogil=True)
     def pair_histograms(img, txt_t, img_lab, txt_lab_t, n_bins, n_parts):  # pragma: no cover - compiled
@@ -123,6 +129,14 @@ def _build(numba: Any) -> SimpleNamespace:
                 for x in range(j1 - j0):
                     mine[bins[x]] += 1
         return out
+
+    return pair_histograms, query_histograms
+
+
+def _top_k_kernel(numba: Any, popcount: Any) -> Any:
+    import numpy as np
+
+    njit, prange = numba.njit, numba.prange
 
     @njit(nogil=True)
     def keep_best(buf_d, buf_i, count, k, tmp_d, tmp_i, hist):
@@ -188,7 +202,4 @@ def _build(numba: Any) -> SimpleNamespace:
                     out_i[qi, x] = buf_i[x]
         return out_d, out_i
 
-    return SimpleNamespace(
-        pair_histograms=pair_histograms, query_histograms=query_histograms, top_k=top_k,
-        threads=numba.get_num_threads, version=numba.__version__,
-    )  # fmt: skip
+    return top_k
