@@ -1,8 +1,10 @@
 """Exact Hamming top-k on 64-bit codes: the engine's popcount path vs faiss IndexBinaryFlat.
 
 Same packed codes, same k, one process. Both are exact, so the k-th distances must agree (the
-item ids may differ inside ties). Ours: XOR + numpy.bitwise_count over uint64 words in blocks,
-then torch.topk. faiss: IndexBinaryFlat.search (its own popcount and heaps).
+item ids may differ inside ties). Ours: fico_registry.evaluator.hamming.hamming_topk (numba kernel when
+installed: a threshold from the distance counts; else faiss, else numpy popcount + torch.topk).
+faiss: IndexBinaryFlat.search (its own popcount and heaps). bench/bench_hamming.py compares
+three shapes with each side at its best thread count.
 
 Usage: .venv/bin/python bench/bench_hamming_topk.py [--queries 5000] [--database 500000] [--k 100]
 """
@@ -17,18 +19,10 @@ import numpy as np
 import torch
 
 
-def ours_topk(queries: np.ndarray, database: np.ndarray, k: int, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    from fico_registry.evaluator.similarity import hamming_scores
+def ours_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from fico_registry.evaluator.hamming import hamming_topk
 
-    q, db = torch.from_numpy(queries), torch.from_numpy(database)
-    dist = np.empty((len(queries), k), dtype=np.int32)
-    ids = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), block):
-        scores = hamming_scores(q[start : start + block], db, 64)  # -(distance)
-        values, index = scores.topk(k, dim=1)
-        dist[start : start + block] = -values.numpy()
-        ids[start : start + block] = index.numpy()
-    return dist, ids
+    return hamming_topk(queries, database, k)
 
 
 def faiss_topk(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,7 +49,13 @@ def main() -> None:
 
     print(f"{args.queries} queries x {args.database} codes (64-bit), k={args.k}; {os.cpu_count()} cores, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__} ({faiss.omp_get_max_threads()} threads)")
-    ours_topk(queries[:64], database[:10000], args.k)  # warm-up
+    try:  # the same thread count as faiss
+        import numba
+
+        numba.set_num_threads(faiss.omp_get_max_threads())
+    except ImportError:
+        pass
+    ours_topk(queries[:64], database[:10000], args.k)  # warm-up (numba compiles here)
     start = time.perf_counter()
     d_ours, _ = ours_topk(queries, database, args.k)
     t_ours = time.perf_counter() - start

@@ -165,6 +165,7 @@ def test_candidate_blocks_equal_whole_rows(measure, monkeypatch):
     from fico_registry import evaluate_embeddings
 
     calls = _spy_candidate_blocks(monkeypatch)
+    monkeypatch.setenv("FICO_HAMMING_PATH", "sort")  # codes take the engine (the histogram path has no candidate blocks)
 
     rng = np.random.default_rng(5)
     caption_to_image, labels = _uneven_task(rng)

@@ -23,6 +23,7 @@ from fico_registry.evaluator.engine import (
     positives_of_texts,
     run_direction,
 )
+from fico_registry.evaluator.hamming import histogram_path_applies, histogram_stats
 from fico_registry.evaluator.report import Report
 from fico_registry.evaluator.similarity import as_tensor, check_measure, prepare_embeddings
 
@@ -229,7 +230,11 @@ def _evaluate(
         recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
         budget=budget // 2 if parallel else budget,
     )
-    if sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
+    if sharded is None and histogram_path_applies(i2t, t2i):  # Hamming codes: per-query distance histograms
+        stats = histogram_stats(
+            i2t, c2i, lab if labels is not None else None, map_ks=map_ks, map_variant=map_variant, ties=ties, budget=budget,  # type: ignore[arg-type]
+        )  # fmt: skip
+    elif sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
         stats = sharded.run_directions(
             jobs, labels=lab if labels is not None else None, caption_map=c2i_t if labels is not None else None,
             parallel=parallel, **common,  # type: ignore[arg-type]
