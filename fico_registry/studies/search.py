@@ -222,6 +222,10 @@ def _ivf_bytes(index: Any) -> int:
     return int(index.ntotal * (index.code_size + 8) + index.nlist * index.code_size)
 
 
+def _rounded(times: dict[int, float]) -> dict[str, float]:
+    return {str(k): round(t, 6) for k, t in times.items()}
+
+
 def _timed_search(search: Any, queries: np.ndarray, k: int) -> tuple[float, np.ndarray, np.ndarray]:
     began = time.perf_counter()
     distances, ids = search(queries, k)
@@ -336,101 +340,107 @@ class SearchStudy:
         }
 
     def run(self) -> dict[str, Any]:
+        """Build and search every index in turn (one in memory at a time); the flat index is the reference."""
         faiss = _faiss()
         s, db, q = self.s, self.database, self.queries
-        d = db.shape[1]
-        indexes: dict[str, Any] = {}
-
-        began = time.perf_counter()
-        flat = faiss.IndexFlatIP(d)
-        flat.add(db)
-        build = time.perf_counter() - began
-        times, _, ids = self._run_searches(flat.search, q)
-        self.reference = ids
-        indexes["flat-ip"] = self._entry("faiss.IndexFlatIP", "float32", {}, build, times, ids, _flat_bytes(flat))
-        del flat
-
-        began = time.perf_counter()
-        hnsw = faiss.IndexHNSWFlat(d, s.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        hnsw.hnsw.efConstruction = s.ef_construction
-        hnsw.add(db)
-        build = time.perf_counter() - began
-        sweep = []
-        for ef in s.ef_search:
-            hnsw.hnsw.efSearch = ef
-            times, _, ids = self._run_searches(hnsw.search, q)
-            sweep.append(
-                {
-                    "efSearch": ef,
-                    "search_s": {str(k): round(t, 6) for k, t in times.items()},
-                    **self._score(ids),
-                    "_t": times,
-                    "_ids": ids,
-                }
-            )
-        indexes["hnsw-flat"] = self._pick(
-            "faiss.IndexHNSWFlat",
-            "float32",
-            {"M": s.hnsw_m, "efConstruction": s.ef_construction},
-            "efSearch",
-            build,
-            sweep,
-            _hnsw_bytes(hnsw),
-            baseline_r1=1.0,
-            baseline="flat-ip",
-        )
-        del hnsw
-
-        began = time.perf_counter()
-        times = {}
-        ids = {}
-        for k in self.ks:
-            t0 = time.perf_counter()
-            _, ids[k] = engine_search(db, q, k, "inner_product")
-            times[k] = time.perf_counter() - t0
-        indexes["fico-engine-ip"] = self._entry(
-            "fico_registry engine (exact)", "float32", {}, 0.0, times, ids, db.nbytes
-        )
+        indexes: dict[str, Any] = {"flat-ip": self._flat_ip(faiss)}
+        indexes["hnsw-flat"] = self._hnsw(faiss)
+        indexes["fico-engine-ip"] = self._engine_ip()
 
         # binary codes of the same vectors
         began = time.perf_counter()
         binariser = Binariser.fit(db, s.bits, s.binarise, s.seed)
         db_codes, q_codes = binariser.codes(db), binariser.codes(q)
         binarise_s = time.perf_counter() - began
+        engine_hamming, exact_kth = self._engine_hamming(db_codes, q_codes)
+        indexes["binary-flat"] = self._binary_flat(faiss, db_codes, q_codes, exact_kth)
+        indexes["binary-ivf"] = self._binary_ivf(faiss, db_codes, q_codes, exact_kth, indexes["binary-flat"])
+        indexes["fico-engine-hamming"] = engine_hamming
+        return {
+            "n_database": len(db),
+            "n_queries": len(q),
+            "dim": db.shape[1],
+            "bits": s.bits,
+            "direction": s.direction,
+            "ks": list(self.ks),
+            "binarisation": {**binariser.describe(), "seconds": round(binarise_s, 6)},
+            "indexes": indexes,
+        }
 
+    def _flat_ip(self, faiss: Any) -> dict[str, Any]:
+        began = time.perf_counter()
+        flat = faiss.IndexFlatIP(self.database.shape[1])
+        flat.add(self.database)
+        build = time.perf_counter() - began
+        times, _, ids = self._run_searches(flat.search, self.queries)
+        self.reference = ids
+        return self._entry("faiss.IndexFlatIP", "float32", {}, build, times, ids, _flat_bytes(flat))
+
+    def _hnsw(self, faiss: Any) -> dict[str, Any]:
+        s = self.s
+        began = time.perf_counter()
+        hnsw = faiss.IndexHNSWFlat(self.database.shape[1], s.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        hnsw.hnsw.efConstruction = s.ef_construction
+        hnsw.add(self.database)
+        build = time.perf_counter() - began
+        sweep = []
+        for ef in s.ef_search:
+            hnsw.hnsw.efSearch = ef
+            times, _, ids = self._run_searches(hnsw.search, self.queries)
+            scored = self._score(ids)
+            sweep.append({"efSearch": ef, "search_s": _rounded(times), **scored, "_t": times, "_ids": ids})
+        params = {"M": s.hnsw_m, "efConstruction": s.ef_construction}
+        return self._pick(
+            "faiss.IndexHNSWFlat", "float32", params, "efSearch", build, sweep, _hnsw_bytes(hnsw),
+            baseline_r1=1.0, baseline="flat-ip",
+        )  # fmt: skip
+
+    def _engine_ip(self) -> dict[str, Any]:
+        times, ids = {}, {}
+        for k in self.ks:
+            t0 = time.perf_counter()
+            _, ids[k] = engine_search(self.database, self.queries, k, "inner_product")
+            times[k] = time.perf_counter() - t0
+        return self._entry("fico_registry engine (exact)", "float32", {}, 0.0, times, ids, self.database.nbytes)
+
+    def _hamming_recall(self, q_codes: np.ndarray, db_codes: np.ndarray, ids: dict[int, np.ndarray],
+                        exact_kth: dict[int, np.ndarray]) -> dict[str, float]:  # fmt: skip
+        return {str(k): hamming_recall(hamming_distances(q_codes, db_codes, ids[k]), exact_kth[k], k) for k in self.ks}
+
+    def _engine_hamming(self, db_codes: np.ndarray, q_codes: np.ndarray) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+        """The exact engine on codes; its k-th distances are what approximate indexes are scored against."""
         exact_kth: dict[int, np.ndarray] = {}
         times, ids = {}, {}
         for k in self.ks:
             t0 = time.perf_counter()
-            scores, ids[k] = engine_search(db_codes, q_codes, k, "hamming", s.bits)
+            scores, ids[k] = engine_search(db_codes, q_codes, k, "hamming", self.s.bits)
             times[k] = time.perf_counter() - t0
             exact_kth[k] = -scores[:, k - 1].astype(np.int64)
-        engine_hamming = self._entry(
-            "fico_registry engine (exact Hamming)", f"{s.bits}-bit codes", {}, 0.0, times, ids, db_codes.nbytes
-        )
-        engine_hamming["hamming_recall"] = {
-            str(k): hamming_recall(hamming_distances(q_codes, db_codes, ids[k]), exact_kth[k], k) for k in self.ks
-        }
+        vectors = f"{self.s.bits}-bit codes"
+        entry = self._entry("fico_registry engine (exact Hamming)", vectors, {}, 0.0, times, ids, db_codes.nbytes)
+        entry["hamming_recall"] = self._hamming_recall(q_codes, db_codes, ids, exact_kth)
+        return entry, exact_kth
 
+    def _binary_flat(self, faiss: Any, db_codes: np.ndarray, q_codes: np.ndarray,
+                     exact_kth: dict[int, np.ndarray]) -> dict[str, Any]:  # fmt: skip
         began = time.perf_counter()
-        binary_flat = faiss.IndexBinaryFlat(s.bits)
+        binary_flat = faiss.IndexBinaryFlat(self.s.bits)
         binary_flat.add(db_codes)
         build = time.perf_counter() - began
         times, dists, ids = self._run_searches(binary_flat.search, q_codes)
-        entry = self._entry(
-            "faiss.IndexBinaryFlat", f"{s.bits}-bit codes", {}, build, times, ids, _flat_bytes(binary_flat)
-        )
-        entry["hamming_recall"] = {
-            str(k): hamming_recall(hamming_distances(q_codes, db_codes, ids[k]), exact_kth[k], k) for k in self.ks
-        }
+        vectors = f"{self.s.bits}-bit codes"
+        entry = self._entry("faiss.IndexBinaryFlat", vectors, {}, build, times, ids, _flat_bytes(binary_flat))
+        entry["hamming_recall"] = self._hamming_recall(q_codes, db_codes, ids, exact_kth)
         entry["distances_match_bruteforce"] = all(
             np.array_equal(dists[k].astype(np.int64), hamming_distances(q_codes, db_codes, ids[k])) for k in self.ks
         )
-        indexes["binary-flat"] = entry
-        del binary_flat
+        return entry
 
+    def _binary_ivf(self, faiss: Any, db_codes: np.ndarray, q_codes: np.ndarray, exact_kth: dict[int, np.ndarray],
+                    binary_flat: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        s = self.s
         # sqrt(n) lists, but no more than faiss's 39 training points per centroid allow
-        nlist = s.nlist or max(1, min(round(math.sqrt(len(db))), len(db) // 39))
+        nlist = s.nlist or max(1, min(round(math.sqrt(len(db_codes))), len(db_codes) // 39))
         began = time.perf_counter()
         quantizer = faiss.IndexBinaryFlat(s.bits)
         ivf = faiss.IndexBinaryIVF(quantizer, s.bits, nlist)
@@ -441,41 +451,13 @@ class SearchStudy:
         for nprobe in sorted({min(p, nlist) for p in s.nprobe}):
             ivf.nprobe = nprobe
             times, _, ids = self._run_searches(ivf.search, q_codes)
-            point = {
-                "nprobe": nprobe,
-                "search_s": {str(k): round(t, 6) for k, t in times.items()},
-                **self._score(ids),
-                "_t": times,
-                "_ids": ids,
-            }
-            point["hamming_recall"] = {
-                str(k): hamming_recall(hamming_distances(q_codes, db_codes, ids[k]), exact_kth[k], k) for k in self.ks
-            }
+            point = {"nprobe": nprobe, "search_s": _rounded(times), **self._score(ids), "_t": times, "_ids": ids}
+            point["hamming_recall"] = self._hamming_recall(q_codes, db_codes, ids, exact_kth)
             sweep.append(point)
-        indexes["binary-ivf"] = self._pick(
-            "faiss.IndexBinaryIVF",
-            f"{s.bits}-bit codes",
-            {"nlist": nlist},
-            "nprobe",
-            build,
-            sweep,
-            _ivf_bytes(ivf),
-            baseline_r1=indexes["binary-flat"]["recall"][str(self.ks[0])],
-            baseline="binary-flat",
-        )
-        indexes["fico-engine-hamming"] = engine_hamming
-        del ivf, quantizer
-
-        return {
-            "n_database": len(db),
-            "n_queries": len(q),
-            "dim": d,
-            "bits": s.bits,
-            "direction": s.direction,
-            "ks": list(self.ks),
-            "binarisation": {**binariser.describe(), "seconds": round(binarise_s, 6)},
-            "indexes": indexes,
-        }
+        return self._pick(
+            "faiss.IndexBinaryIVF", f"{s.bits}-bit codes", {"nlist": nlist}, "nprobe", build, sweep, _ivf_bytes(ivf),
+            baseline_r1=binary_flat["recall"][str(self.ks[0])], baseline="binary-flat",
+        )  # fmt: skip
 
     def _pick(
         self,
