@@ -287,3 +287,12 @@ def test_pr11_expected_is_the_interpolated_expected_curve_not_its_expectation():
     assert got == pytest.approx(pr11_expected_counts(scores, rel), abs=1e-12)
     over_orders = pr11_expected_over_orders(scores, rel)
     assert over_orders == pytest.approx([1, 1, 1, 1, 5 / 6, 5 / 6, 5 / 6, 0.5, 0.5, 0.5, 0.5], abs=1e-12)
+
+
+def test_median_rank_too_costly_to_take_exactly_is_null_with_a_warning(monkeypatch):
+    import fico_registry.expected_median as expected_median
+
+    monkeypatch.setattr(expected_median, "MAX_WORK", 1e3)
+    with pytest.warns(UserWarning, match="ties='optimistic' / 'pessimistic'"):
+        got = metrics.median_rank_under_ties([0, 0, 0, 0], [50, 50, 50, 50], [1, 1, 1, 1], "expected")
+    assert math.isnan(got)
