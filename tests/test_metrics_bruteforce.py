@@ -296,3 +296,25 @@ def test_median_rank_too_costly_to_take_exactly_is_null_with_a_warning(monkeypat
     with pytest.warns(UserWarning, match="ties='optimistic' / 'pessimistic'"):
         got = metrics.median_rank_under_ties([0, 0, 0, 0], [50, 50, 50, 50], [1, 1, 1, 1], "expected")
     assert math.isnan(got)
+
+
+def test_windowed_count_dp_equals_the_full_polynomial_product():
+    """expected_median's DP keeps a Hoeffding window of counts once slots are many: compare it with
+    the plain product of (a z + h) over 400 slots, at counts near and far from the mean."""
+    from fico_registry.expected_median import _count_pmf
+
+    rng = np.random.default_rng(2)
+    a = rng.random((3, 400)) * 0.6
+    h = (1 - a) * np.array([[1.0], [0.999], [0.99]])  # rows 2, 3 lose mass: an excluded event
+    full = np.ones((3, 1))
+    for s in range(400):
+        nxt = np.zeros((3, full.shape[1] + 1))
+        nxt[:, :-1] += full * h[:, s : s + 1]
+        nxt[:, 1:] += full * a[:, s : s + 1]
+        full = nxt
+    mean = a.sum(1)
+    for shift in (-40, -3, 0, 5, 40):
+        need = np.round(mean).astype(np.int64) + shift
+        at, upto = _count_pmf(a, h, need)
+        assert at == pytest.approx(full[np.arange(3), need], abs=1e-15, rel=1e-9)
+        assert upto == pytest.approx(np.array([full[i, : need[i] + 1].sum() for i in range(3)]), abs=1e-15, rel=1e-9)
