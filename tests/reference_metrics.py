@@ -111,3 +111,28 @@ def _interpolate(cum, n_rel):
 
 def exact_fraction_mean(values):
     return sum(Fraction(v) for v in values) / len(values)
+
+
+def median_rank_over_orders(score_rows, positive_rows):
+    """E[floor(median(rank - 1)) + 1] over every joint tie order of every query's row (FiCo-ITR MedR).
+
+    Returns (expected, optimistic, pessimistic); each query's rank is that of its first positive.
+    """
+    per_query = []
+    for scores, positives in zip(score_rows, positive_rows, strict=True):
+        per_query.append([first_positive_rank(order, positives) for order in tie_orders(scores)])
+    total = math.prod(len(r) for r in per_query)
+    assert total <= 200_000, f"{total} joint orders is too many for brute force"
+    expected = Fraction(0)
+    for joint in itertools.product(*per_query):
+        expected += Fraction(math.floor(np.median(np.array(joint) - 1)) + 1)
+    expected /= total
+    optimistic = math.floor(np.median([min(r) - 1 for r in per_query])) + 1
+    pessimistic = math.floor(np.median([max(r) - 1 for r in per_query])) + 1
+    return float(expected), optimistic, pessimistic
+
+
+def pr11_expected_over_orders(scores, relevant):
+    """The true expectation of the 11-point interpolated precision over every tie order."""
+    curves = [pr11_order(order, relevant) for order in tie_orders(scores)]
+    return np.mean(curves, axis=0).tolist()

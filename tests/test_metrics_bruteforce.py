@@ -9,9 +9,20 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_metrics import AP, bracket_order, first_positive_rank, metric_by_policy, pr11_expected_counts, pr11_order
+from reference_metrics import (
+    AP,
+    bracket_order,
+    first_positive_rank,
+    median_rank_over_orders,
+    metric_by_policy,
+    pr11_expected_counts,
+    pr11_expected_over_orders,
+    pr11_order,
+)
 
+from fico_registry import evaluate_similarity
 from fico_registry.evaluator import engine, metrics
+from fico_registry.evaluator.expected_median import expected_median_rank
 
 TIES = ("expected", "optimistic", "pessimistic")
 
@@ -187,3 +198,124 @@ def test_label_relevance_parts_equal_the_whole_matrix(seed):
             assert torch.equal(rel.count_where(start, stop, mask, max_pairs=3), (mask & whole).sum(1))  # chunked
             shifted = rel.shifted(start)
             assert torch.equal(shifted(0, stop - start), whole)
+
+
+def _instance_stats(scores, positives):
+    best = max(scores[i] for i in positives)
+    p = sum(scores[i] == best for i in positives)
+    return sum(s > best for s in scores), sum(s == best for s in scores) - p, p
+
+
+query_strategy = st.integers(min_value=1, max_value=5).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(min_value=0, max_value=2), min_size=n, max_size=n),
+        st.sets(st.integers(min_value=0, max_value=n - 1), min_size=1, max_size=n),
+    )
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(queries=st.lists(query_strategy, min_size=1, max_size=4))
+def test_median_rank_matches_every_joint_tie_order(queries):
+    """MedR = floor(median(rank - 1)) + 1 averaged over every tie order of every query (jointly)."""
+    scores = [q[0] for q in queries]
+    positives = [q[1] for q in queries]
+    g, t, p = (np.array(x) for x in zip(*(_instance_stats(s, pos) for s, pos in queries), strict=True))
+    want = dict(zip(TIES, median_rank_over_orders(scores, positives), strict=True))
+    for ties in TIES:
+        assert metrics.median_rank_under_ties(g, t, p, ties) == pytest.approx(want[ties], abs=1e-12), (ties, queries)
+
+
+def _rank_law(g, t, p):
+    """P(rank - 1 = y) of one query, from P(X >= j) = C(t, j) / C(t + p, j)."""
+    if t == 0 or p == 0:
+        return {g + (t if p == 0 else 0): 1.0}
+    tail = [math.comb(t, j) / math.comb(t + p, j) for j in range(t + 1)] + [0.0]
+    return {g + j: tail[j] - tail[j + 1] for j in range(t + 1)}
+
+
+def test_median_rank_matches_the_product_of_rank_laws():
+    """Wider ties than orders can enumerate: sum over every joint outcome of the per-query rank laws."""
+    import itertools
+
+    rng = np.random.default_rng(5)
+    for _ in range(150):
+        n = int(rng.integers(1, 7))
+        g, t, p = rng.integers(0, 6, n), rng.integers(0, 5, n), rng.integers(0, 3, n)
+        laws = [list(_rank_law(*x).items()) for x in zip(g.tolist(), t.tolist(), p.tolist(), strict=True)]
+        want = 0.0
+        for joint in itertools.product(*laws):
+            want += math.prod(pr for _, pr in joint) * (math.floor(np.median([y for y, _ in joint])) + 1)
+        assert expected_median_rank(g, t, p) == pytest.approx(want, abs=1e-12), (g, t, p)
+
+
+def test_median_rank_of_an_all_tied_2x2_matrix_is_1_25():
+    # each query's positive is first or second with probability 1/2; floor(median) is 1 only when
+    # both are second: E[MedR] = 1 + 1/4 (the median of the expected ranks, 1.5, would give 1)
+    report = evaluate_similarity(np.ones((2, 2), dtype=np.float32), [0, 1], map_ks=(), device="cpu")
+    for direction in ("i2t", "t2i"):
+        assert report.instance[direction]["MedR"] == pytest.approx(1.25, abs=1e-12)
+        assert report.instance[direction]["MeanR"] == pytest.approx(1.5, abs=1e-12)
+    for ties, want in (("optimistic", 1.0), ("pessimistic", 2.0)):
+        report = evaluate_similarity(np.ones((2, 2), dtype=np.float32), [0, 1], map_ks=(), ties=ties, device="cpu")
+        assert report.instance["i2t"]["MedR"] == want
+
+
+def test_median_rank_expectation_on_heavy_hamming_ties_lies_between_bounds_and_matches_sampling():
+    rng = np.random.default_rng(11)
+    n_q, n_c = 300, 200
+    scores = -rng.integers(0, 6, size=(n_q, n_c))  # a few distance levels: most ranks are random
+    positive = rng.integers(0, n_c, size=n_q)
+    best = scores[np.arange(n_q), positive][:, None]
+    g, eq = (scores > best).sum(1), (scores == best).sum(1)
+    p = np.ones(n_q, dtype=np.int64)
+    t = eq - 1
+    got = metrics.median_rank_under_ties(g, t, p, "expected")
+    lo, hi = (metrics.median_rank_under_ties(g, t, p, ties) for ties in ("optimistic", "pessimistic"))
+    assert lo <= got <= hi
+    samples = [metrics.median_rank(g + rng.integers(0, t + 1) + 1) for _ in range(3000)]  # p = 1: X uniform
+    assert abs(got - np.mean(samples)) < 5 * np.std(samples) / math.sqrt(len(samples)) + 1e-9
+
+
+def test_pr11_expected_is_the_interpolated_expected_curve_not_its_expectation():
+    """docs/metrics.md's worked example with positions 2 and 3 tied: PR11 under ties='expected' is
+    the interpolation of the expected-count curve (0.75 at recall 0.4); the expectation of the
+    interpolated precision over both orders is 0.8333 there. The docs say which one is reported."""
+    scores, rel = [6, 5, 5, 3, 2, 1], [1, 1, 0, 0, 0, 1]
+    got = metrics.pr11(_groups([scores], [rel]), "expected")[0]
+    curve = [1, 1, 1, 1, 0.75, 0.75, 2 / 3, 0.5, 0.5, 0.5, 0.5]
+    assert got == pytest.approx(curve, abs=1e-12)
+    assert got == pytest.approx(pr11_expected_counts(scores, rel), abs=1e-12)
+    over_orders = pr11_expected_over_orders(scores, rel)
+    assert over_orders == pytest.approx([1, 1, 1, 1, 5 / 6, 5 / 6, 5 / 6, 0.5, 0.5, 0.5, 0.5], abs=1e-12)
+
+
+def test_median_rank_too_costly_to_take_exactly_is_null_with_a_warning(monkeypatch):
+    import fico_registry.evaluator.expected_median as expected_median
+
+    monkeypatch.setattr(expected_median, "MAX_WORK", 1e3)
+    with pytest.warns(UserWarning, match="ties='optimistic' / 'pessimistic'"):
+        got = metrics.median_rank_under_ties([0, 0, 0, 0], [50, 50, 50, 50], [1, 1, 1, 1], "expected")
+    assert math.isnan(got)
+
+
+def test_windowed_count_dp_equals_the_full_polynomial_product():
+    """expected_median's DP keeps a Hoeffding window of counts once slots are many: compare it with
+    the plain product of (a z + h) over 400 slots, at counts near and far from the mean."""
+    from fico_registry.evaluator.expected_median import _count_pmf
+
+    rng = np.random.default_rng(2)
+    a = rng.random((3, 400)) * 0.6
+    h = (1 - a) * np.array([[1.0], [0.999], [0.99]])  # rows 2, 3 lose mass: an excluded event
+    full = np.ones((3, 1))
+    for s in range(400):
+        nxt = np.zeros((3, full.shape[1] + 1))
+        nxt[:, :-1] += full * h[:, s : s + 1]
+        nxt[:, 1:] += full * a[:, s : s + 1]
+        full = nxt
+    mean = a.sum(1)
+    for shift in (-40, -3, 0, 5, 40):
+        need = np.round(mean).astype(np.int64) + shift
+        at, upto = _count_pmf(a, h, need)
+        assert at == pytest.approx(full[np.arange(3), need], abs=1e-15, rel=1e-9)
+        assert upto == pytest.approx(np.array([full[i, : need[i] + 1].sum() for i in range(3)]), abs=1e-15, rel=1e-9)

@@ -22,6 +22,7 @@ import torch
 
 from fico_registry.errors import MemoryBudgetError, NonFiniteError, OptionError, ShapeError
 from fico_registry.evaluator import metrics
+from fico_registry.evaluator.block_buffers import BlockBuffers, embedding_block_into, row_counts
 from fico_registry.evaluator.similarity import as_tensor, score_block
 from fico_registry.runtime.progress import progress_bar as _progress
 
@@ -153,10 +154,17 @@ def candidate_columns(source: ScoreSource, lo: int, hi: int) -> ScoreSource | No
     return None
 
 
-def checked_block(source: ScoreSource, start: int, stop: int, *, label: str = "", first_candidate: int | None = None) -> tuple[torch.Tensor, float | int]:
+def checked_block(
+    source: ScoreSource, start: int, stop: int, *, label: str = "", first_candidate: int | None = None, buffers: BlockBuffers | None = None
+) -> tuple[torch.Tensor, float | int]:
     """The source's scores for queries start..stop-1, checked (shape, dtype, NaN / inf), fp16/bf16 as
-    float32; and the lowest score of its dtype (the floor a missing positive takes)."""
-    scores = source.block(start, stop)
+    float32; and the lowest score of its dtype (the floor a missing positive takes). With `buffers`,
+    embedding scores are computed into reused tensors (block_buffers)."""
+    scores = None
+    if buffers is not None and isinstance(source, EmbeddingScores):
+        scores = embedding_block_into(source, start, stop, buffers)
+    if scores is None:
+        scores = source.block(start, stop)
     n_c = source.n_candidates
     if tuple(scores.shape) != (stop - start, n_c):
         raise ShapeError(f"score block has shape {tuple(scores.shape)}, expected {(stop - start, n_c)}")
@@ -265,7 +273,7 @@ class LabelRelevance:
         """Relevant candidates per query, (b,) int64."""
         rel = self._image_level(start, stop)
         if self.candidate_map is None:
-            return rel.sum(1)
+            return row_counts(rel)
         if self._captions_per_image is None:
             counts = torch.bincount(self.candidate_map, minlength=self.candidate_labels.shape[0])
             self._captions_per_image = counts.to(torch.float64)
@@ -290,7 +298,7 @@ class LabelRelevance:
         """
         query_words, candidate_words = self._label_words()
         query_rows = query_words[self._rows(start, stop)]
-        per_row = np.cumsum(mask.sum(1).cpu().numpy())
+        per_row = np.cumsum(row_counts(mask).cpu().numpy())
         out = torch.zeros(mask.shape[0], dtype=torch.int64, device=mask.device)
         first = 0
         while first < mask.shape[0]:  # rows in chunks of about max_pairs marked cells (ties can be wide)
@@ -599,10 +607,12 @@ def run_direction(
     pr = np.empty((n_q, metrics.PR_LEVELS)) if full_sort else None
     relevant = np.empty(n_q, dtype=np.int64) if want_category else None
 
+    buffers = BlockBuffers()  # the block's scores and masks, reused: no per-block page faults
     with _progress(progress, f"ranking {label}".strip(), n_q) as advance:
         for start in range(0, n_q, rows):
             stop = min(n_q, start + rows)
-            scores, floor = checked_block(source, start, stop, label=label)
+            scores, floor = checked_block(source, start, stop, label=label, buffers=buffers)
+            mask = buffers.get("mask", stop - start, n_c, torch.bool, scores.device)
             pos = positives[start:stop]
             valid = pos >= 0
             pos_scores = scores.gather(1, pos.clamp(min=0))
@@ -617,15 +627,13 @@ def run_direction(
                     g, eq = _instance_from_sorted(keys, scores, best)
                     pr[start:stop] = metrics.pr11(groups, ties)  # type: ignore[index]
                 else:
-                    g = (scores > best).sum(1).cpu().numpy()
-                    eq = (scores == best).sum(1).cpu().numpy()
-                    groups = _groups_top_k(scores, relevance, start, stop, top_k)  # type: ignore[arg-type]
+                    g, eq = _above_and_tied(scores, best, mask)
+                    groups = _groups_top_k(scores, relevance, start, stop, top_k, mask=mask)  # type: ignore[arg-type]
                 for k in map_ks:
                     ap[_map_name(k, n_c)][start:stop] = metrics.average_precision(groups, k, map_variant, ties)
                 relevant[start:stop] = groups.relevant  # type: ignore[index]
             else:
-                g = (scores > best).sum(1).cpu().numpy()
-                eq = (scores == best).sum(1).cpu().numpy()
+                g, eq = _above_and_tied(scores, best, mask)
             g_all[start:stop] = g
             eq_all[start:stop] = eq
             advance(stop - start)
@@ -694,11 +702,11 @@ def _run_direction_by_candidate_blocks(
             eq, n_last, r_last = g.clone(), g.clone(), g.clone()
             for (lo, _hi), part in zip(slices, columns, strict=True):
                 scores, _ = checked_block(part, start, stop, label=label, first_candidate=lo)  # type: ignore[arg-type]
-                g += (scores > best).sum(1)
-                eq += (scores == best).sum(1)
+                g += row_counts(scores > best)
+                eq += row_counts(scores == best)
                 if want_category:
                     at_boundary = scores == top_values[:, -1:]  # type: ignore[index]
-                    n_last += at_boundary.sum(1)
+                    n_last += row_counts(at_boundary)
                     r_last += relevance.count_where(start, stop, at_boundary, first_column=lo)  # type: ignore[union-attr]
             g_all[start:stop] = g.cpu().numpy()
             eq_all[start:stop] = eq.cpu().numpy()
@@ -726,7 +734,7 @@ def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Te
     if scores.dtype == torch.float64:
         s = scores.cpu()
         b = best.cpu()
-        return (s > b).sum(1).numpy(), (s == b).sum(1).numpy()
+        return row_counts(s > b).numpy(), row_counts(s == b).numpy()
     sorted_keys = torch.from_numpy(keys)
     if keys.dtype != np.int32:
         target = (order_keys(best) * 2).cpu()
@@ -746,12 +754,21 @@ def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Te
     return g.numpy(), eq.numpy()
 
 
-def _groups_top_k(scores: torch.Tensor, relevance: LabelRelevance, start: int, stop: int, k: int) -> metrics.Groups:
+def _above_and_tied(scores: torch.Tensor, best: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, candidates scoring above `best` and equal to it, through one reused bool mask."""
+    g = row_counts(torch.gt(scores, best, out=mask)).cpu().numpy()
+    eq = row_counts(torch.eq(scores, best, out=mask)).cpu().numpy()
+    return g, eq
+
+
+def _groups_top_k(
+    scores: torch.Tensor, relevance: LabelRelevance, start: int, stop: int, k: int, mask: torch.Tensor | None = None
+) -> metrics.Groups:
     values, index = scores.topk(k, dim=1, largest=True, sorted=True)
     rel_top = relevance.at(start, stop, index)
     # the last group may run past position k: size and relevant count come from the whole row
-    at_boundary = scores == values[:, -1:]
-    n_last = at_boundary.sum(1).cpu().numpy()
+    at_boundary = scores == values[:, -1:] if mask is None else torch.eq(scores, values[:, -1:], out=mask)
+    n_last = row_counts(at_boundary).cpu().numpy()
     r_last = relevance.count_where(start, stop, at_boundary).cpu().numpy()
     keys = _sorted_keys_with_relevance(values, rel_top)
     relevant = relevance.totals(start, stop).cpu().numpy()

@@ -286,7 +286,7 @@ def _sharding(device: Any) -> Any:
 def _instance_metrics(s: DirectionStats, recall_ks: Sequence[int], ties: str) -> dict[str, float]:
     out = {f"R@{k}": float(metrics.recall_at(s.g, s.t, s.p, k, ties).mean()) for k in recall_ks}
     rank = metrics.ranks(s.g, s.t, s.p, ties)
-    out["MedR"] = metrics.median_rank(rank)
+    out["MedR"] = metrics.median_rank_under_ties(s.g, s.t, s.p, ties)
     out["MeanR"] = float(rank.mean())
     return out
 

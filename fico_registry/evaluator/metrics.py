@@ -8,7 +8,8 @@ groups holding relevant items matter; each is described by
     a  = items ranked strictly above the group,   n  = group size,
     r  = relevant items in the group,             Rb = relevant items strictly above it.
 Every metric below is a closed form in these numbers, for three tie policies:
-    "expected"    the exact expectation over a uniformly random order within each tie group,
+    "expected"    the exact expectation over a uniformly random order within each tie group
+                  (PR11: the interpolation of the expected curve, see pr11),
     "optimistic"  relevant items first within each tie group,
     "pessimistic" relevant items last.
 Formulas and a worked example are in docs/metrics.md.
@@ -22,6 +23,7 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from fico_registry.errors import OptionError
+from fico_registry.evaluator.expected_median import expected_median_rank
 
 TIES = ("expected", "optimistic", "pessimistic")
 MAP_VARIANTS = ("fico", "dcmh", "apk")
@@ -71,8 +73,21 @@ def recall_at(g: np.ndarray, t: np.ndarray, p: np.ndarray, k: int, ties: str) ->
 
 
 def median_rank(rank: np.ndarray) -> float:
-    """FiCo-ITR / VSE convention: floor(median of 0-based ranks) + 1."""
+    """FiCo-ITR / VSE convention: floor(median of 0-based ranks) + 1, for one fixed order."""
     return float(np.floor(np.median(rank - 1)) + 1)
+
+
+def median_rank_under_ties(g: np.ndarray, t: np.ndarray, p: np.ndarray, ties: str) -> float:
+    """MedR of the queries (g, t, p as in `ranks`) under a tie policy.
+
+    optimistic / pessimistic: median_rank of the bracketing ranks. expected: the exact expectation
+    of median_rank over random tie orders (not the median of expected ranks, which differs: a 2 x 2
+    all-tied matrix has E[MedR] = 1.25, median of expected ranks 1.5 -> 1.0); see expected_median.
+    """
+    check_ties(ties)
+    if ties != "expected":
+        return median_rank(ranks(g, t, p, ties))
+    return expected_median_rank(g, t, p)
 
 
 # -- category level: tie groups ---------------------------------------------------------------------
@@ -356,8 +371,10 @@ def pr11(groups: Groups, ties: str) -> np.ndarray:
 
     Interpolated precision at level l is the highest precision at any cut-off whose recall is at
     least l. With ties='expected' the curve is that of the expected counts: inside a tie group the
-    expected number of relevant items grows linearly (McSherry & Najork); optimistic / pessimistic
-    use the actual bracketing orders.
+    expected number of relevant items grows linearly (McSherry & Najork). That is the interpolated
+    expected curve, not the expectation of the interpolated precision (a maximum: the expected
+    curve's is at most the expected one; docs/metrics.md, worked example: 0.75 vs 0.8333).
+    optimistic / pessimistic use the actual bracketing orders.
     """
     check_ties(ties)
     n_rows = groups.n_rows
