@@ -261,3 +261,25 @@ def test_fuzzed_inputs_give_exact_numbers_or_typed_errors():
     from fico_registry.testing import check_evaluator_inputs
 
     check_evaluator_inputs(max_examples=25)
+
+
+def test_fico_train_takes_saved_corpora_and_o(tmp_path):
+    pytest.importorskip("fico_adv")
+    from fico_registry.data import synthetic
+
+    train = synthetic(n_images=24, split="train").save(tmp_path / "train")
+    val = synthetic(n_images=8, split="val").save(tmp_path / "val")
+    cli = _cli()
+    for args, message in (
+        (["--corpus", str(train)], "--val-corpus"),
+        (["--corpus", str(train), "--val-corpus", str(val), "--dataset", "synthetic"], "not both"),
+        (["--corpus", str(train), "--val-corpus", str(train)], "never sees training data"),
+    ):
+        result = CliRunner().invoke(cli, ["train", "adv-64", "--config", "tiny", *args, "-o", str(tmp_path / "x")])
+        assert result.exit_code == 2 and message in result.output, result.output
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", "adv-64", "--config", "tiny", "--corpus", str(train), "--val-corpus", str(val),
+                                      "--epochs", "1", "--set", "batch_size=8", "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["dataset"]["train_corpus"] == str(train) and "--corpus TEST_CORPUS" in record["evaluate"]
