@@ -67,7 +67,9 @@ def _check_magic(path: Path, magic: bytes, kind: str, how: str) -> None:
     if not head:
         raise DataFormatError(f"{path}: the file is empty (0 bytes), not a {kind} file; write it again with {how}")
     if head != magic:
-        raise DataFormatError(f"{path}: not a valid {kind} file (it does not start with the {kind} header); save it with {how}")
+        raise DataFormatError(
+            f"{path}: not a valid {kind} file (it does not start with the {kind} header); save it with {how}"
+        )
 
 
 def _read_npy(path: Path, mmap: bool) -> np.ndarray:

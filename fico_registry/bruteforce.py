@@ -126,8 +126,14 @@ def pr11(rel_in_order: list[bool]) -> list[float] | None:
 
 
 def direction(
-    scores: list[list[Any]], positives: list[set[int]], relevant: list[list[bool]] | None, *,
-    recall_ks: Sequence[int], map_ks: Sequence[int | None], ties: str, variant: str,
+    scores: list[list[Any]],
+    positives: list[set[int]],
+    relevant: list[list[bool]] | None,
+    *,
+    recall_ks: Sequence[int],
+    map_ks: Sequence[int | None],
+    ties: str,
+    variant: str,
 ) -> dict[str, Any]:
     """Instance and category metrics of one direction, as the evaluator names them."""
     n_c = len(scores[0])
@@ -160,8 +166,14 @@ def direction(
 
 
 def evaluate(
-    i2t: list[list[Any]], caption_to_image: Sequence[int], t2i: list[list[Any]] | None = None, labels: Any = None, *,
-    recall_ks: Sequence[int] = (1, 5, 10), map_ks: Sequence[int | None] = (10, 100, None), ties: str = "expected",
+    i2t: list[list[Any]],
+    caption_to_image: Sequence[int],
+    t2i: list[list[Any]] | None = None,
+    labels: Any = None,
+    *,
+    recall_ks: Sequence[int] = (1, 5, 10),
+    map_ks: Sequence[int | None] = (10, 100, None),
+    ties: str = "expected",
     map_variant: str = "fico",
 ) -> dict[str, dict[str, Any]]:
     """Both directions from exact score matrices: {"i2t": {"instance": ..., "category": ...}, "t2i": ...}."""

@@ -48,9 +48,15 @@ def common_options(func: Any) -> Any:
         click.option("--ties", type=click.Choice(["expected", "optimistic", "pessimistic"]), default="expected", show_default=True),
         click.option("--map-variant", type=click.Choice(["fico", "apk", "dcmh"]), default="fico", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
-        click.option("--memory-budget", default=None, callback=_size_option, help="Peak working memory for scores: a size with a unit, e.g. 512MB or 2GB (a bare number is bytes; "
-                     "default: a safe share of free memory)."),
-        click.option("-o", "--out", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report JSON here."),
+        click.option(
+            "--memory-budget", default=None, callback=_size_option,
+            help="Peak working memory for scores: a size with a unit, e.g. 512MB or 2GB (a bare number is bytes; "
+            "default: a safe share of free memory).",
+        ),
+        click.option(
+            "-o", "--out", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the report JSON here.",
+        ),
         click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the 11-point PR curves (PNG or SVG)."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table."),
         click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal)."),

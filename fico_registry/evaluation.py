@@ -279,7 +279,9 @@ def _run_directions(jobs: dict[str, Any], parallel: bool, common: dict[str, Any]
     if not parallel:
         return {d: run_direction(src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
-        futures = {d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
+        futures = {
+            d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()
+        }
         return {d: f.result() for d, f in futures.items()}
 
 

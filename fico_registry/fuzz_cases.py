@@ -24,8 +24,14 @@ def draw_case(data: Any, st: Any) -> dict[str, Any]:
     labels = None
     if data.draw(st.booleans(), label="labelled"):
         n_classes = data.draw(st.integers(1, 3))
-        labels = np.array(data.draw(st.lists(st.lists(st.integers(0, 1), min_size=n_classes, max_size=n_classes),
-                                             min_size=n_img, max_size=n_img)), dtype=np.int64)
+        labels = np.array(
+            data.draw(
+                st.lists(
+                    st.lists(st.integers(0, 1), min_size=n_classes, max_size=n_classes), min_size=n_img, max_size=n_img
+                )
+            ),
+            dtype=np.int64,
+        )
     small_k = st.integers(1, 7)
     return {
         "c2i": np.array([base[p] for p in order], dtype=np.int64),
@@ -41,8 +47,13 @@ def draw_case(data: Any, st: Any) -> dict[str, Any]:
 def _options(case: dict[str, Any]) -> dict[str, Any]:
     ks = case["recall_ks"]
     return {
-        "recall_ks": ks, "map_ks": case["map_ks"], "ties": case["ties"], "map_variant": case["map_variant"],
-        "memory_budget": case["memory_budget"], "device": "cpu", "progress": False,
+        "recall_ks": ks,
+        "map_ks": case["map_ks"],
+        "ties": case["ties"],
+        "map_variant": case["map_variant"],
+        "memory_budget": case["memory_budget"],
+        "device": "cpu",
+        "progress": False,
     }
 
 
@@ -53,8 +64,18 @@ def _brute_case(case: dict[str, Any]) -> dict[str, Any]:
 
 def draw_scores(data: Any, st: Any, shape: tuple[int, int]) -> Any:
     """A score matrix with many ties: small ints, extreme ints of the dtype, or ints x 2**k floats."""
-    dtype = data.draw(st.sampled_from((*("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
-                                       "float16", "float32", "float64", "bfloat16")), label="dtype")
+    dtype = data.draw(
+        st.sampled_from(
+            (
+                *("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"),
+                "float16",
+                "float32",
+                "float64",
+                "bfloat16",
+            )
+        ),
+        label="dtype",
+    )
     small = np.array(data.draw(st.lists(st.integers(0, 3), min_size=shape[0] * shape[1], max_size=shape[0] * shape[1])))
     small = small.reshape(shape)
     if dtype in _EXPONENTS:
@@ -78,7 +99,10 @@ def similarity_check(hypothesis: Any, tmp: Path) -> Any:
         from .evaluation import evaluate_similarity
 
         case = draw_case(data, st)
-        shape = (case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1, len(case["c2i"]))
+        shape = (
+            case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1,
+            len(case["c2i"]),
+        )
         i2t = draw_scores(data, st, shape)
         t2i = draw_scores(data, st, shape[::-1]) if data.draw(st.booleans(), label="separate t2i") else None
         if data.draw(st.booleans(), label="as torch"):
@@ -93,8 +117,11 @@ def similarity_check(hypothesis: Any, tmp: Path) -> Any:
             assert _refusal_expected(got, case), f"evaluate_similarity refused a valid input: {got}"
             return
         try:
-            want = expected_metrics(bruteforce.exact_matrix(_numpy(i2t)), _brute_case(case),
-                                    None if t2i is None else bruteforce.exact_matrix(_numpy(t2i)))
+            want = expected_metrics(
+                bruteforce.exact_matrix(_numpy(i2t)),
+                _brute_case(case),
+                None if t2i is None else bruteforce.exact_matrix(_numpy(t2i)),
+            )
         except Skip:
             return
         compare(report_dict(got), want, case["ties"], "evaluate_similarity")
@@ -128,15 +155,21 @@ def draw_embeddings(data: Any, st: Any, measure: str, n_img: int, n_txt: int) ->
 
     def side(rows: int, per_row: bool, exponent: int, vectors: int = 0) -> Any:
         shape = (rows, vectors, d) if vectors else (rows, d)
-        values = np.array(data.draw(st.lists(ints, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))).reshape(shape)
+        values = np.array(
+            data.draw(st.lists(ints, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+        ).reshape(shape)
         if per_row:  # cosine: positive multiples of a few directions, each row its own scale
             pool = np.array([[1, 0, 2, -1], [1, 1, 0, 0], [0, -3, 1, 1], [2, -1, -1, 3]])[:, :d]
             pool[(pool == 0).all(1), 0] = 1
             pick = data.draw(st.lists(st.integers(0, 3), min_size=rows, max_size=rows))
             mult = data.draw(st.lists(st.sampled_from((1, 2, 3, 5)), min_size=rows, max_size=rows))
             values = pool[pick] * np.array(mult)[:, None]
-            rows_out = [exact_power_of_two(values[r:r + 1], data.draw(st.integers(low, high)), dtype) for r in range(rows)]
-            return np.concatenate(rows_out) if isinstance(rows_out[0], np.ndarray) else __import__("torch").cat(rows_out)
+            rows_out = [
+                exact_power_of_two(values[r : r + 1], data.draw(st.integers(low, high)), dtype) for r in range(rows)
+            ]
+            return (
+                np.concatenate(rows_out) if isinstance(rows_out[0], np.ndarray) else __import__("torch").cat(rows_out)
+            )
         return exact_power_of_two(values, exponent, dtype)
 
     e_img = data.draw(st.integers(low, high), label="image exponent")
@@ -147,10 +180,14 @@ def draw_embeddings(data: Any, st: Any, measure: str, n_img: int, n_txt: int) ->
 
 def _draw_codes(data: Any, st: Any, n_img: int, n_txt: int) -> tuple[Any, Any, int | None]:
     bits = data.draw(st.integers(1, 12), label="bits")
-    fmt = data.draw(st.sampled_from(("bool", "int8 0/1", "int8 +-1", "float +-1", "uint8 0/1", "packed")), label="format")
+    fmt = data.draw(
+        st.sampled_from(("bool", "int8 0/1", "int8 +-1", "float +-1", "uint8 0/1", "packed")), label="format"
+    )
 
     def side(rows: int) -> np.ndarray:
-        on = np.array(data.draw(st.lists(st.booleans(), min_size=rows * bits, max_size=rows * bits))).reshape(rows, bits)
+        on = np.array(data.draw(st.lists(st.booleans(), min_size=rows * bits, max_size=rows * bits))).reshape(
+            rows, bits
+        )
         if fmt == "bool":
             return on
         if fmt == "int8 0/1":
@@ -180,7 +217,9 @@ def embedding_check(hypothesis: Any, tmp: Path) -> Any:
         n_img = case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1
         images, texts, bits = draw_embeddings(data, st, measure, n_img, len(case["c2i"]))
         got = typed_or_result(
-            lambda: evaluate_embeddings(images, texts, case["c2i"], case["labels"], measure=measure, bits=bits, **_options(case)),
+            lambda: evaluate_embeddings(
+                images, texts, case["c2i"], case["labels"], measure=measure, bits=bits, **_options(case)
+            ),
             f"evaluate_embeddings(measure={measure!r})",
         )
         if isinstance(got, Exception):
@@ -299,9 +338,20 @@ def cli_check(hypothesis: Any, tmp: Path) -> Any:
 def _cli_inputs(data: Any, st: Any, case: dict[str, Any], n_img: int) -> tuple[list[str], dict[str, Any], Any]:
     """The command line, the arrays to save as .npy, and the exact scores (None: not comparable)."""
     ks = case["recall_ks"]
-    args = ["--json", "--device", "cpu", "--no-progress", "--ties", case["ties"], "--map-variant", case["map_variant"],
-            "--recall-ks", str(ks) if isinstance(ks, int) else ",".join(map(str, ks)),
-            "--map-ks", ",".join("N" if k is None else str(k) for k in case["map_ks"])]
+    args = [
+        "--json",
+        "--device",
+        "cpu",
+        "--no-progress",
+        "--ties",
+        case["ties"],
+        "--map-variant",
+        case["map_variant"],
+        "--recall-ks",
+        str(ks) if isinstance(ks, int) else ",".join(map(str, ks)),
+        "--map-ks",
+        ",".join("N" if k is None else str(k) for k in case["map_ks"]),
+    ]
     arrays: dict[str, Any] = {"caption-map": case["c2i"]}
     if case["labels"] is not None:
         arrays["labels"] = case["labels"]

@@ -22,13 +22,19 @@ def _nonfinite(x: Any, data: Any, st: Any) -> Any:
 
     t = x.clone() if isinstance(x, torch.Tensor) else np.array(x, dtype=np.float64 if x.dtype.kind != "f" else x.dtype)
     flat = t.reshape(-1)
-    flat[data.draw(st.integers(0, flat.shape[0] - 1))] = data.draw(st.sampled_from((float("nan"), float("inf"), -float("inf"))))
+    flat[data.draw(st.integers(0, flat.shape[0] - 1))] = data.draw(
+        st.sampled_from((float("nan"), float("inf"), -float("inf")))
+    )
     return t
 
 
 def _array_mutations(x: Any, data: Any, st: Any) -> Any:
-    choice = data.draw(st.sampled_from(("nonfinite", "strings", "object", "complex", "1-d", "3-d", "empty", "no width",
-                                        "ragged", "scalar", "grad")), label="array mutation")
+    choice = data.draw(
+        st.sampled_from(
+            ("nonfinite", "strings", "object", "complex", "1-d", "3-d", "empty", "no width", "ragged", "scalar", "grad")
+        ),
+        label="array mutation",
+    )
     arr = np.asarray(x.float() if hasattr(x, "float") else x)
     if choice == "nonfinite":
         return _nonfinite(x, data, st)
@@ -59,8 +65,13 @@ def _array_mutations(x: Any, data: Any, st: Any) -> Any:
 def _mapping_mutations(c2i: np.ndarray, data: Any, st: Any) -> Any:
     choice = data.draw(st.sampled_from(("float", "out of range", "negative", "short", "2-d", "strings", "ragged")))
     return {
-        "float": c2i.astype(np.float32), "out of range": c2i + 100, "negative": c2i - 100, "short": c2i[:-1],
-        "2-d": c2i[None], "strings": c2i.astype(str), "ragged": [[0, 1], [0]],
+        "float": c2i.astype(np.float32),
+        "out of range": c2i + 100,
+        "negative": c2i - 100,
+        "short": c2i[:-1],
+        "2-d": c2i[None],
+        "strings": c2i.astype(str),
+        "ragged": [[0, 1], [0]],
     }[choice]
 
 
@@ -72,17 +83,28 @@ def _label_mutations(labels: Any, n_img: int, data: Any, st: Any) -> Any:
 
         return torch.tensor(base).requires_grad_(True)  # valid: must work
     return {
-        "zero classes": np.zeros((n_img, 0)), "rows": base[:-1], "twos": base * 2, "nan": base * np.nan,
-        "strings": base.astype(str), "1-d": base[:, 0],
+        "zero classes": np.zeros((n_img, 0)),
+        "rows": base[:-1],
+        "twos": base * 2,
+        "nan": base * np.nan,
+        "strings": base.astype(str),
+        "1-d": base[:, 0],
     }[choice]
 
 
-def mutate(data: Any, st: Any, case: dict[str, Any], *, images: Any, texts: Any, matrix: Any, measure: str,
-           bits: int | None) -> dict[str, Any]:
+def mutate(
+    data: Any, st: Any, case: dict[str, Any], *, images: Any, texts: Any, matrix: Any, measure: str, bits: int | None
+) -> dict[str, Any]:
     """Keyword arguments of one evaluator call with one (or no) thing broken; "entry" names the function."""
     n_img = len(images)
-    options = {"recall_ks": case["recall_ks"], "map_ks": case["map_ks"], "ties": case["ties"],
-               "map_variant": case["map_variant"], "device": "cpu", "progress": False}
+    options = {
+        "recall_ks": case["recall_ks"],
+        "map_ks": case["map_ks"],
+        "ties": case["ties"],
+        "map_variant": case["map_variant"],
+        "device": "cpu",
+        "progress": False,
+    }
     c2i, labels = case["c2i"], case["labels"]
     target = data.draw(st.sampled_from(("images", "texts", "matrix", "t2i", "c2i", "labels", "bits", *BAD_OPTIONS)))
     if target in BAD_OPTIONS:
@@ -100,10 +122,22 @@ def mutate(data: Any, st: Any, case: dict[str, Any], *, images: Any, texts: Any,
     elif target == "matrix":
         matrix = _array_mutations(matrix, data, st)
     if target in ("matrix", "t2i") or (target in BAD_OPTIONS and data.draw(st.booleans())):
-        t2i = _array_mutations(np.asarray(matrix).T if not hasattr(matrix, "T") else matrix.T, data, st) if target == "t2i" else None
+        t2i = (
+            _array_mutations(np.asarray(matrix).T if not hasattr(matrix, "T") else matrix.T, data, st)
+            if target == "t2i"
+            else None
+        )
         return {"entry": "similarity", "i2t": matrix, "caption_to_image": c2i, "t2i": t2i, "labels": labels, **options}
-    return {"entry": "embeddings", "images": images, "texts": texts, "caption_to_image": c2i, "labels": labels,
-            "measure": measure, "bits": bits, **options}
+    return {
+        "entry": "embeddings",
+        "images": images,
+        "texts": texts,
+        "caption_to_image": c2i,
+        "labels": labels,
+        "measure": measure,
+        "bits": bits,
+        **options,
+    }
 
 
 def corrupt_file(data: Any, st: Any, path: Path) -> None:

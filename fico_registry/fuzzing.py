@@ -116,8 +116,14 @@ def _close(got: Any, want: Any, what: str) -> None:
 def expected_metrics(i2t: list[list[Any]], case: dict[str, Any], t2i: list[list[Any]] | None = None) -> dict[str, Any]:
     try:
         return bruteforce.evaluate(
-            i2t, case["c2i"], t2i, case["labels"], recall_ks=case["recall_ks"], map_ks=case["map_ks"],
-            ties=case["ties"], map_variant=case["map_variant"],
+            i2t,
+            case["c2i"],
+            t2i,
+            case["labels"],
+            recall_ks=case["recall_ks"],
+            map_ks=case["map_ks"],
+            ties=case["ties"],
+            map_variant=case["map_variant"],
         )
     except bruteforce.TooManyOrders as exc:
         raise Skip(str(exc)) from None
@@ -140,7 +146,10 @@ def check_evaluator_inputs(max_examples: int = 100, *, cli: bool = True, seed: i
     if cli:
         checks.append(fuzz_cases.cli_check)
     settings = hypothesis.settings(
-        max_examples=max_examples, deadline=None, derandomize=seed is not None, database=None,
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=seed is not None,
+        database=None,
         suppress_health_check=list(hypothesis.HealthCheck),
     )
     with tempfile.TemporaryDirectory(prefix="fico-fuzz-") as tmp:
@@ -154,7 +163,9 @@ def exact_power_of_two(values: np.ndarray, exponent: int, dtype: str) -> Any:
     if dtype == "bfloat16":
         import torch
 
-        return torch.ldexp(torch.from_numpy(values.astype(np.float32)), torch.tensor(float(exponent))).to(torch.bfloat16)
+        return torch.ldexp(torch.from_numpy(values.astype(np.float32)), torch.tensor(float(exponent))).to(
+            torch.bfloat16
+        )
     out = np.ldexp(values.astype(np.float64), exponent).astype(dtype)
     assert np.all(np.isfinite(out)) and math.isfinite(float(np.abs(out).max(initial=0)))
     return out

@@ -46,7 +46,8 @@ def _run(models, base, tmp_path_factory, **budget):
 
 @pytest.fixture(scope="module")
 def doc(base, tmp_path_factory):
-    return _run(["reference-dual", "adv-64"], base, tmp_path_factory, time_s=30.0, memory_bytes=parse_memory_budget("4GB"))
+    budget = parse_memory_budget("4GB")
+    return _run(["reference-dual", "adv-64"], base, tmp_path_factory, time_s=30.0, memory_bytes=budget)
 
 
 def _model(doc, name):

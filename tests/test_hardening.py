@@ -38,8 +38,14 @@ def _assert_matches(report, expected, ties="expected"):
 @pytest.mark.parametrize("ties", ["expected", "optimistic", "pessimistic"])
 def test_int64_scores_beyond_2_62_are_exact(ties):
     big = 2**62
-    i2t = np.array([[big + 5, big + 1, -big - 3, big + 5], [big + 2, big + 9, big + 2, -(2**63)],
-                    [-big - 9, big + 3, -big - 8, 2**63 - 1]], dtype=np.int64)
+    i2t = np.array(
+        [
+            [big + 5, big + 1, -big - 3, big + 5],
+            [big + 2, big + 9, big + 2, -(2**63)],
+            [-big - 9, big + 3, -big - 8, 2**63 - 1],
+        ],
+        dtype=np.int64,
+    )
     kw = {"recall_ks": (1, 2), "map_ks": (1, None), "ties": ties}
     report = evaluate_similarity(i2t, C2I, labels=LABELS, **kw, **CPU)
     _assert_matches(report, bruteforce.evaluate(bruteforce.exact_matrix(i2t), C2I, labels=LABELS, **kw), ties)
@@ -76,8 +82,9 @@ def test_cosine_is_scale_invariant_below_the_normalisation_eps(dtype):
     images, texts = rng.standard_normal((3, 5)).astype(dtype), rng.standard_normal((4, 5)).astype(dtype)
     base = evaluate_embeddings(images, texts, C2I, LABELS, **CPU)
     tiny = np.finfo(dtype).tiny * 4  # norms far below 1e-12 (and subnormal-adjacent)
-    scaled = evaluate_embeddings(images * tiny, texts * np.array([[1e-30], [1.0], [2.0**60], [3e-15]], dtype=dtype),
-                                 C2I, LABELS, **CPU)
+    scaled = evaluate_embeddings(
+        images * tiny, texts * np.array([[1e-30], [1.0], [2.0**60], [3e-15]], dtype=dtype), C2I, LABELS, **CPU
+    )
     assert scaled.instance == base.instance and scaled.category == base.category
     with pytest.raises(NonFiniteError, match=r"all-zero embeddings.*row 1"):
         evaluate_embeddings(images, np.vstack([texts[:1], np.zeros((1, 5), dtype), texts[2:]]), C2I, **CPU)
@@ -224,7 +231,8 @@ def test_cli_broken_npy_files_are_reported(tmp_path, content, message):
         read_array(bad)
     np.save(tmp_path / "ok.npy", np.eye(3, dtype=np.float32))
     result = CliRunner().invoke(
-        _cli(), ["evaluate-embeddings", "--images", str(bad), "--texts", str(tmp_path / "ok.npy"), "--captions-per-image", "1"]
+        _cli(),
+        ["evaluate-embeddings", "--images", str(bad), "--texts", str(tmp_path / "ok.npy"), "--captions-per-image", "1"],
     )
     assert result.exit_code == 2 and "Error:" in result.output and "Aborted" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
@@ -234,7 +242,8 @@ def test_evaluate_commands_write_reports_with_out(tmp_path):
     np.save(tmp_path / "i2t.npy", np.eye(3, dtype=np.float32))
     out = tmp_path / "report.json"
     result = CliRunner().invoke(
-        _cli(), ["evaluate-similarity", "--i2t", str(tmp_path / "i2t.npy"), "--captions-per-image", "1", "--out", str(out)]
+        _cli(),
+        ["evaluate-similarity", "--i2t", str(tmp_path / "i2t.npy"), "--captions-per-image", "1", "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["instance"]["i2t"]["R@1"] == 1.0
@@ -278,8 +287,26 @@ def test_fico_train_takes_saved_corpora_and_o(tmp_path):
         result = CliRunner().invoke(cli, ["train", "adv-64", "--config", "tiny", *args, "-o", str(tmp_path / "x")])
         assert result.exit_code == 2 and message in result.output, result.output
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", "adv-64", "--config", "tiny", "--corpus", str(train), "--val-corpus", str(val),
-                                      "--epochs", "1", "--set", "batch_size=8", "-o", str(out), "--no-progress"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "adv-64",
+            "--config",
+            "tiny",
+            "--corpus",
+            str(train),
+            "--val-corpus",
+            str(val),
+            "--epochs",
+            "1",
+            "--set",
+            "batch_size=8",
+            "-o",
+            str(out),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "run.json").read_text())
     assert record["dataset"]["train_corpus"] == str(train) and "--corpus TEST_CORPUS" in record["evaluate"]

@@ -87,7 +87,9 @@ def load_splits(
     return corpora[0], corpora[1]
 
 
-def saved_corpora(dataset: str | None, corpus: Path | None, val_corpus: Path | None, features: Sequence[Any]) -> tuple[Any, Any] | None:
+def saved_corpora(
+    dataset: str | None, corpus: Path | None, val_corpus: Path | None, features: Sequence[Any]
+) -> tuple[Any, Any] | None:
     """--corpus / --val-corpus as (train, val) corpora with any --features attached, or None without them."""
     if corpus is None and val_corpus is None:
         return None
@@ -129,8 +131,14 @@ def _write_json(path: Path, data: Any) -> None:
 @click.command("train")
 @click.argument("model")
 @click.option("--dataset", default=None, help="A registered dataset (`fico datasets`); default: synthetic.")
-@click.option("--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) to train on, instead of --dataset; needs --val-corpus.")
-@click.option("--val-corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus for model selection (with --corpus).")
+@click.option(
+    "--corpus", type=click.Path(exists=True, path_type=Path),
+    help="A saved Corpus (Corpus.save) to train on, instead of --dataset; needs --val-corpus.",
+)
+@click.option(
+    "--val-corpus", type=click.Path(exists=True, path_type=Path),
+    help="A saved Corpus for model selection (with --corpus).",
+)
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("--train-split", default="train", show_default=True)
@@ -141,7 +149,9 @@ def _write_json(path: Path, data: Any) -> None:
 @click.option("--set", "settings", multiple=True, help="key=value recipe option (see the recipe's defaults); config.KEY=value changes the model config.")
 @click.option("--epochs", type=int, help="Number of epochs (default: the recipe's published one).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default: runs/MODEL-DATASET).")
+@click.option(
+    "-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default: runs/MODEL-DATASET)."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (under torchrun: one GPU per rank).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True, help="Autocast precision (fp16 needs CUDA).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from the run folder's last checkpoint.")
@@ -219,7 +229,9 @@ def train_cmd(
         record["recipe"] = {"factory": trainer.factory, "paper_recipe": trainer.paper_recipe, "distribution": trainer.distribution}
         record["dataset"] = {"name": dataset, "root": None if root is None else str(root), "train_split": train_split, "val_split": val_split}
         if saved:
-            record["dataset"].update(train_corpus=str(corpus), val_corpus=str(val_corpus), train_split=train.split, val_split=val.split)
+            record["dataset"].update(
+                train_corpus=str(corpus), val_corpus=str(val_corpus), train_split=train.split, val_split=val.split
+            )
         if feature_files:
             record["dataset"]["features"] = list(feature_files)
         record["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
