@@ -46,7 +46,8 @@ def _run(models, base, tmp_path_factory, **budget):
 
 @pytest.fixture(scope="module")
 def doc(base, tmp_path_factory):
-    return _run(["reference-dual", "adv-64"], base, tmp_path_factory, time_s=30.0, memory_bytes=parse_memory_budget(4))
+    budget = parse_memory_budget("4GB")
+    return _run(["reference-dual", "adv-64"], base, tmp_path_factory, time_s=30.0, memory_bytes=budget)
 
 
 def _model(doc, name):
@@ -124,8 +125,10 @@ def test_memory_prediction_counts_the_cross_attention_matrix():
 
 def test_budget_parsing_and_refusal():
     assert parse_memory_budget("500MB") == 500 << 20
-    assert parse_memory_budget(2) == 2 * GIB
-    assert parse_memory_budget("1.5") == int(1.5 * GIB)
+    assert parse_memory_budget(2 * GIB) == 2 * GIB  # a bare number is bytes, as memory_budget=int is
+    assert parse_memory_budget("1.5GB") == int(1.5 * GIB)
+    with pytest.raises(OptionError, match="8GB"):  # '8' would be 8 bytes: refused with the fix
+        parse_memory_budget("8")
     with pytest.raises(OptionError):
         parse_memory_budget("lots")
     with pytest.raises(OptionError):
@@ -234,7 +237,7 @@ def test_similarity_model_costs(base, tmp_path_factory):
     except Exception as exc:  # the SCAN plugin is optional (and may be mid-development)
         pytest.skip(f"scan (tiny) does not load here: {type(exc).__name__}: {exc}")
     config = model.config
-    doc = _run(["scan"], base, tmp_path_factory, time_s=60.0, memory_bytes=parse_memory_budget(4))
+    doc = _run(["scan"], base, tmp_path_factory, time_s=60.0, memory_bytes=parse_memory_budget("4GB"))
     m = doc["models"][0]
     assert m["status"] == "ok", m.get("error")
     assert m["query_kind"] == "cross-attention"

@@ -225,10 +225,12 @@ def test_code_errors():
     with pytest.raises(NonBinaryCodesError, match="sign"):
         evaluate_embeddings(img, txt, c2i, measure="hamming")
     codes = (img > 0).astype(np.uint8)
-    with pytest.raises(NonBinaryCodesError, match="ambiguous"):
-        evaluate_embeddings(codes, (txt > 0).astype(np.uint8), c2i, measure="hamming")
+    # uint8 of only 0/1 (what `(h > 0).astype(np.uint8)` writes) is one bit per column; the report says so
+    unpacked = evaluate_embeddings(codes, (txt > 0).astype(np.uint8), c2i, measure="hamming", device="cpu")
+    assert unpacked.settings["code_format"] == "unpacked bits" and unpacked.settings["bits"] == img.shape[1]
     report = evaluate_embeddings(codes, (txt > 0).astype(np.uint8), c2i, measure="hamming", bits=img.shape[1], device="cpu")
     assert report.settings["bits"] == img.shape[1]
+    assert report.instance == unpacked.instance
 
 
 def test_option_errors():

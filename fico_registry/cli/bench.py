@@ -82,7 +82,10 @@ def _checkpoints(items: tuple[str, ...], models: tuple[str, ...]) -> dict[str, s
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--batch-size", default=32, show_default=True)
 @click.option("--time-budget", type=float, help="Seconds allowed per run (one model at one scale); default unlimited.")
-@click.option("--memory-budget", help="Per run, GiB or a size (500MB, 8GB); default 3/4 of the RAM available at start.")
+@click.option(
+    "--memory-budget",
+    help="Per run, a size with a unit (500MB, 8GB; a bare number is bytes); default 3/4 of the RAM available at start.",
+)
 @click.option(
     "--rerank-k", default=128, show_default=True, help="Top-k re-ranked by fusion models (the paper fixes 128)."
 )

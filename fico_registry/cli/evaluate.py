@@ -28,6 +28,18 @@ def _ks(text: str, *, allow_all: bool) -> tuple[int | None, ...]:
     return tuple(out)
 
 
+def _size_option(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """--memory-budget checked before any file is read (fico_registry.runtime.sizes: one rule for every command)."""
+    from fico_registry.runtime.sizes import parse_size
+
+    if value is None:
+        return None
+    try:
+        return parse_size(value, what="--memory-budget")
+    except OptionError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def common_options(func: Any) -> Any:
     """The evaluator's options, shared by the three commands."""
     options = [
@@ -36,8 +48,15 @@ def common_options(func: Any) -> Any:
         click.option("--ties", type=click.Choice(["expected", "optimistic", "pessimistic"]), default="expected", show_default=True),
         click.option("--map-variant", type=click.Choice(["fico", "apk", "dcmh"]), default="fico", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
-        click.option("--memory-budget", default=None, help="Peak working memory for scores, e.g. 2GB (default: a safe share of free memory)."),
-        click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report JSON here."),
+        click.option(
+            "--memory-budget", default=None, callback=_size_option,
+            help="Peak working memory for scores: a size with a unit, e.g. 512MB or 2GB (a bare number is bytes; "
+            "default: a safe share of free memory).",
+        ),
+        click.option(
+            "-o", "--out", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+            help="Write the report JSON here.",
+        ),
         click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the 11-point PR curves (PNG or SVG)."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table."),
         click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal)."),

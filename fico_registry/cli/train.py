@@ -87,6 +87,25 @@ def load_splits(
     return corpora[0], corpora[1]
 
 
+def saved_corpora(
+    dataset: str | None, corpus: Path | None, val_corpus: Path | None, features: Sequence[Any]
+) -> tuple[Any, Any] | None:
+    """--corpus / --val-corpus as (train, val) corpora with any --features attached, or None without them."""
+    if corpus is None and val_corpus is None:
+        return None
+    if dataset is not None:
+        raise OptionError("give --dataset or --corpus (with --val-corpus), not both")
+    if corpus is None or val_corpus is None:
+        raise OptionError("--corpus (training) and --val-corpus (model selection) go together: give both")
+    from fico_registry.data import Corpus
+    from fico_registry.data.attach import attach_feature_files
+
+    train, val = Corpus.load(corpus), Corpus.load(val_corpus)
+    if train.content_hash == val.content_hash:
+        raise OptionError("--val-corpus is the training corpus: model selection never sees training data")
+    return attach_feature_files(train, features, train.split), attach_feature_files(val, features, val.split)
+
+
 def evaluate_hint(
     model: str, config: str | dict[str, Any], checkpoint: Path, dataset: str, root: Path | None, out: Path,
     feature_files: Sequence[str] = (),
@@ -111,7 +130,15 @@ def _write_json(path: Path, data: Any) -> None:
 
 @click.command("train")
 @click.argument("model")
-@click.option("--dataset", default="synthetic", show_default=True, help="A registered dataset (`fico datasets`).")
+@click.option("--dataset", default=None, help="A registered dataset (`fico datasets`); default: synthetic.")
+@click.option(
+    "--corpus", type=click.Path(exists=True, path_type=Path),
+    help="A saved Corpus (Corpus.save) to train on, instead of --dataset; needs --val-corpus.",
+)
+@click.option(
+    "--val-corpus", type=click.Path(exists=True, path_type=Path),
+    help="A saved Corpus for model selection (with --corpus).",
+)
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("--train-split", default="train", show_default=True)
@@ -122,7 +149,9 @@ def _write_json(path: Path, data: Any) -> None:
 @click.option("--set", "settings", multiple=True, help="key=value recipe option (see the recipe's defaults); config.KEY=value changes the model config.")
 @click.option("--epochs", type=int, help="Number of epochs (default: the recipe's published one).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default: runs/MODEL-DATASET).")
+@click.option(
+    "-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default: runs/MODEL-DATASET)."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (under torchrun: one GPU per rank).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True, help="Autocast precision (fp16 needs CUDA).")
 @click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from the run folder's last checkpoint.")
@@ -131,7 +160,8 @@ def _write_json(path: Path, data: Any) -> None:
 @click.option("--show-recipe", is_flag=True, help="Print the recipe (defaults, where they come from) and exit.")
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 def train_cmd(
-    model: str, dataset: str, root: Path | None, dataset_options: tuple[str, ...], train_split: str, val_split: str,
+    model: str, dataset: str | None, corpus: Path | None, val_corpus: Path | None, root: Path | None,
+    dataset_options: tuple[str, ...], train_split: str, val_split: str,
     train_images: int | None, val_images: int | None, config_name: str, settings: tuple[str, ...], epochs: int | None,
     seed: int, out: Path | None, device: str, precision: str, resume: bool, progress: bool | None, as_json: bool,
     show_recipe: bool, feature_files: tuple[str, ...],
@@ -165,9 +195,11 @@ def train_cmd(
     distributed = _dist.launched_by_torchrun()
     device = _dist.init_process_group(device) if distributed else resolve_device(None if device == "auto" else device)
     main = is_main_process()
+    saved = saved_corpora(dataset, corpus, val_corpus, files)
+    dataset = dataset or ("corpus" if saved else "synthetic")
     out = out or Path("runs") / f"{name}-{dataset}"
     try:
-        train, val = load_splits(
+        train, val = saved or load_splits(
             dataset, root, train_split, val_split, {"train": train_images, "val": val_images}, _parse_options(dataset_options),
             files,
         )
@@ -196,6 +228,10 @@ def train_cmd(
             record["versions"].update(package_versions((trainer.distribution,)))
         record["recipe"] = {"factory": trainer.factory, "paper_recipe": trainer.paper_recipe, "distribution": trainer.distribution}
         record["dataset"] = {"name": dataset, "root": None if root is None else str(root), "train_split": train_split, "val_split": val_split}
+        if saved:
+            record["dataset"].update(
+                train_corpus=str(corpus), val_corpus=str(val_corpus), train_split=train.split, val_split=val.split
+            )
         if feature_files:
             record["dataset"]["features"] = list(feature_files)
         record["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
@@ -205,6 +241,10 @@ def train_cmd(
         if isinstance(config, dict):
             _write_json(out / "config.json", config)
         record["evaluate"] = evaluate_hint(name, config, checkpoint, dataset, root, out, feature_files)
+        if saved:  # the test split is not among the saved corpora: the user names it
+            record["evaluate"] = record["evaluate"].split(" --dataset ")[0] + " --corpus TEST_CORPUS" + "".join(
+                f" --features {shlex.quote(value)}" for value in feature_files
+            )
         _write_json(out / "run.json", record)
         _summary(record, out, as_json)
     finally:

@@ -38,24 +38,46 @@ def read_array(spec: str | os.PathLike, key: str | None = None, *, mmap: bool = 
         raise FileNotFoundError(2, "No such file", str(path))
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _read_npy(path, mmap)
+        return _not_a_scalar(_read_npy(path, mmap), path)
     if suffix == ".npz":
-        return _pick(_read_npz(path), key, path)
+        return _not_a_scalar(_pick(_read_npz(path), key, path), path)
     if suffix in (".pt", ".pth"):
-        return _pick(_read_torch(path), key, path)
+        return _not_a_scalar(_pick(_read_torch(path), key, path), path)
     if suffix == ".safetensors":
         from safetensors.numpy import load_file
 
         try:
-            return _pick(load_file(str(path)), key, path)
+            arrays = load_file(str(path))
         except Exception as exc:  # the library raises its own types for corrupt headers
             raise DataFormatError(f"{path}: not a readable safetensors file ({exc})") from exc
+        return _not_a_scalar(_pick(arrays, key, path), path)
     raise DataFormatError(f"{path}: unsupported format {suffix or '(no suffix)'}; use one of {', '.join(SUPPORTED)}")
 
 
+def _not_a_scalar(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 0:
+        raise DataFormatError(f"{path}: holds a single number (a 0-d array); save the array of rows itself")
+    return array
+
+
+def _check_magic(path: Path, magic: bytes, kind: str, how: str) -> None:
+    """Refuse empty files and files of another format before numpy guesses they are pickles."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(magic))
+    if not head:
+        raise DataFormatError(f"{path}: the file is empty (0 bytes), not a {kind} file; write it again with {how}")
+    if head != magic:
+        raise DataFormatError(
+            f"{path}: not a valid {kind} file (it does not start with the {kind} header); save it with {how}"
+        )
+
+
 def _read_npy(path: Path, mmap: bool) -> np.ndarray:
+    _check_magic(path, b"\x93NUMPY", ".npy", "numpy.save")
     try:
         return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (EOFError, OSError) as exc:  # a header without its data (truncated file)
+        raise DataFormatError(f"{path}: not a readable .npy file ({exc}); the file may be truncated") from exc
     except ValueError as exc:
         if "pickle" in str(exc).lower() or "python objects" in str(exc).lower():
             raise DataFormatError(
@@ -65,6 +87,7 @@ def _read_npy(path: Path, mmap: bool) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    _check_magic(path, b"PK", ".npz", "numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}

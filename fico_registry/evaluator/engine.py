@@ -20,13 +20,34 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from fico_registry.errors import MemoryBudgetError, NonFiniteError, OptionError, ShapeError
+from fico_registry.errors import MemoryBudgetError, NonFiniteError, ShapeError
 from fico_registry.evaluator import metrics
 from fico_registry.evaluator.block_buffers import BlockBuffers, embedding_block_into, row_counts
 from fico_registry.evaluator.similarity import as_tensor, score_block
 from fico_registry.runtime.progress import progress_bar as _progress
+from fico_registry.runtime.sizes import format_size, parse_size
 
 _INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
+# 2 * order_key + relevant fits an int64 only for |integer score| < 2**62; wider ones rank by argsort
+_PACKED_INT_LIMIT = 1 << 62
+
+
+def unsigned_as_int64(scores: torch.Tensor) -> torch.Tensor:
+    """uint16/32/64 scores as int64 in the same order (uint64: the top bit flipped), ties kept."""
+    if scores.dtype == torch.uint64:
+        return scores.view(torch.int64) ^ torch.iinfo(torch.int64).min
+    return scores.to(torch.int64)
+
+
+def _needs_argsort_keys(scores: torch.Tensor) -> bool:
+    """float64, or integers too large for the packed 2 * order_key + relevant keys."""
+    if scores.dtype == torch.float64:
+        return True
+    if scores.dtype != torch.int64 or scores.numel() == 0:
+        return False
+    low, high = torch.aminmax(scores)
+    return int(low) <= -_PACKED_INT_LIMIT or int(high) >= _PACKED_INT_LIMIT
 
 
 class ScoreSource(Protocol):
@@ -175,6 +196,8 @@ def checked_block(
         if scores.dtype in (torch.float16, torch.bfloat16):
             scores = scores.float()
         return scores, -torch.inf
+    if scores.dtype in _UNSIGNED_WIDE:
+        scores = unsigned_as_int64(scores)
     if scores.dtype not in _INT_DTYPES:
         raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
     return scores, torch.iinfo(scores.dtype).min
@@ -398,9 +421,9 @@ def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool =
 
 def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False) -> np.ndarray:
     """Rows sorted best-first as integer keys 2*order + relevant (int32 when they fit), on the CPU."""
-    if scores.dtype == torch.float64:
+    if _needs_argsort_keys(scores):
         # 64-bit scores leave no spare bit: rank them exactly by argsort, then pack a dense rank
-        order = torch.argsort(-scores.cpu(), dim=1, stable=True)
+        order = torch.argsort(scores.cpu(), dim=1, stable=True, descending=True)
         s_sorted = torch.gather(scores.cpu(), 1, order)
         change = torch.ones_like(s_sorted, dtype=torch.bool)
         change[:, 1:] = s_sorted[:, 1:] != s_sorted[:, :-1]
@@ -532,18 +555,7 @@ def default_memory_budget(device: torch.device) -> int:
 def parse_budget(budget: int | str | None, device: torch.device) -> int:
     if budget is None:
         return default_memory_budget(device)
-    if isinstance(budget, str):
-        text = budget.strip().upper().replace("IB", "B")
-        for suffix, scale in (("TB", 1 << 40), ("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10), ("B", 1)):
-            if text.endswith(suffix):
-                try:
-                    return int(float(text[: -len(suffix)]) * scale)
-                except ValueError:
-                    break
-        raise OptionError(f"memory_budget {budget!r} is not a size like '2GB' or '500MB'")
-    if budget <= 0:
-        raise OptionError("memory_budget must be positive")
-    return int(budget)
+    return parse_size(budget)
 
 
 # Blocks larger than this are no faster, only slower: the per-cell arrays of a bigger block pass
@@ -560,10 +572,12 @@ def rows_per_block(n_candidates: int, cell_bytes: int, budget: int, full_sort: b
     rows = budget // max(1, n_candidates * per_cell)
     if rows < 1:
         need = n_candidates * per_cell
-        raise MemoryBudgetError(
-            f"one query row needs about {need / 2**20:.0f} MiB but memory_budget is {budget / 2**20:.0f} MiB; "
-            "raise memory_budget or drop mAP@N / PR11 (they need whole rows)"
+        error = MemoryBudgetError(
+            f"one query row needs about {format_size(need)} but memory_budget is {format_size(budget)}; "
+            f"raise memory_budget to at least {format_size(need)} or drop mAP@N / PR11 (they need whole rows)"
         )
+        error.needed = need  # type: ignore[attr-defined]
+        raise error
     return int(min(rows, max(MIN_BLOCK_ROWS, EFFICIENT_BLOCK_CELLS // max(1, n_candidates))))
 
 
@@ -670,7 +684,12 @@ def _run_direction_by_candidate_blocks(
         rows //= 2
     width = min(n_c, budget // (rows * per_cell))
     if width < 1:
-        raise MemoryBudgetError(f"memory_budget {budget} B cannot hold even one score; raise memory_budget")
+        error = MemoryBudgetError(
+            f"memory_budget {format_size(budget)} cannot hold even one score ({per_cell} B with its temporaries); "
+            f"raise memory_budget to at least {format_size(per_cell)}"
+        )
+        error.needed = per_cell  # type: ignore[attr-defined]
+        raise error
     slices = [(lo, min(n_c, lo + width)) for lo in range(0, n_c, width)]
     columns = [candidate_columns(source, lo, hi) for lo, hi in slices]
     positives = positives.to(device)
@@ -731,7 +750,7 @@ def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Te
 
     `scores` is only read for float64 blocks: a consumed float32 block holds the keys by now.
     """
-    if scores.dtype == torch.float64:
+    if _needs_argsort_keys(scores):
         s = scores.cpu()
         b = best.cpu()
         return row_counts(s > b).numpy(), row_counts(s == b).numpy()

@@ -24,6 +24,7 @@ from fico_registry.evaluator.engine import (
     run_direction,
 )
 from fico_registry.evaluator.hamming import histogram_path_applies, histogram_stats
+from fico_registry.evaluator.options import budget_shared_by, checked_device, checked_ks
 from fico_registry.evaluator.report import Report
 from fico_registry.evaluator.similarity import as_tensor, check_measure, prepare_embeddings
 
@@ -34,10 +35,7 @@ DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise OptionError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
-    return dev
+    return checked_device(device)
 
 
 def evaluate_embeddings(
@@ -67,7 +65,7 @@ def evaluate_embeddings(
     _join_torchrun(device)
     dev = resolve_device(device)
     check_measure(measure)
-    _check_options(recall_ks, map_ks, ties, map_variant)
+    recall_ks, map_ks = _check_options(recall_ks, map_ks, ties, map_variant)
     sharded = _sharding(dev)
     n_img, n_txt = _n_items(images), _n_items(texts)
     if sharded is not None and sharded.follows_shard(n_img, n_txt, labels is not None, map_ks, map_variant):
@@ -113,7 +111,7 @@ def evaluate_similarity(
     started = time.perf_counter()
     _join_torchrun(device)
     dev = resolve_device(device)
-    _check_options(recall_ks, map_ks, ties, map_variant)
+    recall_ks, map_ks = _check_options(recall_ks, map_ks, ties, map_variant)
     i2t_mat = _check_matrix(i2t, "i2t")
     n_images, n_texts = i2t_mat.shape
     c2i = _check_mapping(caption_to_image, n_images, n_texts)
@@ -132,15 +130,14 @@ def evaluate_similarity(
     return _evaluate(i2t_source, t2i_source, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started)
 
 
-def _check_options(recall_ks: Sequence[int], map_ks: Sequence[int | None], ties: str, variant: str) -> None:
+def _check_options(
+    recall_ks: Any, map_ks: Any, ties: str, variant: str
+) -> tuple[tuple[int, ...], tuple[int | None, ...]]:
+    """Checked options; recall_ks / map_ks as tuples of ints (a bare int K means (K,))."""
     metrics.check_ties(ties)
     metrics.check_variant(variant)
-    for k in recall_ks:
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-            raise OptionError(f"recall_ks must be positive integers, got {k!r}")
-    for k in map_ks:
-        if k is not None and (not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1):
-            raise OptionError(f"map_ks must be positive integers or None (the whole ranking), got {k!r}")
+    recall = checked_ks(recall_ks, "recall_ks", allow_none=False)
+    return recall, checked_ks(map_ks, "map_ks", allow_none=True)  # type: ignore[return-value]
 
 
 def _check_matrix(x: Any, name: str) -> Any:
@@ -161,7 +158,10 @@ def _check_matrix(x: Any, name: str) -> Any:
 
 
 def _check_mapping(caption_to_image: Any, n_images: int, n_texts: int) -> np.ndarray:
-    c2i = caption_to_image.cpu().numpy() if isinstance(caption_to_image, torch.Tensor) else np.asarray(caption_to_image)
+    if isinstance(caption_to_image, torch.Tensor):
+        c2i = caption_to_image.detach().cpu().numpy()
+    else:
+        c2i = _as_array(caption_to_image)
     if c2i.ndim != 1 or c2i.dtype.kind not in "iu":
         raise MappingError(f"caption_to_image must be a 1-d integer array, got shape {c2i.shape} dtype {c2i.dtype}")
     if len(c2i) != n_texts:
@@ -178,10 +178,24 @@ def _check_mapping(caption_to_image: Any, n_images: int, n_texts: int) -> np.nda
     return c2i.astype(np.int64)
 
 
+def _as_array(x: Any, error: type[Exception] = MappingError) -> np.ndarray:
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # ragged nested lists
+        raise error(f"cannot read {type(x).__name__} as an array ({exc}); give equal-length rows") from None
+
+
 def _check_labels(labels: Any, n_images: int) -> torch.Tensor:
-    lab = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    lab = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else _as_array(labels, LabelError)
     if lab.ndim != 2:
         raise LabelError(f"labels must be (n_images, n_classes) multi-hot, got shape {lab.shape}")
+    if lab.shape[1] == 0:
+        raise LabelError(
+            f"labels have shape {lab.shape}: zero classes, so no image is relevant to any query; pass at least "
+            "one class per row, or labels=None for instance metrics only"
+        )
+    if lab.dtype.kind not in "biuf":
+        raise LabelError(f"labels have dtype {lab.dtype}; pass a numeric 0/1 multi-hot array")
     if lab.shape[0] != n_images:
         raise LabelError(f"labels have {lab.shape[0]} rows but there are {n_images} images (one row per image)")
     if lab.dtype.kind == "f" and not np.isfinite(lab).all():
@@ -239,12 +253,9 @@ def _evaluate(
             jobs, labels=lab if labels is not None else None, caption_map=c2i_t if labels is not None else None,
             parallel=parallel, **common,  # type: ignore[arg-type]
         )
-    elif parallel:
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
-            futures = {d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
-            stats = {d: f.result() for d, f in futures.items()}
     else:
-        stats = {d: run_direction(src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}  # type: ignore[arg-type]
+        with budget_shared_by(2 if parallel else 1, budget):
+            stats = _run_directions(jobs, parallel, common)
     instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}
     category = None
     if labels is not None:
@@ -259,7 +270,7 @@ def _evaluate(
         "device": str(device),
         "n_images": n_images,
         "n_texts": n_texts,
-        "n_classes": None if labels is None else int(np.asarray(labels).shape[1]),
+        "n_classes": None if labels is None else int(lab.shape[1]),
         "memory_budget": budget,
         "seconds": round(time.perf_counter() - started, 4),
     }
@@ -267,6 +278,16 @@ def _evaluate(
     if sharded is not None:
         sharded.annotate(report)
     return report
+
+
+def _run_directions(jobs: dict[str, Any], parallel: bool, common: dict[str, Any]) -> dict[str, DirectionStats]:
+    if not parallel:
+        return {d: run_direction(src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
+        futures = {
+            d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()
+        }
+        return {d: f.result() for d, f in futures.items()}
 
 
 def _join_torchrun(device: Any) -> None:
@@ -409,7 +430,7 @@ def evaluate(
             shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
         if shards is not None:
             i2t_rows, t2i_rows = shards
-            _check_options(recall_ks, map_ks, ties, map_variant)
+            recall_ks, map_ks = _check_options(recall_ks, map_ks, ties, map_variant)
             settings = {"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False}
             report = _evaluate(
                 i2t_rows, t2i_rows, _check_mapping(c2i, corpus.n_images, corpus.n_captions), corpus.labels, recall_ks, map_ks, ties,

@@ -28,15 +28,22 @@ _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def as_tensor(x: Any, name: str) -> torch.Tensor:
     """numpy (incl. memmap) or torch -> torch without copying where possible; never from pickles."""
     if isinstance(x, torch.Tensor):
-        return x
+        if x.is_complex():
+            raise DTypeError(f"{name} has dtype {x.dtype}; pass real numbers")
+        return x.detach()  # outputs of a model in training mode: evaluated as values, no graph
+    if isinstance(x, (list, tuple)):
+        try:
+            x = np.asarray(x)
+        except ValueError as exc:  # numpy refuses ragged nesting
+            raise ShapeError(f"{name} is a ragged list (rows of different lengths); give equal-length rows") from exc
     if isinstance(x, np.ndarray):
-        if x.dtype == object:
-            raise DTypeError(f"{name} has dtype object; pass a numeric array")
+        if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and x.dtype.itemsize > 8):
+            raise DTypeError(
+                f"{name} has dtype {x.dtype}; pass a numeric array (float embeddings or scores, int/bool codes)"
+            )
         if not x.flags.writeable:
             x = np.array(x)  # memmaps are read-only; torch wants writable memory
         return torch.from_numpy(np.ascontiguousarray(x))
-    if isinstance(x, (list, tuple)):
-        return torch.as_tensor(np.asarray(x))
     raise DTypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
 
 
@@ -68,6 +75,7 @@ def prepare_embeddings(
         if n_bits != n_bits_t:
             raise ShapeError(f"images have {n_bits}-bit codes but texts have {n_bits_t}-bit codes")
         info["bits"] = n_bits
+        info["code_format"] = code_format_of(img, bits)
         return img_bits.to(device), txt_bits.to(device), info
     for t, name in ((img, "images"), (txt, "texts")):
         if t.dtype not in _FLOATS:
@@ -93,20 +101,70 @@ def prepare_embeddings(
     img = img.to(device=device, dtype=work)
     txt = txt.to(device=device, dtype=work)
     if measure == "cosine":
-        img = torch.nn.functional.normalize(img, dim=-1)
-        txt = torch.nn.functional.normalize(txt, dim=-1)
-        if _has_zero_row(img) or _has_zero_row(txt):
-            raise NonFiniteError("an all-zero embedding has no direction: cosine similarity is undefined for it")
+        for t, name in ((img, "images"), (txt, "texts")):
+            if _has_zero_row(t):  # chunked: a whole-matrix temporary set the peak RSS of large runs
+                zero = (t == 0).all(dim=-1)
+                raise NonFiniteError(
+                    f"{name}: {int(zero.sum())} all-zero embeddings (first: row {int(zero.nonzero()[0, 0])}) have no "
+                    "direction, so cosine similarity is undefined for them; drop them or use measure='inner_product'"
+                )
+        img = torch.nn.functional.normalize(rescale_rows(img), dim=-1)
+        txt = torch.nn.functional.normalize(rescale_rows(txt), dim=-1)
+    else:
+        img, txt, exponents = rescale_sides(img, txt, same_scale=measure == "euclidean")
+        if exponents is not None:
+            info["rescaled_by_powers_of_two"] = exponents
     info["work_dtype"] = str(work).replace("torch.", "")
     return img, txt, info
+
+
+# Magnitudes between 2**-32 and 2**32 cannot overflow a score (|score| <= 3 * d * 2**64) nor lose the
+# products of their largest entries to underflow, in float32 or float64.
+_SAFE_EXPONENT = 32
+
+
+def _power_of_two_exponent(max_abs: torch.Tensor) -> torch.Tensor:
+    """e with max_abs * 2**-e in [0.5, 1) (0 for zero): scaling by 2**-e is exact."""
+    _, exponent = torch.frexp(max_abs)
+    return torch.where(max_abs > 0, exponent, torch.zeros_like(exponent))
+
+
+def rescale_rows(x: torch.Tensor) -> torch.Tensor:
+    """Each (non-zero) row divided by its largest |entry|, before the normalisation of cosine.
+
+    Entries become correctly rounded ratios in [-1, 1], which are the same for every positive
+    multiple of a row: cosine is then scale-invariant bit for bit, and no row has a norm below
+    normalize()'s eps (1e-12) or a squared norm that overflows.
+    """
+    return x / x.abs().amax(dim=-1, keepdim=True)
+
+
+def rescale_sides(
+    images: torch.Tensor, texts: torch.Tensor, *, same_scale: bool
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, int] | None]:
+    """Scale each side by one power of two when its magnitudes could overflow or underflow the scores.
+
+    A positive factor per side scales every score of a query row alike, so rankings are unchanged
+    (euclidean needs the same factor on both sides). Ordinary magnitudes are left untouched.
+    """
+    e_img = int(_power_of_two_exponent(images.abs().amax()))
+    e_txt = int(_power_of_two_exponent(texts.abs().amax()))
+    if same_scale:
+        e_img = e_txt = max(e_img, e_txt)
+    if all(abs(e) <= _SAFE_EXPONENT for e in (e_img, e_txt)):
+        return images, texts, None
+    images = torch.ldexp(images, torch.tensor(-float(e_img), dtype=images.dtype, device=images.device))
+    texts = torch.ldexp(texts, torch.tensor(-float(e_txt), dtype=texts.dtype, device=texts.device))
+    return images, texts, {"images": -e_img, "texts": -e_txt}
 
 
 def pack_codes(codes: torch.Tensor, name: str, bits: int | None = None) -> tuple[torch.Tensor, int]:
     """{0,1} / {-1,+1} codes (bool, int or float) or packed uint8 bits -> packed uint8, n_bits.
 
-    A uint8 array is packed bits (np.packbits) when its width times 8 equals `bits`, or when
-    `bits` is not given and it holds values other than 0/1. A uint8 array of only 0/1 without
-    `bits` is ambiguous and refused rather than guessed.
+    A uint8 array is packed bits (np.packbits) when its width is ceil(`bits` / 8), or when `bits`
+    is not given and it holds values other than 0/1. A uint8 array of only 0/1 without `bits` is
+    read as unpacked bits, one per column (code_format_of says which reading applies).
+    The padding bits of a packed last byte are cleared, so they never count.
     """
     if codes.ndim != 2:
         raise ShapeError(f"{name}: hash codes must be 2-d (n, bits) or packed (n, bytes); got {tuple(codes.shape)}")
@@ -114,15 +172,11 @@ def pack_codes(codes: torch.Tensor, name: str, bits: int | None = None) -> tuple
         raise ShapeError(f"{name}: {codes.shape[1]} columns for {bits}-bit codes (expected {bits}, or {(bits + 7) // 8} packed bytes)")
     if codes.dtype == torch.uint8:
         if bits is not None and codes.shape[1] == (bits + 7) // 8 and codes.shape[1] != bits:
-            return codes.contiguous(), bits
+            return mask_padding_bits(codes, bits), bits
         values = set(torch.unique(codes).tolist())
         if not values <= {0, 1}:
             return codes.contiguous(), codes.shape[1] * 8
-        if bits is None:
-            raise NonBinaryCodesError(
-                f"{name}: a uint8 array of only 0/1 values is ambiguous (packed bytes or one bit per column?); "
-                "pass bits=N, or give unpacked codes as bool/int8 and packed codes from np.packbits"
-            )
+        # only 0/1 and no bits=: one bit per column, as `(h > 0).astype(np.uint8)` writes them
     if codes.is_floating_point():
         check_finite(codes, name)
     values = set(torch.unique(codes).tolist())
@@ -138,6 +192,26 @@ def pack_codes(codes: torch.Tensor, name: str, bits: int | None = None) -> tuple
         )
     packed = np.packbits(on.cpu().numpy(), axis=1)
     return torch.from_numpy(packed), codes.shape[1]
+
+
+def mask_padding_bits(packed: torch.Tensor, bits: int) -> torch.Tensor:
+    """Packed codes with the bits past `bits` in the last byte cleared."""
+    packed = packed.contiguous()
+    spare = packed.shape[1] * 8 - bits
+    if spare <= 0:
+        return packed
+    packed = packed.clone()
+    packed[:, -1] &= (0xFF << spare) & 0xFF  # np.packbits fills a byte from its high bit down
+    return packed
+
+
+def code_format_of(codes: torch.Tensor, bits: int | None) -> str:
+    """How pack_codes reads `codes`: 'packed bytes' or 'unpacked bits' (for the report)."""
+    if codes.dtype != torch.uint8:
+        return "unpacked bits"
+    if bits is not None:
+        return "packed bytes" if codes.shape[1] == (bits + 7) // 8 and codes.shape[1] != bits else "unpacked bits"
+    return "unpacked bits" if bool((codes <= 1).all()) else "packed bytes"
 
 
 def hamming_scores(queries: torch.Tensor, candidates: torch.Tensor, n_bits: int, chunk: int = 1 << 16) -> torch.Tensor:

@@ -9,7 +9,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,18 +332,44 @@ def resolve_config(spec: ModelSpec, config: str | Mapping[str, Any]) -> tuple[st
     raise ConfigError(f"config must be a config name or a dict, got {type(config).__name__}")
 
 
+@contextmanager
+def seeded(seed: int, device: Any) -> Iterator[None]:
+    """Seed torch (CPU and `device`'s GPU), numpy and random inside; restore their states after."""
+    import random
+
+    import numpy as np
+    import torch
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an int, got {seed!r}")
+    gpus = [device.index or 0] if getattr(device, "type", None) == "cuda" else []
+    py_state, np_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=gpus):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
 def load_model(
     name: str,
     config: str | dict[str, Any] = "default",
     checkpoint: str | os.PathLike | None = None,
     device: str | None = None,
+    *,
+    seed: int = 0,
 ) -> Model:
     """Build a registered model.
 
     config: a named configuration of the card ("default" = published architecture, "tiny" =
     a few-kB test version) or a dict overriding "default". checkpoint: None (random init), a
     checkpoint name from the card, a local file or folder, or a hub id. device: "cpu", "cuda",
-    "cuda:1", or None / "auto".
+    "cuda:1", or None / "auto". seed: seeds torch, numpy and random while the model is built, so
+    random weights (no checkpoint, or layers a checkpoint does not cover) are the same on every run.
     """
     spec = get_model_spec(name)
     config_name, cfg = resolve_config(spec, config)
@@ -353,5 +380,6 @@ def load_model(
     dev = resolve_device(device)
     factory = resolve_callable(spec.factory)
     location = None if resolved is None else resolved.location
-    encoder = factory(spec=spec, config=cfg, checkpoint=location, device=dev)
+    with seeded(seed, dev):
+        encoder = factory(spec=spec, config=cfg, checkpoint=location, device=dev)
     return Model(spec, encoder, config_name=config_name, config=cfg, checkpoint=resolved, device=dev)

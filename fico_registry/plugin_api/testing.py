@@ -248,3 +248,15 @@ def _length(batch: Any) -> int:
     if isinstance(batch, dict):
         return len(next(iter(batch.values())))
     return len(batch)
+
+
+def check_evaluator_inputs(max_examples: int = 100, *, cli: bool = True, seed: int | None = 0) -> None:
+    """Fuzz the evaluator (API and CLI) with random shapes, dtypes, magnitudes, ties, NaN / inf and options.
+
+    Every refusal must be a typed fico_registry error, nothing may hang, and on small valid inputs
+    every number must equal an exact brute force (fico_registry.evaluator.reference). Needs hypothesis
+    (the test extra). See fico_registry.plugin_api.fuzzing for what is generated and compared.
+    """
+    from fico_registry.plugin_api.fuzzing import check_evaluator_inputs as run
+
+    run(max_examples, cli=cli, seed=seed)

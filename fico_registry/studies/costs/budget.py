@@ -13,6 +13,7 @@ from typing import Any
 
 from fico_registry.errors import OptionError
 from fico_registry.models.loading import Model
+from fico_registry.runtime.sizes import parse_size
 from fico_registry.studies.costs.storage import GIB, StorageModel
 
 # Working memory the engine may use for one block of scores while searching (bounded, fixed).
@@ -28,30 +29,13 @@ class BudgetExceeded(Exception):
 
 
 def parse_memory_budget(value: str | float | int | None) -> int | None:
-    """GiB as a number ('8', 0.5) or a size with a unit ('500MB', '2GB'); None: no budget."""
+    """Bytes from a size with a unit ('500MB', '2GB') or an int of bytes; None: no budget.
+
+    The one rule of fico_registry.runtime.sizes, shared with `fico evaluate --memory-budget`.
+    """
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        gib = float(value)
-    else:
-        text = value.strip().upper().replace("IB", "B")
-        units = {"TB": 1 << 40, "GB": 1 << 30, "MB": 1 << 20, "KB": 1 << 10}
-        for suffix, size in units.items():
-            if text.endswith(suffix):
-                try:
-                    amount = float(text[: -len(suffix)])
-                except ValueError:
-                    break
-                if amount <= 0:
-                    break
-                return int(amount * size)
-        try:
-            gib = float(text.rstrip("B"))
-        except ValueError:
-            raise OptionError(f"memory budget {value!r} is not a size: give GiB (e.g. 8) or 500MB / 2GB") from None
-    if gib <= 0:
-        raise OptionError(f"memory budget must be positive, got {value!r}")
-    return int(gib * GIB)
+    return parse_size(value, what="memory budget")
 
 
 def default_memory_budget() -> int | None:
