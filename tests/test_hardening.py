@@ -311,3 +311,41 @@ def test_fico_train_takes_saved_corpora_and_o(tmp_path):
     assert result.exit_code == 0, result.output
     record = json.loads((out / "run.json").read_text())
     assert record["dataset"]["train_corpus"] == str(train) and "--corpus TEST_CORPUS" in record["evaluate"]
+
+
+def test_identical_float32_candidates_get_identical_scores():
+    """A float32 GEMM can score two copies of one vector differently (edge columns of a block run
+    through another kernel); each distinct candidate is scored once, so copies tie exactly."""
+    import torch
+
+    from fico_registry.evaluator.engine import EmbeddingScores, candidate_columns, unique_candidates
+
+    rng = np.random.default_rng(3)
+    img = torch.from_numpy(rng.standard_normal((37, 48)).astype(np.float32))
+    base = rng.standard_normal((301, 48)).astype(np.float32)
+    txt = np.concatenate([base, base[[0, 5, 299, 300]], base[:1]])  # copies at the far edge
+    source = unique_candidates(EmbeddingScores(img, torch.from_numpy(txt), "inner_product", "image"))
+    assert source.candidate_rows is not None and source.n_candidates == len(txt)
+    block = source.block(0, 37)
+    for copy, original in ((301, 0), (302, 5), (303, 299), (304, 300), (305, 0)):
+        assert torch.equal(block[:, copy], block[:, original])
+    sliced = candidate_columns(source, 290, 306)
+    assert torch.equal(sliced.block(0, 37), block[:, 290:306])
+    t2i = unique_candidates(EmbeddingScores(torch.from_numpy(txt), img, "cosine", "text"))
+    assert t2i.n_candidates == len(txt) and t2i.block(0, 37).shape == (37, len(txt))
+
+
+def test_duplicate_captions_tie_exactly_in_reports():
+    rng = np.random.default_rng(4)
+    img = rng.standard_normal((20, 16)).astype(np.float32)
+    txt = rng.standard_normal((60, 16)).astype(np.float32)
+    txt[40:] = txt[:20]  # every caption of images 0..6 repeated as captions of other images
+    c2i = np.repeat(np.arange(20), 3)
+    for ties in ("optimistic", "pessimistic"):
+        ours = evaluate_embeddings(img, txt, c2i, measure="cosine", ties=ties, progress=False).to_dict()["instance"]
+        exact = img.astype(np.float64) / np.linalg.norm(img, axis=1, keepdims=True)
+        unit = txt.astype(np.float64) / np.linalg.norm(txt, axis=1, keepdims=True)
+        scores = exact @ unit.T
+        scores[:, 40:] = scores[:, :20]  # the same vector: the same score, exactly
+        want = evaluate_similarity(scores, c2i, ties=ties, progress=False).to_dict()["instance"]
+        assert ours["i2t"] == pytest.approx(want["i2t"], abs=1e-12)

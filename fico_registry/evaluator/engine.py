@@ -84,6 +84,9 @@ class EmbeddingScores:
     n_bits: int = 0
     trusted: bool = True  # products of finite embeddings: no NaN scan needed
     fresh_blocks: bool = True  # every block is a new tensor the engine may reuse
+    # With duplicate candidate vectors, the candidate side holds each distinct vector once and
+    # candidate_rows[j] is candidate j's row in it: see unique_candidates.
+    candidate_rows: torch.Tensor | None = None
 
     @property
     def n_queries(self) -> int:
@@ -91,6 +94,8 @@ class EmbeddingScores:
 
     @property
     def n_candidates(self) -> int:
+        if self.candidate_rows is not None:
+            return len(self.candidate_rows)
         return (self.texts if self.query_side == "image" else self.images).shape[0]
 
     def cell_bytes(self) -> int:
@@ -98,8 +103,31 @@ class EmbeddingScores:
 
     def block(self, start: int, stop: int) -> torch.Tensor:
         if self.query_side == "image":
-            return score_block(self.images[start:stop], self.texts, self.measure, query_side="image", n_bits=self.n_bits)
-        return score_block(self.images, self.texts[start:stop], self.measure, query_side="text", n_bits=self.n_bits)
+            out = score_block(self.images[start:stop], self.texts, self.measure, query_side="image", n_bits=self.n_bits)
+        else:
+            out = score_block(self.images, self.texts[start:stop], self.measure, query_side="text", n_bits=self.n_bits)
+        return out if self.candidate_rows is None else out.index_select(1, self.candidate_rows)
+
+
+def unique_candidates(source: EmbeddingScores) -> EmbeddingScores:
+    """The same scores with each distinct candidate vector scored once, when some repeat.
+
+    A float GEMM may give two identical candidate vectors different products with one query (the
+    edge columns of a block run through another kernel: 0.38924947 vs 0.38924944 seen in float32),
+    which would rank a true tie as a strict order. Scoring each distinct vector once and copying
+    its column makes equal vectors equal scores, so the tie policy applies exactly. Integer
+    Hamming scores are exact already.
+    """
+    if source.measure == "hamming" or source.candidate_rows is not None:
+        return source
+    side = "texts" if source.query_side == "image" else "images"
+    vectors = getattr(source, side)
+    flat = vectors.reshape(vectors.shape[0], -1)
+    distinct, rows = torch.unique(flat, dim=0, return_inverse=True)
+    if distinct.shape[0] == flat.shape[0]:
+        return source
+    distinct = distinct.reshape(-1, *vectors.shape[1:])
+    return replace(source, **{side: distinct}, candidate_rows=rows.to(vectors.device))
 
 
 @dataclass
@@ -167,6 +195,8 @@ def candidate_columns(source: ScoreSource, lo: int, hi: int) -> ScoreSource | No
     Embedding blocks keep the image-major GEMM, so a cell is bit-identical in any slice.
     """
     if isinstance(source, EmbeddingScores):
+        if source.candidate_rows is not None:
+            return replace(source, candidate_rows=source.candidate_rows[lo:hi])
         if source.query_side == "image":
             return replace(source, texts=source.texts[lo:hi])
         return replace(source, images=source.images[lo:hi])
@@ -182,7 +212,7 @@ def checked_block(
     float32; and the lowest score of its dtype (the floor a missing positive takes). With `buffers`,
     embedding scores are computed into reused tensors (block_buffers)."""
     scores = None
-    if buffers is not None and isinstance(source, EmbeddingScores):
+    if buffers is not None and isinstance(source, EmbeddingScores) and source.candidate_rows is None:
         scores = embedding_block_into(source, start, stop, buffers)
     if scores is None:
         scores = source.block(start, stop)

@@ -22,6 +22,7 @@ from fico_registry.evaluator.engine import (
     positives_of_images,
     positives_of_texts,
     run_direction,
+    unique_candidates,
 )
 from fico_registry.evaluator.hamming import histogram_path_applies, histogram_stats
 from fico_registry.evaluator.options import budget_shared_by, checked_device, checked_ks
@@ -76,8 +77,8 @@ def evaluate_embeddings(
         img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
         c2i = _check_mapping(caption_to_image, img.shape[0], txt.shape[0])
         n_bits = info.get("bits", 0)
-        i2t = EmbeddingScores(img, txt, measure, "image", n_bits)
-        t2i = EmbeddingScores(img, txt, measure, "text", n_bits)
+        i2t = unique_candidates(EmbeddingScores(img, txt, measure, "image", n_bits))
+        t2i = unique_candidates(EmbeddingScores(img, txt, measure, "text", n_bits))
     settings = {"measure": measure, **info}
     return _evaluate(i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started, sharded=sharded)
 

@@ -253,10 +253,10 @@ def _is_float64(*arrays: Any) -> bool:
 def _decidable(images: np.ndarray, texts: np.ndarray, scores: list[list[Any]], measure: str, float64: bool) -> bool:
     """Whether floating point can reproduce the exact ranking of `scores`.
 
-    KNOWN LIMIT (found by this fuzzer, left to a decision on speed): a float32 GEMM (MKL) can give two
-    identical candidate vectors different dot products with one query (the last columns of a block go
-    through another kernel): 0.38924947 vs 0.38924944 for the same vector. Exact ties between
-    different candidates are therefore skipped when the scores are computed in float32.
+    A float32 GEMM may give identical candidate vectors different products with one query (the
+    edge columns of a block run through another kernel); the engine scores each distinct candidate
+    vector once (engine.unique_candidates), so ties between identical vectors are exact and are
+    checked. Exact ties between different vectors are only reproducible in float64: skipped in float32.
     """
     if measure == "hamming":
         return True
@@ -264,8 +264,14 @@ def _decidable(images: np.ndarray, texts: np.ndarray, scores: list[list[Any]], m
         return False
     if float64:
         return True
-    rows = [*scores, *zip(*scores, strict=True)]
-    return all(len(set(row)) == len(row) for row in rows)
+    for rows, vectors in ((scores, texts), (list(zip(*scores, strict=True)), images)):
+        for row in rows:
+            first: dict[Any, int] = {}
+            for j, value in enumerate(row):
+                i = first.setdefault(value, j)
+                if i != j and not np.array_equal(vectors[i], vectors[j]):
+                    return False
+    return True
 
 
 def _parallel(a: np.ndarray, b: np.ndarray) -> bool:
