@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fico_registry.evaluator.block_buffers import BlockBuffers, embedding_block_into
-from fico_registry.evaluator.engine import EmbeddingScores
+from fico_registry.evaluator.sources import EmbeddingScores
 
 
 @pytest.mark.parametrize("measure", ["cosine", "inner_product", "euclidean"])

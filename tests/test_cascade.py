@@ -8,8 +8,10 @@ import torch
 
 from fico_registry.errors import OptionError
 from fico_registry.evaluator.cascade_scores import CascadeScores, DualPairs, PairCost
-from fico_registry.evaluator.engine import EmbeddingScores, positives_of_images, positives_of_texts, run_direction
+from fico_registry.evaluator.engine import run_direction
+from fico_registry.evaluator.relevance import positives_of_images, positives_of_texts
 from fico_registry.evaluator.similarity import prepare_embeddings
+from fico_registry.evaluator.sources import EmbeddingScores
 from fico_registry.studies.cascade import evaluate_cascade, parse_ks
 
 N_IMAGES = 24

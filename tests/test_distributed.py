@@ -154,9 +154,9 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
     if case["kind"] == "similarity":
         return evaluate_similarity(arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs)
     # fusion re-rank of a cosine first stage, through the evaluator's own entry point
-    from fico_registry.evaluator.engine import EmbeddingScores
     from fico_registry.evaluator.evaluate import DEFAULT_RECALL_KS, _evaluate
     from fico_registry.evaluator.query_time import RerankScores
+    from fico_registry.evaluator.sources import EmbeddingScores
 
     img = torch.nn.functional.normalize(torch.from_numpy(arrays["images"]), dim=-1)
     txt = torch.nn.functional.normalize(torch.from_numpy(arrays["texts"]), dim=-1)

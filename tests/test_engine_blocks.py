@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fico_registry.evaluator import engine, metrics
+from fico_registry.evaluator import budget, engine, metrics, relevance
 
 
 def _blocks(rng: np.random.Generator):
@@ -115,8 +115,8 @@ def test_label_relevance_from_words_equals_the_label_product(n_classes):
     labels = torch.from_numpy((rng.random((30, n_classes)) < 0.05).astype(np.float32))
     caption_map = torch.from_numpy(rng.permutation(np.repeat(np.arange(30), rng.integers(1, 4, 30))))
     image_level = (labels @ labels.T) > 0
-    i2t = engine.label_relevance(labels, labels, candidate_map=caption_map)
-    t2i = engine.label_relevance(labels, labels, query_map=caption_map)
+    i2t = relevance.label_relevance(labels, labels, candidate_map=caption_map)
+    t2i = relevance.label_relevance(labels, labels, query_map=caption_map)
     assert torch.equal(i2t(3, 17), image_level[3:17][:, caption_map])
     assert torch.equal(t2i(5, 40), image_level[caption_map[5:40]])
     assert torch.equal(i2t.shifted(2)(1, 9), image_level[3:11][:, caption_map])
@@ -124,9 +124,9 @@ def test_label_relevance_from_words_equals_the_label_product(n_classes):
 
 def test_blocks_are_capped_at_the_efficient_size_but_never_below_a_gemm_worth():
     huge = 1 << 40
-    assert engine.rows_per_block(25_000, 4, huge, True) * 25_000 <= engine.EFFICIENT_BLOCK_CELLS
-    assert engine.rows_per_block(10_000_000, 4, huge, False) == engine.MIN_BLOCK_ROWS
-    assert engine.rows_per_block(25_000, 4, 25_000 * 76 * 3, True) == 3  # the budget still rules
+    assert budget.rows_per_block(25_000, 4, huge, True) * 25_000 <= budget.EFFICIENT_BLOCK_CELLS
+    assert budget.rows_per_block(10_000_000, 4, huge, False) == budget.MIN_BLOCK_ROWS
+    assert budget.rows_per_block(25_000, 4, 25_000 * 76 * 3, True) == 3  # the budget still rules
 
 
 # -- rows wider than the budget: query blocks x candidate blocks ------------------------------------

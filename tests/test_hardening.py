@@ -318,7 +318,7 @@ def test_identical_float32_candidates_get_identical_scores():
     through another kernel); each distinct candidate is scored once, so copies tie exactly."""
     import torch
 
-    from fico_registry.evaluator.engine import EmbeddingScores, candidate_columns, unique_candidates
+    from fico_registry.evaluator.sources import EmbeddingScores, candidate_columns, unique_candidates
 
     rng = np.random.default_rng(3)
     img = torch.from_numpy(rng.standard_normal((37, 48)).astype(np.float32))

@@ -21,7 +21,7 @@ from reference_metrics import (
 )
 
 from fico_registry import evaluate_similarity
-from fico_registry.evaluator import engine, metrics
+from fico_registry.evaluator import engine, metrics, relevance
 from fico_registry.evaluator.expected_median import expected_median_rank
 
 TIES = ("expected", "optimistic", "pessimistic")
@@ -32,7 +32,7 @@ def _groups(rows_scores, rows_rel, *, top_k=None, as_float=False):
     scores = torch.tensor(rows_scores, dtype=dtype)
     rel = torch.tensor(rows_rel, dtype=torch.bool)
     if top_k is not None:
-        return engine._groups_top_k(scores, engine.MatrixRelevance(rel), 0, len(rows_scores), top_k)
+        return engine._groups_top_k(scores, relevance.MatrixRelevance(rel), 0, len(rows_scores), top_k)
     keys = engine._sorted_keys_with_relevance(scores, rel)
     return engine.groups_from_sorted(keys, scores.shape[1])
 
@@ -186,7 +186,7 @@ def test_label_relevance_parts_equal_the_whole_matrix(seed):
     c2i = torch.from_numpy(rng.permutation(np.repeat(np.arange(n_img), rng.integers(1, 5, size=n_img))))
     labels = torch.from_numpy((rng.random((n_img, n_classes)) < 0.05).astype(np.float32))
     labels[0] = 0  # an image with no label is relevant to nothing
-    for rel in (engine.label_relevance(labels, labels, candidate_map=c2i), engine.label_relevance(labels, labels, query_map=c2i)):
+    for rel in (relevance.label_relevance(labels, labels, candidate_map=c2i), relevance.label_relevance(labels, labels, query_map=c2i)):
         n_q = n_img if rel.query_map is None else len(c2i)
         for start, stop in ((0, n_q), (3, 9)):
             whole = rel(start, stop)

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from fico_registry.errors import ModelOutputError, OptionError
-from fico_registry.evaluator.engine import ScoreSource, checked_block
 from fico_registry.evaluator.query_time import take
 from fico_registry.evaluator.similarity import score_block
+from fico_registry.evaluator.sources import ScoreSource, checked_block
 
 
 @dataclass

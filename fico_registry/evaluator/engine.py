@@ -11,226 +11,27 @@ The full score matrix is never materialised unless a block happens to be all of 
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from fico_registry.errors import MemoryBudgetError, NonFiniteError, ShapeError
+from fico_registry.errors import MemoryBudgetError
 from fico_registry.evaluator import metrics
-from fico_registry.evaluator.block_buffers import BlockBuffers, embedding_block_into, row_counts
-from fico_registry.evaluator.similarity import as_tensor, score_block
+from fico_registry.evaluator.block_buffers import BlockBuffers, row_counts
+from fico_registry.evaluator.budget import MIN_BLOCK_ROWS, rows_per_block
+from fico_registry.evaluator.relevance import LabelRelevance, MatrixRelevance
+from fico_registry.evaluator.sources import (
+    INT_DTYPES,
+    ScoreSource,
+    candidate_columns,
+    checked_block,
+    needs_argsort_keys,
+)
 from fico_registry.runtime.progress import progress_bar as _progress
-from fico_registry.runtime.sizes import format_size, parse_size
-
-_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-_UNSIGNED_WIDE = (torch.uint16, torch.uint32, torch.uint64)
-# 2 * order_key + relevant fits an int64 only for |integer score| < 2**62; wider ones rank by argsort
-_PACKED_INT_LIMIT = 1 << 62
-
-
-def unsigned_as_int64(scores: torch.Tensor) -> torch.Tensor:
-    """uint16/32/64 scores as int64 in the same order (uint64: the top bit flipped), ties kept."""
-    if scores.dtype == torch.uint64:
-        return scores.view(torch.int64) ^ torch.iinfo(torch.int64).min
-    return scores.to(torch.int64)
-
-
-def _needs_argsort_keys(scores: torch.Tensor) -> bool:
-    """float64, or integers too large for the packed 2 * order_key + relevant keys."""
-    if scores.dtype == torch.float64:
-        return True
-    if scores.dtype != torch.int64 or scores.numel() == 0:
-        return False
-    low, high = torch.aminmax(scores)
-    return int(low) <= -_PACKED_INT_LIMIT or int(high) >= _PACKED_INT_LIMIT
-
-
-class ScoreSource(Protocol):
-    """Rows of scores for one retrieval direction (queries x candidates)."""
-
-    n_queries: int
-    n_candidates: int
-
-    def block(self, start: int, stop: int) -> torch.Tensor: ...
-
-    def cell_bytes(self) -> int:
-        """Bytes per (query, candidate) cell the source needs while computing a block."""
-        ...
-
-
-def embedding_cell_bytes(images: torch.Tensor, measure: str) -> int:
-    """Bytes per (query, candidate) cell while a block of embedding scores is computed."""
-    if measure == "maxsim":
-        return 4 * (images.shape[1] + 2)
-    if measure == "hamming":
-        return 8
-    width = 8 if images.dtype == torch.float64 else 4
-    return width * (3 if measure == "euclidean" else 2)
-
-
-@dataclass
-class EmbeddingScores:
-    """Scores computed on the fly from image and text embeddings (one GEMM per block)."""
-
-    images: torch.Tensor
-    texts: torch.Tensor
-    measure: str
-    query_side: str  # "image" (i2t) or "text" (t2i)
-    n_bits: int = 0
-    trusted: bool = True  # products of finite embeddings: no NaN scan needed
-    fresh_blocks: bool = True  # every block is a new tensor the engine may reuse
-    # With duplicate candidate vectors, the candidate side holds each distinct vector once and
-    # candidate_rows[j] is candidate j's row in it: see unique_candidates.
-    candidate_rows: torch.Tensor | None = None
-
-    @property
-    def n_queries(self) -> int:
-        return (self.images if self.query_side == "image" else self.texts).shape[0]
-
-    @property
-    def n_candidates(self) -> int:
-        if self.candidate_rows is not None:
-            return len(self.candidate_rows)
-        return (self.texts if self.query_side == "image" else self.images).shape[0]
-
-    def cell_bytes(self) -> int:
-        return embedding_cell_bytes(self.images, self.measure)
-
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        if self.query_side == "image":
-            out = score_block(self.images[start:stop], self.texts, self.measure, query_side="image", n_bits=self.n_bits)
-        else:
-            out = score_block(self.images, self.texts[start:stop], self.measure, query_side="text", n_bits=self.n_bits)
-        return out if self.candidate_rows is None else out.index_select(1, self.candidate_rows)
-
-
-def unique_candidates(source: EmbeddingScores) -> EmbeddingScores:
-    """The same scores with each distinct candidate vector scored once, when some repeat.
-
-    A float GEMM may give two identical candidate vectors different products with one query (the
-    edge columns of a block run through another kernel: 0.38924947 vs 0.38924944 seen in float32),
-    which would rank a true tie as a strict order. Scoring each distinct vector once and copying
-    its column makes equal vectors equal scores, so the tie policy applies exactly. Integer
-    Hamming scores are exact already.
-    """
-    if source.measure == "hamming" or source.candidate_rows is not None:
-        return source
-    side = "texts" if source.query_side == "image" else "images"
-    vectors = getattr(source, side)
-    flat = vectors.reshape(vectors.shape[0], -1)
-    distinct, rows = torch.unique(flat, dim=0, return_inverse=True)
-    if distinct.shape[0] == flat.shape[0]:
-        return source
-    distinct = distinct.reshape(-1, *vectors.shape[1:])
-    return replace(source, **{side: distinct}, candidate_rows=rows.to(vectors.device))
-
-
-@dataclass
-class MatrixScores:
-    """Rows of a given score matrix (numpy, memmap or torch), optionally read transposed."""
-
-    matrix: object
-    transpose: bool = False
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    name: str = "scores"
-
-    def __post_init__(self) -> None:
-        shape = tuple(self.matrix.shape)  # type: ignore[attr-defined]
-        if len(shape) != 2:
-            raise ShapeError(f"{self.name} must be a 2-d matrix, got shape {shape}")
-        self._shape = shape[::-1] if self.transpose else shape
-
-    @property
-    def n_queries(self) -> int:
-        return self._shape[0]
-
-    @property
-    def n_candidates(self) -> int:
-        return self._shape[1]
-
-    def cell_bytes(self) -> int:
-        return 8
-
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        rows = self.matrix[:, start:stop].T if self.transpose else self.matrix[start:stop]  # type: ignore[index]
-        block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.name)
-        return block.to(self.device)
-
-
-class MatrixColumns:
-    """Candidates lo..hi-1 of a MatrixScores direction: only those columns are read."""
-
-    trusted = False
-    fresh_blocks = False
-
-    def __init__(self, source: MatrixScores, lo: int, hi: int) -> None:
-        self.source, self.lo, self.hi = source, lo, hi
-
-    @property
-    def n_queries(self) -> int:
-        return self.source.n_queries
-
-    @property
-    def n_candidates(self) -> int:
-        return self.hi - self.lo
-
-    def cell_bytes(self) -> int:
-        return self.source.cell_bytes()
-
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        matrix, lo, hi = self.source.matrix, self.lo, self.hi
-        rows = matrix[lo:hi, start:stop].T if self.source.transpose else matrix[start:stop, lo:hi]  # type: ignore[index]
-        block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.source.name)
-        return block.to(self.source.device)
-
-
-def candidate_columns(source: ScoreSource, lo: int, hi: int) -> ScoreSource | None:
-    """The same scores restricted to candidates lo..hi-1, or None when the source cannot slice them.
-
-    Embedding blocks keep the image-major GEMM, so a cell is bit-identical in any slice.
-    """
-    if isinstance(source, EmbeddingScores):
-        if source.candidate_rows is not None:
-            return replace(source, candidate_rows=source.candidate_rows[lo:hi])
-        if source.query_side == "image":
-            return replace(source, texts=source.texts[lo:hi])
-        return replace(source, images=source.images[lo:hi])
-    if isinstance(source, MatrixScores):
-        return MatrixColumns(source, lo, hi)
-    return None
-
-
-def checked_block(
-    source: ScoreSource, start: int, stop: int, *, label: str = "", first_candidate: int | None = None, buffers: BlockBuffers | None = None
-) -> tuple[torch.Tensor, float | int]:
-    """The source's scores for queries start..stop-1, checked (shape, dtype, NaN / inf), fp16/bf16 as
-    float32; and the lowest score of its dtype (the floor a missing positive takes). With `buffers`,
-    embedding scores are computed into reused tensors (block_buffers)."""
-    scores = None
-    if buffers is not None and isinstance(source, EmbeddingScores) and source.candidate_rows is None:
-        scores = embedding_block_into(source, start, stop, buffers)
-    if scores is None:
-        scores = source.block(start, stop)
-    n_c = source.n_candidates
-    if tuple(scores.shape) != (stop - start, n_c):
-        raise ShapeError(f"score block has shape {tuple(scores.shape)}, expected {(stop - start, n_c)}")
-    if scores.is_floating_point():
-        if not getattr(source, "trusted", False) and not bool(torch.isfinite(scores).all()):
-            where = "" if first_candidate is None else f" (candidates {first_candidate}..{first_candidate + n_c - 1})"
-            raise NonFiniteError(f"{label or 'scores'}: NaN or infinite scores for queries {start}..{stop - 1}{where}")
-        if scores.dtype in (torch.float16, torch.bfloat16):
-            scores = scores.float()
-        return scores, -torch.inf
-    if scores.dtype in _UNSIGNED_WIDE:
-        scores = unsigned_as_int64(scores)
-    if scores.dtype not in _INT_DTYPES:
-        raise ShapeError(f"scores must be float or integer, got {scores.dtype}")
-    return scores, torch.iinfo(scores.dtype).min
+from fico_registry.runtime.sizes import format_size
 
 
 @dataclass
@@ -245,160 +46,9 @@ class DirectionStats:
     relevant: np.ndarray | None = None  # relevant candidates per query
 
 
-def positives_of_images(caption_to_image: np.ndarray, n_images: int) -> torch.Tensor:
-    """(n_images, max captions) caption indices of each image, -1 padded."""
-    order = np.argsort(caption_to_image, kind="stable")
-    counts = np.bincount(caption_to_image, minlength=n_images)
-    width = int(counts.max())
-    out = np.full((n_images, width), -1, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    col = np.arange(len(order)) - np.repeat(starts, counts)
-    out[caption_to_image[order], col] = order
-    return torch.from_numpy(out)
-
-
-def positives_of_texts(caption_to_image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(caption_to_image, dtype=np.int64)[:, None])
-
-
-def label_relevance(
-    query_labels: torch.Tensor,
-    candidate_labels: torch.Tensor,
-    candidate_map: torch.Tensor | None = None,
-    query_map: torch.Tensor | None = None,
-) -> LabelRelevance:
-    """Relevance = shares at least one label; see LabelRelevance."""
-    return LabelRelevance(query_labels, candidate_labels, candidate_map, query_map)
-
-
-class LabelRelevance:
-    """Which candidates share at least one label with each query of a block.
-
-    Captions take their image's labels: query_map / candidate_map index image label rows, so label
-    products run over images and captions are gathered (or counted) afterwards. Called as
-    relevance(start, stop) it gives the whole (b, n_candidates) bool block (full rankings need
-    it); the top-k path asks only for per-query totals and for the relevance of chosen
-    candidates, which costs O(b x n_images) and O(b x k) instead of O(b x n_candidates).
-    """
-
-    def __init__(
-        self,
-        query_labels: torch.Tensor,
-        candidate_labels: torch.Tensor,
-        candidate_map: torch.Tensor | None = None,
-        query_map: torch.Tensor | None = None,
-        offset: int = 0,
-    ) -> None:
-        self.query_labels, self.candidate_labels = query_labels, candidate_labels
-        self.candidate_map, self.query_map, self.offset = candidate_map, query_map, offset
-        self._words: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._captions_per_image: torch.Tensor | None = None
-
-    def shifted(self, lo: int) -> LabelRelevance:
-        """The same relevance for queries counted from `lo` (a rank's slice of the queries)."""
-        return LabelRelevance(self.query_labels, self.candidate_labels, self.candidate_map, self.query_map, self.offset + lo)
-
-    def _rows(self, start: int, stop: int) -> torch.Tensor | slice:
-        start, stop = start + self.offset, stop + self.offset
-        return slice(start, stop) if self.query_map is None else self.query_map[start:stop]
-
-    def _image_level(self, start: int, stop: int) -> torch.Tensor:
-        return (self.query_labels[self._rows(start, stop)] @ self.candidate_labels.T) > 0
-
-    def __call__(self, start: int, stop: int) -> torch.Tensor:
-        if self.query_labels.device.type == "cpu":
-            # AND of 64-bit label words instead of a label GEMM: several times faster than torch's
-            # GEMM + index_select here, and unlike numpy's BLAS it starts no thread pool whose
-            # spinning workers would eat the second core the other direction is using
-            query_words, candidate_words = (w.numpy() for w in self._label_words())
-            rows = self._rows(start, stop)
-            query = query_words[rows if isinstance(rows, slice) else rows.numpy()]
-            rel = np.zeros((query.shape[0], candidate_words.shape[0]), dtype=bool)
-            for word in range(query.shape[1]):
-                rel |= (query[:, word, None] & candidate_words[None, :, word]) != 0
-            if self.candidate_map is not None:
-                rel = np.take(rel, self.candidate_map.numpy(), axis=1)
-            return torch.from_numpy(rel)
-        rel = self._image_level(start, stop)
-        return rel if self.candidate_map is None else torch.index_select(rel, 1, self.candidate_map)
-
-    def totals(self, start: int, stop: int) -> torch.Tensor:
-        """Relevant candidates per query, (b,) int64."""
-        rel = self._image_level(start, stop)
-        if self.candidate_map is None:
-            return row_counts(rel)
-        if self._captions_per_image is None:
-            counts = torch.bincount(self.candidate_map, minlength=self.candidate_labels.shape[0])
-            self._captions_per_image = counts.to(torch.float64)
-        return (rel.to(torch.float64) @ self._captions_per_image).round().to(torch.int64)  # integers, exact in float64
-
-    def _label_words(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if self._words is None:
-            self._words = (_as_words(self.query_labels), _as_words(self.candidate_labels))
-        return self._words
-
-    def at(self, start: int, stop: int, index: torch.Tensor) -> torch.Tensor:
-        """Relevance of candidates `index` (b, m) of queries start..stop-1, (b, m) bool."""
-        query_words, candidate_words = self._label_words()
-        rows = query_words[self._rows(start, stop)]
-        columns = index if self.candidate_map is None else self.candidate_map[index]
-        return ((candidate_words[columns] & rows[:, None, :]) != 0).any(-1)
-
-    def count_where(self, start: int, stop: int, mask: torch.Tensor, max_pairs: int = 1 << 20, first_column: int = 0) -> torch.Tensor:
-        """Relevant candidates among those where `mask` is True, per query, (b,) int64.
-
-        `mask` covers candidates first_column.. (all of them by default).
-        """
-        query_words, candidate_words = self._label_words()
-        query_rows = query_words[self._rows(start, stop)]
-        per_row = np.cumsum(row_counts(mask).cpu().numpy())
-        out = torch.zeros(mask.shape[0], dtype=torch.int64, device=mask.device)
-        first = 0
-        while first < mask.shape[0]:  # rows in chunks of about max_pairs marked cells (ties can be wide)
-            done = per_row[first - 1] if first else 0
-            last = max(first + 1, int(np.searchsorted(per_row, done + max_pairs, side="right")))
-            rows, cols = mask[first:last].nonzero(as_tuple=True)
-            cols = cols + first_column
-            if self.candidate_map is not None:
-                cols = self.candidate_map[cols]
-            hit = ((query_rows[first:last][rows] & candidate_words[cols]) != 0).any(-1)
-            out[first:last] = torch.bincount(rows[hit], minlength=last - first)
-            first = last
-        return out
-
-
-class MatrixRelevance:
-    """Relevance given whole, as a bool (n_queries, n_candidates) matrix; the interface of LabelRelevance."""
-
-    def __init__(self, relevant: torch.Tensor, offset: int = 0) -> None:
-        self.relevant, self.offset = relevant, offset
-
-    def shifted(self, lo: int) -> MatrixRelevance:
-        return MatrixRelevance(self.relevant, self.offset + lo)
-
-    def __call__(self, start: int, stop: int) -> torch.Tensor:
-        return self.relevant[start + self.offset : stop + self.offset]
-
-    def totals(self, start: int, stop: int) -> torch.Tensor:
-        return self(start, stop).sum(1)
-
-    def at(self, start: int, stop: int, index: torch.Tensor) -> torch.Tensor:
-        return self(start, stop).gather(1, index)
-
-    def count_where(self, start: int, stop: int, mask: torch.Tensor, first_column: int = 0) -> torch.Tensor:
-        return (mask & self(start, stop)[:, first_column : first_column + mask.shape[1]]).sum(1)
-
-
-def _as_words(labels: torch.Tensor) -> torch.Tensor:
-    """Multi-hot rows (n, n_classes) as bit sets (n, words) of int64, for AND-and-test relevance."""
-    bits = np.packbits(labels.detach().cpu().numpy() > 0, axis=1, bitorder="little")
-    bits = np.pad(bits, ((0, 0), (0, (-bits.shape[1]) % 8)))
-    return torch.from_numpy(np.ascontiguousarray(bits).view(np.int64)).to(labels.device)
-
-
 def order_keys(scores: torch.Tensor) -> torch.Tensor:
     """int keys whose ascending order is the descending score order; equal scores, equal keys."""
-    if scores.dtype in _INT_DTYPES:
+    if scores.dtype in INT_DTYPES:
         return -scores.to(torch.int64)
     if scores.dtype == torch.float64:
         raise TypeError("float64 scores use the argsort path")
@@ -432,7 +82,7 @@ def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool =
     consume=True lets it overwrite a float32 `scores` block the engine owns (saves a copy);
     blocks that may share memory with the caller's arrays are copied first.
     """
-    if scores.dtype in _INT_DTYPES:
+    if scores.dtype in INT_DTYPES:
         keys = scores.numpy().astype(np.int32 if narrow else np.int64)
         np.negative(keys, out=keys)
     else:
@@ -451,7 +101,7 @@ def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool =
 
 def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False) -> np.ndarray:
     """Rows sorted best-first as integer keys 2*order + relevant (int32 when they fit), on the CPU."""
-    if _needs_argsort_keys(scores):
+    if needs_argsort_keys(scores):
         # 64-bit scores leave no spare bit: rank them exactly by argsort, then pack a dense rank
         order = torch.argsort(scores.cpu(), dim=1, stable=True, descending=True)
         s_sorted = torch.gather(scores.cpu(), 1, order)
@@ -556,59 +206,6 @@ def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.
             arrays = [np.insert(x, at, v) for x, v in zip(arrays, extra_values, strict=True)]
     g_row, g_col, g_n, g_r, g_rb = arrays
     return metrics.Groups(g_row, g_col, g_n, g_r, g_rb, relevant, n_candidates)
-
-
-def default_memory_budget(device: torch.device) -> int:
-    """A safe share of free memory: half the free GPU memory, or a quarter of available RAM (<= 4 GiB, split among this host's torchrun ranks)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
-    available = None
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
-                    break
-    except OSError:
-        pass
-    if available is None:
-        available = 8 << 30
-    # ranks of one torchrun job on this host share its RAM
-    try:
-        local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        local_ranks = 1
-    return int(min(available * 0.25, 4 << 30) / local_ranks)
-
-
-def parse_budget(budget: int | str | None, device: torch.device) -> int:
-    if budget is None:
-        return default_memory_budget(device)
-    return parse_size(budget)
-
-
-# Blocks larger than this are no faster, only slower: the per-cell arrays of a bigger block pass
-# glibc's 32 MB mmap threshold, so every block pays fresh page faults instead of reusing the heap
-# (measured: tie-group extraction 2.5x slower per cell at 28M cells than at 6M; bench_evaluator).
-EFFICIENT_BLOCK_CELLS = 1 << 21
-MIN_BLOCK_ROWS = 16  # enough rows for the GEMM to stay efficient on very wide rows
-
-
-def rows_per_block(n_candidates: int, cell_bytes: int, budget: int, full_sort: bool) -> int:
-    """Query rows per block: what the memory budget allows, capped at EFFICIENT_BLOCK_CELLS."""
-    # scores + keys + sorted keys + relevance + group temporaries (about 8 int64 arrays per cell)
-    per_cell = cell_bytes + (72 if full_sort else 12)
-    rows = budget // max(1, n_candidates * per_cell)
-    if rows < 1:
-        need = n_candidates * per_cell
-        error = MemoryBudgetError(
-            f"one query row needs about {format_size(need)} but memory_budget is {format_size(budget)}; "
-            f"raise memory_budget to at least {format_size(need)} or drop mAP@N / PR11 (they need whole rows)"
-        )
-        error.needed = need  # type: ignore[attr-defined]
-        raise error
-    return int(min(rows, max(MIN_BLOCK_ROWS, EFFICIENT_BLOCK_CELLS // max(1, n_candidates))))
 
 
 def run_direction(
@@ -780,7 +377,7 @@ def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Te
 
     `scores` is only read for float64 blocks: a consumed float32 block holds the keys by now.
     """
-    if _needs_argsort_keys(scores):
+    if needs_argsort_keys(scores):
         s = scores.cpu()
         b = best.cpu()
         return row_counts(s > b).numpy(), row_counts(s == b).numpy()

@@ -12,22 +12,14 @@ import torch
 
 from fico_registry.errors import LabelError, MappingError, OptionError, ShapeError
 from fico_registry.evaluator import metrics
-from fico_registry.evaluator.engine import (
-    DirectionStats,
-    EmbeddingScores,
-    MatrixScores,
-    ScoreSource,
-    label_relevance,
-    parse_budget,
-    positives_of_images,
-    positives_of_texts,
-    run_direction,
-    unique_candidates,
-)
+from fico_registry.evaluator.budget import parse_budget
+from fico_registry.evaluator.engine import DirectionStats, run_direction
 from fico_registry.evaluator.hamming import histogram_path_applies, histogram_stats
 from fico_registry.evaluator.options import budget_shared_by, checked_device, checked_ks
+from fico_registry.evaluator.relevance import label_relevance, positives_of_images, positives_of_texts
 from fico_registry.evaluator.report import Report
 from fico_registry.evaluator.similarity import as_tensor, check_measure, prepare_embeddings
+from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores, ScoreSource, unique_candidates
 
 DEFAULT_RECALL_KS = (1, 5, 10)
 DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)

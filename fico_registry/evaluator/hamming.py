@@ -30,10 +30,11 @@ import torch
 
 from fico_registry.errors import OptionError, ShapeError
 from fico_registry.evaluator import metrics
-from fico_registry.evaluator.engine import DirectionStats, EmbeddingScores
-from fico_registry.evaluator.engine import _as_words as label_words_of
+from fico_registry.evaluator.engine import DirectionStats
+from fico_registry.evaluator.relevance import _as_words as label_words_of
 from fico_registry.evaluator.similarity import _as_words as code_words_of
 from fico_registry.evaluator.similarity import hamming_scores
+from fico_registry.evaluator.sources import EmbeddingScores
 
 PATH_ENV = "FICO_HAMMING_PATH"
 FINISH_CELLS = 1 << 21  # histogram cells turned into groups at a time (bounded temporaries)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fico_registry.errors import ModelOutputError
-from fico_registry.evaluator.engine import EmbeddingScores
+from fico_registry.evaluator.sources import EmbeddingScores
 from fico_registry.runtime.progress import progress_bar
 
 

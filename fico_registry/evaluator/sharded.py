@@ -354,7 +354,7 @@ class Sharding:
         """Per-query DirectionStats of every direction, identical on every rank to a single process."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from fico_registry.evaluator.engine import label_relevance
+        from fico_registry.evaluator.relevance import label_relevance
 
         forced = shard_mode()
         self.check_same_call({
@@ -413,7 +413,7 @@ class Sharding:
             return None, exc
 
     def _plan(self, source: Any, labelled: bool, map_ks: Sequence[int | None], variant: str, forced: str) -> str:
-        from fico_registry.evaluator.engine import EmbeddingScores, MatrixScores
+        from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores
 
         n_q, n_c = source.n_queries, source.n_candidates
         if isinstance(source, LocalRows):
@@ -494,9 +494,9 @@ class Sharding:
             DirectionStats,
             _progress,
             _sorted_keys_with_relevance,
-            checked_block,
             groups_from_sorted,
         )
+        from fico_registry.evaluator.sources import checked_block
 
         local = _candidate_columns(source, lo, hi)
         n_q, n_c, n_local = source.n_queries, source.n_candidates, hi - lo
@@ -715,7 +715,7 @@ class _QueryRows:
 
 def _query_rows(source: Any, lo: int, hi: int) -> Any:
     """Queries lo..hi-1 as a source of the same kind where possible (views, no copies)."""
-    from fico_registry.evaluator.engine import EmbeddingScores, MatrixScores
+    from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores
 
     if isinstance(source, EmbeddingScores):
         if source.query_side == "image":
@@ -728,7 +728,7 @@ def _query_rows(source: Any, lo: int, hi: int) -> Any:
 
 
 def _candidate_columns(source: Any, lo: int, hi: int) -> Any:
-    from fico_registry.evaluator.engine import candidate_columns
+    from fico_registry.evaluator.sources import candidate_columns
 
     if isinstance(source, ShardEmbeddingScores):
         return source.local(lo, hi)
@@ -771,7 +771,7 @@ class ShardEmbeddingScores:
         self.n_queries, self.n_candidates = n_queries, n_candidates
 
     def cell_bytes(self) -> int:
-        from fico_registry.evaluator.engine import embedding_cell_bytes
+        from fico_registry.evaluator.sources import embedding_cell_bytes
 
         images = self.queries if self.query_side == "image" else self.candidates
         return embedding_cell_bytes(images, self.measure)
@@ -839,7 +839,7 @@ class LocalRows:
         return int(self.rows.dtype.itemsize)
 
     def scores(self) -> Any:
-        from fico_registry.evaluator.engine import MatrixScores
+        from fico_registry.evaluator.sources import MatrixScores
 
         return MatrixScores(self.rows, device=self.device, name=self.name)
 

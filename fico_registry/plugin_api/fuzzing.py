@@ -34,7 +34,7 @@ from fico_registry.evaluator import reference as bruteforce
 
 TOLERANCE = 1e-9
 EXAMPLE_TIMEOUT_S = 60
-_INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 # power-of-two exponents a side may be scaled by, per dtype, keeping every input a normal number
 _EXPONENTS = {"float16": (-8, 8), "float32": (-100, 100), "float64": (-1000, 1000), "bfloat16": (-100, 100)}

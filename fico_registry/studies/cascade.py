@@ -27,7 +27,6 @@ from fico_registry.evaluator.cascade_scores import (
     RecordingPairs,
     SparsePairs,
 )
-from fico_registry.evaluator.engine import EmbeddingScores, ScoreSource
 from fico_registry.evaluator.evaluate import (
     DEFAULT_MAP_KS,
     DEFAULT_RECALL_KS,
@@ -38,6 +37,7 @@ from fico_registry.evaluator.evaluate import (
     resolve_device,
 )
 from fico_registry.evaluator.similarity import prepare_embeddings
+from fico_registry.evaluator.sources import EmbeddingScores, ScoreSource
 from fico_registry.studies.costs.scales import Scale
 
 INDEXES = ("flat", "hnsw", "binary-flat", "binary-ivf")

@@ -241,7 +241,8 @@ def engine_search(
     """
     import torch
 
-    from fico_registry.evaluator.engine import EmbeddingScores, rows_per_block
+    from fico_registry.evaluator.budget import rows_per_block
+    from fico_registry.evaluator.sources import EmbeddingScores
 
     if measure == "hamming":  # distance-count threshold kernel (fico_registry.evaluator.hamming): as fast as faiss or faster
         from fico_registry.evaluator.hamming import hamming_topk

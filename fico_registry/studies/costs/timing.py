@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from fico_registry.evaluator.engine import EmbeddingScores, MatrixScores, rows_per_block
+from fico_registry.evaluator.budget import rows_per_block
 from fico_registry.evaluator.query_time import RerankScores, ScorerCost, cross_attention_matrix
 from fico_registry.evaluator.similarity import prepare_embeddings
+from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores
 from fico_registry.models.encoding import EncodeResult, encode_side
 from fico_registry.models.inputs import input_source
 from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
