@@ -1,7 +1,9 @@
 """score_pairs: the scores of given (image, caption) pairs are score's cells for those pairs.
 
-Held to score's own consistency across call shapes (see fico-scan's test_scan_pairs.py): 1e-6 in
-float32, 1e-12 in float64 (measured: 1.2e-7 and 4.4e-16).
+Held to 1e-6 in float32 and 1e-12 in float64, or to score's own consistency where that is looser:
+over 15 random tiny weight draws, 3 steps of text_IMRAM without memory normalisation put `score`
+of one pair and `score` of the whole matrix up to 1.1e-5 apart in float32 (3.5e-15 in float64),
+and score_pairs lies exactly as far (see fico-scan's test_scan_pairs.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def _name(s: dict) -> str:
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_score_pairs_is_score_on_the_same_pairs(setting: dict, dtype: str) -> None:
     config = {**_tiny(), **setting, "score_dtype": dtype, "score_memory_mb": 0.05}  # several chunks of pairs
+    torch.manual_seed(0)  # the tiny weights are random: fix them
     model = load_model("imram", config=config, device="cpu")
     images, texts = model.encode_images(regions(4)), model.encode_texts(CAPTIONS * 2)
     full = model.score(images, texts)
@@ -33,4 +36,10 @@ def test_score_pairs_is_score_on_the_same_pairs(setting: dict, dtype: str) -> No
     ii, jj = ii.ravel()[order], jj.ravel()[order]
     got = model.encoder.score_pairs({k: v[ii] for k, v in images.items()}, {k: v[jj] for k, v in texts.items()})
     assert got.dtype == getattr(torch, dtype) and got.shape == (len(ii),)
-    torch.testing.assert_close(got, full[ii, jj], rtol=0, atol=ATOL[dtype])
+    def alone(i: int, j: int) -> torch.Tensor:
+        image, text = {k: v[i : i + 1] for k, v in images.items()}, {k: v[j : j + 1] for k, v in texts.items()}
+        return model.score(image, text)[0, 0]
+
+    one = torch.stack([alone(i, j) for i, j in zip(ii, jj, strict=True)])
+    own = float((one - full[ii, jj]).abs().max())  # how far score is from itself across call shapes
+    torch.testing.assert_close(got, full[ii, jj], rtol=0, atol=max(ATOL[dtype], 2 * own))
