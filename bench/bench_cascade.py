@@ -8,7 +8,11 @@ and by the seconds of the stand-alone re-ranker (`fico evaluate RERANK`: the ful
 blocks). Screen seconds (first-stage blocks + top-k) are printed next to them. Timings on a shared
 machine are noisy: read the ratios, which are taken in one process on the same data.
 
-Usage: .venv/bin/python bench/bench_cascade.py [--images 100] [--first reference-dual] [--rerank scan]
+--per-query also runs the cascade with the re-ranker's score() only (its score_pairs hidden: one
+query's short list per call, the path cross-attention plugins without score_pairs take) and prints
+its table, from the same process, so the two paths compare on the same data.
+
+Usage: .venv/bin/python bench/bench_cascade.py [--images 100] [--first reference-dual] [--rerank scan] [--per-query]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def main() -> None:
     parser.add_argument("--config", default="tiny", help="config of both models")
     parser.add_argument("--index", default=None, help="FAISS index of the first stage (default: exact engine)")
     parser.add_argument("--json", action="store_true", help="print the whole cascade document too")
+    parser.add_argument("--per-query", action="store_true", help="also time the re-ranker's score() path")
     args = parser.parse_args()
 
     import torch
@@ -44,22 +49,47 @@ def main() -> None:
     alone = evaluate(rerank, corpus, device="cpu", cache=False)
     alone_total = time.perf_counter() - began
     alone_query_s = (alone.costs or {}).get("query_time", {}).get("seconds")
-    doc = evaluate_cascade(first, rerank, corpus, ks=(10, 100, "N"), device="cpu", index=args.index, standalone=False)
-    full = doc["by_k"]["N"]["costs"]
-    full_pairs = sum(full["rerank_pairs"].values())
     print(f"{args.first} -> {args.rerank} ({args.config}), {corpus.n_images} images x {corpus.n_captions} captions")
     print(f"re-ranker alone (fico evaluate): {alone_total:.2f} s total, {alone_query_s} s in its score calls")
-    print(f"{'k':>4} {'pairs':>8} {'pairs/N':>8} {'rerank s':>9} {'s / k=N':>8} {'s / alone':>9} {'screen s':>9}")
+    paths = [("", rerank)]
+    if args.per_query:
+        paths.append(("score() per query", _score_only(rerank)))
+    for label, model in paths:
+        doc = evaluate_cascade(first, model, corpus, ks=(10, 100, "N"), device="cpu", index=args.index,
+                               standalone=False)  # fmt: skip
+        if label:
+            print(f"-- {label}")
+        _table(doc, alone_query_s)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+
+
+def _score_only(model):
+    """The model with its encoder's score_pairs hidden."""
+    from fico_registry.models.loading import Model
+
+    class ScoreOnly:
+        def __init__(self, inner) -> None:
+            self.encode_images, self.encode_texts, self.score = inner.encode_images, inner.encode_texts, inner.score
+
+    return Model(model.spec, ScoreOnly(model.encoder), config_name=model.config_name, config=model.config,
+                 checkpoint=None, device="cpu")  # fmt: skip
+
+
+def _table(doc, alone_query_s) -> None:
+    full = doc["by_k"]["N"]["costs"]
+    full_pairs = sum(full["rerank_pairs"].values())
+    print(f"{'k':>4} {'pairs':>8} {'pairs/N':>8} {'rerank s':>9} {'s / k=N':>8} {'s / alone':>9} {'screen s':>9} "
+          f"{'calls':>6}")  # fmt: skip
     for key, entry in doc["by_k"].items():
         costs = entry["costs"]
         pairs = sum(costs["rerank_pairs"].values())
         seconds = costs["seconds"]["rerank"]
         vs_alone = seconds / alone_query_s if alone_query_s else float("nan")
         vs_full = seconds / full["seconds"]["rerank"]
+        calls = sum(costs["rerank_calls"].values())
         print(f"{key:>4} {pairs:>8} {pairs / full_pairs:>8.3f} {seconds:>9.3f} {vs_full:>8.3f} "
-              f"{vs_alone:>9.3f} {costs['seconds']['screen']:>9.4f}")  # fmt: skip
-    if args.json:
-        print(json.dumps(doc, indent=2))
+              f"{vs_alone:>9.3f} {costs['seconds']['screen']:>9.4f} {calls:>6}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -59,8 +59,9 @@ def test_reranked_pairs_are_exactly_k_per_query(dual_then_scan, corpus):
             "i2t": N_IMAGES * (k or n_txt),
             "t2i": n_txt * (k or N_IMAGES),
         }
-    # cross-attention pairs: one query against at most its own candidates per call
-    assert max(s.cost.largest_call for s in scorers[:4]) <= 7
+    # scan scores given pairs itself (score_pairs): batches of at most 256 pairs that mix queries
+    assert max(s.cost.largest_call for s in scorers[:4]) <= 256
+    assert sum(s.cost.calls for s in scorers[2:4]) < N_IMAGES + n_txt  # fewer calls than queries
     assert sum(s.cost.pairs for s in scorers[2:4]) == N_IMAGES * 7 + n_txt * 7
     assert set(out["by_k"]["7"]["costs"]["seconds"]) == {"encode", "screen", "rerank"}
     assert out["by_k"]["7"]["costs"]["extrapolated"]["1M/5M"]["rerank_pairs"] == 1_000_000 * 7 + 5_000_000 * 7
@@ -315,6 +316,38 @@ def test_cross_attention_plugin_with_score_pairs_is_batched_across_queries(corpu
     # the plugin's own pair scores may differ from score()'s in the last bits; the rule does not
     for direction in ("i2t", "t2i"):
         assert out["by_k"]["7"]["instance"][direction]["R@10"] == out["first"]["instance"][direction]["R@10"]
+
+
+class _ScoreOnly:
+    """A Scorer with score() only (no score_pairs): the cascade asks one query's candidates per call."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def encode_images(self, batch):
+        return self.inner.encode_images(batch)
+
+    def encode_texts(self, batch):
+        return self.inner.encode_texts(batch)
+
+    def score(self, images, texts):
+        return self.inner.score(images, texts)
+
+
+def test_cross_attention_without_score_pairs_is_asked_one_query_at_a_time(corpus, dual_then_scan):
+    from fico_registry import load_model
+    from fico_registry.models.loading import Model
+
+    scan = load_model("scan", config="tiny", device="cpu")
+    plain = Model(scan.spec, _ScoreOnly(scan.encoder), config_name="tiny", config=scan.config, checkpoint=None,
+                  device="cpu")  # fmt: skip
+    scorers = []
+    out = evaluate_cascade("reference-dual", plain, corpus, ks=(7,), first_config="tiny", device="cpu",
+                           standalone=False, on_scorer=scorers.append)  # fmt: skip
+    assert max(s.cost.largest_call for s in scorers) <= 7  # one query against at most its own candidates
+    assert sum(s.cost.calls for s in scorers) == N_IMAGES + corpus.n_captions
+    # scan's score_pairs and its score give the same ranking here (their scores agree to ~1e-7)
+    assert _metrics(out["by_k"]["7"]) == _metrics(dual_then_scan[0]["by_k"]["7"])
 
 
 @pytest.mark.parametrize("first", ["reference-dual", "reference-hash"])

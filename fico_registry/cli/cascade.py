@@ -38,6 +38,11 @@ from fico_registry.errors import OptionError
 @click.option("--rerank-config", default="default", show_default=True, help="Config of RERANK (name or JSON file).")
 @click.option("--rerank-checkpoint", help="Checkpoint of RERANK.")
 @click.option("--no-standalone", is_flag=True, help="Skip RERANK's own report (it scores every pair).")
+@click.option(
+    "--save-evidence", "evidence_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="New folder for the leaderboard evidence (FIRST's outputs, RERANK's scores of the re-ranked pairs); "
+    "`fico submit --cascade-from DIR --k K` submits one k of it. Needs the exact first stage (no --index).",
+)
 @click.option("--dataset", help="A registered dataset (`fico datasets`); default: synthetic.")
 @click.option("--split", help="Split of the dataset (default: its test split).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
@@ -54,6 +59,7 @@ from fico_registry.errors import OptionError
 def evaluate_cascade_cmd(
     first: str, rerank: str, ks: str, index: str | None, index_depth: int | None, first_config: str,
     first_checkpoint: str | None, rerank_config: str, rerank_checkpoint: str | None, no_standalone: bool,
+    evidence_dir: Path | None,
     dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
     feature_files: tuple[str, ...], batch_size: int, **opts: Any,
 ) -> None:  # fmt: skip
@@ -65,14 +71,27 @@ def evaluate_cascade_cmd(
     depths = parse_ks(ks)  # bad options fail before any data or model loads
     if index_depth is not None and index_depth < 1:
         raise OptionError("--index-depth must be a positive integer")
+    if evidence_dir is not None and index is not None:
+        raise OptionError(
+            "--save-evidence needs the exact first stage: an index's search is not evidence (drop --index)"
+        )
+    if evidence_dir is not None and evidence_dir.exists() and any(evidence_dir.iterdir()):
+        raise OptionError(f"{evidence_dir} is not empty; choose a new folder for --save-evidence")
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options))
     data = attach_feature_files(data, parse_feature_files(feature_files), data.split)
     doc = evaluate_cascade(
         first, rerank, data, depths, first_config=_model_config(first, first_config, ()),
         first_checkpoint=first_checkpoint, rerank_config=_model_config(rerank, rerank_config, ()),
         rerank_checkpoint=rerank_checkpoint, index=index, index_depth=index_depth, batch_size=batch_size,
-        standalone=not no_standalone, **_evaluator_kwargs(opts),
+        standalone=not no_standalone, keep_evidence=evidence_dir is not None, **_evaluator_kwargs(opts),
     )  # fmt: skip
+    if evidence_dir is not None:
+        from fico_registry.leaderboard.cascade_entry import save_cascade_run
+
+        save_cascade_run(doc, data, evidence_dir)
+        del doc["evidence"]  # numpy arrays: saved above, not JSON
+        submit = f"fico submit --cascade-from {evidence_dir} --k K"
+        click.echo(f"evidence: {evidence_dir} (submit one k with `{submit}`)", err=True)
     text = json.dumps(doc, indent=2)
     if opts["as_json"]:
         click.echo(text)

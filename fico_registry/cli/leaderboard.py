@@ -40,6 +40,11 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 @click.option("--model-name", help="The name shown on the board (default with --from-embeddings / --model: the model's name).")
 @click.option("--from-embeddings", "saved_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A folder written by `fico evaluate ... --save-embeddings` (its outputs and report).")
 @click.option("--model", "registered_model", help="A registered model to encode the corpus with now (instead of --images/--texts).")
+@click.option(
+    "--cascade-from", "cascade_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder written by `fico evaluate-cascade ... --save-evidence` (with --k: which depth to submit).",
+)
+@click.option("--k", "cascade_k", help="With --cascade-from: the entry's re-rank depth (one of the run's ks, or N).")
 @click.option("--checkpoint", help="With --model: checkpoint name from the card, a local file/folder, or a hub id.")
 @click.option("--config", "model_config", default="default", show_default=True, help="With --model: named config of the card.")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="With --model: encoder batch size.")
@@ -66,19 +71,20 @@ def submit_cmd(
     corpus_path: Path, model_name: str | None, saved_dir: Path | None, registered_model: str | None, checkpoint: str | None,
     model_config: str, batch_size: int, image_root: Path | None, images: str | None, texts: str | None, measure: str | None,
     bits: int | None, i2t: str | None, t2i: str | None, out_dir: Path, report: Path | None, submitter: str | None,
-    evidence_format: str, device: str, **model_fields: Any,
+    evidence_format: str, device: str, cascade_dir: Path | None, cascade_k: str | None, **model_fields: Any,
 ) -> None:
     """Build a leaderboard submission: evaluate the evidence, write submission.json + evidence files.
 
     The evidence comes from files (--images/--texts or --i2t/--t2i), from a folder written by
-    `fico evaluate --save-embeddings` (--from-embeddings), or from encoding the corpus now (--model)."""
+    `fico evaluate --save-embeddings` (--from-embeddings), from encoding the corpus now (--model), or
+    for a cascade from a folder written by `fico evaluate-cascade --save-evidence` (--cascade-from DIR --k K)."""
     import tempfile
 
     from fico_registry.data import Corpus
     from fico_registry.leaderboard.submit import make_submission
 
     given = {"--images/--texts/--i2t/--t2i": bool(images or texts or i2t or t2i), "--from-embeddings": saved_dir is not None,
-             "--model": registered_model is not None}
+             "--model": registered_model is not None, "--cascade-from": cascade_dir is not None}
     if not any(given.values()):
         raise OptionError(
             "give embeddings (--images and --texts), similarity scores (--i2t, optionally --t2i), a folder written by "
@@ -88,7 +94,18 @@ def submit_cmd(
         raise OptionError(f"give the evidence one way: {', '.join(given)} (got {' and '.join(k for k, v in given.items() if v)})")
     if registered_model is None and (checkpoint or image_root or model_config != "default"):
         raise OptionError("--checkpoint, --config and --image-root go with --model")
+    if (cascade_dir is None) != (cascade_k is None):
+        raise OptionError(
+            "--cascade-from DIR and --k K go together: K is the re-rank depth of the entry (one of the run's ks)"
+        )
     corpus = Corpus.load(corpus_path, image_root=image_root)
+    if cascade_dir is not None:
+        _submit_cascade(
+            corpus, cascade_dir, cascade_k, out_dir, model_name, measure, bits, submitter, evidence_format, device,
+            model_fields,
+        )
+        click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
+        return
     arrays: dict[str, Any] = {"images": images, "texts": texts, "i2t": i2t, "t2i": t2i, "measure": measure or "cosine", "bits": bits}
     with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
         if registered_model is not None:
@@ -112,6 +129,30 @@ def submit_cmd(
     )
     click.echo(f"submission written to {out_dir} (submission.json + {len(result.evidence.files()) if result.evidence else 0} evidence files)")
     click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
+
+
+def _submit_cascade(
+    corpus: Any, folder: Path, k: Any, out_dir: Path, model_name: str | None, measure: str | None, bits: int | None,
+    submitter: str | None, evidence_format: str, device: str, model_fields: dict[str, Any],
+) -> None:
+    from fico_registry.leaderboard.cascade_entry import make_cascade_submission, read_cascade_run
+
+    if measure or bits:
+        raise OptionError("--measure and --bits come from the saved cascade run with --cascade-from")
+    run = read_cascade_run(folder, k, corpus)
+    result = make_cascade_submission(
+        corpus, out_dir, run, model_name=model_name, model={k: v for k, v in model_fields.items() if v is not None},
+        submitter=submitter, evidence_format=evidence_format, device="cpu" if device == "auto" else device,
+    )
+    _echo_written(result, corpus, out_dir)
+
+
+def _echo_written(result: Any, corpus: Any, out_dir: Path) -> None:
+    inst = result.metrics.instance
+    recalls = [f"{d} R@{k} {100 * (inst[d][f'R@{k}'] or 0):.2f}" for d in ("i2t", "t2i") for k in standard.RECALL_KS]
+    click.echo(f"{result.model.name} on {corpus.name}/{corpus.split}: " + ", ".join(recalls))
+    n_files = len(result.evidence.files()) if result.evidence else 0
+    click.echo(f"submission written to {out_dir} (submission.json + {n_files} evidence files)")
 
 
 def _saved_arguments(folder: Path, corpus: Any) -> tuple[dict[str, Any], str, Path | None]:

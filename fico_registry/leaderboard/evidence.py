@@ -223,6 +223,11 @@ def write_evidence(array: np.ndarray, folder: Path, role: str, fmt: str) -> Evid
 # -- shapes against the ground truth -------------------------------------------------------------
 def check_shapes(kind: str, shapes: dict[str, tuple[int, ...]], n_images: int, n_texts: int, measure: str | None) -> None:
     """Evidence shapes must match the corpus: one row per image / caption, matrices (images x texts)."""
+    if kind == "cascade":
+        from fico_registry.leaderboard.cascade_entry import check_cascade_shapes
+
+        check_cascade_shapes(shapes, n_images, n_texts, measure)
+        return
     if kind == "embeddings":
         img, txt = shapes["images"], shapes["texts"]
         if img[0] != n_images:
@@ -245,7 +250,7 @@ def check_shapes(kind: str, shapes: dict[str, tuple[int, ...]], n_images: int, n
 
 def bytes_per_item(kind: str, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype], bits: int | None) -> dict[str, float | None]:
     """Storage of one indexed item as submitted: codes count ceil(bits / 8) bytes, floats width x itemsize."""
-    if kind != "embeddings":
+    if kind not in ("embeddings", "cascade"):  # a cascade stores its first stage's outputs
         return {"images": None, "texts": None}
     out: dict[str, float | None] = {}
     for role in ("images", "texts"):

@@ -24,7 +24,7 @@ from fico_registry.results.record import DIRECTIONS, RunResult, check_http_url
 
 HERE = Path(__file__).parent
 FAMILIES = ("vlp", "fg", "cg", "unknown")
-OUTPUTS = ("continuous", "binary", "similarity", "unknown")
+OUTPUTS = ("continuous", "binary", "similarity", "cascade", "unknown")
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,10 @@ def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
         "output": (output, output),
         "measure": (result.settings.measure, result.settings.measure),
     }
+    cascade = result.evidence.cascade if result.evidence is not None else None
+    if cascade is not None:  # the first stage's measure is what a reader compares with other entries
+        measure = f"cascade ({cascade.first_measure})"
+        cells["measure"] = (measure, measure)
     for direction in DIRECTIONS:
         for k in standard.RECALL_KS:
             cells[f"{direction} R@{k}"] = _pct(result.metrics.instance[direction].get(f"R@{k}"))
@@ -190,6 +194,7 @@ def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
         "plugin": " ".join(p for p in (m.distribution, m.version) if p),
         "checkpoint": (m.checkpoint_sha256 or "")[:12],
         "submission": verdict.submission,
+        "cascade": "" if cascade is None else f"{cascade.first} → {cascade.rerank} @{cascade.k}",
         "cells": cells,
     }
 

@@ -83,7 +83,10 @@ def verify_submission(
     assert evidence is not None
     shapes = {role: info.shape for role, info in infos.items()}
     dtypes = {role: info.dtype for role, info in infos.items()}
-    verdict.storage = ev.bytes_per_item(evidence.kind, shapes, dtypes, recomputed.settings.bits)
+    bits = recomputed.settings.bits
+    if evidence.cascade is not None and evidence.cascade.first_measure == "hamming":
+        bits = evidence.cascade.first_bits or shapes["images"][-1]  # unpacked codes: one value per bit
+    verdict.storage = ev.bytes_per_item(evidence.kind, shapes, dtypes, bits)
     verdict.evidence_digest = tuple(sorted(f.sha256 for f in evidence.files().values()))
     verdict.result = claimed.model_copy(update={"metrics": recomputed.metrics})
     return verdict
@@ -192,8 +195,10 @@ def _open_evidence(
         infos[role] = info
     if problems:
         raise _stop(verdict, "; ".join(problems))
+    measure = evidence.cascade.first_measure if evidence.cascade is not None else claimed.settings.measure
     try:
-        ev.check_shapes(evidence.kind, {r: i.shape for r, i in infos.items()}, corpus.n_images, corpus.n_captions, claimed.settings.measure)
+        shapes = {r: i.shape for r, i in infos.items()}
+        ev.check_shapes(evidence.kind, shapes, corpus.n_images, corpus.n_captions, measure)
     except FicoError as exc:
         raise _stop(verdict, f"evidence shape does not match the corpus: {exc}") from None
     arrays = {role: ev.open_array(path / evidence.files()[role].file, info) for role, info in infos.items()}
@@ -215,7 +220,11 @@ def _recompute(claimed: RunResult, corpus: Any, arrays: dict[str, Any], device: 
 
     kwargs = standard.evaluator_kwargs(corpus.labels is not None)
     try:
-        if claimed.evidence is not None and claimed.evidence.kind == "embeddings":
+        if claimed.evidence is not None and claimed.evidence.cascade is not None:
+            from fico_registry.leaderboard.cascade_entry import recompute_entry
+
+            report = recompute_entry(arrays, claimed.evidence.cascade, corpus, device)
+        elif claimed.evidence is not None and claimed.evidence.kind == "embeddings":
             report = evaluate_embeddings(
                 arrays["images"], arrays["texts"], corpus.caption_to_image, corpus.labels,
                 measure=claimed.settings.measure, bits=claimed.settings.bits, device=device, progress=False, **kwargs,

@@ -87,7 +87,7 @@ class _Strict(BaseModel):
 class ModelInfo(_Strict):
     name: str = Field(min_length=1, max_length=200)
     family: Literal["vlp", "fg", "cg"] | None = None
-    output: Literal["continuous", "binary", "similarity"] | None = None
+    output: Literal["continuous", "binary", "similarity", "cascade"] | None = None
     distribution: str | None = Field(None, max_length=200, description="plugin distribution (pip name)")
     version: str | None = Field(None, max_length=100, description="plugin distribution version")
     config_name: str | None = Field(None, max_length=200)
@@ -279,29 +279,68 @@ class EvidenceFile(_Strict):
         return self
 
 
+CASCADE_ROLES = ("images", "texts", "i2t_pairs", "i2t_scores", "t2i_pairs", "t2i_scores")
+EVIDENCE_ROLES = ("images", "texts", "i2t", "t2i", "i2t_pairs", "i2t_scores", "t2i_pairs", "t2i_scores")
+ModelName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class CascadeInfo(_Strict):
+    """A cascade entry: FIRST screens (its outputs are the images / texts files, compared by
+    first_measure), RERANK re-orders each query's top k (its scores of the re-ranked pairs are the
+    sparse *_pairs / *_scores files). k "N" re-ranks every candidate."""
+
+    first: ModelName
+    rerank: ModelName
+    k: PositiveInt | Literal["N"]
+    first_measure: Literal["cosine", "inner_product", "euclidean", "hamming", "maxsim"]
+    first_bits: PositiveInt | None = None
+
+    @field_validator("first", "rerank")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return _no_control(value, single_line=True)  # type: ignore[return-value]
+
+    def label(self) -> str:
+        """How the board names the pair, e.g. 'ucch -> scan @100'."""
+        return f"{self.first} -> {self.rerank} @{self.k}"
+
+
 class Evidence(_Strict):
     """The arrays the claimed metrics are recomputed from."""
 
-    kind: Literal["embeddings", "similarity"]
+    kind: Literal["embeddings", "similarity", "cascade"]
     images: EvidenceFile | None = None
     texts: EvidenceFile | None = None
     i2t: EvidenceFile | None = None
     t2i: EvidenceFile | None = None
+    # cascade: (P, 2) int (query, candidate) rows and (P,) float re-ranker scores per direction
+    i2t_pairs: EvidenceFile | None = None
+    i2t_scores: EvidenceFile | None = None
+    t2i_pairs: EvidenceFile | None = None
+    t2i_scores: EvidenceFile | None = None
+    cascade: CascadeInfo | None = None
 
     @model_validator(mode="after")
     def _roles(self) -> Evidence:
-        given = {role for role in ("images", "texts", "i2t", "t2i") if getattr(self, role) is not None}
+        given = set(self.files())
         if self.kind == "embeddings" and given != {"images", "texts"}:
             raise ValueError(f"embeddings evidence needs exactly images and texts files; got {sorted(given) or 'none'}")
         if self.kind == "similarity" and not ({"i2t"} <= given <= {"i2t", "t2i"}):
             raise ValueError(f"similarity evidence needs an i2t file (and optionally t2i); got {sorted(given) or 'none'}")
+        if self.kind == "cascade" and given != set(CASCADE_ROLES):
+            got = sorted(given) or "none"
+            raise ValueError(f"cascade evidence needs exactly {', '.join(CASCADE_ROLES)} files; got {got}")
+        if (self.kind == "cascade") != (self.cascade is not None):
+            raise ValueError("evidence.cascade (first, rerank, k, first_measure) goes with kind 'cascade' only")
         names = [f.file for f in self.files().values()]
         if len(set(names)) != len(names):
             raise ValueError("each evidence role needs its own file")
         return self
 
     def files(self) -> dict[str, EvidenceFile]:
-        return {role: f for role in ("images", "texts", "i2t", "t2i") if (f := getattr(self, role)) is not None}
+        return {role: f for role in EVIDENCE_ROLES if (f := getattr(self, role)) is not None}
 
 
 class RunResult(_Strict):
@@ -349,7 +388,11 @@ class RunResult(_Strict):
     def _check_evidence(self, evidence: Evidence) -> None:
         measure = self.settings.measure
         output = self.model.output
-        if evidence.kind == "embeddings":
+        if evidence.kind == "cascade":
+            if measure != "cascade":
+                raise ValueError(f"cascade evidence is evaluated as settings.measure 'cascade', got {measure!r}")
+            expected = "cascade"
+        elif evidence.kind == "embeddings":
             if measure not in EMBEDDING_MEASURES:
                 raise ValueError(f"embeddings evidence needs settings.measure in {', '.join(EMBEDDING_MEASURES)}, got {measure!r}")
             expected = "binary" if measure == "hamming" else "continuous"

@@ -4,6 +4,7 @@ encode_images(regions (B, 36, 2048)) -> {"regions": (B, 36, embed_size)}
 encode_texts(list of str)             -> {"words": (B, max_words, embed_size), "lengths": (B,)}
 score(images, texts)                  -> (n_img, n_txt): sum over iteration_step steps of Text-IMRAM,
                                          Image-IMRAM or both (opt.model_mode)
+score_pairs(images, texts)            -> (P,): the same scores of P given pairs (a cascade's re-rank)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fico_scan.captions import CaptionEncoder, check_embedding, embedding_rows, 
 from fico_scan.encoders import build_encoders, upgrade_legacy_state
 from fico_scan.model import DTYPES, RUN_CHECKPOINTS, regions_tensor
 from fico_scan.options import SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
+from fico_scan.pairs import pair_chunks
 from fico_scan.xattn import blockwise
 from torch import nn
 
@@ -26,6 +28,7 @@ from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .iterative import iterative_scores
+from .pairs import pair_iterative_scores
 
 # IMRAM opts.py defaults beyond SCAN's (its model_mode default "vse" is not a mode its code accepts).
 IMRAM_OPT_DEFAULTS: dict[str, Any] = {**SCAN_OPT_DEFAULTS, "model_mode": "vse", "iteration_step": 3, "no_IMRAM_norm": False}
@@ -159,6 +162,34 @@ class ImramEncoder:
             budget_elements=int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8)),
             dtype=self.dtype,
         )
+
+    @torch.no_grad()
+    def score_pairs(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(P,) scores of the pairs (image p, text p): score's diagonal, the other pairs never computed."""
+        o, net = self.options, self.net
+        mode = o["model_mode"]
+        steps = partial(
+            pair_iterative_scores,
+            steps=int(o["iteration_step"]),
+            raw_feature_norm=o["raw_feature_norm"],
+            lambda_softmax=float(o["lambda_softmax"]),
+            normalize_memory=not o["no_IMRAM_norm"],
+        )
+        regions, words, lengths = images["regions"], texts["words"], texts["lengths"]
+        out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
+        budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
+        per_pair = 6 * regions.shape[1] * words.shape[1] + 10 * max(regions.shape[1], words.shape[1]) * self.dim
+        for s, e in pair_chunks(len(out), per_pair, budget):
+            size = int(lengths[s:e].max())  # padded only to the chunk's longest caption, as blockwise does
+            r, w = regions[s:e].to(self.dtype), words[s:e, :size].to(self.dtype)
+            mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
+            total = torch.zeros(e - s, dtype=self.dtype, device=r.device)
+            if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
+                total = total + torch.stack(steps(r, None, w, mask, linear=net.linear_t2i, gate=net.gate_t2i)).sum(0)
+            if mode in ("full_IMRAM", "image_IMRAM"):  # Image-IMRAM: regions attend over words
+                total = total + torch.stack(steps(w, mask, r, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0)
+            out[s:e] = total
+        return out
 
 
 def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None, device: str) -> ImramEncoder:

@@ -3,6 +3,7 @@
 encode_images(regions (B, 36, 2048)) -> {"regions": (B, 36, embed_size)}
 encode_texts(list of str)             -> {"words": (B, max_words, embed_size), "lengths": (B,)}
 score(images, texts)                  -> (n_img, n_txt): xattn_score_t2i or _i2t per opt.cross_attn
+score_pairs(images, texts)            -> (P,): the same scores of P given pairs (a cascade's re-rank)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 from .captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
 from .encoders import build_encoders, upgrade_legacy_state
 from .options import AGG_FUNCS, SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
+from .pairs import pair_chunks, pair_xattn_scores
 from .xattn import blockwise, xattn_scores
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,25 @@ class ScanScorer:
             dtype=self.dtype,
         )
 
+    @torch.no_grad()
+    def score_pair_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(P,) scores of the pairs (regions[p], words[p]): score_features' cells for those pairs only."""
+        o = self.options
+        kwargs = {"raw_feature_norm": o["raw_feature_norm"], "lambda_softmax": float(o["lambda_softmax"]),
+                  "agg_func": o["agg_func"], "lambda_lse": float(o["lambda_lse"])}  # fmt: skip
+        out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
+        n_words = int(lengths.max()) if len(lengths) else 0
+        budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
+        for s, e in pair_chunks(len(out), 6 * regions.shape[1] * max(1, n_words), budget):
+            size = int(lengths[s:e].max())  # padded only to the chunk's longest caption, as blockwise does
+            r, w = regions[s:e].to(self.dtype), words[s:e, :size].to(self.dtype)
+            mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
+            if o["cross_attn"] == "t2i":
+                out[s:e] = pair_xattn_scores(r, None, w, mask, **kwargs)  # words attend over regions
+            else:
+                out[s:e] = pair_xattn_scores(w, mask, r, None, **kwargs)  # regions attend over words
+        return out
+
 
 class ScanEncoder:
     """The Encoder / Scorer the registry sees for model 'scan'."""
@@ -143,6 +164,10 @@ class ScanEncoder:
 
     def score(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.scorer.score_features(images["regions"], texts["words"], texts["lengths"])
+
+    def score_pairs(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """(P,) scores of the pairs (image p, text p): score's diagonal, the other pairs never computed."""
+        return self.scorer.score_pair_features(images["regions"], texts["words"], texts["lengths"])
 
 
 def _vocab_file_name(options: Mapping[str, Any]) -> str:
