@@ -357,7 +357,7 @@ class Corpus:
             "content_hash": self.content_hash,
             "root": root,
             "root_relative": root_relative,
-            "root_absolute": None if self.root is None else str(Path(self.root).resolve()),
+            "root_absolute": _absolute_fallback(self.root, root, root_relative),
             "image_ids": [str(x) for x in self.image_ids],
             "image_paths": None if self.image_paths is None else [str(p) for p in self.image_paths],
             "captions": list(self.captions),
@@ -458,6 +458,15 @@ def _portable(path: str | os.PathLike, folder: Path) -> tuple[str, bool]:
         return absolute.relative_to(folder.resolve()).as_posix() or ".", True
     except ValueError:
         return str(absolute), False
+
+
+def _absolute_fallback(root: str | os.PathLike | None, saved: str | None, relative: bool) -> str | None:
+    """Where the images are, for when only the corpus folder moves; None when they live inside the
+    folder (they move with it), which keeps a self-contained corpus folder byte-identical wherever
+    it was written."""
+    if root is None or (relative and saved is not None and not saved.startswith("..")):
+        return None
+    return str(Path(root).resolve())
 
 
 def _relative_root(root: str | os.PathLike, folder: Path) -> tuple[str, bool]:
