@@ -87,10 +87,14 @@ class Judgments:
         for query, items in judged.items():
             if isinstance(items, Mapping):
                 for candidate, grade in items.items():
-                    q.append(query), c.append(candidate), g.append(grade)
+                    q.append(query)
+                    c.append(candidate)
+                    g.append(grade)
             else:
                 for candidate in items:
-                    q.append(query), c.append(candidate), g.append(1.0)
+                    q.append(query)
+                    c.append(candidate)
+                    g.append(1.0)
         return cls.from_pairs(q, c, n_queries, n_candidates, g)
 
     @classmethod
@@ -132,7 +136,9 @@ class Judgments:
                     which = f"query id {fields[0]!r}" if qi is None else f"candidate id {fields[2]!r}"
                     raise MappingError(f"{path}:{number}: {which} is not in the corpus (pass strict=False to skip such lines)")
                 continue
-            q.append(qi), c.append(ci), g.append(grade)
+            q.append(qi)
+            c.append(ci)
+            g.append(grade)
         return cls.from_pairs(q, c, len(q_index), len(c_index), g)
 
     @classmethod
