@@ -6,6 +6,7 @@ Keep this module free of heavy imports: it is loaded whenever the registry is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fico_registry.plugin_api.cards import DatasetSpec, Family, Input, ModelSpec, OutputKind
 from fico_registry.plugin_api.hookspecs import hookimpl
@@ -85,7 +86,7 @@ def fico_datasets(register: Callable) -> None:
 
 @hookimpl
 def fico_models(register: Callable) -> None:
-    common = dict(
+    common: dict[str, Any] = dict(
         factory="fico_registry.models.reference:build",
         image_input=Input.PIXELS,
         text_input=Input.TEXT,

@@ -19,7 +19,11 @@ class InputSource(Protocol):
     """Items of one side of a corpus, in the form a model's encoder takes them."""
 
     name: str
-    n: int
+
+    @property
+    def n(self) -> int:
+        """Number of items (a read-only property in every source)."""
+        ...
 
     def batch(self, start: int, stop: int) -> Any: ...
 

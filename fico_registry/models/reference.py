@@ -94,7 +94,7 @@ def preprocess(image: Any, size: int) -> torch.Tensor:
     """RGB PIL image -> (3, size, size) float tensor in [-1, 1] (bilinear resize)."""
     from PIL import Image
 
-    image = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 

@@ -53,7 +53,7 @@ def train_reference(
     network = ReferenceDualEncoder(**{k: int(config[k]) for k in ("image_size", "width", "embed_dim", "bits", "vocab_size", "max_len")}).to(device)
     size = network.config["image_size"]
     pixels = torch.stack([preprocess(train.load_image(i), size) for i in range(train.n_images)])
-    captions_of = [[] for _ in range(train.n_images)]
+    captions_of: list[list[int]] = [[] for _ in range(train.n_images)]
     for j, i in enumerate(train.caption_to_image):
         captions_of[int(i)].append(j)
     steps_per_epoch = (train.n_images + batch_size - 1) // batch_size

@@ -237,7 +237,7 @@ def load_vocab_pickle(path: str | os.PathLike) -> Vocabulary:
     return _checked(Vocabulary(word2idx, source=str(path)), obj.state.get("idx"), path)
 
 
-def _checked(vocab: Vocabulary, idx: Any, path: Path | str) -> Vocabulary:
+def _checked(vocab: Vocabulary, idx: Any, path: str | os.PathLike) -> Vocabulary:
     if idx is not None and idx != len(vocab):
         raise CheckpointError(f"{path}: 'idx' is {idx} but word2idx has {len(vocab)} words; the file is inconsistent")
     return vocab

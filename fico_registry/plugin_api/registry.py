@@ -278,7 +278,7 @@ class Registry:
                 names = ", ".join(a for a in added if a) or "nothing"
                 print(f"[fico trace] {plugin_name}.{hook_name} registered {names} in {ms:.1f} ms", file=sys.stderr)
 
-    def _accept(self, spec_type: type, spec: Any, info: PluginInfo, hook_name: str) -> str | None:
+    def _accept(self, spec_type: type[Any], spec: Any, info: PluginInfo, hook_name: str) -> str | None:
         if not isinstance(spec, spec_type):
             self._report(
                 PluginProblem(
@@ -308,10 +308,11 @@ class Registry:
             return None
         if spec_type in self._claims:
             return self._accept_named(spec, info, hook_name)
-        table, listed = {
+        tables: dict[type[Any], tuple[dict[str, Any], list[str]]] = {
             FeatureSpec: (self.feature_pipelines, info.feature_pipelines),
             TrainerSpec: (self.trainers, info.trainers),
-        }[spec_type]
+        }
+        table, listed = tables[spec_type]
         if spec.name in table:
             self._report(
                 PluginProblem(
@@ -387,7 +388,8 @@ class Registry:
         return sorted(others)
 
     def _resolve(self, kind: type, name: str) -> Any:
-        unknown, ambiguous = (UnknownModelError, AmbiguousModelError)
+        unknown: type[UnknownModelError | UnknownDatasetError] = UnknownModelError
+        ambiguous: type[AmbiguousModelError | AmbiguousDatasetError] = AmbiguousModelError
         if kind is DatasetSpec:
             unknown, ambiguous = UnknownDatasetError, AmbiguousDatasetError
         claims, qualified = self._claims[kind], self._qualified[kind]
