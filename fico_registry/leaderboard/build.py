@@ -130,6 +130,16 @@ def _drop_duplicates(verdicts: list[Verdict]) -> None:
             newest[key] = v
 
 
+def _entry_doc(verdict: Verdict) -> dict[str, Any]:
+    """An accepted entry as the JSON next to its corpus page."""
+    assert verdict.result is not None  # accepted verdicts carry the recomputed record
+    return {
+        "submission": verdict.submission,
+        "verified_bytes_per_item": verdict.storage,
+        "result": verdict.result.to_dict(),
+    }
+
+
 def _write_site(folder: Path, corpora: list[Any], result: BuildResult, tolerance: float, built_at: datetime, plots: bool) -> dict[str, Path]:
     from fico_registry.leaderboard import site
 
@@ -144,10 +154,7 @@ def _write_site(folder: Path, corpora: list[Any], result: BuildResult, tolerance
             "corpus": site.corpus_facts(corpus),
             "protocol": site.protocol_facts(corpus, tolerance),
             "built_at": built_at.isoformat(),
-            "entries": [
-                {"submission": v.submission, "verified_bytes_per_item": v.storage, "result": v.result.to_dict()}  # type: ignore[union-attr]
-                for v in entries
-            ],
+            "entries": [_entry_doc(v) for v in entries],
         }
         write_text_atomic(folder / "results" / f"{slug}.json", json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         pages[corpus.content_hash] = site.write_corpus_page(folder, slug, corpus, entries, rejected, tolerance, built_at, plots=plots)

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def open_array(path: Path, info: ArrayInfo) -> np.ndarray:
     big-endian or Fortran-ordered file is copied into native C order."""
     if math.prod(info.shape) == 0:
         return np.zeros(info.shape, dtype=info.dtype)
-    order = "F" if info.fortran_order else "C"
+    order: Literal["C", "F"] = "F" if info.fortran_order else "C"
     array = np.memmap(path, dtype=info.dtype, mode="r", offset=info.data_offset, shape=info.shape, order=order)
     if info.fortran_order or not info.dtype.isnative:  # torch reads only native, C-ordered memory
         return np.ascontiguousarray(array, dtype=info.dtype.newbyteorder("="))
@@ -211,7 +211,7 @@ def write_evidence(array: np.ndarray, folder: Path, role: str, fmt: str) -> Evid
     tmp.replace(target)
     return EvidenceFile(
         file=target.name,
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         tensor=role if fmt == "safetensors" else None,
         sha256=sha256_file(target),
         shape=[int(d) for d in array.shape],

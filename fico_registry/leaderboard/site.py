@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fico_registry.leaderboard import plots as charts
 from fico_registry.leaderboard import standard
@@ -142,8 +142,26 @@ def _plain(value: float | None, fmt: str) -> tuple[str, str]:
     return format(value, fmt), repr(float(value))
 
 
-def _per_item_ms(result: RunResult, side: str) -> float | None:
-    cost = result.costs.encode.get(side)  # type: ignore[call-overload]
+def _scalar(value: float | list[float | None] | None) -> float | None:
+    """A category metric that is one number (mAP@K); PR11, the one list there, is not."""
+    assert not isinstance(value, list)
+    return value
+
+
+def _curve(value: float | list[float | None] | None) -> list[float | None] | None:
+    """The PR11 curve of Metrics.category (a list of 11 precisions, or None)."""
+    assert value is None or isinstance(value, list)
+    return value
+
+
+def _rank_key(verdict: Verdict) -> tuple[float, str]:
+    """Best RSUM first (entries without one last), then by submission folder."""
+    assert verdict.result is not None  # only accepted verdicts are ranked
+    return -(verdict.result.rsum() or -1.0), verdict.submission
+
+
+def _per_item_ms(result: RunResult, side: Literal["images", "texts"]) -> float | None:
+    cost = result.costs.encode.get(side)
     if cost is None or cost.seconds is None or not cost.items or cost.from_cache:
         return None
     return 1000.0 * cost.seconds / cost.items
@@ -164,9 +182,9 @@ def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
         for k in standard.RECALL_KS:
             cells[f"{direction} R@{k}"] = _pct(result.metrics.instance[direction].get(f"R@{k}"))
         if has_labels and result.metrics.category is not None:
-            for k in standard.MAP_KS:
-                key = f"mAP@{'N' if k is None else k}"
-                cells[f"{direction} {key}"] = _pct(result.metrics.category[direction].get(key))  # type: ignore[arg-type]
+            for map_k in standard.MAP_KS:
+                key = f"mAP@{'N' if map_k is None else map_k}"
+                cells[f"{direction} {key}"] = _pct(_scalar(result.metrics.category[direction].get(key)))
     rsum = result.rsum()
     cells["rsum"] = _plain(rsum, ".1f")
     cells["bytes_img"] = _plain(verdict.storage.get("images"), "g")
@@ -205,7 +223,7 @@ def _plot_entries(entries: list[Verdict]) -> list[charts.PlotEntry]:
             family=r.model.family or "unknown",
             output=r.model.output or "unknown",
             rsum=r.rsum(),
-            pr11={d: category.get(d, {}).get("PR11") for d in DIRECTIONS},  # type: ignore[misc]
+            pr11={d: _curve(category.get(d, {}).get("PR11")) for d in DIRECTIONS},
             bytes_per_item=v.storage.get("images"),
             encode_ms_per_item=_per_item_ms(r, "images"),
         ))
@@ -236,7 +254,7 @@ def write_corpus_page(
 ) -> Path:
     has_labels = corpus.labels is not None
     groups = columns(has_labels)
-    ranked = sorted(entries, key=lambda v: (-(v.result.rsum() or -1.0), v.submission))  # type: ignore[union-attr]
+    ranked = sorted(entries, key=_rank_key)
     rows = [_row(v, i + 1, has_labels) for i, v in enumerate(ranked)]
     figures = []
     for name, title, svg in _figures(ranked, has_labels) if plots else ():

@@ -243,7 +243,9 @@ def metric_differences(claimed: RunResult, recomputed: RunResult, tolerance: flo
     """Every claimed metric that is not the recomputed one (within tolerance), as 'i2t R@1: claimed x, recomputed y'."""
     out = []
     for direction in DIRECTIONS:
-        pairs = [(claimed.metrics.instance[direction], recomputed.metrics.instance[direction])]
+        pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = [
+            (claimed.metrics.instance[direction], recomputed.metrics.instance[direction])
+        ]
         if (claimed.metrics.category is None) != (recomputed.metrics.category is None):
             out.append(f"{direction} category metrics: claimed {'none' if claimed.metrics.category is None else 'some'}, "
                        f"recomputed {'none' if recomputed.metrics.category is None else 'some'}")

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -41,8 +41,8 @@ from pydantic import (
 
 from fico_registry.errors import DataFormatError
 
-RESULT_FORMAT = "fico-result"
-SCHEMA_VERSION = 1
+RESULT_FORMAT: Final = "fico-result"
+SCHEMA_VERSION: Final = 1
 MAX_RESULT_BYTES = 1 << 20  # a result file is metadata and a few numbers; 1 MiB is plenty
 
 Direction = Literal["i2t", "t2i"]
@@ -133,7 +133,8 @@ class CorpusInfo(_Strict):
     @field_validator("dataset", "split")
     @classmethod
     def _single_line(cls, value: str) -> str:
-        return _no_control(value, single_line=True)  # type: ignore[return-value]
+        _no_control(value, single_line=True)
+        return value
 
 
 class Settings(_Strict):
@@ -374,9 +375,10 @@ class RunResult(_Strict):
     def rsum(self) -> float | None:
         """Sum of R@1, R@5, R@10 over both directions, in percent (the usual ITR headline)."""
         values = [self.metrics.instance[d].get(f"R@{k}") for d in DIRECTIONS for k in (1, 5, 10)]
-        if any(v is None for v in values):
+        present = [v for v in values if v is not None]
+        if len(present) != len(values):
             return None
-        return 100.0 * sum(values)  # type: ignore[arg-type]
+        return 100.0 * sum(present)
 
 
 def _key_mismatch(where: str, want: set[str], have: set[str]) -> str:
@@ -654,9 +656,9 @@ def to_mteb(result: RunResult, *, prefix: str = "Fico", languages: Sequence[str]
         scores["fico_median_rank"] = instance.get("MedR")
         scores["fico_mean_rank"] = instance.get("MeanR")
         if result.metrics.category is not None:
-            for key, value in result.metrics.category[direction].items():
+            for key, category_value in result.metrics.category[direction].items():
                 if key.startswith("mAP@"):
-                    scores[f"fico_category_map_at_{key.split('@')[1].lower()}"] = value
+                    scores[f"fico_category_map_at_{key.split('@')[1].lower()}"] = category_value
         first_k = min(result.settings.recall_ks)
         scores["main_score"] = instance.get(f"R@{first_k}")
         scores["hf_subset"] = "default"
