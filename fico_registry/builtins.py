@@ -48,7 +48,9 @@ def fico_datasets(register: Callable) -> None:
         DatasetSpec(
             name="coco",
             loader="fico_registry.data.karpathy:load_coco",
-            description="MS-COCO 2014, Karpathy splits (test: 5,000 images / 25,010 captions; restval counts as train).",
+            description=(
+                "MS-COCO 2014, Karpathy splits (test: 5,000 images / 25,010 captions; restval counts as train)."
+            ),
             splits=(*_KARPATHY_SPLITS, "restval"),
             files={
                 "dataset_coco.json": "Karpathy split file",
@@ -77,7 +79,9 @@ def fico_datasets(register: Callable) -> None:
             splits=("query", "retrieval", "train"),
             default_split="query",
             files={
-                "nus-wide-10k.mat or .h5": "XAll (image features), YAll (text features), LAll (labels), param.indexQuery/indexDatabase",
+                "nus-wide-10k.mat or .h5": (
+                    "XAll (image features), YAll (text features), LAll (labels), param.indexQuery/indexDatabase"
+                ),
             },
             labels="LAll, 10 classes",
         )

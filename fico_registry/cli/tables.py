@@ -67,5 +67,7 @@ def print_unclipped(console: Any, table: Any) -> None:
     if width == console.width:
         console.print(table)
         return
-    wide = Console(file=console.file, width=width, color_system=console.color_system, force_terminal=console.is_terminal)
+    wide = Console(
+        file=console.file, width=width, color_system=console.color_system, force_terminal=console.is_terminal
+    )
     wide.print(table)

@@ -106,7 +106,8 @@ def load_karpathy(
         if captions_per_image is not None:
             if len(sentences) < captions_per_image:
                 raise DataFormatError(
-                    f"{json_path}: image {filename} has {len(sentences)} sentences, fewer than captions_per_image={captions_per_image}"
+                    f"{json_path}: image {filename} has {len(sentences)} sentences, "
+                    f"fewer than captions_per_image={captions_per_image}"
                 )
             sentences = sentences[:captions_per_image]
         index = len(image_ids)

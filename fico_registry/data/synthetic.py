@@ -58,7 +58,9 @@ from fico_registry.data.synthetic_scenes import (
 from fico_registry.errors import DataFormatError
 from fico_registry.runtime.progress import progress_bar
 
-__all__ = ["SHAPES", "generate_scenes", "graded_judgments", "load", "region_features", "render", "scene_captions", "synthetic"]
+__all__ = [
+    "SHAPES", "generate_scenes", "graded_judgments", "load", "region_features", "render", "scene_captions", "synthetic",
+]
 
 # -- region features -----------------------------------------------------------------------------
 _N_ATTR = len(SHAPES) + len(COLOURS) + len(SIZES) + 2 + 9 + 1 + len(BACKGROUNDS) + 4

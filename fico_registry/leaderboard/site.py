@@ -74,7 +74,10 @@ def _csp_hash(text: str) -> str:
 
 def content_security_policy(css: str, js: str | None) -> str:
     script = _csp_hash(js) if js is not None else "'none'"
-    return f"default-src 'none'; style-src {_csp_hash(css)}; script-src {script}; img-src data:; base-uri 'none'; form-action 'none'"
+    return (
+        f"default-src 'none'; style-src {_csp_hash(css)}; script-src {script}; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
 
 
 def corpus_facts(corpus: Any) -> dict[str, Any]:
@@ -109,14 +112,21 @@ def columns(has_labels: bool) -> list[tuple[str, list[Column]]]:
             Column("output", "output", "text"),
             Column("measure", "measure", "text"),
         ]),
-        ("Image → text", [Column(f"i2t R@{k}", f"R@{k}", title=f"image-to-text Recall@{k}, %") for k in standard.RECALL_KS]),
-        ("Text → image", [Column(f"t2i R@{k}", f"R@{k}", title=f"text-to-image Recall@{k}, %") for k in standard.RECALL_KS]),
+        ("Image → text", [
+            Column(f"i2t R@{k}", f"R@{k}", title=f"image-to-text Recall@{k}, %") for k in standard.RECALL_KS
+        ]),
+        ("Text → image", [
+            Column(f"t2i R@{k}", f"R@{k}", title=f"text-to-image Recall@{k}, %") for k in standard.RECALL_KS
+        ]),
         ("", [Column("rsum", "RSUM", title="sum of the six R@K, %")]),
     ]
     if has_labels:
         for direction, label in (("i2t", "Category mAP, i2t"), ("t2i", "Category mAP, t2i")):
             groups.append((label, [
-                Column(f"{direction} mAP@{'N' if k is None else k}", f"mAP@{'N' if k is None else k}", title=f"{direction} category mAP@{'N' if k is None else k}, %")
+                Column(
+                    f"{direction} mAP@{'N' if k is None else k}", f"mAP@{'N' if k is None else k}",
+                    title=f"{direction} category mAP@{'N' if k is None else k}, %",
+                )
                 for k in standard.MAP_KS
             ]))
     groups.append(("Costs", [
@@ -249,8 +259,8 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_corpus_page(
-    folder: Path, slug: str, corpus: Any, entries: list[Verdict], rejected: list[Verdict], tolerance: float, built_at: datetime,
-    *, plots: bool = True,
+    folder: Path, slug: str, corpus: Any, entries: list[Verdict], rejected: list[Verdict], tolerance: float,
+    built_at: datetime, *, plots: bool = True,
 ) -> Path:
     has_labels = corpus.labels is not None
     groups = columns(has_labels)
@@ -270,7 +280,10 @@ def write_corpus_page(
         groups=[(label, len(cols)) for label, cols in groups], flat_columns=[c for _, cols in groups for c in cols],
         rows=rows, figures=figures,
         families=FAMILIES, outputs=OUTPUTS,
-        rejected=[{"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""} for v in rejected],
+        rejected=[
+            {"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""}
+            for v in rejected
+        ],
         results_file=f"results/{slug}.json", built_at=built_at.isoformat(), tool_version=_tool_version(),
     )
     return _write(folder / f"{slug}.html", html)

@@ -106,7 +106,9 @@ def _list_files(path: Path, verdict: Verdict) -> dict[str, os.DirEntry]:
             if entry.is_symlink():
                 problems.append(f"{entry.name} is a symbolic link (not allowed: copy the file in)")
             elif entry.is_dir(follow_symlinks=False):
-                problems.append(f"{entry.name}/ is a sub-folder (not allowed: all files lie in the submission folder itself)")
+                problems.append(
+                    f"{entry.name}/ is a sub-folder (not allowed: all files lie in the submission folder itself)"
+                )
             elif not entry.is_file(follow_symlinks=False):
                 problems.append(f"{entry.name} is not a regular file")
             else:
@@ -131,7 +133,11 @@ def _read_claim(path: Path, names: Mapping[str, os.DirEntry], verdict: Verdict) 
     wanted = {f.file for f in claimed.evidence.files().values()}
     extra = sorted(set(names) - wanted - {SUBMISSION_FILE})
     missing = sorted(wanted - set(names))
-    problems = [f"unexpected file {name} ({ev.describe_file(path / name)}); a submission holds {SUBMISSION_FILE} and its evidence files only" for name in extra]
+    problems = [
+        f"unexpected file {name} ({ev.describe_file(path / name)}); "
+        f"a submission holds {SUBMISSION_FILE} and its evidence files only"
+        for name in extra
+    ]
     problems += [f"evidence file {name} is missing" for name in missing]
     if problems:
         raise _stop(verdict, "; ".join(problems))
@@ -156,7 +162,10 @@ def _corpus_for(claimed: RunResult, corpora: Mapping[str, Any], verdict: Verdict
     has_labels = corpus.labels is not None
     problems = standard.protocol_differences(claimed.settings, has_labels)
     if problems:
-        raise _stop(verdict, "non-standard settings: " + "; ".join(problems) + ". Use `fico submit`, which applies the board's protocol")
+        raise _stop(
+            verdict,
+            "non-standard settings: " + "; ".join(problems) + ". Use `fico submit`, which applies the board's protocol",
+        )
     return corpus
 
 
@@ -182,18 +191,27 @@ def _open_evidence(
             problems.append(str(exc))
             continue
         if ev.sha256_file(file_path) != declared.sha256:
-            problems.append(f"{declared.file}: sha256 does not match submission.json (the file was changed after `fico submit`)")
-            continue
-        if list(info.shape) != list(declared.shape) or str(info.dtype.newbyteorder("=")) != _plain_dtype(declared.dtype):
             problems.append(
-                f"{declared.file}: holds {info.dtype} {list(info.shape)} but submission.json declares {declared.dtype} {declared.shape}"
+                f"{declared.file}: sha256 does not match submission.json (the file was changed after `fico submit`)"
+            )
+            continue
+        if (
+            list(info.shape) != list(declared.shape)
+            or str(info.dtype.newbyteorder("=")) != _plain_dtype(declared.dtype)
+        ):
+            problems.append(
+                f"{declared.file}: holds {info.dtype} {list(info.shape)} but submission.json declares "
+                f"{declared.dtype} {declared.shape}"
             )
             continue
         infos[role] = info
     if problems:
         raise _stop(verdict, "; ".join(problems))
     try:
-        ev.check_shapes(evidence.kind, {r: i.shape for r, i in infos.items()}, corpus.n_images, corpus.n_captions, claimed.settings.measure)
+        ev.check_shapes(
+            evidence.kind, {r: i.shape for r, i in infos.items()}, corpus.n_images, corpus.n_captions,
+            claimed.settings.measure,
+        )
     except FicoError as exc:
         raise _stop(verdict, f"evidence shape does not match the corpus: {exc}") from None
     arrays = {role: ev.open_array(path / evidence.files()[role].file, info) for role, info in infos.items()}
@@ -247,8 +265,10 @@ def metric_differences(claimed: RunResult, recomputed: RunResult, tolerance: flo
             (claimed.metrics.instance[direction], recomputed.metrics.instance[direction])
         ]
         if (claimed.metrics.category is None) != (recomputed.metrics.category is None):
-            out.append(f"{direction} category metrics: claimed {'none' if claimed.metrics.category is None else 'some'}, "
-                       f"recomputed {'none' if recomputed.metrics.category is None else 'some'}")
+            out.append(
+                f"{direction} category metrics: claimed {'none' if claimed.metrics.category is None else 'some'}, "
+                f"recomputed {'none' if recomputed.metrics.category is None else 'some'}"
+            )
         elif claimed.metrics.category is not None and recomputed.metrics.category is not None:
             pairs.append((claimed.metrics.category[direction], recomputed.metrics.category[direction]))
         for said, truth in pairs:

@@ -118,7 +118,10 @@ def encode_side(
                 advance(stop - s)
         outputs = _concat(parts)
         return EncodeResult(outputs, n, timer.seconds, False, timer.batches, batch_size)
-    outputs = cache.get_or_encode(cache_key, n, encode_block, block_size=batch_size * 4, progress=bool(progress) if progress is not None else True, as_torch=True)
+    outputs = cache.get_or_encode(
+        cache_key, n, encode_block, block_size=batch_size * 4,
+        progress=bool(progress) if progress is not None else True, as_torch=True,
+    )
     from_cache = timer.batches == 0
     if from_cache:
         cache_notice(cache, cache_key, n, side, progress)
@@ -187,8 +190,8 @@ def encode_side_sharded(
     if cache is not None and cache_key is not None:
         try:
             cache.encode(
-                cache_key, n, encode_block, block_size=batch_size * 4, rank=sharding.rank, world_size=sharding.world_size,
-                progress=bool(shown) if shown is not None else True,
+                cache_key, n, encode_block, block_size=batch_size * 4, rank=sharding.rank,
+                world_size=sharding.world_size, progress=bool(shown) if shown is not None else True,
             )
         except Exception as exc:
             error = exc
@@ -198,7 +201,8 @@ def encode_side_sharded(
 
             raise ConfigError(
                 f"rank {sharding.rank} cannot see the blocks the other ranks encoded into {cache.path(cache_key)}: the "
-                "embedding cache must be on a filesystem shared by all nodes (set FICO_HOME), or run with --no-cache / cache=False"
+                "embedding cache must be on a filesystem shared by all nodes (set FICO_HOME), or run with "
+                "--no-cache / cache=False"
             )
         outputs = cache.consolidate(cache_key, wait=True, poll_seconds=0.1, as_torch=True)
         if timer.items == 0 and sharding.rank == 0:
@@ -225,7 +229,8 @@ def encode_side_sharded(
     layout = next(item for item in layouts if item is not None)
     if part is None:
         part = _empty_like_layout(layout)
-    counts = [b - a for a, b in (split(n, sharding.world_size, r, align=batch_size) for r in range(sharding.world_size))]
+    slices = (split(n, sharding.world_size, r, align=batch_size) for r in range(sharding.world_size))
+    counts = [b - a for a, b in slices]
     if isinstance(part, dict):
         outputs = {k: sharding.gather_rows(part[k], counts) for k in sorted(part)}
         outputs = {k: outputs[k] for k in part}
