@@ -178,7 +178,8 @@ def main() -> None:
     print("\nfeature pipelines (the inputs of ucch / dadh)")
     for row in pipeline_rows:
         per_s = row["items"] / row["seconds"]
-        print(f"  {row['pipeline']:<40}{per_s:>10.2f} items/s  ({row['items']} items){'  ' + row['note'] if row.get('note') else ''}")
+        note = "  " + row["note"] if row.get("note") else ""
+        print(f"  {row['pipeline']:<40}{per_s:>10.2f} items/s  ({row['items']} items){note}")
     print("  bottom-up region features (adv-64): precomputed by a Faster R-CNN, not timed here")
 
 

@@ -48,12 +48,20 @@ def encode(model, regions: np.ndarray, captions: list[str], device: str, batch: 
     def cat(parts):
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    images = cat([{k: v.cpu() for k, v in model.encode_images(regions[s : s + batch]).items()} for s in range(0, len(regions), batch)])
-    texts = cat([{k: v.cpu() for k, v in model.encode_texts(captions[s : s + batch]).items()} for s in range(0, len(captions), batch)])
+    images = cat([
+        {k: v.cpu() for k, v in model.encode_images(regions[s : s + batch]).items()}
+        for s in range(0, len(regions), batch)
+    ])
+    texts = cat([
+        {k: v.cpu() for k, v in model.encode_texts(captions[s : s + batch]).items()}
+        for s in range(0, len(captions), batch)
+    ])
     return images, texts
 
 
-def run_one(name: str, config: str, regions: np.ndarray, captions: list[str], words: list[str], device: str, dtype: str) -> dict:
+def run_one(
+    name: str, config: str, regions: np.ndarray, captions: list[str], words: list[str], device: str, dtype: str
+) -> dict:
     from fico_registry import load_model
     from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
     from fico_registry.plugin_api.registry import get_model_spec
@@ -98,16 +106,23 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=5000)
     parser.add_argument("--models", nargs="+", default=["scan:default", "imram:default"], help="name:config pairs")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="scoring precision (the originals: SCAN float64, IMRAM float32)")
+    parser.add_argument(
+        "--dtype", choices=["float32", "float64"], default="float32",
+        help="scoring precision (the originals: SCAN float64, IMRAM float32)",
+    )
     args = parser.parse_args()
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(
-        f"task: {args.images} images x {args.captions} captions, regions 36x2048, captions 10-14 words; scoring {args.dtype}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), "
+        f"task: {args.images} images x {args.captions} captions, regions 36x2048, captions 10-14 words; "
+        f"scoring {args.dtype}; torch {torch.__version__}, {torch.get_num_threads()} threads "
+        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}), "
         f"{platform.processor() or platform.machine()}"
     )
     regions, captions, words = make_task(args.images, args.captions)
-    header = f"{'model':<16}{'scores':<18}{'device':<7}{'encode s':>9}{'score s':>10}{'pairs/s':>12}{'kept MB':>9}{'peak MB':>9}"
+    header = (
+        f"{'model':<16}{'scores':<18}{'device':<7}{'encode s':>9}{'score s':>10}{'pairs/s':>12}{'kept MB':>9}"
+        f"{'peak MB':>9}"
+    )
     print(header)
     for device in devices:
         for item in args.models:

@@ -28,7 +28,9 @@ def main() -> None:
     parser.add_argument("--cpi", type=int, default=5)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--classes", type=int, default=80)
-    parser.add_argument("--budget", default="512MB", help="memory_budget for the score blocks (split between the two directions)")
+    parser.add_argument(
+        "--budget", default="512MB", help="memory_budget for the score blocks (split between the two directions)"
+    )
     args = parser.parse_args()
 
     from fico_registry import evaluate_embeddings
@@ -42,7 +44,8 @@ def main() -> None:
         txt[start:stop] += 0.5 * img[c2i[start:stop]]
     labels = (rng.random((args.images, args.classes)) < 0.04).astype(np.uint8)
     print(f"{args.images} images x {len(c2i)} captions, d={args.dim}; full matrix would be "
-          f"{args.images * len(c2i) * 4 / 1e9:.0f} GB; budget {args.budget}; {os.cpu_count()} cores, torch {torch.__version__}")
+          f"{args.images * len(c2i) * 4 / 1e9:.0f} GB; budget {args.budget}; {os.cpu_count()} cores, "
+          f"torch {torch.__version__}")
     print(f"peak RSS after building the data: {peak_rss_gib():.2f} GiB")
     start = time.perf_counter()
     report = evaluate_embeddings(
@@ -54,7 +57,10 @@ def main() -> None:
           f"mAP@100 i2t {d['category']['i2t']['mAP@100']:.4f} t2i {d['category']['t2i']['mAP@100']:.4f}")
     rss = peak_rss_gib()
     bar = 2.5e9 / 2**30  # the 2.5 GB, in GiB
-    print(f"wall {seconds:.0f} s; peak RSS {rss:.2f} GiB ({'under' if rss < bar else 'OVER'} the 2.5 GB = {bar:.2f} GiB bar)")
+    print(
+        f"wall {seconds:.0f} s; peak RSS {rss:.2f} GiB "
+        f"({'under' if rss < bar else 'OVER'} the 2.5 GB = {bar:.2f} GiB bar)"
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Keep this module free of heavy imports: it is loaded whenever the registry is.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fico_registry.plugin_api.cards import DatasetSpec, Family, Input, ModelSpec, OutputKind
 from fico_registry.plugin_api.hookspecs import hookimpl
@@ -47,7 +48,9 @@ def fico_datasets(register: Callable) -> None:
         DatasetSpec(
             name="coco",
             loader="fico_registry.data.karpathy:load_coco",
-            description="MS-COCO 2014, Karpathy splits (test: 5,000 images / 25,010 captions; restval counts as train).",
+            description=(
+                "MS-COCO 2014, Karpathy splits (test: 5,000 images / 25,010 captions; restval counts as train)."
+            ),
             splits=(*_KARPATHY_SPLITS, "restval"),
             files={
                 "dataset_coco.json": "Karpathy split file",
@@ -76,7 +79,9 @@ def fico_datasets(register: Callable) -> None:
             splits=("query", "retrieval", "train"),
             default_split="query",
             files={
-                "nus-wide-10k.mat or .h5": "XAll (image features), YAll (text features), LAll (labels), param.indexQuery/indexDatabase",
+                "nus-wide-10k.mat or .h5": (
+                    "XAll (image features), YAll (text features), LAll (labels), param.indexQuery/indexDatabase"
+                ),
             },
             labels="LAll, 10 classes",
         )
@@ -85,7 +90,7 @@ def fico_datasets(register: Callable) -> None:
 
 @hookimpl
 def fico_models(register: Callable) -> None:
-    common = dict(
+    common: dict[str, Any] = dict(
         factory="fico_registry.models.reference:build",
         image_input=Input.PIXELS,
         text_input=Input.TEXT,

@@ -33,7 +33,9 @@ def dist(tmp_path_factory) -> Path:
     # a copy, so the build leaves nothing (egg-info, build/) in the checkout
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    shutil.copytree(REPO / "fico_registry", source / "fico_registry", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        REPO / "fico_registry", source / "fico_registry", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     out = source / "dist"
     # --no-isolation: use this environment's setuptools instead of downloading one
     run = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)],

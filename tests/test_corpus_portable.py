@@ -85,11 +85,15 @@ def test_evaluate_cli_relocates_a_saved_corpus(tmp_path):
     corpus.save(tmp_path / "saved")
     saved_root = Corpus.load(tmp_path / "saved").root
     shutil.move(saved_root, tmp_path / "moved-images")
-    args = ["evaluate", "reference-dual", "--config", "tiny", "--corpus", str(tmp_path / "saved"), "--no-cache", "--json"]
+    args = [
+        "evaluate", "reference-dual", "--config", "tiny", "--corpus", str(tmp_path / "saved"), "--no-cache", "--json"
+    ]
     lost = CliRunner().invoke(cli, args)
     assert lost.exit_code != 0 and "check the image root" in lost.output
     found = CliRunner().invoke(cli, [*args, "--image-root", str(tmp_path / "moved-images")])
     assert found.exit_code == 0, found.output
     assert json.loads(found.stdout)["corpus"]["content_hash"] == corpus.content_hash
-    both = CliRunner().invoke(cli, ["evaluate", "reference-dual", "--image-root", str(tmp_path), "--dataset", "synthetic"])
+    both = CliRunner().invoke(
+        cli, ["evaluate", "reference-dual", "--image-root", str(tmp_path), "--dataset", "synthetic"]
+    )
     assert both.exit_code != 0 and "with --dataset pass --root" in both.output

@@ -94,7 +94,9 @@ def test_storage_arithmetic_by_hand():
     kind, rerank = OutputKind.SIMILARITY, QueryTimeAttention.FUSION_RERANK
     model = StorageModel(side_layout(images, kind, rerank), side_layout(texts, kind, rerank))
     # image: embeds 4*8 fp16 = 64 B, tokens 10*6 fp32 = 240 B; text: embeds 8*4 = 32 B, ids 12*8 = 96 B
-    assert model.per_item() == {"image": {"embedding": 64, "attention": 240}, "text": {"embedding": 32, "attention": 96}}
+    assert model.per_item() == {
+        "image": {"embedding": 64, "attention": 240}, "text": {"embedding": 32, "attention": 96}
+    }
     at = model.at(Scale(1_000_000, 5_000_000))
     assert at["embedding_bytes"] == {"images": 64_000_000, "texts": 160_000_000, "total": 224_000_000}
     assert at["attention_bytes"]["total"] == 240_000_000 + 480_000_000
@@ -103,19 +105,27 @@ def test_storage_arithmetic_by_hand():
     assert model.output_bytes(Scale(2, 10)) == 2 * (64 + 240) + 10 * (32 + 96)
 
     # binary codes are stored packed whatever dtype the model returns; extra outputs are unused
-    codes = side_layout({"embeds": torch.ones(n, 64, dtype=torch.int8), "logits": torch.zeros(n, 64)}, OutputKind.BINARY, None, bits=64)
+    codes = side_layout(
+        {"embeds": torch.ones(n, 64, dtype=torch.int8), "logits": torch.zeros(n, 64)}, OutputKind.BINARY, None, bits=64
+    )
     assert [(t.name, t.role, t.bytes_per_item, t.output_bytes_per_item) for t in codes] == [
         ("embeds", "embedding", 8, 64),
         ("logits", "unused", 256, 256),
     ]
     # cross-attention models keep everything for query time
-    cross = side_layout({"regions": torch.zeros(n, 36, 16), "lengths": torch.zeros(n, dtype=torch.int64)}, kind, QueryTimeAttention.CROSS_ATTENTION)
+    cross = side_layout(
+        {"regions": torch.zeros(n, 36, 16), "lengths": torch.zeros(n, dtype=torch.int64)},
+        kind, QueryTimeAttention.CROSS_ATTENTION,
+    )
     assert sum(t.bytes_per_item for t in cross if t.role == "attention") == 36 * 16 * 4 + 8
 
 
 def test_memory_prediction_counts_the_cross_attention_matrix():
     n = 2
-    layout = StorageModel(side_layout(torch.zeros(n, 16), OutputKind.CONTINUOUS, None), side_layout(torch.zeros(n, 16), OutputKind.CONTINUOUS, None))
+    layout = StorageModel(
+        side_layout(torch.zeros(n, 16), OutputKind.CONTINUOUS, None),
+        side_layout(torch.zeros(n, 16), OutputKind.CONTINUOUS, None),
+    )
     scale = Scale(1000, 5000)
     plain = predicted_memory(layout, scale, "exact-search")
     assert plain["encoder_outputs"] == 64 * 1000 + 64 * 5000 + 64 * 5000  # the larger side twice (concatenation)
@@ -140,7 +150,10 @@ def test_budget_parsing_and_refusal():
 
 def test_hardware_fingerprint_keys():
     hw = hardware_fingerprint()
-    for key in ("cpu", "cores_logical", "cores_usable", "ram_bytes", "gpu", "gpus", "torch", "cuda", "python", "threads", "packages"):
+    for key in (
+        "cpu", "cores_logical", "cores_usable", "ram_bytes", "gpu", "gpus", "torch", "cuda", "python", "threads",
+        "packages",
+    ):
         assert key in hw
     assert hw["torch"] == torch.__version__
     assert hw["packages"]["torch"] and hw["packages"]["numpy"] == np.__version__
@@ -155,7 +168,9 @@ def test_continuous_model_costs(doc, base):
     assert m["status"] == "ok" and m["query_kind"] == "exact-search" and m["batch_size"] == 8
     assert m["precision"] == "fp32" and m["probe"]["output_dtype"] == {"image": "float32", "text": "float32"}
     dim = m["width"]
-    assert m["storage"]["per_item"] == {"image": {"embedding": 4 * dim, "attention": 0}, "text": {"embedding": 4 * dim, "attention": 0}}
+    assert m["storage"]["per_item"] == {
+        "image": {"embedding": 4 * dim, "attention": 0}, "text": {"embedding": 4 * dim, "attention": 0}
+    }
     measured = [s for s in m["scales"] if s["status"] == "ok"]
     assert [s["scale"] for s in measured] == ["5x25", "10x50"]
     for s in measured:
@@ -289,7 +304,8 @@ def test_cli_costs_writes_json_and_plots(tmp_path):
     result = CliRunner().invoke(
         cli,
         ["bench", "costs", "reference-dual", "--config", "tiny", "--scales", "4x20,8x40,1Mx5M", "--device", "cpu",
-         "--batch-size", "8", "--time-budget", "20", "--memory-budget", "2GB", "--json", str(out), "--plots", str(tmp_path / "plots")],
+         "--batch-size", "8", "--time-budget", "20", "--memory-budget", "2GB", "--json", str(out),
+         "--plots", str(tmp_path / "plots")],
         obj={},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -308,5 +324,7 @@ def test_cli_rejects_scales_that_are_not_duplications(tmp_path):
 
     from fico_registry.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["bench", "costs", "reference-dual", "--config", "tiny", "--scales", "4x20,6x30"], obj={})
+    result = CliRunner().invoke(
+        cli, ["bench", "costs", "reference-dual", "--config", "tiny", "--scales", "4x20,6x30"], obj={}
+    )
     assert result.exit_code == 2 and "whole duplication" in result.output

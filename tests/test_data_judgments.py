@@ -24,7 +24,9 @@ def _karpathy(tmp_path, images):
 
 
 def test_sentences_match_annotations_by_normalised_text(tmp_path):
-    corpus = _karpathy(tmp_path, [(7, ["A dog runs.", "a dog runs", "Two cats"]), (9, ["A red bus ", "nothing like it"])])
+    corpus = _karpathy(
+        tmp_path, [(7, ["A dog runs.", "a dog runs", "Two cats"]), (9, ["A red bus ", "nothing like it"])]
+    )
     captions = tmp_path / "captions_val2014.json"
     captions.write_text(json.dumps({"annotations": [
         {"image_id": 7, "id": 70, "caption": "a  dog runs"},

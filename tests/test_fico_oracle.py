@@ -27,7 +27,10 @@ def _fico(sim_i2t, c2i, labels, sim_t2i=None, cpi=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         i2t, t2i = fico_itr.instance_retrieval(sim_i2t, t2i_sim=sim_t2i, captions_per_image=cpi)
-        maps = {k: fico_itr.category_retrieval(sim_i2t, labels, k=k, sim2=sim_t2i, captions_per_image=cpi) for k in (10, 100, None)}
+        maps = {
+            k: fico_itr.category_retrieval(sim_i2t, labels, k=k, sim2=sim_t2i, captions_per_image=cpi)
+            for k in (10, 100, None)
+        }
     return i2t, t2i, maps
 
 

@@ -107,10 +107,13 @@ def test_every_metric_equals_brute_force_over_tie_orders(seed, ties):
         for cand in chosen:
             q.append(query), c.append(int(cand)), g.append(float(rng.integers(1, 4)))
     judged = Judgments.from_pairs(q, c, n_queries, n_candidates, g)
-    ours = judged_metrics(lambda lo, hi: torch.from_numpy(scores[lo:hi]), judged, recall_ks=(1, 2, 3), ndcg_ks=(3,), ties=ties)
+    ours = judged_metrics(
+        lambda lo, hi: torch.from_numpy(scores[lo:hi]), judged, recall_ks=(1, 2, 3), ndcg_ks=(3,), ties=ties
+    )
     per_query = []
     for query in range(n_queries):
-        cols, grades = judged.indices[judged.indptr[query] : judged.indptr[query + 1]], judged.grades[judged.indptr[query] : judged.indptr[query + 1]]
+        lo, hi = judged.indptr[query], judged.indptr[query + 1]
+        cols, grades = judged.indices[lo:hi], judged.grades[lo:hi]
         per_query.append(_brute(scores[query], dict(zip(cols.tolist(), grades.tolist(), strict=True)), ties))
     assert ours["judged_queries"] == n_queries
     for name in per_query[0]:
@@ -180,8 +183,12 @@ def test_eccv_cxc_coco_equal_the_eccv_caption_package():
         return txt[lo:hi] @ img.T
 
     depth = 50  # deeper than any judged query's R (48)
-    top_i2t = torch.cat([i2t(lo, min(lo + 1000, len(img))).topk(depth, dim=1).indices for lo in range(0, len(img), 1000)])
-    top_t2i = torch.cat([t2i(lo, min(lo + 5000, len(txt))).topk(depth, dim=1).indices for lo in range(0, len(txt), 5000)])
+    top_i2t = torch.cat(
+        [i2t(lo, min(lo + 1000, len(img))).topk(depth, dim=1).indices for lo in range(0, len(img), 1000)]
+    )
+    top_t2i = torch.cat(
+        [t2i(lo, min(lo + 5000, len(txt))).topk(depth, dim=1).indices for lo in range(0, len(txt), 5000)]
+    )
     i2t_items = {int(image_ids[i]): caption_ids[top_i2t[i].numpy()].tolist() for i in range(len(img))}
     t2i_items = {int(caption_ids[i]): image_ids[top_t2i[i].numpy()].tolist() for i in range(len(txt))}
     want = oracle.compute_all_metrics(
@@ -192,7 +199,9 @@ def test_eccv_cxc_coco_equal_the_eccv_caption_package():
     ours = {}
     for which in ("eccv", "cxc", "coco"):
         judged = eccv_caption_judgments(image_ids, caption_ids, which)
-        ours[which] = {d: judged_metrics(f, judged.direction(d), recall_ks=(1, 5, 10)) for d, f in (("i2t", i2t), ("t2i", t2i))}
+        ours[which] = {
+            d: judged_metrics(f, judged.direction(d), recall_ks=(1, 5, 10)) for d, f in (("i2t", i2t), ("t2i", t2i))
+        }
     for d in ("i2t", "t2i"):
         assert ours["eccv"][d]["R@1"] == pytest.approx(want["eccv_r1"][d], abs=1e-12)
         assert ours["eccv"][d]["R-P"] == pytest.approx(want["eccv_rprecision"][d], abs=1e-12)

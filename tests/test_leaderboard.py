@@ -109,11 +109,18 @@ def board(corpus, corpus_dir, tmp_path_factory):
     def fresh(name: str, seed: int, **kwargs) -> Path:
         img, txt = embeddings(corpus, seed)
         arrays[name] = (img, txt)
-        make_submission(corpus, kwargs.pop("model_name", f"model {name}"), subs / name, images=img, texts=txt, device="cpu", **kwargs)
+        make_submission(
+            corpus, kwargs.pop("model_name", f"model {name}"), subs / name, images=img, texts=txt, device="cpu",
+            **kwargs,
+        )
         return subs / name
 
     # -- valid -----------------------------------------------------------------------------------
-    fresh("valid-embeddings", 1, model={"family": "fg", "url": "https://example.org/model?a=1&b=2", "description": "a plain model"}, submitter="alice")
+    fresh(
+        "valid-embeddings", 1,
+        model={"family": "fg", "url": "https://example.org/model?a=1&b=2", "description": "a plain model"},
+        submitter="alice",
+    )
     img, txt = embeddings(corpus, 2)
     codes_img = np.where(np.concatenate([img, img[:, ::-1]], 1) >= 0, 1, -1).astype(np.int8)
     codes_txt = np.where(np.concatenate([txt, txt[:, ::-1]], 1) >= 0, 1, -1).astype(np.int8)
@@ -130,8 +137,15 @@ def board(corpus, corpus_dir, tmp_path_factory):
     i2t = img @ txt.T
     t2i = i2t.T + 0.01 * np.random.default_rng(3).standard_normal(i2t.T.shape).astype(np.float32)
     arrays["valid-similarity"] = (i2t, t2i)
-    make_submission(corpus, "scores model", subs / "valid-similarity", i2t=i2t, t2i=t2i, model={"family": "vlp"}, evidence_format="safetensors", device="cpu")
-    fresh("malicious-name", 4, model_name=MALICIOUS_NAME, model={"description": MALICIOUS_DESCRIPTION, "url": "https://example.org/\"onmouseover=alert(1)"}, submitter="<b>mallory</b>")
+    make_submission(
+        corpus, "scores model", subs / "valid-similarity", i2t=i2t, t2i=t2i, model={"family": "vlp"},
+        evidence_format="safetensors", device="cpu",
+    )
+    fresh(
+        "malicious-name", 4, model_name=MALICIOUS_NAME,
+        model={"description": MALICIOUS_DESCRIPTION, "url": "https://example.org/\"onmouseover=alert(1)"},
+        submitter="<b>mallory</b>",
+    )
 
     # -- forged ----------------------------------------------------------------------------------
     def raise_r1(d):
@@ -158,7 +172,9 @@ def board(corpus, corpus_dir, tmp_path_factory):
     torch.save({"images": torch.zeros(3)}, root / "weights.pt")
     replace_evidence(fresh("torch-zip-as-npy", 12), "images", (root / "weights.pt").read_bytes())
     fresh("path-traversal", 13)
-    edit_json(subs / "path-traversal", lambda d: d["evidence"]["images"].__setitem__("file", "../valid-embeddings/images.npy"))
+    edit_json(
+        subs / "path-traversal", lambda d: d["evidence"]["images"].__setitem__("file", "../valid-embeddings/images.npy")
+    )
     fresh("symlinked-evidence", 14)
     (subs / "symlinked-evidence" / "images.npy").unlink()
     (subs / "symlinked-evidence" / "images.npy").symlink_to(subs / "valid-embeddings" / "images.npy")
@@ -251,9 +267,16 @@ def test_accepted_metrics_are_the_recomputed_ones(board, corpus) -> None:
     arrays = board["arrays"]
     by_name = {v.submission: v for v in board["result"].accepted}
     expected = {
-        "valid-embeddings": evaluate_embeddings(*arrays["valid-embeddings"], corpus.caption_to_image, corpus.labels, device="cpu"),
-        "valid-hamming": evaluate_embeddings(*arrays["valid-hamming"], corpus.caption_to_image, corpus.labels, measure="hamming", device="cpu"),
-        "valid-similarity": evaluate_similarity(arrays["valid-similarity"][0], corpus.caption_to_image, t2i=arrays["valid-similarity"][1], labels=corpus.labels, device="cpu"),
+        "valid-embeddings": evaluate_embeddings(
+            *arrays["valid-embeddings"], corpus.caption_to_image, corpus.labels, device="cpu"
+        ),
+        "valid-hamming": evaluate_embeddings(
+            *arrays["valid-hamming"], corpus.caption_to_image, corpus.labels, measure="hamming", device="cpu"
+        ),
+        "valid-similarity": evaluate_similarity(
+            arrays["valid-similarity"][0], corpus.caption_to_image, t2i=arrays["valid-similarity"][1],
+            labels=corpus.labels, device="cpu",
+        ),
     }
     for name, report in expected.items():
         data = report.to_dict()
@@ -365,19 +388,29 @@ def test_verify_one_submission_and_tolerance(board, corpus) -> None:
     assert verify_submission(board["subs"] / "valid-embeddings", corpora).accepted
     forged = verify_submission(board["subs"] / "forged-metrics", corpora, tolerance=0.5)
     assert forged.accepted  # +0.2 on R@1 is inside a (silly) tolerance of 0.5
-    assert forged.result.metrics.instance["i2t"]["R@1"] != forged.claimed.metrics.instance["i2t"]["R@1"]  # board shows its own
+    # the board shows its own numbers
+    assert forged.result.metrics.instance["i2t"]["R@1"] != forged.claimed.metrics.instance["i2t"]["R@1"]
 
 
 def test_submit_cli_errors_are_one_line(corpus_dir, tmp_path) -> None:
-    out = CliRunner().invoke(cli, ["submit", "--corpus", str(corpus_dir), "--model-name", "x", "-o", str(tmp_path / "s")], obj={})
+    out = CliRunner().invoke(
+        cli, ["submit", "--corpus", str(corpus_dir), "--model-name", "x", "-o", str(tmp_path / "s")], obj={}
+    )
     assert out.exit_code == 2 and "give embeddings" in out.output
     np.save(tmp_path / "img.npy", np.zeros((19, 4), np.float32))
     np.save(tmp_path / "txt.npy", np.zeros((100, 4), np.float32))
-    out = CliRunner().invoke(cli, ["submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", str(tmp_path / "img.npy"), "--texts", str(tmp_path / "txt.npy"), "-o", str(tmp_path / "s")], obj={})
+    out = CliRunner().invoke(cli, [
+        "submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", str(tmp_path / "img.npy"),
+        "--texts", str(tmp_path / "txt.npy"), "-o", str(tmp_path / "s"),
+    ], obj={})
     assert out.exit_code == 2 and "19 rows but the corpus has 20 images" in out.output
     np.save(tmp_path / "img.npy", np.zeros((20, 4), np.float32))
     np.save(tmp_path / "txt.npy", np.ones((100, 4), np.float32))
-    out = CliRunner().invoke(cli, ["submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", str(tmp_path / "img.npy"), "--texts", str(tmp_path / "txt.npy"), "--measure", "euclidean", "--url", "javascript:x", "-o", str(tmp_path / "s")], obj={})
+    out = CliRunner().invoke(cli, [
+        "submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", str(tmp_path / "img.npy"),
+        "--texts", str(tmp_path / "txt.npy"), "--measure", "euclidean", "--url", "javascript:x",
+        "-o", str(tmp_path / "s"),
+    ], obj={})
     assert out.exit_code == 2 and "model.url: must be an absolute http" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "s").exists()
 
@@ -388,7 +421,10 @@ def test_submit_refuses_pickled_inputs(corpus_dir, tmp_path) -> None:
     np.save(tmp_path / "obj.npy", np.array([object()] * 20, dtype=object), allow_pickle=True)
     np.save(tmp_path / "txt.npy", np.zeros((100, 4), np.float32))
     torch.save(torch.zeros(20, 4), tmp_path / "img.pt")
-    base = ["submit", "--corpus", str(corpus_dir), "--model-name", "x", "--texts", str(tmp_path / "txt.npy"), "-o", str(tmp_path / "s")]
+    base = [
+        "submit", "--corpus", str(corpus_dir), "--model-name", "x", "--texts", str(tmp_path / "txt.npy"),
+        "-o", str(tmp_path / "s"),
+    ]
     out = CliRunner().invoke(cli, [*base, "--images", str(tmp_path / "obj.npy")], obj={})
     assert out.exit_code == 2 and "Python objects" in out.output
     out = CliRunner().invoke(cli, [*base, "--images", str(tmp_path / "img.pt")], obj={})
@@ -403,9 +439,11 @@ def test_submit_reads_npz_and_safetensors_inputs(corpus, corpus_dir, tmp_path) -
     np.savez(tmp_path / "both.npz", images=img, texts=txt)
     save_file({"texts": txt}, str(tmp_path / "texts.safetensors"))
     out = invoke("submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", f"{tmp_path}/both.npz:images",
-                 "--texts", str(tmp_path / "texts.safetensors"), "--evidence-format", "safetensors", "--device", "cpu", "-o", str(tmp_path / "s"))
+                 "--texts", str(tmp_path / "texts.safetensors"), "--evidence-format", "safetensors", "--device", "cpu",
+                 "-o", str(tmp_path / "s"))
     assert out.exit_code == 0, out.output
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["images.safetensors", "submission.json", "texts.safetensors"]
+    written = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert written == ["images.safetensors", "submission.json", "texts.safetensors"]
     assert verify_submission(tmp_path / "s", {corpus.content_hash: corpus}).accepted
 
 
@@ -413,11 +451,17 @@ def test_leaderboard_cli_build_and_check(board, corpus_dir, tmp_path) -> None:
     subs = tmp_path / "subs"
     shutil.copytree(board["subs"] / "valid-similarity", subs / "good")
     shutil.copytree(board["subs"] / "forged-metrics", subs / "bad")
-    out = invoke("leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site"), "--json", "--no-plots")
+    out = invoke(
+        "leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site"), "--json",
+        "--no-plots",
+    )
     assert out.exit_code == 0
     summary = json.loads(out.output)
     assert summary["accepted"] == ["good"] and summary["rejected"][0]["submission"] == "bad"
-    out = CliRunner().invoke(cli, ["leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site"), "--strict", "--no-plots"], obj={})
+    out = CliRunner().invoke(cli, [
+        "leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site"), "--strict",
+        "--no-plots",
+    ], obj={})
     assert out.exit_code == 1 and "rejected bad" in out.output
     out = invoke("leaderboard", "check", str(subs / "good"), "--corpus", str(corpus_dir))
     assert out.exit_code == 0 and "accepted" in out.output
@@ -430,15 +474,19 @@ def test_submit_carries_a_model_report_over(corpus, tmp_path) -> None:
 
     img, txt = embeddings(corpus, 40)
     report = evaluate_embeddings(img, txt, corpus.caption_to_image, corpus.labels, device="cpu")
-    report.model = {"name": "reference-dual", "family": "fg", "output": "continuous", "distribution": "fico-registry", "version": "0.1.0",
-                    "config_name": "tiny", "config": {"embed_dim": 16}, "checkpoint": {"sha256": "c" * 64, "source": "w.pt"}}
+    report.model = {"name": "reference-dual", "family": "fg", "output": "continuous", "distribution": "fico-registry",
+                    "version": "0.1.0", "config_name": "tiny", "config": {"embed_dim": 16},
+                    "checkpoint": {"sha256": "c" * 64, "source": "w.pt"}}
     report.corpus = {"name": corpus.name, "split": corpus.split, "content_hash": corpus.content_hash}
     report.costs = {"encode": {"images": {"seconds": 0.2, "items": 20, "bytes": 1280, "bytes_per_item": 64.0},
                                "texts": {"seconds": 0.5, "items": 100}}, "query_time": None}
     report.settings["batch_size"] = 8
     report.to_json(tmp_path / "report.json")
-    res = make_submission(corpus, "reference-dual", tmp_path / "s", images=img, texts=txt, report=tmp_path / "report.json", device="cpu")
-    assert res.model.distribution == "fico-registry" and res.model.checkpoint_sha256 == "c" * 64 and res.model.family == "fg"
+    res = make_submission(
+        corpus, "reference-dual", tmp_path / "s", images=img, texts=txt, report=tmp_path / "report.json", device="cpu"
+    )
+    assert res.model.distribution == "fico-registry" and res.model.checkpoint_sha256 == "c" * 64
+    assert res.model.family == "fg"
     assert res.costs.encode["images"].seconds == 0.2 and res.settings.batch_size == 8
     assert read_result(tmp_path / "s" / "submission.json") == res
     other = Report.from_json(tmp_path / "report.json")
@@ -532,8 +580,11 @@ def test_plot_labels_are_literal() -> None:
     from fico_registry.leaderboard.plots import PlotEntry, accuracy_cost_svg, pr_curves_svg, safe_label
 
     assert safe_label("_hidden") == " _hidden"
-    entries = [PlotEntry(label=name, family="fg", output="continuous", rsum=100.0 + i, pr11={"i2t": [0.5] * 11, "t2i": None},
-                         bytes_per_item=64.0, encode_ms_per_item=None) for i, name in enumerate(("$\\frac{a$", "_x", "a $b$ c"))]
+    entries = [
+        PlotEntry(label=name, family="fg", output="continuous", rsum=100.0 + i, pr11={"i2t": [0.5] * 11, "t2i": None},
+                  bytes_per_item=64.0, encode_ms_per_item=None)
+        for i, name in enumerate(("$\\frac{a$", "_x", "a $b$ c"))
+    ]
     assert pr_curves_svg(entries).startswith(b"<?xml")  # mathtext would fail to parse the first name
     assert accuracy_cost_svg(entries).startswith(b"<?xml")
 

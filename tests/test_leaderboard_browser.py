@@ -20,7 +20,9 @@ MALICIOUS_NAME = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.
 
 
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("FICO_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"):
+    for candidate in (
+        os.environ.get("FICO_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     return None  # playwright's own browser, if `playwright install chromium` was run
@@ -28,14 +30,20 @@ def _chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs the playwright Python package (pip install playwright)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the browser test needs the playwright Python package (pip install playwright)"
+    )
     manager = sync_api.sync_playwright().start()
     executable = _chromium()
     try:
-        browser = manager.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        browser = manager.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
     except Exception as exc:
         manager.stop()
-        pytest.skip(f"no usable chromium (install Debian's `chromium` or set FICO_CHROMIUM): {str(exc).splitlines()[0]}")
+        pytest.skip(
+            f"no usable chromium (install Debian's `chromium` or set FICO_CHROMIUM): {str(exc).splitlines()[0]}"
+        )
     yield browser
     browser.close()
     manager.stop()
@@ -55,13 +63,16 @@ def site(tmp_path_factory) -> Path:
     def texts(noise: float) -> np.ndarray:
         return (img[corpus.caption_to_image] + noise * rng.standard_normal((corpus.n_captions, 16))).astype(np.float32)
 
-    make_submission(corpus, "fine grained", subs / "fg", images=img, texts=texts(0.8), model={"family": "fg"}, device="cpu")
+    make_submission(
+        corpus, "fine grained", subs / "fg", images=img, texts=texts(0.8), model={"family": "fg"}, device="cpu"
+    )
     codes_txt = np.where(texts(1.5) >= 0, 1, -1).astype(np.int8)
     make_submission(corpus, "hashing", subs / "cg", images=np.where(img >= 0, 1, -1).astype(np.int8), texts=codes_txt,
                     measure="hamming", model={"family": "cg"}, device="cpu")
     make_submission(corpus, "pretrained", subs / "vlp", i2t=img @ texts(0.3).T, model={"family": "vlp"}, device="cpu")
     make_submission(corpus, MALICIOUS_NAME, subs / "evil", images=img, texts=texts(2.5),
-                    model={"description": '<a href="javascript:alert(3)">click me</a>'}, submitter="<script>alert(4)</script>", device="cpu")
+                    model={"description": '<a href="javascript:alert(3)">click me</a>'},
+                    submitter="<script>alert(4)</script>", device="cpu")
     result = build_leaderboard(subs, [corpus], root / "site")
     assert len(result.accepted) == 4, [v.reasons for v in result.rejected]
     return next(iter(result.pages.values()))

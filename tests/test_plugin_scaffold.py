@@ -21,7 +21,8 @@ from fico_registry.cli.scaffold import API_MODULE, KINDS, TESTING_MODULE, core_r
 from fico_registry.errors import OptionError
 
 REPO = Path(__file__).resolve().parents[1]
-ALLOWED_CORE_IMPORTS = {API_MODULE, TESTING_MODULE, "fico_registry.errors", "fico_registry"}  # top level: load_model, evaluate
+# "fico_registry" itself: the top-level names (load_model, evaluate)
+ALLOWED_CORE_IMPORTS = {API_MODULE, TESTING_MODULE, "fico_registry.errors", "fico_registry"}
 
 
 def _env(site: Path | None = None, **extra: str) -> dict[str, str]:

@@ -171,9 +171,11 @@ assert not heavy and not model_code, (heavy, model_code)
     [
         "import fico_registry",
         "import fico_registry; fico_registry.list_models(); fico_registry.plugins(); fico_registry.list_datasets()",
-        "import fico_registry; fico_registry.get_model_spec('scan') if 'scan' in [m.name for m in fico_registry.list_models()] else None",
+        "import fico_registry; "
+        "fico_registry.get_model_spec('scan') if 'scan' in [m.name for m in fico_registry.list_models()] else None",
         "from fico_registry.cli.main import main\ntry:\n    main(['models', '--json'])\nexcept SystemExit:\n    pass",
-        "from fico_registry.cli.main import main\ntry:\n    main(['info', 'reference-dual'])\nexcept SystemExit:\n    pass",
+        "from fico_registry.cli.main import main\ntry:\n    main(['info', 'reference-dual'])\n"
+        "except SystemExit:\n    pass",
     ],
     ids=["import", "list", "spec", "cli-models", "cli-info"],
 )

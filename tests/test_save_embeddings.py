@@ -42,7 +42,7 @@ def test_saved_embeddings_are_the_encoder_outputs_in_corpus_order(corpus_dir, tm
     saved = read_saved_embeddings(out)
     manifest = saved.manifest
     corpus = Corpus.load(corpus_dir)
-    assert manifest["model"] == "reference-dual" and manifest["output"] == "continuous" and manifest["measure"] == "cosine"
+    assert (manifest["model"], manifest["output"], manifest["measure"]) == ("reference-dual", "continuous", "cosine")
     assert manifest["config_name"] == "tiny" and manifest["corpus"]["content_hash"] == corpus.content_hash
     assert manifest["batch_size"] == 3 and manifest["checkpoint_sha256"] is None
     images, texts = np.load(out / "images.npy"), np.load(out / "texts.npy")
@@ -61,7 +61,8 @@ def test_saved_embeddings_are_the_encoder_outputs_in_corpus_order(corpus_dir, tm
 
 def test_submit_from_embeddings_is_accepted_by_the_board(corpus_dir, tmp_path):
     out = tmp_path / "emb"
-    assert invoke("evaluate", "reference-hash", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out).exit_code == 0
+    run = invoke("evaluate", "reference-hash", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out)
+    assert run.exit_code == 0
     codes = np.load(out / "images.npy")
     assert codes.dtype == np.int8 and set(np.unique(codes)) <= {-1, 1} and codes.shape[1] == 16
     assert read_saved_embeddings(out).manifest["measure"] == "hamming"
@@ -72,7 +73,8 @@ def test_submit_from_embeddings_is_accepted_by_the_board(corpus_dir, tmp_path):
     assert submission["model"]["config_name"] == "tiny"  # provenance carried over from report.json
     report = json.loads((out / "report.json").read_text())
     for direction in ("i2t", "t2i"):
-        assert submission["metrics"]["instance"][direction]["R@1"] == pytest.approx(report["instance"][direction]["R@1"])
+        claimed = submission["metrics"]["instance"][direction]["R@1"]
+        assert claimed == pytest.approx(report["instance"][direction]["R@1"])
     check = invoke("leaderboard", "check", tmp_path / "sub", "--corpus", corpus_dir)
     assert check.exit_code == 0 and "accepted" in check.output
 
@@ -115,15 +117,26 @@ def test_mistakes_are_refused_with_what_to_do(corpus_dir, tmp_path):
     with pytest.raises(DataFormatError, match="--save-embeddings"):
         read_saved_embeddings(tmp_path)
     out = tmp_path / "emb"
-    assert invoke("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out).exit_code == 0
-    other = synthetic(n_images=4, captions_per_image=2, root=tmp_path / "other-built", image_size=32).save(tmp_path / "other")
+    saved = invoke("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out)
+    assert saved.exit_code == 0
+    other = synthetic(
+        n_images=4, captions_per_image=2, root=tmp_path / "other-built", image_size=32
+    ).save(tmp_path / "other")
     run = invoke("submit", "--corpus", other, "--from-embeddings", out, "-o", tmp_path / "sub")
     assert run.exit_code != 0 and "holds outputs for corpus" in run.output
-    both = invoke("submit", "--corpus", corpus_dir, "--from-embeddings", out, "--images", out / "images.npy", "-o", tmp_path / "s2")
+    both = invoke(
+        "submit", "--corpus", corpus_dir, "--from-embeddings", out, "--images", out / "images.npy",
+        "-o", tmp_path / "s2",
+    )
     assert both.exit_code != 0 and "give the evidence one way" in both.output
-    measure = invoke("submit", "--corpus", corpus_dir, "--from-embeddings", out, "--measure", "euclidean", "-o", tmp_path / "s3")
+    measure = invoke(
+        "submit", "--corpus", corpus_dir, "--from-embeddings", out, "--measure", "euclidean", "-o", tmp_path / "s3"
+    )
     assert measure.exit_code != 0 and "come from the saved model card" in measure.output
-    nameless = invoke("submit", "--corpus", corpus_dir, "--images", out / "images.npy", "--texts", out / "texts.npy", "-o", tmp_path / "s4")
+    nameless = invoke(
+        "submit", "--corpus", corpus_dir, "--images", out / "images.npy", "--texts", out / "texts.npy",
+        "-o", tmp_path / "s4",
+    )
     assert nameless.exit_code != 0 and "--model-name" in nameless.output
     (out / "texts.npy").unlink()
     with pytest.raises(DataFormatError, match=r"texts\.npy"):

@@ -59,7 +59,9 @@ def test_synthetic_vectors_are_unit_clustered_and_paired():
 
 def test_json_keys_and_recall_relations(study):
     assert study["ks"] == [1, 10, 100] and study["n_database"] == 400 and study["n_queries"] == 300
-    assert set(study["indexes"]) == {"flat-ip", "hnsw-flat", "fico-engine-ip", "binary-flat", "binary-ivf", "fico-engine-hamming"}
+    assert set(study["indexes"]) == {
+        "flat-ip", "hnsw-flat", "fico-engine-ip", "binary-flat", "binary-ivf", "fico-engine-hamming"
+    }
     for name, entry in study["indexes"].items():
         assert set(entry) >= INDEX_KEYS, name
         assert set(entry["recall"]) == {"1", "10", "100"}, name
@@ -192,8 +194,9 @@ def test_cli_search_synthetic_and_user_embeddings(tmp_path):
     from fico_registry.cli.main import cli
 
     out = tmp_path / "search.json"
-    args = ["bench", "search", "--sizes", "200x1000", "--dim", "32", "--bits", "16", "--ks", "1,10", "--max-queries", "150",
-            "--ef-search", "16,64", "--nprobe", "1,8", "--json", str(out), "--plots", str(tmp_path / "plots")]  # fmt: skip
+    args = ["bench", "search", "--sizes", "200x1000", "--dim", "32", "--bits", "16", "--ks", "1,10",
+            "--max-queries", "150", "--ef-search", "16,64", "--nprobe", "1,8", "--json", str(out),
+            "--plots", str(tmp_path / "plots")]  # fmt: skip
     result = CliRunner().invoke(cli, args, obj={})
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())

@@ -32,7 +32,8 @@ def _write_json(doc: dict[str, Any], path: str | None) -> None:
 def _base_corpus(
     dataset: str, split: str, scales: list[Any], base_images: int | None, data_root: str | None
 ) -> tuple[Any, dict[str, Any]]:
-    """The corpus every scale duplicates: the synthetic set sized to the smallest scale, or a registered dataset's split."""
+    """The corpus every scale duplicates: the synthetic set sized to the smallest scale, or a registered
+    dataset's split."""
     if dataset == "synthetic":
         from fico_registry.data import synthetic
 

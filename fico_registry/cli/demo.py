@@ -41,7 +41,9 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     dev = str(resolve_device(device))
     started = time.perf_counter()
-    console.print(f"[bold]fico demo[/bold]: synthetic corpus ({train_images} train / {test_images} test images), device {dev}")
+    console.print(
+        f"[bold]fico demo[/bold]: synthetic corpus ({train_images} train / {test_images} test images), device {dev}"
+    )
     data_root = out / "data"
     train = synthetic(n_images=train_images, split="train", seed=seed, regions=False, root=data_root / "train")
     test = synthetic(n_images=test_images, split="test", seed=seed, regions=False, root=data_root / "test")
@@ -49,10 +51,17 @@ def run_demo(
 
     config = dict(get_model_spec("reference-dual").configs["default"])
     network, log = train_reference(train, config, epochs=epochs, seed=seed, device=dev, progress=progress)
-    checkpoint = save_checkpoint(network, out / "reference-checkpoint", extra={"train": log.to_dict(), "train_corpus": train.content_hash, "seed": seed})
-    console.print(f"  trained {log.steps} steps in {log.seconds:.1f} s (final loss {log.losses[-1]:.3f}); checkpoint {checkpoint}")
+    checkpoint = save_checkpoint(
+        network, out / "reference-checkpoint",
+        extra={"train": log.to_dict(), "train_corpus": train.content_hash, "seed": seed},
+    )
+    console.print(
+        f"  trained {log.steps} steps in {log.seconds:.1f} s (final loss {log.losses[-1]:.3f}); checkpoint {checkpoint}"
+    )
 
-    summary: dict[str, Any] = {"train": log.to_dict(), "corpus": {"train": train.content_hash, "test": test.content_hash}, "reports": {}}
+    summary: dict[str, Any] = {
+        "train": log.to_dict(), "corpus": {"train": train.content_hash, "test": test.content_hash}, "reports": {}
+    }
     for name in ("reference-dual", "reference-hash"):
         report = evaluate(load_model(name, checkpoint=checkpoint, device=dev), test, cache=False, progress=progress)
         report.to_json(out / f"report-{name}.json")
@@ -83,8 +92,9 @@ def _print_comparison(console: Any, reports: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="reference model vs chance (synthetic test split, %)")
-    columns = [("instance", "i2t", "R@1"), ("instance", "i2t", "R@10"), ("instance", "t2i", "R@1"), ("instance", "t2i", "R@10"),
-               ("category", "i2t", "mAP@10"), ("category", "t2i", "mAP@10"), ("category", "i2t", "mAP@N")]
+    columns = [("instance", "i2t", "R@1"), ("instance", "i2t", "R@10"), ("instance", "t2i", "R@1"),
+               ("instance", "t2i", "R@10"), ("category", "i2t", "mAP@10"), ("category", "t2i", "mAP@10"),
+               ("category", "i2t", "mAP@N")]
     table.add_column("model")
     for _, direction, metric in columns:
         table.add_column(f"{direction} {metric}", justify="right")
@@ -95,10 +105,14 @@ def _print_comparison(console: Any, reports: dict[str, Any]) -> None:
 
 
 @click.command("demo")
-@click.option("--out", "-o", default="fico-out/demo", show_default=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--out", "-o", default="fico-out/demo", show_default=True, type=click.Path(file_okay=False), help="Output folder."
+)
 @click.option("--train-images", default=2000, show_default=True, help="Synthetic training images.")
 @click.option("--test-images", default=1000, show_default=True, help="Synthetic test images (5 captions each).")
-@click.option("--epochs", default=12, show_default=True, help="Training epochs (fixed schedule: same seed, same numbers).")
+@click.option(
+    "--epochs", default=12, show_default=True, help="Training epochs (fixed schedule: same seed, same numbers)."
+)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 def demo_cmd(out: str, train_images: int, test_images: int, epochs: int, seed: int, device: str) -> None:

@@ -46,18 +46,38 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 )
 @click.option("--k", "cascade_k", help="With --cascade-from: the entry's re-rank depth (one of the run's ks, or N).")
 @click.option("--checkpoint", help="With --model: checkpoint name from the card, a local file/folder, or a hub id.")
-@click.option("--config", "model_config", default="default", show_default=True, help="With --model: named config of the card.")
+@click.option(
+    "--config", "model_config", default="default", show_default=True, help="With --model: named config of the card."
+)
 @click.option("--batch-size", type=int, default=32, show_default=True, help="With --model: encoder batch size.")
-@click.option("--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help="With --model: where the corpus images are now, if they moved.")
-@click.option("--images", help="(n_images, d) embeddings or codes: .npy/.npz/.safetensors ('file:key' picks one array of several).")
+@click.option(
+    "--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="With --model: where the corpus images are now, if they moved.",
+)
+@click.option(
+    "--images",
+    help="(n_images, d) embeddings or codes: .npy/.npz/.safetensors ('file:key' picks one array of several).",
+)
 @click.option("--texts", help="(n_texts, d) embeddings or codes.")
-@click.option("--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]), help="Similarity of --images/--texts  [default: cosine]")
+@click.option(
+    "--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]),
+    help="Similarity of --images/--texts  [default: cosine]",
+)
 @click.option("--bits", type=int, help="Code length of packed uint8 hash codes.")
 @click.option("--i2t", help="(n_images, n_texts) scores, higher = more similar (query-time attention models).")
 @click.option("--t2i", help="(n_texts, n_images) scores when the directions differ (fusion re-rank).")
-@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="New folder for the submission.")
-@click.option("--report", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="`fico evaluate -o` report of this model on this corpus: carries provenance and costs over.")
-@click.option("--family", type=click.Choice(["vlp", "fg", "cg"]), help="Model family (default: from the model card if the name is registered).")
+@click.option(
+    "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="New folder for the submission.",
+)
+@click.option(
+    "--report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="`fico evaluate -o` report of this model on this corpus: carries provenance and costs over.",
+)
+@click.option(
+    "--family", type=click.Choice(["vlp", "fg", "cg"]),
+    help="Model family (default: from the model card if the name is registered).",
+)
 @click.option("--description", help="One or two sentences shown under the name.")
 @click.option("--url", help="http(s) link to the model, code or paper.")
 @click.option("--paper", help="Citation, e.g. 'Lee et al., ECCV 2018'.")
@@ -88,10 +108,12 @@ def submit_cmd(
     if not any(given.values()):
         raise OptionError(
             "give embeddings (--images and --texts), similarity scores (--i2t, optionally --t2i), a folder written by "
-            "`fico evaluate --save-embeddings` (--from-embeddings DIR) or a registered model to encode the corpus now (--model)"
+            "`fico evaluate --save-embeddings` (--from-embeddings DIR) or a registered model to encode the corpus "
+            "now (--model)"
         )
     if sum(given.values()) > 1:
-        raise OptionError(f"give the evidence one way: {', '.join(given)} (got {' and '.join(k for k, v in given.items() if v)})")
+        chosen = " and ".join(k for k, v in given.items() if v)
+        raise OptionError(f"give the evidence one way: {', '.join(given)} (got {chosen})")
     if registered_model is None and (checkpoint or image_root or model_config != "default"):
         raise OptionError("--checkpoint, --config and --image-root go with --model")
     if (cascade_dir is None) != (cascade_k is None):
@@ -109,25 +131,32 @@ def submit_cmd(
     arrays: dict[str, Any] = {"images": images, "texts": texts, "i2t": i2t, "t2i": t2i, "measure": measure or "cosine", "bits": bits}
     with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
         if registered_model is not None:
-            saved_dir = _encode_now(registered_model, model_config, checkpoint, corpus, batch_size, device, Path(scratch) / "outputs")
+            saved_dir = _encode_now(
+                registered_model, model_config, checkpoint, corpus, batch_size, device, Path(scratch) / "outputs"
+            )
         if saved_dir is not None:
             if measure or bits:
-                raise OptionError("--measure and --bits come from the saved model card with --from-embeddings / --model")
+                raise OptionError(
+                    "--measure and --bits come from the saved model card with --from-embeddings / --model"
+                )
             arrays, saved_name, saved_report = _saved_arguments(saved_dir, corpus)
             model_name = model_name or saved_name
             report = report or saved_report
         if not model_name:
             raise OptionError("give --model-name: the name shown on the board")
         result = make_submission(
-            corpus, model_name, out_dir, **arrays, model={k: v for k, v in model_fields.items() if v is not None}, report=report,
-            submitter=submitter, evidence_format=evidence_format, device=device,
+            corpus, model_name, out_dir, **arrays, model={k: v for k, v in model_fields.items() if v is not None},
+            report=report, submitter=submitter, evidence_format=evidence_format, device=device,
         )
     inst = result.metrics.instance
     click.echo(
         f"{result.model.name} on {corpus.name}/{corpus.split}: "
-        + ", ".join(f"{d} R@{k} {100 * (inst[d][f'R@{k}'] or 0):.2f}" for d in ("i2t", "t2i") for k in standard.RECALL_KS)
+        + ", ".join(
+            f"{d} R@{k} {100 * (inst[d][f'R@{k}'] or 0):.2f}" for d in ("i2t", "t2i") for k in standard.RECALL_KS
+        )
     )
-    click.echo(f"submission written to {out_dir} (submission.json + {len(result.evidence.files()) if result.evidence else 0} evidence files)")
+    n_files = len(result.evidence.files()) if result.evidence else 0
+    click.echo(f"submission written to {out_dir} (submission.json + {n_files} evidence files)")
     click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
 
 
@@ -164,7 +193,9 @@ def _saved_arguments(folder: Path, corpus: Any) -> tuple[dict[str, Any], str, Pa
     return saved.submit_arguments(), str(saved.manifest["model"]), saved.report
 
 
-def _encode_now(model: str, config: str, checkpoint: str | None, corpus: Any, batch_size: int, device: str, folder: Path) -> Path:
+def _encode_now(
+    model: str, config: str, checkpoint: str | None, corpus: Any, batch_size: int, device: str, folder: Path
+) -> Path:
     """Evaluate `model` on `corpus` (through the embedding cache) and save its outputs into `folder`."""
     from fico_registry.evaluator.evaluate import evaluate
     from fico_registry.models.loading import load_model
@@ -185,8 +216,14 @@ def leaderboard() -> None:
 
 def _verification_options(func: Any) -> Any:
     options = [
-        click.option("--corpus", "corpus_paths", multiple=True, required=True, type=click.Path(exists=True, path_type=Path), help="A saved Corpus; repeat for several boards."),
-        click.option("--tolerance", type=float, default=standard.FRACTION_TOLERANCE, show_default=True, help="Largest accepted difference of a claimed fraction."),
+        click.option(
+            "--corpus", "corpus_paths", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
+            help="A saved Corpus; repeat for several boards.",
+        ),
+        click.option(
+            "--tolerance", type=float, default=standard.FRACTION_TOLERANCE, show_default=True,
+            help="Largest accepted difference of a claimed fraction.",
+        ),
         click.option("--max-file-size", default="2GB", show_default=True, help="Largest accepted evidence file."),
         click.option("--device", default="cpu", show_default=True, help="Device the metrics are recomputed on."),
     ]
@@ -198,8 +235,13 @@ def _verification_options(func: Any) -> Any:
 @leaderboard.command("build")
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_verification_options
-@click.option("-o", "--output", "site_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder for the site (replaced if an earlier build made it).")
-@click.option("--strict", is_flag=True, help="Exit with status 1 if any submission is rejected (for CI on pull requests).")
+@click.option(
+    "-o", "--output", "site_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the site (replaced if an earlier build made it).",
+)
+@click.option(
+    "--strict", is_flag=True, help="Exit with status 1 if any submission is rejected (for CI on pull requests)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print accepted and rejected submissions as JSON.")
 @click.option("--no-plots", is_flag=True, help="Skip the plots (quicker, e.g. to check a pull request).")
 def build_cmd(
@@ -210,8 +252,8 @@ def build_cmd(
     from fico_registry.leaderboard.build import build_leaderboard
 
     result = build_leaderboard(
-        submissions_dir, _load_corpora(corpus_paths), site_dir, tolerance=tolerance, max_file_bytes=parse_size(max_file_size), device=device,
-        plots=not no_plots,
+        submissions_dir, _load_corpora(corpus_paths), site_dir, tolerance=tolerance,
+        max_file_bytes=parse_size(max_file_size), device=device, plots=not no_plots,
     )
     if as_json:
         click.echo(json.dumps({
@@ -231,12 +273,16 @@ def build_cmd(
 @leaderboard.command("check")
 @click.argument("submission", type=click.Path(exists=True, path_type=Path))
 @_verification_options
-def check_cmd(submission: Path, corpus_paths: tuple[Path, ...], tolerance: float, max_file_size: str, device: str) -> None:
+def check_cmd(
+    submission: Path, corpus_paths: tuple[Path, ...], tolerance: float, max_file_size: str, device: str
+) -> None:
     """Verify one submission folder the way the board will (exit status 1 if it would be rejected)."""
     from fico_registry.leaderboard.verify import verify_submission
 
     corpora = {c.content_hash: c for c in _load_corpora(corpus_paths)}
-    verdict = verify_submission(submission, corpora, tolerance=tolerance, max_file_bytes=parse_size(max_file_size), device=device)
+    verdict = verify_submission(
+        submission, corpora, tolerance=tolerance, max_file_bytes=parse_size(max_file_size), device=device
+    )
     if verdict.accepted:
         assert verdict.result is not None
         click.echo(f"accepted: {verdict.result.model.name} (metrics recomputed and within tolerance)")

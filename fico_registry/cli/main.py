@@ -109,7 +109,9 @@ def _owner_cell(spec: Any) -> str:
 
 @cli.command("models")
 @click.option("--family", type=click.Choice(["vlp", "fg", "cg"]), help="Only this family.")
-@click.option("--output", "output_kind", type=click.Choice(["binary", "continuous", "similarity"]), help="Only this output kind.")
+@click.option(
+    "--output", "output_kind", type=click.Choice(["binary", "continuous", "similarity"]), help="Only this output kind."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models_cmd(family: str | None, output_kind: str | None, as_json: bool) -> None:
     """List the registered models."""
@@ -195,7 +197,10 @@ def info_cmd(model: str, as_json: bool) -> None:
     table = Table(title=f"{spec.name} ({spec.distribution})", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value")
-    for key in ("family", "output", "dim", "bits", "dtype", "measure", "query_time_attention", "rerank_k", "image_input", "text_input", "paper", "url", "license", "description"):
+    for key in (
+        "family", "output", "dim", "bits", "dtype", "measure", "query_time_attention", "rerank_k", "image_input",
+        "text_input", "paper", "url", "license", "description",
+    ):
         value = data.get(key)
         if value not in (None, ""):
             table.add_row(key, escape(str(value)))  # plugin text is data, not rich markup
@@ -203,7 +208,9 @@ def info_cmd(model: str, as_json: bool) -> None:
         table.add_row("aliases", ", ".join(spec.aliases))
     table.add_row("configs", "\n".join(f"{k}: {json.dumps(v)[:200]}" for k, v in spec.configs.items()))
     ckpts = [
-        f"{k}: {c.source} ({c.format})" + (f" sha256 {c.sha256[:12]}…" if c.sha256 else "") + (f"\n  {c.description}" if c.description else "")
+        f"{k}: {c.source} ({c.format})"
+        + (f" sha256 {c.sha256[:12]}…" if c.sha256 else "")
+        + (f"\n  {c.description}" if c.description else "")
         for k, c in spec.checkpoints.items()
     ]
     table.add_row("checkpoints", escape("\n".join(ckpts)) or "none published")
@@ -211,7 +218,8 @@ def info_cmd(model: str, as_json: bool) -> None:
 
     trainer = get_registry().trainers.get(spec.name)
     if trainer is not None:
-        table.add_row("training", escape(f"fico train {spec.name} --dataset ... ({trainer.distribution}); {trainer.description}".strip()))
+        about = f"fico train {spec.name} --dataset ... ({trainer.distribution}); {trainer.description}"
+        table.add_row("training", escape(about.strip()))
     _console().print(table)
 
 

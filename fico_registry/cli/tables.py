@@ -17,7 +17,7 @@ MODEL_COLUMNS = ("name", "family", "output", "width", "measure", "inputs", "plug
 
 def model_rows(specs: Sequence[Any], owner: Callable[[Any], str] | None = None) -> list[tuple[str, ...]]:
     """One row per card; owner(spec) fills the plugin cell (e.g. flagging a name two plugins register)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for s in specs:
         width = f"{s.bits} bits" if s.bits else (f"{s.dim}-d" if s.dim else "")
         measure = s.measure or ""
@@ -67,5 +67,7 @@ def print_unclipped(console: Any, table: Any) -> None:
     if width == console.width:
         console.print(table)
         return
-    wide = Console(file=console.file, width=width, color_system=console.color_system, force_terminal=console.is_terminal)
+    wide = Console(
+        file=console.file, width=width, color_system=console.color_system, force_terminal=console.is_terminal
+    )
     wide.print(table)

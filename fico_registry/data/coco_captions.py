@@ -56,7 +56,9 @@ def coco_caption_ids(corpus: Corpus, captions_json: str | os.PathLike | Iterable
     The corpus' image ids must be COCO image ids (Karpathy COCO corpora: meta id_kind == "cocoid").
     """
     if corpus.meta.get("id_kind") != "cocoid":
-        raise DataFormatError(f"{corpus.name}: image ids are not COCO image ids; caption ids can only be matched for COCO")
+        raise DataFormatError(
+            f"{corpus.name}: image ids are not COCO image ids; caption ids can only be matched for COCO"
+        )
     paths = [captions_json] if isinstance(captions_json, str | os.PathLike) else list(captions_json)
     by_image = _annotations(paths)
     ids = np.full(corpus.n_captions, -1, dtype=np.int64)

@@ -66,7 +66,8 @@ class FeatureRef:
         array = self.open()
         if isinstance(items, slice):
             items = np.arange(*items.indices(self.count))
-        rows = np.asarray(items, dtype=np.int64) if self.index is None else self.index[np.asarray(items, dtype=np.int64)]
+        positions = np.asarray(items, dtype=np.int64)
+        rows = positions if self.index is None else self.index[positions]
         return np.asarray(array[rows])
 
     @property
@@ -190,7 +191,10 @@ class Corpus:
     # -- derived corpora -----------------------------------------------------------------------
     def with_labels(self, labels: np.ndarray, class_names: Sequence[str] | None = None) -> Corpus:
         labels = _check_labels(labels, self.n_images, class_names)
-        return replace(self, labels=labels, class_names=list(class_names) if class_names is not None else None, meta=_fresh(self.meta))
+        return replace(
+            self, labels=labels, class_names=list(class_names) if class_names is not None else None,
+            meta=_fresh(self.meta),
+        )
 
     def with_features(
         self,
@@ -216,7 +220,9 @@ class Corpus:
         if ids is not None and index is not None:
             raise ValueError("pass ids= or index=, not both")
         array = open_feature_array(path, key)
-        own_ids = self.image_ids if modality == "image" else (self.caption_ids or [str(i) for i in range(self.n_captions)])
+        own_ids = (
+            self.image_ids if modality == "image" else (self.caption_ids or [str(i) for i in range(self.n_captions)])
+        )
         count = self.n_images if modality == "image" else self.n_captions
         rows = None
         what = f"{name} features ({path})"
@@ -286,16 +292,17 @@ class Corpus:
         features = {}
         for key, ref in self.features.items():
             rows = ref.index if ref.index is not None else np.arange(ref.count)
-            features[key] = FeatureRef(ref.path, ref.modality, rows[:n_images] if ref.modality == "image" else rows[caps], ref.key)
+            kept = rows[:n_images] if ref.modality == "image" else rows[caps]
+            features[key] = FeatureRef(ref.path, ref.modality, kept, ref.key)
         return Corpus(
             name=self.name,
             split=f"{self.split}[:{n_images}]",
             image_ids=list(self.image_ids[:n_images]),
-            captions=[self.captions[j] for j in caps],
+            captions=[self.captions[j] for j in caps.tolist()],
             caption_to_image=self.caption_to_image[caps],
             image_paths=None if self.image_paths is None else list(self.image_paths[:n_images]),
             root=self.root,
-            caption_ids=None if self.caption_ids is None else [self.caption_ids[j] for j in caps],
+            caption_ids=None if self.caption_ids is None else [self.caption_ids[j] for j in caps.tolist()],
             labels=None if self.labels is None else self.labels[:n_images],
             class_names=self.class_names,
             features=features,
@@ -395,7 +402,9 @@ class Corpus:
         try:
             doc = json.loads((folder / "corpus.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise DataFormatError(f"{folder} is not a saved corpus (no corpus.json); create one with Corpus.save()") from None
+            raise DataFormatError(
+                f"{folder} is not a saved corpus (no corpus.json); create one with Corpus.save()"
+            ) from None
         if doc.get("format") != "fico-corpus":
             raise DataFormatError(f"{folder / 'corpus.json'} is not a fico corpus file")
         if doc.get("format_version", 0) > FORMAT_VERSION:

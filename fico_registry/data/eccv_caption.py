@@ -84,5 +84,7 @@ def eccv_caption_judgments(
                 q.append(qi)
                 c.append(ci)
         directions[direction] = Judgments.from_pairs(q, c, *sizes[direction])
-    source = f"eccv-caption package, {prefix}_*.json" + (f" ({dropped} judged pairs outside this corpus dropped)" if dropped else "")
+    source = f"eccv-caption package, {prefix}_*.json"
+    if dropped:
+        source += f" ({dropped} judged pairs outside this corpus dropped)"
     return JudgmentSet(which, directions["i2t"], directions["t2i"], source=source)

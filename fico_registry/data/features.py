@@ -216,7 +216,8 @@ def read_id_file(path: str | os.PathLike) -> list[str]:
 def check_region_shape(array: np.ndarray, path: str | os.PathLike) -> None:
     if array.ndim != 3:
         raise DataFormatError(
-            f"{path}: region features must be (n, regions, dim), e.g. (n, 36, 2048) bottom-up features; got {array.shape}"
+            f"{path}: region features must be (n, regions, dim), e.g. (n, 36, 2048) bottom-up features; "
+            f"got {array.shape}"
         )
 
 

@@ -61,7 +61,9 @@ class Judgments:
         if g.shape != q.shape:
             raise ShapeError(f"judgments: {len(g)} grades for {len(q)} pairs")
         if not np.isfinite(g).all():
-            raise NonFiniteError(f"judgments: {int((~np.isfinite(g)).sum())} grades are NaN or infinite; use finite numbers")
+            raise NonFiniteError(
+                f"judgments: {int((~np.isfinite(g)).sum())} grades are NaN or infinite; use finite numbers"
+            )
         for name, idx, size in (("query", q, n_queries), ("candidate", c, n_candidates)):
             if len(idx) and (idx.min() < 0 or idx.max() >= size):
                 bad = int(idx[(idx < 0) | (idx >= size)][0])
@@ -73,13 +75,17 @@ class Judgments:
         dup = (np.diff(q) == 0) & (np.diff(c) == 0)
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
-            raise DataFormatError(f"judgments: the pair (query {q[i]}, candidate {c[i]}) is judged twice; keep one grade per pair")
+            raise DataFormatError(
+                f"judgments: the pair (query {q[i]}, candidate {c[i]}) is judged twice; keep one grade per pair"
+            )
         indptr = np.zeros(n_queries + 1, dtype=np.int64)
         np.cumsum(np.bincount(q, minlength=n_queries), out=indptr[1:])
         return cls(int(n_queries), int(n_candidates), indptr, c.astype(np.int64), g.astype(np.float64))
 
     @classmethod
-    def from_dict(cls, judged: Mapping[int, Mapping[int, float] | Iterable[int]], n_queries: int, n_candidates: int) -> Judgments:
+    def from_dict(
+        cls, judged: Mapping[int, Mapping[int, float] | Iterable[int]], n_queries: int, n_candidates: int
+    ) -> Judgments:
         """From {query: {candidate: grade}} or {query: [candidates]} (grade 1)."""
         q: list[int] = []
         c: list[int] = []
@@ -87,10 +93,14 @@ class Judgments:
         for query, items in judged.items():
             if isinstance(items, Mapping):
                 for candidate, grade in items.items():
-                    q.append(query), c.append(candidate), g.append(grade)
+                    q.append(query)
+                    c.append(candidate)
+                    g.append(grade)
             else:
                 for candidate in items:
-                    q.append(query), c.append(candidate), g.append(1.0)
+                    q.append(query)
+                    c.append(candidate)
+                    g.append(1.0)
         return cls.from_pairs(q, c, n_queries, n_candidates, g)
 
     @classmethod
@@ -121,7 +131,9 @@ class Judgments:
             if not fields or fields[0].startswith("#"):
                 continue
             if len(fields) != 4:
-                raise DataFormatError(f"{path}:{number}: a qrels line has 4 fields (query iteration candidate grade); got {len(fields)}")
+                raise DataFormatError(
+                    f"{path}:{number}: a qrels line has 4 fields (query iteration candidate grade); got {len(fields)}"
+                )
             try:
                 grade = float(fields[3])
             except ValueError:
@@ -130,9 +142,13 @@ class Judgments:
             if qi is None or ci is None:
                 if strict:
                     which = f"query id {fields[0]!r}" if qi is None else f"candidate id {fields[2]!r}"
-                    raise MappingError(f"{path}:{number}: {which} is not in the corpus (pass strict=False to skip such lines)")
+                    raise MappingError(
+                        f"{path}:{number}: {which} is not in the corpus (pass strict=False to skip such lines)"
+                    )
                 continue
-            q.append(qi), c.append(ci), g.append(grade)
+            q.append(qi)
+            c.append(ci)
+            g.append(grade)
         return cls.from_pairs(q, c, len(q_index), len(c_index), g)
 
     @classmethod

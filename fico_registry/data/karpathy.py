@@ -106,7 +106,8 @@ def load_karpathy(
         if captions_per_image is not None:
             if len(sentences) < captions_per_image:
                 raise DataFormatError(
-                    f"{json_path}: image {filename} has {len(sentences)} sentences, fewer than captions_per_image={captions_per_image}"
+                    f"{json_path}: image {filename} has {len(sentences)} sentences, "
+                    f"fewer than captions_per_image={captions_per_image}"
                 )
             sentences = sentences[:captions_per_image]
         index = len(image_ids)
@@ -292,12 +293,13 @@ def _attach_labels(dataset: str, corpus: Corpus, root: Path, split: str, labels:
             return corpus
     else:
         source = _resolve(root, labels)
+    names: list[str] | None
     if isinstance(source, list) or source.suffix == ".json":
         matrix, names = coco_category_labels(source, corpus)
     else:
         # FiCo-ITR's files hold Query2Label predictions over the 80 COCO categories
-        fico_file = source.name in _FICO_LABEL_FILES.values()
-        matrix, names = label_matrix_for_corpus(source, corpus, class_names="coco" if fico_file else None)
+        fico_predictions = source.name in _FICO_LABEL_FILES.values()
+        matrix, names = label_matrix_for_corpus(source, corpus, class_names="coco" if fico_predictions else None)
     labelled = corpus.with_labels(matrix, names)
     shown = [p.name for p in source] if isinstance(source, list) else source.name
     return _with_meta(labelled, {"labels_source": shown})

@@ -192,16 +192,16 @@ def _rows_by_name(row_names: Sequence[str], corpus: Corpus, *, what: str) -> np.
     for row, name in enumerate(row_names):
         position.setdefault(Path(name).stem, row)
     index = np.empty(corpus.n_images, dtype=np.int64)
-    missing = []
+    missing: list[str] = []
     for i, item in enumerate(corpus.image_ids):
         candidates = [Path(str(item)).stem]
         if corpus.image_paths is not None:
             candidates.append(Path(str(corpus.image_paths[i])).stem)
-        row = next((position[c] for c in candidates if c in position), None)
-        if row is None:
+        found = next((position[c] for c in candidates if c in position), None)
+        if found is None:
             missing.append(item)
         else:
-            index[i] = row
+            index[i] = found
     if missing:
         raise LabelError(f"{what}: {len(missing)} corpus images have no label row (e.g. {missing[:3]})")
     return index
@@ -299,8 +299,8 @@ def _nus_wide_sources(root: Path, file: str | os.PathLike | None) -> list[tuple[
         return [(str(path), "XAll"), (str(path), "YAll"), (str(path), "LAll")]
     for name in NUS_WIDE_FILES:
         if (root / name).is_file():
-            path = str(root / name)
-            return [(path, "XAll"), (path, "YAll"), (path, "LAll")]
+            found = str(root / name)
+            return [(found, "XAll"), (found, "YAll"), (found, "LAll")]
     tc10 = [root / name for name in NUS_WIDE_TC10_FILES]
     if all(p.is_file() for p in tc10):
         return [(str(tc10[0]), "XAll"), (str(tc10[1]), "YAll"), (str(tc10[2]), "LAll")]

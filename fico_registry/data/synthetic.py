@@ -58,7 +58,9 @@ from fico_registry.data.synthetic_scenes import (
 from fico_registry.errors import DataFormatError
 from fico_registry.runtime.progress import progress_bar
 
-__all__ = ["SHAPES", "generate_scenes", "graded_judgments", "load", "region_features", "render", "scene_captions", "synthetic"]
+__all__ = [
+    "SHAPES", "generate_scenes", "graded_judgments", "load", "region_features", "render", "scene_captions", "synthetic",
+]
 
 # -- region features -----------------------------------------------------------------------------
 _N_ATTR = len(SHAPES) + len(COLOURS) + len(SIZES) + 2 + 9 + 1 + len(BACKGROUNDS) + 4
@@ -255,7 +257,7 @@ def _build(folder: Path, params: dict[str, Any], progress: bool) -> None:
             captions.extend(scene_captions(scene, params["captions_per_image"], rng))
             for thing in scene.things:
                 labels[i, SHAPES.index(thing.shape)] = 1
-            if features is not None:
+            if features is not None and projection is not None:
                 features[i] = region_features(scene, rng, projection)
             advance()
     if features is not None:
@@ -307,7 +309,9 @@ def graded_judgments(corpus: Corpus) -> JudgmentSet:
     for lo in range(0, len(scenes), 64):  # shared(i, j) = sum_k min(counts[i, k], counts[j, k]), in blocks
         block = np.minimum(counts[lo : lo + 64, None, :], counts[None, :, :]).sum(axis=2)
         r, c = np.nonzero(block)
-        rows.append(r + lo), cols.append(c), grades.append(block[r, c])
+        rows.append(r + lo)
+        cols.append(c)
+        grades.append(block[r, c])
     q, j, g = np.concatenate(rows), np.concatenate(cols), np.concatenate(grades).astype(np.float64)
     c2i = np.asarray(corpus.caption_to_image)
     captions_of = [np.flatnonzero(c2i == image) for image in range(corpus.n_images)]

@@ -136,7 +136,8 @@ def _caption(scene: Scene, style: int, words: _Words) -> str:
             lone = order[0]
             return f"a single {words.phrase(lone, with_size=True, article=False)} {words.pick(_PLACES[lone.cell])}"
         a, b = order[0], order[1]
-        return f"{words.phrase(a, with_size=False)} {_relation(a, b)} {words.phrase(b, with_size=bool(rng.random() < 0.5))}"
+        second = words.phrase(b, with_size=bool(rng.random() < 0.5))
+        return f"{words.phrase(a, with_size=False)} {_relation(a, b)} {second}"
     if style == 4:  # how many shapes, and which types (no colours)
         n = len(things)
         count = "one shape" if n == 1 else f"{_COUNT_WORDS[n]} shapes"

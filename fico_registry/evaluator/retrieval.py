@@ -31,7 +31,9 @@ def fuse_keys(
     """
     img, txt = as_tensor(images, "images").double(), as_tensor(texts, "texts").double()
     if img.ndim != 2 or img.shape != txt.shape:
-        raise ShapeError(f"fuse_keys pairs row i of images with row i of texts: got {tuple(img.shape)} and {tuple(txt.shape)}")
+        raise ShapeError(
+            f"fuse_keys pairs row i of images with row i of texts: got {tuple(img.shape)} and {tuple(txt.shape)}"
+        )
     w_img, w_txt = (float(w) for w in weights)
     if not (np.isfinite(w_img) and np.isfinite(w_txt)) or w_img < 0 or w_txt < 0 or w_img + w_txt == 0:
         raise OptionError(f"weights must be two non-negative finite numbers, not both 0; got {weights!r}")
@@ -82,7 +84,9 @@ def evaluate_retrieval(
         return score_block(q[lo:hi], c, measure, query_side="image", n_bits=n_bits)
 
     results = {
-        name: judged_metrics(score_rows, judged, recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain, block_rows=block_rows)
+        name: judged_metrics(
+            score_rows, judged, recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain, block_rows=block_rows
+        )
         for name, judged in named.items()
     }
     settings = {

@@ -70,7 +70,9 @@ def build_leaderboard(
             continue
         if entry.is_file(follow_symlinks=False):
             continue  # a README or index next to the submission folders
-        verdicts.append(verify_submission(entry.path, by_hash, tolerance=tolerance, max_file_bytes=max_file_bytes, device=device))
+        verdicts.append(
+            verify_submission(entry.path, by_hash, tolerance=tolerance, max_file_bytes=max_file_bytes, device=device)
+        )
     _drop_duplicates(verdicts)
 
     result = BuildResult(site_dir=target)
@@ -82,7 +84,9 @@ def build_leaderboard(
     try:
         pages = _write_site(staging, list(by_hash.values()), result, tolerance, built_at, plots)
         staging.chmod(0o755)  # mkdtemp makes it private; a site is for reading
-        (staging / SITE_MARKER).write_text("written by fico leaderboard build; the whole folder is replaced on rebuild\n")
+        (staging / SITE_MARKER).write_text(
+            "written by fico leaderboard build; the whole folder is replaced on rebuild\n"
+        )
         if target.exists():
             shutil.rmtree(target)
         shutil.move(str(staging), str(target))
@@ -100,7 +104,9 @@ def _check_target(target: Path, source: Path) -> None:
     if resolved == src or src in resolved.parents or resolved in src.parents:
         raise OptionError("the site folder must lie outside the submissions folder (and not contain it)")
     if target.exists() and any(target.iterdir()) and not (target / SITE_MARKER).exists():
-        raise OptionError(f"{target} is not empty and was not made by `fico leaderboard build`; choose an empty or new folder")
+        raise OptionError(
+            f"{target} is not empty and was not made by `fico leaderboard build`; choose an empty or new folder"
+        )
 
 
 def _drop_duplicates(verdicts: list[Verdict]) -> None:
@@ -125,16 +131,33 @@ def _drop_duplicates(verdicts: list[Verdict]) -> None:
         key = (normalised_name(v.result.model.name), v.result.corpus.content_hash)
         later = newest.get(key)
         if later is not None:
-            v.reject(f"duplicate entry: model {v.result.model.name!r} on this corpus is superseded by the newer submission {later.submission}")
+            v.reject(
+                f"duplicate entry: model {v.result.model.name!r} on this corpus is superseded by the newer "
+                f"submission {later.submission}"
+            )
         else:
             newest[key] = v
 
 
-def _write_site(folder: Path, corpora: list[Any], result: BuildResult, tolerance: float, built_at: datetime, plots: bool) -> dict[str, Path]:
+def _entry_doc(verdict: Verdict) -> dict[str, Any]:
+    """An accepted entry as the JSON next to its corpus page."""
+    assert verdict.result is not None  # accepted verdicts carry the recomputed record
+    return {
+        "submission": verdict.submission,
+        "verified_bytes_per_item": verdict.storage,
+        "result": verdict.result.to_dict(),
+    }
+
+
+def _write_site(
+    folder: Path, corpora: list[Any], result: BuildResult, tolerance: float, built_at: datetime, plots: bool
+) -> dict[str, Path]:
     from fico_registry.leaderboard import site
 
     rejected_doc = [v.to_rejection() for v in result.rejected]
-    write_text_atomic(folder / "rejected.json", json.dumps(rejected_doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_text_atomic(
+        folder / "rejected.json", json.dumps(rejected_doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    )
     pages = {}
     for corpus in corpora:
         slug = corpus_slug(corpus)
@@ -144,12 +167,13 @@ def _write_site(folder: Path, corpora: list[Any], result: BuildResult, tolerance
             "corpus": site.corpus_facts(corpus),
             "protocol": site.protocol_facts(corpus, tolerance),
             "built_at": built_at.isoformat(),
-            "entries": [
-                {"submission": v.submission, "verified_bytes_per_item": v.storage, "result": v.result.to_dict()}  # type: ignore[union-attr]
-                for v in entries
-            ],
+            "entries": [_entry_doc(v) for v in entries],
         }
-        write_text_atomic(folder / "results" / f"{slug}.json", json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-        pages[corpus.content_hash] = site.write_corpus_page(folder, slug, corpus, entries, rejected, tolerance, built_at, plots=plots)
+        write_text_atomic(
+            folder / "results" / f"{slug}.json", json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        )
+        pages[corpus.content_hash] = site.write_corpus_page(
+            folder, slug, corpus, entries, rejected, tolerance, built_at, plots=plots
+        )
     site.write_index_page(folder, corpora, result, pages, built_at)
     return pages

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -84,9 +84,14 @@ def _read_head(path: Path, n: int = 16) -> bytes:
 
 def _check_dtype(dtype: np.dtype, name: str) -> None:
     if dtype.hasobject:
-        raise EvidenceError(f"{name} holds Python objects (an object array needs unpickling, which is never done); save a numeric array")
+        raise EvidenceError(
+            f"{name} holds Python objects (an object array needs unpickling, which is never done); "
+            "save a numeric array"
+        )
     if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
-        raise EvidenceError(f"{name} has dtype {dtype}; evidence must be a plain numeric array (bool, int, uint or float)")
+        raise EvidenceError(
+            f"{name} has dtype {dtype}; evidence must be a plain numeric array (bool, int, uint or float)"
+        )
 
 
 def inspect_npy(path: Path) -> ArrayInfo:
@@ -111,7 +116,9 @@ def inspect_npy(path: Path) -> ArrayInfo:
     _check_dtype(dtype, path.name)
     expected = offset + math.prod(shape) * dtype.itemsize
     if expected != size:
-        raise EvidenceError(f"{path.name}: the header describes {expected} bytes but the file has {size} (truncated or padded)")
+        raise EvidenceError(
+            f"{path.name}: the header describes {expected} bytes but the file has {size} (truncated or padded)"
+        )
     return ArrayInfo(tuple(int(d) for d in shape), dtype, offset, bool(fortran))
 
 
@@ -144,16 +151,24 @@ def inspect_safetensors(path: Path, tensor: str | None) -> tuple[str, ArrayInfo]
         raise EvidenceError(f"{path.name}: no tensor named {tensor!r} (it has: {', '.join(sorted(names)) or 'none'})")
     dtype_name, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
     if dtype_name not in SAFETENSORS_DTYPES:
-        raise EvidenceError(f"{path.name}: tensor dtype {dtype_name!r} is not accepted (use one of {', '.join(SAFETENSORS_DTYPES)})")
+        raise EvidenceError(
+            f"{path.name}: tensor dtype {dtype_name!r} is not accepted (use one of {', '.join(SAFETENSORS_DTYPES)})"
+        )
     if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise EvidenceError(f"{path.name}: malformed shape {shape!r}")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+    if not (
+        isinstance(offsets, list) and len(offsets) == 2
+        and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+    ):
         raise EvidenceError(f"{path.name}: malformed data_offsets {offsets!r}")
     dtype = np.dtype(SAFETENSORS_DTYPES[dtype_name])
     start, end = offsets
     data_start = 8 + n
     if not (0 <= start <= end and data_start + end <= size and end - start == math.prod(shape) * dtype.itemsize):
-        raise EvidenceError(f"{path.name}: tensor {tensor!r} bytes [{start}, {end}) do not match its shape {shape} and dtype {dtype_name}")
+        raise EvidenceError(
+            f"{path.name}: tensor {tensor!r} bytes [{start}, {end}) do not match its shape {shape} "
+            f"and dtype {dtype_name}"
+        )
     return tensor, ArrayInfo(tuple(shape), dtype, data_start + start)
 
 
@@ -163,7 +178,9 @@ def inspect(path: Path, fmt: str, tensor: str | None = None) -> tuple[str | None
     if kind != fmt:
         if kind == "pickle data":
             raise EvidenceError(f"{path.name} is pickle data, not {fmt}: pickles can run code and are never loaded")
-        raise EvidenceError(f"{path.name} is {kind}, not a {fmt} file (file types are decided by their content, not their names)")
+        raise EvidenceError(
+            f"{path.name} is {kind}, not a {fmt} file (file types are decided by their content, not their names)"
+        )
     if fmt == "npy":
         return None, inspect_npy(path)
     return inspect_safetensors(path, tensor)
@@ -174,7 +191,7 @@ def open_array(path: Path, info: ArrayInfo) -> np.ndarray:
     big-endian or Fortran-ordered file is copied into native C order."""
     if math.prod(info.shape) == 0:
         return np.zeros(info.shape, dtype=info.dtype)
-    order = "F" if info.fortran_order else "C"
+    order: Literal["C", "F"] = "F" if info.fortran_order else "C"
     array = np.memmap(path, dtype=info.dtype, mode="r", offset=info.data_offset, shape=info.shape, order=order)
     if info.fortran_order or not info.dtype.isnative:  # torch reads only native, C-ordered memory
         return np.ascontiguousarray(array, dtype=info.dtype.newbyteorder("="))
@@ -211,7 +228,7 @@ def write_evidence(array: np.ndarray, folder: Path, role: str, fmt: str) -> Evid
     tmp.replace(target)
     return EvidenceFile(
         file=target.name,
-        format=fmt,  # type: ignore[arg-type]
+        format=fmt,
         tensor=role if fmt == "safetensors" else None,
         sha256=sha256_file(target),
         shape=[int(d) for d in array.shape],
@@ -221,7 +238,9 @@ def write_evidence(array: np.ndarray, folder: Path, role: str, fmt: str) -> Evid
 
 
 # -- shapes against the ground truth -------------------------------------------------------------
-def check_shapes(kind: str, shapes: dict[str, tuple[int, ...]], n_images: int, n_texts: int, measure: str | None) -> None:
+def check_shapes(
+    kind: str, shapes: dict[str, tuple[int, ...]], n_images: int, n_texts: int, measure: str | None
+) -> None:
     """Evidence shapes must match the corpus: one row per image / caption, matrices (images x texts)."""
     if kind == "cascade":
         from fico_registry.leaderboard.cascade_entry import check_cascade_shapes
@@ -237,7 +256,8 @@ def check_shapes(kind: str, shapes: dict[str, tuple[int, ...]], n_images: int, n
         want_img_dims = 3 if measure == "maxsim" else 2
         if len(img) != want_img_dims or len(txt) != 2:
             raise ShapeError(
-                f"with measure {measure!r} images must be {want_img_dims}-d and texts 2-d; got images {img}, texts {txt}"
+                f"with measure {measure!r} images must be {want_img_dims}-d and texts 2-d; "
+                f"got images {img}, texts {txt}"
             )
         if img[-1] != txt[-1]:
             raise ShapeError(f"images have width {img[-1]} but texts have width {txt[-1]}")
@@ -248,7 +268,9 @@ def check_shapes(kind: str, shapes: dict[str, tuple[int, ...]], n_images: int, n
         raise ShapeError(f"t2i must be (n_texts, n_images) = {(n_texts, n_images)}, got {shapes['t2i']}")
 
 
-def bytes_per_item(kind: str, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype], bits: int | None) -> dict[str, float | None]:
+def bytes_per_item(
+    kind: str, shapes: dict[str, tuple[int, ...]], dtypes: dict[str, np.dtype], bits: int | None
+) -> dict[str, float | None]:
     """Storage of one indexed item as submitted: codes count ceil(bits / 8) bytes, floats width x itemsize."""
     if kind not in ("embeddings", "cascade"):  # a cascade stores its first stage's outputs
         return {"images": None, "texts": None}

@@ -116,8 +116,8 @@ def accuracy_cost_svg(entries: list[PlotEntry]) -> bytes | None:
             x = getattr(entry, attr)
             ax.scatter([x], [entry.rsum], s=28, marker=OUTPUT_MARKERS.get(entry.output, "x"),
                        color=colours[id(entry)])
-            ax.annotate(safe_label(entry.label, 24), (x, entry.rsum), fontsize=6, xytext=(3, 3), textcoords="offset points",
-                        parse_math=False)
+            ax.annotate(safe_label(entry.label, 24), (x, entry.rsum), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points", parse_math=False)
         if points:
             from matplotlib.ticker import NullFormatter
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fico_registry.leaderboard import plots as charts
 from fico_registry.leaderboard import standard
@@ -74,7 +74,10 @@ def _csp_hash(text: str) -> str:
 
 def content_security_policy(css: str, js: str | None) -> str:
     script = _csp_hash(js) if js is not None else "'none'"
-    return f"default-src 'none'; style-src {_csp_hash(css)}; script-src {script}; img-src data:; base-uri 'none'; form-action 'none'"
+    return (
+        f"default-src 'none'; style-src {_csp_hash(css)}; script-src {script}; img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
 
 
 def corpus_facts(corpus: Any) -> dict[str, Any]:
@@ -109,14 +112,21 @@ def columns(has_labels: bool) -> list[tuple[str, list[Column]]]:
             Column("output", "output", "text"),
             Column("measure", "measure", "text"),
         ]),
-        ("Image → text", [Column(f"i2t R@{k}", f"R@{k}", title=f"image-to-text Recall@{k}, %") for k in standard.RECALL_KS]),
-        ("Text → image", [Column(f"t2i R@{k}", f"R@{k}", title=f"text-to-image Recall@{k}, %") for k in standard.RECALL_KS]),
+        ("Image → text", [
+            Column(f"i2t R@{k}", f"R@{k}", title=f"image-to-text Recall@{k}, %") for k in standard.RECALL_KS
+        ]),
+        ("Text → image", [
+            Column(f"t2i R@{k}", f"R@{k}", title=f"text-to-image Recall@{k}, %") for k in standard.RECALL_KS
+        ]),
         ("", [Column("rsum", "RSUM", title="sum of the six R@K, %")]),
     ]
     if has_labels:
         for direction, label in (("i2t", "Category mAP, i2t"), ("t2i", "Category mAP, t2i")):
             groups.append((label, [
-                Column(f"{direction} mAP@{'N' if k is None else k}", f"mAP@{'N' if k is None else k}", title=f"{direction} category mAP@{'N' if k is None else k}, %")
+                Column(
+                    f"{direction} mAP@{'N' if k is None else k}", f"mAP@{'N' if k is None else k}",
+                    title=f"{direction} category mAP@{'N' if k is None else k}, %",
+                )
                 for k in standard.MAP_KS
             ]))
     groups.append(("Costs", [
@@ -142,8 +152,26 @@ def _plain(value: float | None, fmt: str) -> tuple[str, str]:
     return format(value, fmt), repr(float(value))
 
 
-def _per_item_ms(result: RunResult, side: str) -> float | None:
-    cost = result.costs.encode.get(side)  # type: ignore[call-overload]
+def _scalar(value: float | list[float | None] | None) -> float | None:
+    """A category metric that is one number (mAP@K); PR11, the one list there, is not."""
+    assert not isinstance(value, list)
+    return value
+
+
+def _curve(value: float | list[float | None] | None) -> list[float | None] | None:
+    """The PR11 curve of Metrics.category (a list of 11 precisions, or None)."""
+    assert value is None or isinstance(value, list)
+    return value
+
+
+def _rank_key(verdict: Verdict) -> tuple[float, str]:
+    """Best RSUM first (entries without one last), then by submission folder."""
+    assert verdict.result is not None  # only accepted verdicts are ranked
+    return -(verdict.result.rsum() or -1.0), verdict.submission
+
+
+def _per_item_ms(result: RunResult, side: Literal["images", "texts"]) -> float | None:
+    cost = result.costs.encode.get(side)
     if cost is None or cost.seconds is None or not cost.items or cost.from_cache:
         return None
     return 1000.0 * cost.seconds / cost.items
@@ -168,9 +196,9 @@ def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
         for k in standard.RECALL_KS:
             cells[f"{direction} R@{k}"] = _pct(result.metrics.instance[direction].get(f"R@{k}"))
         if has_labels and result.metrics.category is not None:
-            for k in standard.MAP_KS:
-                key = f"mAP@{'N' if k is None else k}"
-                cells[f"{direction} {key}"] = _pct(result.metrics.category[direction].get(key))  # type: ignore[arg-type]
+            for map_k in standard.MAP_KS:
+                key = f"mAP@{'N' if map_k is None else map_k}"
+                cells[f"{direction} {key}"] = _pct(_scalar(result.metrics.category[direction].get(key)))
     rsum = result.rsum()
     cells["rsum"] = _plain(rsum, ".1f")
     cells["bytes_img"] = _plain(verdict.storage.get("images"), "g")
@@ -210,7 +238,7 @@ def _plot_entries(entries: list[Verdict]) -> list[charts.PlotEntry]:
             family=r.model.family or "unknown",
             output=r.model.output or "unknown",
             rsum=r.rsum(),
-            pr11={d: category.get(d, {}).get("PR11") for d in DIRECTIONS},  # type: ignore[misc]
+            pr11={d: _curve(category.get(d, {}).get("PR11")) for d in DIRECTIONS},
             bytes_per_item=v.storage.get("images"),
             encode_ms_per_item=_per_item_ms(r, "images"),
         ))
@@ -236,12 +264,12 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_corpus_page(
-    folder: Path, slug: str, corpus: Any, entries: list[Verdict], rejected: list[Verdict], tolerance: float, built_at: datetime,
-    *, plots: bool = True,
+    folder: Path, slug: str, corpus: Any, entries: list[Verdict], rejected: list[Verdict], tolerance: float,
+    built_at: datetime, *, plots: bool = True,
 ) -> Path:
     has_labels = corpus.labels is not None
     groups = columns(has_labels)
-    ranked = sorted(entries, key=lambda v: (-(v.result.rsum() or -1.0), v.submission))  # type: ignore[union-attr]
+    ranked = sorted(entries, key=_rank_key)
     rows = [_row(v, i + 1, has_labels) for i, v in enumerate(ranked)]
     figures = []
     for name, title, svg in _figures(ranked, has_labels) if plots else ():
@@ -257,7 +285,10 @@ def write_corpus_page(
         groups=[(label, len(cols)) for label, cols in groups], flat_columns=[c for _, cols in groups for c in cols],
         rows=rows, figures=figures,
         families=FAMILIES, outputs=OUTPUTS,
-        rejected=[{"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""} for v in rejected],
+        rejected=[
+            {"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""}
+            for v in rejected
+        ],
         results_file=f"results/{slug}.json", built_at=built_at.isoformat(), tool_version=_tool_version(),
     )
     return _write(folder / f"{slug}.html", html)

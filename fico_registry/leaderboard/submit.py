@@ -30,7 +30,10 @@ from fico_registry.results.record import (
     write_result,
 )
 
-MODEL_FIELDS = ("family", "description", "url", "paper", "distribution", "version", "config_name", "config", "checkpoint_sha256", "checkpoint_source")
+MODEL_FIELDS = (
+    "family", "description", "url", "paper", "distribution", "version", "config_name", "config",
+    "checkpoint_sha256", "checkpoint_source",
+)
 INPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
 
 
@@ -134,7 +137,9 @@ def make_submission(
     embeddings = images is not None or texts is not None
     similarity = i2t is not None or t2i is not None
     if embeddings == similarity:
-        raise OptionError("give embeddings (images and texts) or similarity scores (i2t, optionally t2i), not both or neither")
+        raise OptionError(
+            "give embeddings (images and texts) or similarity scores (i2t, optionally t2i), not both or neither"
+        )
     if embeddings and (images is None or texts is None):
         raise OptionError("embeddings need both images and texts")
     if similarity and i2t is None:
@@ -156,7 +161,10 @@ def make_submission(
     for name, array in arrays.items():
         if array.ndim == 0:
             raise DataFormatError(f"{name} is a scalar, not an array")
-    ev.check_shapes(kind, {k: a.shape for k, a in arrays.items()}, corpus.n_images, corpus.n_captions, measure if embeddings else None)
+    ev.check_shapes(
+        kind, {k: a.shape for k, a in arrays.items()}, corpus.n_images, corpus.n_captions,
+        measure if embeddings else None,
+    )
 
     kwargs = standard.evaluator_kwargs(corpus.labels is not None)
     if embeddings:
@@ -167,7 +175,8 @@ def make_submission(
         output = "binary" if measure == "hamming" else "continuous"
     else:
         result_report = evaluate_similarity(
-            arrays["i2t"], corpus.caption_to_image, t2i=arrays.get("t2i"), labels=corpus.labels, device=device, progress=False, **kwargs,
+            arrays["i2t"], corpus.caption_to_image, t2i=arrays.get("t2i"), labels=corpus.labels, device=device,
+            progress=False, **kwargs,
         )
         output = "similarity"
 
@@ -180,7 +189,9 @@ def make_submission(
         raise OptionError(f"evidence format must be 'npy' or 'safetensors', got {evidence_format!r}")
 
     folder.mkdir(parents=True, exist_ok=True)
-    files: dict[str, EvidenceFile] = {role: ev.write_evidence(array, folder, role, evidence_format) for role, array in arrays.items()}
+    files: dict[str, EvidenceFile] = {
+        role: ev.write_evidence(array, folder, role, evidence_format) for role, array in arrays.items()
+    }
     result = RunResult.model_validate({**result.model_dump(), "evidence": Evidence(kind=kind, **files).model_dump()})
     write_result(result, folder / SUBMISSION_FILE)
     return read_result(folder / SUBMISSION_FILE)  # what the board will read
@@ -190,6 +201,12 @@ def _with_provenance(result: RunResult, provenance: Any) -> RunResult:
     """Costs and run settings (batch size, re-rank depth) of the model's own evaluation."""
     costs: Costs = costs_from_report(provenance)
     settings = result.settings.model_copy(
-        update={k: provenance.settings.get(k) for k in ("rerank_k", "outside_topk", "batch_size") if provenance.settings.get(k) is not None}
+        update={
+            k: provenance.settings.get(k)
+            for k in ("rerank_k", "outside_topk", "batch_size")
+            if provenance.settings.get(k) is not None
+        }
     )
-    return RunResult.model_validate({**result.model_dump(), "costs": costs.model_dump(), "settings": settings.model_dump()})
+    return RunResult.model_validate(
+        {**result.model_dump(), "costs": costs.model_dump(), "settings": settings.model_dump()}
+    )

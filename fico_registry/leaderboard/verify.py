@@ -109,7 +109,9 @@ def _list_files(path: Path, verdict: Verdict) -> dict[str, os.DirEntry]:
             if entry.is_symlink():
                 problems.append(f"{entry.name} is a symbolic link (not allowed: copy the file in)")
             elif entry.is_dir(follow_symlinks=False):
-                problems.append(f"{entry.name}/ is a sub-folder (not allowed: all files lie in the submission folder itself)")
+                problems.append(
+                    f"{entry.name}/ is a sub-folder (not allowed: all files lie in the submission folder itself)"
+                )
             elif not entry.is_file(follow_symlinks=False):
                 problems.append(f"{entry.name} is not a regular file")
             else:
@@ -134,7 +136,11 @@ def _read_claim(path: Path, names: Mapping[str, os.DirEntry], verdict: Verdict) 
     wanted = {f.file for f in claimed.evidence.files().values()}
     extra = sorted(set(names) - wanted - {SUBMISSION_FILE})
     missing = sorted(wanted - set(names))
-    problems = [f"unexpected file {name} ({ev.describe_file(path / name)}); a submission holds {SUBMISSION_FILE} and its evidence files only" for name in extra]
+    problems = [
+        f"unexpected file {name} ({ev.describe_file(path / name)}); "
+        f"a submission holds {SUBMISSION_FILE} and its evidence files only"
+        for name in extra
+    ]
     problems += [f"evidence file {name} is missing" for name in missing]
     if problems:
         raise _stop(verdict, "; ".join(problems))
@@ -159,7 +165,10 @@ def _corpus_for(claimed: RunResult, corpora: Mapping[str, Any], verdict: Verdict
     has_labels = corpus.labels is not None
     problems = standard.protocol_differences(claimed.settings, has_labels)
     if problems:
-        raise _stop(verdict, "non-standard settings: " + "; ".join(problems) + ". Use `fico submit`, which applies the board's protocol")
+        raise _stop(
+            verdict,
+            "non-standard settings: " + "; ".join(problems) + ". Use `fico submit`, which applies the board's protocol",
+        )
     return corpus
 
 
@@ -185,11 +194,17 @@ def _open_evidence(
             problems.append(str(exc))
             continue
         if ev.sha256_file(file_path) != declared.sha256:
-            problems.append(f"{declared.file}: sha256 does not match submission.json (the file was changed after `fico submit`)")
-            continue
-        if list(info.shape) != list(declared.shape) or str(info.dtype.newbyteorder("=")) != _plain_dtype(declared.dtype):
             problems.append(
-                f"{declared.file}: holds {info.dtype} {list(info.shape)} but submission.json declares {declared.dtype} {declared.shape}"
+                f"{declared.file}: sha256 does not match submission.json (the file was changed after `fico submit`)"
+            )
+            continue
+        if (
+            list(info.shape) != list(declared.shape)
+            or str(info.dtype.newbyteorder("=")) != _plain_dtype(declared.dtype)
+        ):
+            problems.append(
+                f"{declared.file}: holds {info.dtype} {list(info.shape)} but submission.json declares "
+                f"{declared.dtype} {declared.shape}"
             )
             continue
         infos[role] = info
@@ -252,10 +267,14 @@ def metric_differences(claimed: RunResult, recomputed: RunResult, tolerance: flo
     """Every claimed metric that is not the recomputed one (within tolerance), as 'i2t R@1: claimed x, recomputed y'."""
     out = []
     for direction in DIRECTIONS:
-        pairs = [(claimed.metrics.instance[direction], recomputed.metrics.instance[direction])]
+        pairs: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = [
+            (claimed.metrics.instance[direction], recomputed.metrics.instance[direction])
+        ]
         if (claimed.metrics.category is None) != (recomputed.metrics.category is None):
-            out.append(f"{direction} category metrics: claimed {'none' if claimed.metrics.category is None else 'some'}, "
-                       f"recomputed {'none' if recomputed.metrics.category is None else 'some'}")
+            out.append(
+                f"{direction} category metrics: claimed {'none' if claimed.metrics.category is None else 'some'}, "
+                f"recomputed {'none' if recomputed.metrics.category is None else 'some'}"
+            )
         elif claimed.metrics.category is not None and recomputed.metrics.category is not None:
             pairs.append((claimed.metrics.category[direction], recomputed.metrics.category[direction]))
         for said, truth in pairs:

@@ -70,6 +70,15 @@ def _as_torch(value: Any) -> Any:
     return value
 
 
+@dataclass
+class _EncodeTimer:
+    """What the encoder calls of one side cost so far (mutated by the block encoder)."""
+
+    seconds: float = 0.0
+    batches: int = 0
+    items: int = 0
+
+
 def encode_side(
     model: Any,
     source: InputSource,
@@ -82,7 +91,7 @@ def encode_side(
 ) -> EncodeResult:
     """Encode every item of `source` ("image" or "text" side) in batches of `batch_size`."""
     encode = model.encode_images if side == "image" else model.encode_texts
-    timer = {"seconds": 0.0, "batches": 0}
+    timer = _EncodeTimer()
 
     def encode_block(start: int, stop: int) -> Any:
         parts = []
@@ -92,8 +101,8 @@ def encode_side(
             with torch.inference_mode():
                 out = encode(batch)
             _synchronise(out)
-            timer["seconds"] += time.perf_counter() - began
-            timer["batches"] += 1
+            timer.seconds += time.perf_counter() - began
+            timer.batches += 1
             parts.append(_to_cpu(out))
         return _concat(parts)
 
@@ -108,12 +117,15 @@ def encode_side(
                 parts.append(encode_block(s, stop))
                 advance(stop - s)
         outputs = _concat(parts)
-        return EncodeResult(outputs, n, timer["seconds"], False, timer["batches"], batch_size)
-    outputs = cache.get_or_encode(cache_key, n, encode_block, block_size=batch_size * 4, progress=bool(progress) if progress is not None else True, as_torch=True)
-    from_cache = timer["batches"] == 0
+        return EncodeResult(outputs, n, timer.seconds, False, timer.batches, batch_size)
+    outputs = cache.get_or_encode(
+        cache_key, n, encode_block, block_size=batch_size * 4,
+        progress=bool(progress) if progress is not None else True, as_torch=True,
+    )
+    from_cache = timer.batches == 0
     if from_cache:
         cache_notice(cache, cache_key, n, side, progress)
-    return EncodeResult(_as_torch(outputs), n, timer["seconds"], from_cache, timer["batches"], batch_size)
+    return EncodeResult(_as_torch(outputs), n, timer.seconds, from_cache, timer.batches, batch_size)
 
 
 def cache_notice(cache: Any, cache_key: dict[str, Any], n: int, side: str, progress: bool | None) -> None:
@@ -156,7 +168,7 @@ def encode_side_sharded(
     from fico_registry.runtime.progress import progress_bar
 
     encode = model.encode_images if side == "image" else model.encode_texts
-    timer = {"seconds": 0.0, "batches": 0, "items": 0}
+    timer = _EncodeTimer()
 
     def encode_block(start: int, stop: int) -> Any:
         parts = []
@@ -166,10 +178,10 @@ def encode_side_sharded(
             with torch.inference_mode():
                 out = encode(batch)
             _synchronise(out)
-            timer["seconds"] += time.perf_counter() - began
-            timer["batches"] += 1
+            timer.seconds += time.perf_counter() - began
+            timer.batches += 1
             parts.append(_to_cpu(out))
-        timer["items"] += stop - start
+        timer.items += stop - start
         return _concat(parts)
 
     n = source.n
@@ -178,8 +190,8 @@ def encode_side_sharded(
     if cache is not None and cache_key is not None:
         try:
             cache.encode(
-                cache_key, n, encode_block, block_size=batch_size * 4, rank=sharding.rank, world_size=sharding.world_size,
-                progress=bool(shown) if shown is not None else True,
+                cache_key, n, encode_block, block_size=batch_size * 4, rank=sharding.rank,
+                world_size=sharding.world_size, progress=bool(shown) if shown is not None else True,
             )
         except Exception as exc:
             error = exc
@@ -189,14 +201,15 @@ def encode_side_sharded(
 
             raise ConfigError(
                 f"rank {sharding.rank} cannot see the blocks the other ranks encoded into {cache.path(cache_key)}: the "
-                "embedding cache must be on a filesystem shared by all nodes (set FICO_HOME), or run with --no-cache / cache=False"
+                "embedding cache must be on a filesystem shared by all nodes (set FICO_HOME), or run with "
+                "--no-cache / cache=False"
             )
         outputs = cache.consolidate(cache_key, wait=True, poll_seconds=0.1, as_torch=True)
-        if timer["items"] == 0 and sharding.rank == 0:
+        if timer.items == 0 and sharding.rank == 0:
             cache_notice(cache, cache_key, n, side, shown)
         return EncodeResult(
-            _as_torch(outputs), n, timer["seconds"], timer["items"] == 0, timer["batches"], batch_size,
-            extra={"encoded_items": timer["items"]},
+            _as_torch(outputs), n, timer.seconds, timer.items == 0, timer.batches, batch_size,
+            extra={"encoded_items": timer.items},
         )
     lo, hi = split(n, sharding.world_size, sharding.rank, align=batch_size)
     part = None
@@ -216,13 +229,16 @@ def encode_side_sharded(
     layout = next(item for item in layouts if item is not None)
     if part is None:
         part = _empty_like_layout(layout)
-    counts = [b - a for a, b in (split(n, sharding.world_size, r, align=batch_size) for r in range(sharding.world_size))]
+    slices = (split(n, sharding.world_size, r, align=batch_size) for r in range(sharding.world_size))
+    counts = [b - a for a, b in slices]
     if isinstance(part, dict):
         outputs = {k: sharding.gather_rows(part[k], counts) for k in sorted(part)}
         outputs = {k: outputs[k] for k in part}
     else:
         outputs = sharding.gather_rows(part, counts)
-    return EncodeResult(outputs, n, timer["seconds"], False, timer["batches"], batch_size, extra={"encoded_items": timer["items"]})
+    return EncodeResult(
+        outputs, n, timer.seconds, False, timer.batches, batch_size, extra={"encoded_items": timer.items}
+    )
 
 
 def _layout(outputs: Any) -> Any:

@@ -19,7 +19,11 @@ class InputSource(Protocol):
     """Items of one side of a corpus, in the form a model's encoder takes them."""
 
     name: str
-    n: int
+
+    @property
+    def n(self) -> int:
+        """Number of items (a read-only property in every source)."""
+        ...
 
     def batch(self, start: int, stop: int) -> Any: ...
 
@@ -138,7 +142,9 @@ def input_source(
         # a trained model may carry the exact pipeline configs of its run (ucch, dadh: inputs.json)
         own = (getattr(model.encoder, "input_pipelines", None) or {}).get(name)
         config = own if own is not None else pipeline_config
-        array, identity = pipeline_features(pipeline, corpus, side, device=device, cache=cache, progress=progress, config=config)
+        array, identity = pipeline_features(
+            pipeline, corpus, side, device=device, cache=cache, progress=progress, config=config
+        )
         return ArraySource(name, lambda idx, a=array: a[idx], count, identity)
     attached = ", ".join(sorted(corpus.features)) or "none"
     raise MissingInputError(

@@ -71,7 +71,9 @@ class TextTower(nn.Module):
 class ReferenceDualEncoder(nn.Module):
     def __init__(self, image_size: int, width: int, embed_dim: int, bits: int, vocab_size: int, max_len: int) -> None:
         super().__init__()
-        self.config = dict(image_size=image_size, width=width, embed_dim=embed_dim, bits=bits, vocab_size=vocab_size, max_len=max_len)
+        self.config = dict(
+            image_size=image_size, width=width, embed_dim=embed_dim, bits=bits, vocab_size=vocab_size, max_len=max_len
+        )
         hidden = 2 * embed_dim
         self.image = ImageTower(width, hidden)
         self.text = TextTower(vocab_size, max_len, width, hidden)
@@ -94,7 +96,7 @@ def preprocess(image: Any, size: int) -> torch.Tensor:
     """RGB PIL image -> (3, size, size) float tensor in [-1, 1] (bilinear resize)."""
     from PIL import Image
 
-    image = image.convert("RGB").resize((size, size), Image.BILINEAR)
+    image = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
@@ -142,7 +144,9 @@ def save_checkpoint(network: ReferenceDualEncoder, folder: str | Path, extra: di
     tmp = folder / "model.safetensors.tmp"
     save_file(state, str(tmp))
     tmp.replace(folder / "model.safetensors")
-    (folder / "config.json").write_text(json.dumps({"model": "fico-reference", "config": network.config, **(extra or {})}, indent=2))
+    (folder / "config.json").write_text(
+        json.dumps({"model": "fico-reference", "config": network.config, **(extra or {})}, indent=2)
+    )
     return folder
 
 

@@ -25,7 +25,10 @@ class TrainLog:
     losses: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "steps": self.steps, "seconds": round(self.seconds, 2), "final_loss": self.losses[-1] if self.losses else None}
+        return {
+            "epochs": self.epochs, "steps": self.steps, "seconds": round(self.seconds, 2),
+            "final_loss": self.losses[-1] if self.losses else None,
+        }
 
 
 def _contrastive(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
@@ -50,15 +53,18 @@ def train_reference(
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    network = ReferenceDualEncoder(**{k: int(config[k]) for k in ("image_size", "width", "embed_dim", "bits", "vocab_size", "max_len")}).to(device)
+    sizes = {k: int(config[k]) for k in ("image_size", "width", "embed_dim", "bits", "vocab_size", "max_len")}
+    network = ReferenceDualEncoder(**sizes).to(device)
     size = network.config["image_size"]
     pixels = torch.stack([preprocess(train.load_image(i), size) for i in range(train.n_images)])
-    captions_of = [[] for _ in range(train.n_images)]
+    captions_of: list[list[int]] = [[] for _ in range(train.n_images)]
     for j, i in enumerate(train.caption_to_image):
         captions_of[int(i)].append(j)
     steps_per_epoch = (train.n_images + batch_size - 1) // batch_size
     optimiser = torch.optim.AdamW(network.parameters(), lr=lr, weight_decay=1e-4)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15
+    )
     log = TrainLog(epochs, 0, 0.0)
     started = time.perf_counter()
     network.train()
@@ -68,7 +74,10 @@ def train_reference(
             picks = [captions_of[i][rng.integers(len(captions_of[i]))] for i in order]
             for s in range(0, len(order), batch_size):
                 images = pixels[order[s : s + batch_size]].to(device)
-                ids, pad = tokenize([train.captions[j] for j in picks[s : s + batch_size]], network.config["vocab_size"], network.config["max_len"])
+                ids, pad = tokenize(
+                    [train.captions[j] for j in picks[s : s + batch_size]],
+                    network.config["vocab_size"], network.config["max_len"],
+                )
                 img_c, img_h = network.image_features(images)
                 txt_c, txt_h = network.text_features(ids.to(device), pad.to(device))
                 loss = _contrastive(img_c, txt_c, network.logit_scale.exp().clamp(max=100))

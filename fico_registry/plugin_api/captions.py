@@ -208,7 +208,10 @@ class _PickledVocabulary:
 
 
 # The module names under which the originals' scripts pickled their Vocabulary class.
-PICKLED_VOCABULARY_CLASSES = {("__main__", "Vocabulary"): _PickledVocabulary, ("vocab", "Vocabulary"): _PickledVocabulary}
+PICKLED_VOCABULARY_CLASSES = {
+    ("__main__", "Vocabulary"): _PickledVocabulary,
+    ("vocab", "Vocabulary"): _PickledVocabulary,
+}
 
 
 def load_vocab_json(path: str | os.PathLike) -> Vocabulary:
@@ -220,7 +223,9 @@ def load_vocab_json(path: str | os.PathLike) -> Vocabulary:
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable JSON vocabulary ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("word2idx"), dict):
-        raise CheckpointError(f'{path}: expected the SCAN vocabulary layout {{"word2idx": ..., "idx2word": ..., "idx": N}}')
+        raise CheckpointError(
+            f'{path}: expected the SCAN vocabulary layout {{"word2idx": ..., "idx2word": ..., "idx": N}}'
+        )
     return _checked(Vocabulary(data["word2idx"], source=str(path)), data.get("idx"), path)
 
 
@@ -237,7 +242,7 @@ def load_vocab_pickle(path: str | os.PathLike) -> Vocabulary:
     return _checked(Vocabulary(word2idx, source=str(path)), obj.state.get("idx"), path)
 
 
-def _checked(vocab: Vocabulary, idx: Any, path: Path | str) -> Vocabulary:
+def _checked(vocab: Vocabulary, idx: Any, path: str | os.PathLike) -> Vocabulary:
     if idx is not None and idx != len(vocab):
         raise CheckpointError(f"{path}: 'idx' is {idx} but word2idx has {len(vocab)} words; the file is inconsistent")
     return vocab

@@ -36,7 +36,7 @@ def load_torch_checkpoint(path: str | os.PathLike, *, allow: Iterable[Any] = ())
     permitted = [*SAFE_CHECKPOINT_GLOBALS, *allow]
     last: Exception | None = None
     for encoding in (None, "latin1"):
-        extra = {} if encoding is None else {"encoding": encoding}
+        extra: dict[str, Any] = {} if encoding is None else {"encoding": encoding}
         try:
             with torch.serialization.safe_globals(permitted), warnings.catch_warnings():
                 # torch warns that encoding= needs weights_only=False, yet the weights-only

@@ -9,11 +9,14 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fico_registry.plugin_api import checks as plugin_checks
+from fico_registry.plugin_api.cards import DatasetSpec, FeatureSpec, ModelSpec, TrainerSpec
 from fico_registry.plugin_api.registry import PluginInfo, Registry, _normalise, get_registry
 
 MAX_IMPORT_MS = 500.0  # check_plugin's limit for importing plugin.py in a fresh interpreter (cards only: ~1-10 ms)
@@ -77,7 +80,7 @@ def check_plugin(distribution: str, *, max_import_ms: float = MAX_IMPORT_MS) -> 
         assert ms <= max_import_ms, (
             f"importing {module} takes {ms:.0f} ms (limit {max_import_ms:.0f} ms): keep plugin.py to the cards"
         )
-        cards = [
+        cards: list[ModelSpec | DatasetSpec | FeatureSpec | TrainerSpec] = [
             *(registry.model(f"{_qualifier(info)}:{m}") for m in info.models),
             *(registry.dataset(f"{_qualifier(info)}:{d}") for d in info.datasets),
             *(registry.feature_pipelines[f] for f in info.feature_pipelines),
@@ -85,6 +88,7 @@ def check_plugin(distribution: str, *, max_import_ms: float = MAX_IMPORT_MS) -> 
         ]
         for card in cards:
             path = plugin_checks.factory_path(card)
+            assert path, f"{card.name}: the card has no factory or loader"
             target = resolve_callable(path)  # the model code may import torch here: that is what a check is for
             assert callable(target), f"{card.name}: {path} is {type(target).__name__}, not a callable"
         summary["models"] += info.models
@@ -120,7 +124,7 @@ def caller_distribution() -> str | None:
     declares a `fico_registry` entry point (the core's own tests therefore infer nothing).
     """
     core = Path(__file__).resolve().parent
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         path = Path(frame.f_code.co_filename)
         if path.is_absolute() and core not in path.resolve().parents and path.suffix == ".py":
@@ -131,15 +135,19 @@ def caller_distribution() -> str | None:
 
 @lru_cache(maxsize=64)
 def _project_distribution(folder: Path) -> str | None:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10: no inference (pass dist= explicitly)
-        return None
+
+        return _pyproject_distribution(folder, tomllib.loads)
+    return None  # Python 3.10: no tomllib, no inference (pass dist= explicitly)
+
+
+def _pyproject_distribution(folder: Path, parse_toml: Callable[[str], dict[str, Any]]) -> str | None:
     for directory in (folder, *folder.parents[:4]):
         pyproject = directory / "pyproject.toml"
         if pyproject.is_file():
             try:
-                project = tomllib.loads(pyproject.read_text()).get("project", {})
+                project = parse_toml(pyproject.read_text()).get("project", {})
             except (OSError, ValueError):
                 return None
             if "fico_registry" in project.get("entry-points", {}) and isinstance(project.get("name"), str):

@@ -162,7 +162,9 @@ class Registry:
         if self.trace:
             print(f"[fico trace] problem: {problem}", file=sys.stderr)
 
-    def _add_plugin(self, plugin: Any, *, name: str, dist: str | None, builtin: bool, version: str | None = None) -> None:
+    def _add_plugin(
+        self, plugin: Any, *, name: str, dist: str | None, builtin: bool, version: str | None = None
+    ) -> None:
         if version is None and dist == CORE_DISTRIBUTION:
             version = _version(CORE_DISTRIBUTION)
         info = PluginInfo(
@@ -227,7 +229,11 @@ class Registry:
         for ep in eps:
             dist = ep.dist.name if ep.dist is not None else None
             version = ep.dist.version if ep.dist is not None else None
-            if allow is not None and _normalise(ep.name) not in allow and (dist is None or _normalise(dist) not in allow):
+            if (
+                allow is not None
+                and _normalise(ep.name) not in allow
+                and (dist is None or _normalise(dist) not in allow)
+            ):
                 continue
             if _normalise(ep.name) in deny or (dist is not None and _normalise(dist) in deny):
                 continue
@@ -248,7 +254,10 @@ class Registry:
             ms = (time.perf_counter() - started) * 1e3
             heavy = plugin_checks.heavy_imports(modules_before, set(sys.modules))
             if self.trace:
-                print(f"[fico trace] loaded plugin {ep.name} ({dist} {version}) from {ep.value} in {ms:.1f} ms", file=sys.stderr)
+                print(
+                    f"[fico trace] loaded plugin {ep.name} ({dist} {version}) from {ep.value} in {ms:.1f} ms",
+                    file=sys.stderr,
+                )
             self._add_plugin(plugin, name=ep.name, dist=dist, builtin=False, version=version)
             self._check_import_cost(self.infos[ep.name], ms, heavy)
 
@@ -269,7 +278,9 @@ class Registry:
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 self._report(
-                    PluginProblem(plugin_name, info.distribution, info.version, hook_name, _one_line(exc), traceback.format_exc())
+                    PluginProblem(
+                        plugin_name, info.distribution, info.version, hook_name, _one_line(exc), traceback.format_exc()
+                    )
                 )
                 continue
             added = [self._accept(spec_type, spec, info, hook_name) for spec in pending]
@@ -278,7 +289,7 @@ class Registry:
                 names = ", ".join(a for a in added if a) or "nothing"
                 print(f"[fico trace] {plugin_name}.{hook_name} registered {names} in {ms:.1f} ms", file=sys.stderr)
 
-    def _accept(self, spec_type: type, spec: Any, info: PluginInfo, hook_name: str) -> str | None:
+    def _accept(self, spec_type: type[Any], spec: Any, info: PluginInfo, hook_name: str) -> str | None:
         if not isinstance(spec, spec_type):
             self._report(
                 PluginProblem(
@@ -308,10 +319,11 @@ class Registry:
             return None
         if spec_type in self._claims:
             return self._accept_named(spec, info, hook_name)
-        table, listed = {
+        tables: dict[type[Any], tuple[dict[str, Any], list[str]]] = {
             FeatureSpec: (self.feature_pipelines, info.feature_pipelines),
             TrainerSpec: (self.trainers, info.trainers),
-        }[spec_type]
+        }
+        table, listed = tables[spec_type]
         if spec.name in table:
             self._report(
                 PluginProblem(
@@ -387,7 +399,8 @@ class Registry:
         return sorted(others)
 
     def _resolve(self, kind: type, name: str) -> Any:
-        unknown, ambiguous = (UnknownModelError, AmbiguousModelError)
+        unknown: type[UnknownModelError | UnknownDatasetError] = UnknownModelError
+        ambiguous: type[AmbiguousModelError | AmbiguousDatasetError] = AmbiguousModelError
         if kind is DatasetSpec:
             unknown, ambiguous = UnknownDatasetError, AmbiguousDatasetError
         claims, qualified = self._claims[kind], self._qualified[kind]
@@ -435,7 +448,10 @@ class Registry:
                 impl.function(**{arg: cli for arg in impl.argnames if arg == "cli"})
             except Exception as exc:
                 self._report(
-                    PluginProblem(info.name, info.distribution, info.version, "fico_commands", _one_line(exc), traceback.format_exc())
+                    PluginProblem(
+                        info.name, info.distribution, info.version, "fico_commands", _one_line(exc),
+                        traceback.format_exc(),
+                    )
                 )
 
 

@@ -108,7 +108,8 @@ def find_original_file(
     beside: Iterable[str] = (),
 ) -> Path | None:
     """The first existing file of candidate_paths(...), or None."""
-    return next((p for p in candidate_paths(stored, checkpoint, saved_dir=saved_dir, beside=beside) if p.is_file()), None)
+    candidates = candidate_paths(stored, checkpoint, saved_dir=saved_dir, beside=beside)
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def missing_original_file(

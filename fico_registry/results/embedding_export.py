@@ -57,7 +57,9 @@ def save_embeddings(folder: str | os.PathLike, model: Any, corpus: Any, outputs:
     check_new_folder(folder)
     if spec.output is OutputKind.SIMILARITY:
         if "i2t" not in outputs:
-            raise OptionError(f"{spec.name}: the score matrix was computed in shards (torchrun); save it in one process")
+            raise OptionError(
+                f"{spec.name}: the score matrix was computed in shards (torchrun); save it in one process"
+            )
         arrays = {"i2t": _numpy(outputs["i2t"])}
     else:
         arrays = {"images": _numpy(_embeds(outputs["images"])), "texts": _numpy(_embeds(outputs["texts"]))}
@@ -119,9 +121,9 @@ class SavedEmbeddings:
         saved = self.manifest["corpus"]
         if saved["content_hash"] != corpus.content_hash:
             raise OptionError(
-                f"{self.folder} holds outputs for corpus {saved['name']}/{saved['split']} ({saved['content_hash'][:12]}), "
-                f"not for {corpus.name}/{corpus.split} ({corpus.short_hash}); run `fico evaluate ... --corpus` on the board's "
-                "corpus with --save-embeddings"
+                f"{self.folder} holds outputs for corpus {saved['name']}/{saved['split']} "
+                f"({saved['content_hash'][:12]}), not for {corpus.name}/{corpus.split} ({corpus.short_hash}); "
+                "run `fico evaluate ... --corpus` on the board's corpus with --save-embeddings"
             )
 
     def submit_arguments(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -41,8 +41,8 @@ from pydantic import (
 
 from fico_registry.errors import DataFormatError
 
-RESULT_FORMAT = "fico-result"
-SCHEMA_VERSION = 1
+RESULT_FORMAT: Final = "fico-result"
+SCHEMA_VERSION: Final = 1
 MAX_RESULT_BYTES = 1 << 20  # a result file is metadata and a few numbers; 1 MiB is plenty
 
 Direction = Literal["i2t", "t2i"]
@@ -133,7 +133,8 @@ class CorpusInfo(_Strict):
     @field_validator("dataset", "split")
     @classmethod
     def _single_line(cls, value: str) -> str:
-        return _no_control(value, single_line=True)  # type: ignore[return-value]
+        _no_control(value, single_line=True)
+        return value
 
 
 class Settings(_Strict):
@@ -195,7 +196,9 @@ class Metrics(_Strict):
                         for item in number:
                             _fraction(item, where)
                 elif key == "PR11_queries":
-                    if number is not None and (isinstance(number, (list, bool)) or not float(number).is_integer() or number < 0):
+                    if number is not None and (
+                        isinstance(number, (list, bool)) or not float(number).is_integer() or number < 0
+                    ):
                         raise ValueError(f"{where} must be a non-negative integer")
                 else:
                     raise ValueError(f"unknown category metric {key!r} (expected mAP@K, mAP@N, PR11, PR11_queries)")
@@ -380,7 +383,9 @@ class RunResult(_Strict):
                 if have != want:
                     raise ValueError(_key_mismatch(f"metrics.category.{direction}", want, have))
         elif s.map_ks:
-            raise ValueError("settings.map_ks is set but there are no category metrics (set map_ks to [] without labels)")
+            raise ValueError(
+                "settings.map_ks is set but there are no category metrics (set map_ks to [] without labels)"
+            )
         if self.evidence is not None:
             self._check_evidence(self.evidence)
         return self
@@ -394,14 +399,19 @@ class RunResult(_Strict):
             expected = "cascade"
         elif evidence.kind == "embeddings":
             if measure not in EMBEDDING_MEASURES:
-                raise ValueError(f"embeddings evidence needs settings.measure in {', '.join(EMBEDDING_MEASURES)}, got {measure!r}")
+                raise ValueError(
+                    f"embeddings evidence needs settings.measure in {', '.join(EMBEDDING_MEASURES)}, got {measure!r}"
+                )
             expected = "binary" if measure == "hamming" else "continuous"
         else:
             if measure != "precomputed":
                 raise ValueError(f"similarity evidence is evaluated as settings.measure 'precomputed', got {measure!r}")
             expected = "similarity"
         if output is not None and output != expected:
-            raise ValueError(f"model.output is {output!r} but the evidence ({evidence.kind}, measure {measure}) makes it {expected!r}")
+            raise ValueError(
+                f"model.output is {output!r} but the evidence ({evidence.kind}, measure {measure}) "
+                f"makes it {expected!r}"
+            )
 
     # -- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -417,9 +427,10 @@ class RunResult(_Strict):
     def rsum(self) -> float | None:
         """Sum of R@1, R@5, R@10 over both directions, in percent (the usual ITR headline)."""
         values = [self.metrics.instance[d].get(f"R@{k}") for d in DIRECTIONS for k in (1, 5, 10)]
-        if any(v is None for v in values):
+        present = [v for v in values if v is not None]
+        if len(present) != len(values):
             return None
-        return 100.0 * sum(values)  # type: ignore[arg-type]
+        return 100.0 * sum(present)
 
 
 def _key_mismatch(where: str, want: set[str], have: set[str]) -> str:
@@ -465,7 +476,9 @@ def result_from_dict(data: Any, where: str = "result") -> RunResult:
         raise DataFormatError(f"{where}: not a fico result (\"format\" must be {RESULT_FORMAT!r})")
     version = data.get("schema_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-        raise DataFormatError(f"{where}: schema_version {version} is newer than this fico-registry reads ({SCHEMA_VERSION}); upgrade")
+        raise DataFormatError(
+            f"{where}: schema_version {version} is newer than this fico-registry reads ({SCHEMA_VERSION}); upgrade"
+        )
     try:
         return RunResult.model_validate(data)
     except ValidationError as exc:
@@ -587,7 +600,10 @@ def _known(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
 def costs_from_report(report: Any) -> Costs:
     """The cost block of a Report (encode time and bytes per side, query-time scoring, total seconds)."""
     costs = report.costs or {}
-    encode = {side: EncodeCost.model_validate(_known(EncodeCost, value)) for side, value in (costs.get("encode") or {}).items()}
+    encode = {
+        side: EncodeCost.model_validate(_known(EncodeCost, value))
+        for side, value in (costs.get("encode") or {}).items()
+    }
     query_time = costs.get("query_time")
     return Costs(
         encode=encode,
@@ -628,7 +644,9 @@ def from_report(
         "metrics": {"instance": data["instance"], "category": data.get("category")},
         "costs": costs_from_report(report),
         "hardware": hardware or detect_hardware(report.settings.get("device")),
-        "packages": dict(packages) if packages is not None else package_versions([model_fields.get("distribution") or ""]),
+        "packages": (
+            dict(packages) if packages is not None else package_versions([model_fields.get("distribution") or ""])
+        ),
         "tool_version": _tool_version(),
         "date": date or datetime.now(timezone.utc).replace(microsecond=0),
         "submitter": submitter,
@@ -650,7 +668,9 @@ def _tool_version() -> str | None:
 
 
 # -- exporters ----------------------------------------------------------------------------------
-_MTEB_DATASET_NAMES = {"flickr30k": "Flickr30k", "flickr8k": "Flickr8k", "coco": "MSCOCO", "mscoco": "MSCOCO", "nus-wide": "NUSWIDE"}
+_MTEB_DATASET_NAMES = {
+    "flickr30k": "Flickr30k", "flickr8k": "Flickr8k", "coco": "MSCOCO", "mscoco": "MSCOCO", "nus-wide": "NUSWIDE",
+}
 
 
 def _camel(text: str) -> str:
@@ -669,7 +689,9 @@ def _hit_key(metric: str) -> str | None:
     return f"hit_rate_at_{match.group(1)}" if match else None
 
 
-def to_mteb(result: RunResult, *, prefix: str = "Fico", languages: Sequence[str] = ("eng-Latn",)) -> dict[str, dict[str, Any]]:
+def to_mteb(
+    result: RunResult, *, prefix: str = "Fico", languages: Sequence[str] = ("eng-Latn",)
+) -> dict[str, dict[str, Any]]:
     """MTEB TaskResult documents, one per direction, keyed by task name.
 
     Our R@K ("at least one positive in the top K") is MTEB's `hit_rate_at_k`; MTEB's
@@ -689,9 +711,9 @@ def to_mteb(result: RunResult, *, prefix: str = "Fico", languages: Sequence[str]
         scores["fico_median_rank"] = instance.get("MedR")
         scores["fico_mean_rank"] = instance.get("MeanR")
         if result.metrics.category is not None:
-            for key, value in result.metrics.category[direction].items():
+            for key, category_value in result.metrics.category[direction].items():
                 if key.startswith("mAP@"):
-                    scores[f"fico_category_map_at_{key.split('@')[1].lower()}"] = value
+                    scores[f"fico_category_map_at_{key.split('@')[1].lower()}"] = category_value
         first_k = min(result.settings.recall_ks)
         scores["main_score"] = instance.get(f"R@{first_k}")
         scores["hf_subset"] = "default"
@@ -749,7 +771,8 @@ def write_mteb(result: RunResult, root: str | os.PathLike, *, prefix: str = "Fic
     written = []
     for task, doc in to_mteb(result, prefix=prefix).items():
         written.append(write_text_atomic(folder / f"{task}.json", json.dumps(doc, indent=2, allow_nan=False) + "\n"))
-    written.append(write_text_atomic(folder / "model_meta.json", json.dumps(mteb_model_meta(result), indent=2, allow_nan=False) + "\n"))
+    meta = json.dumps(mteb_model_meta(result), indent=2, allow_nan=False) + "\n"
+    written.append(write_text_atomic(folder / "model_meta.json", meta))
     return written
 
 

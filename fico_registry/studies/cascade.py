@@ -42,6 +42,9 @@ from fico_registry.studies.costs.scales import Scale
 
 INDEXES = ("flat", "hnsw", "binary-flat", "binary-ivf")
 EXTRAPOLATE_TO = (Scale(1_000_000, 5_000_000),)
+# the arguments of _evaluate between c2i and settings: labels, recall_ks, map_ks, ties, map_variant,
+# device, memory_budget, progress (shared by every k of a cascade)
+_EvaluateArgs = tuple[Any, Sequence[int], Sequence[int | None], str, str, torch.device, int | str | None, bool | None]
 HNSW_M, HNSW_EF_CONSTRUCTION = 32, 200
 
 
@@ -178,7 +181,9 @@ def _first_stage(model: Any, enc: Encoded, device: torch.device, index: str | No
             raise OptionError(f"index must be one of {', '.join(INDEXES)}; got {index!r}")
         return _index_first_stage(img, txt, measure, index, depth, device)
     per_item = img.shape[1] * img.element_size() if img.ndim == 2 else img[0].numel() * img.element_size()
-    sources = {side: EmbeddingScores(img, txt, measure, side, n_bits) for side in ("image", "text")}
+    sources: dict[str, ScoreSource] = {
+        side: EmbeddingScores(img, txt, measure, side, n_bits) for side in ("image", "text")
+    }
     return FirstStage(sources, f"exact {measure}", float(per_item), 0.0)
 
 
@@ -272,12 +277,12 @@ def evaluate_cascade(
         rerank = load_model(rerank, config=rerank_config, checkpoint=rerank_checkpoint, device=dev_name)
     dev = resolve_device(first.device if device == "auto" else device)
     c2i = _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions)
-    finite = [k for k in wanted if k != "N"]
+    finite = [k for k in wanted if isinstance(k, int)]  # the others are "N"
     depth = index_depth or max([*finite, *recall_ks, *[k for k in map_ks if k is not None]])
     first_enc = _encode(first, corpus, dev, batch_size, progress)
     rerank_enc = _encode(rerank, corpus, dev, batch_size, progress)
     stage = _first_stage(first, first_enc, dev, index, depth)
-    common = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress)
+    common: _EvaluateArgs = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress)
 
     began = time.perf_counter()
     first_report = _evaluate(
@@ -290,7 +295,8 @@ def evaluate_cascade(
             rerank, corpus, device=dev, batch_size=batch_size, cache=False, recall_ks=recall_ks, map_ks=map_ks,
             ties=ties, map_variant=map_variant, memory_budget=memory_budget, progress=progress,
         )  # fmt: skip
-    by_k, recorded = {}, {}
+    by_k: dict[str, dict[str, Any]] = {}
+    recorded: dict[str, dict[str, RecordingPairs]] = {}
     for k in wanted:
         hook = on_scorer
         if keep_evidence:
@@ -328,10 +334,10 @@ def evaluate_cascade(
 
 def _run_k(
     k: int | str, stage: FirstStage, rerank: Any, rerank_enc: Encoded, first_enc: Encoded, c2i: np.ndarray,
-    common: tuple, dev: torch.device, on_scorer: Any, corpus: Any,
+    common: _EvaluateArgs, dev: torch.device, on_scorer: Any, corpus: Any,
 ) -> dict[str, Any]:  # fmt: skip
     began = time.perf_counter()
-    sources = {}
+    sources: dict[str, CascadeScores] = {}
     for side in ("image", "text"):
         first = stage.sources[side]
         scorer = _pair_scorer(rerank, rerank_enc, dev)
@@ -389,7 +395,7 @@ def recompute_cascade(
     pairs = evidence["pairs"].get(str(k))
     if pairs is None:
         raise OptionError(f"the evidence holds re-ranker scores for k = {', '.join(evidence['pairs'])}, not {k}")
-    sources = {}
+    sources: dict[str, CascadeScores] = {}
     for side, direction in (("image", "i2t"), ("text", "t2i")):
         source = EmbeddingScores(img, txt, first["measure"], side, int(info.get("bits", 0)))
         given = pairs[direction]
@@ -399,7 +405,7 @@ def recompute_cascade(
         kk = source.n_candidates if k == "N" else min(int(k), source.n_candidates)
         sources[side] = CascadeScores(source, scorer, kk, side, label=f"cascade k={k} {side} queries (evidence)")
     settings = {"measure": f"cascade (exact {first['measure']} first stage, re-ranker evidence)", "cascade_k": str(k)}
-    common = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, False)
+    common: _EvaluateArgs = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, False)
     report = _evaluate(sources["image"], sources["text"], c2i, *common, settings, time.perf_counter()).to_dict()
     report["costs"] = {"rerank_pairs": {"i2t": sources["image"].reranked, "t2i": sources["text"].reranked}}
     return report

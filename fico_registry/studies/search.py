@@ -157,7 +157,10 @@ class Binariser:
 
     def describe(self) -> dict[str, Any]:
         if self.method == "pca":
-            text = f"sign of the projection on the top {self.bits} principal directions of the database (mean-centred; no ITQ rotation)"
+            text = (
+                f"sign of the projection on the top {self.bits} principal directions of the database "
+                "(mean-centred; no ITQ rotation)"
+            )
         else:
             text = f"sign of a Gaussian random projection to {self.bits} dimensions (SimHash; no centring)"
         return {"method": self.method, "bits": self.bits, "description": text}

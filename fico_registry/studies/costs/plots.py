@@ -228,7 +228,8 @@ def plot_search_tradeoff(result: dict[str, Any], path: str | os.PathLike) -> Pat
         panel.grid(alpha=0.3, which="both")
     axes[0][0].legend(fontsize=7, loc="lower right")
     fig.suptitle(
-        f"{result['n_database']:,} database x {result['n_queries']:,} queries, d={result['dim']}, {result['bits']}-bit codes",
+        f"{result['n_database']:,} database x {result['n_queries']:,} queries, d={result['dim']}, "
+        f"{result['bits']}-bit codes",
         fontsize=10,
     )
     return _save(fig, path)

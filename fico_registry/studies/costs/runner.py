@@ -27,7 +27,7 @@ import torch
 from fico_registry.data.corpus import Corpus
 from fico_registry.evaluator.evaluate import resolve_device
 from fico_registry.models.loading import Model, load_model
-from fico_registry.plugin_api.cards import OutputKind
+from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
 from fico_registry.runtime.provenance import hardware_fingerprint
 from fico_registry.studies.costs import timing
 from fico_registry.studies.costs.budget import Budget, BudgetExceeded, DeadlineModel, predicted_memory
@@ -120,9 +120,12 @@ class ModelCosts:
         )
         spec = self.model.spec
         bits = self.model.width if spec.output is OutputKind.BINARY else None
+        # the card normalised both to enums in __post_init__; the calls only restate it for the type checker
+        output = OutputKind(spec.output)
+        attention = None if spec.query_time_attention is None else QueryTimeAttention(spec.query_time_attention)
         self.storage = StorageModel(
-            side_layout(image_res.outputs, spec.output, spec.query_time_attention, bits),
-            side_layout(text_res.outputs, spec.output, spec.query_time_attention, bits),
+            side_layout(image_res.outputs, output, attention, bits),
+            side_layout(text_res.outputs, output, attention, bits),
         )
         per_item = {
             "encode_images": (image_cost["wall_s"] + image_cost["input_s"]) / image_res.items,

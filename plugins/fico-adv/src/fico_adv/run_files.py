@@ -83,7 +83,8 @@ def with_run_configs(cfg: AdvConfig, ckpt: AdvCheckpoint) -> tuple[AdvConfig, li
     wanted = [("bert_config", bert_file(ckpt.opt, "bert_config_file", "bert_config.json"), _BERT_KEYS)]
     if cfg.image_backbone == "regions":
         trans = _opt_str(ckpt.opt, "trans_cfg")
-        wanted.append(("trans_cfg", OriginalFile(Path(trans or "t_cfg.json").name, "opt.trans_cfg", trans), _TRANS_KEYS))
+        trans_file = OriginalFile(Path(trans or "t_cfg.json").name, "opt.trans_cfg", trans)
+        wanted.append(("trans_cfg", trans_file, _TRANS_KEYS))
     updates: dict[str, Any] = {}
     not_found: list[OriginalFile] = []
     for field, original, keys in wanted:

@@ -60,8 +60,10 @@ def find_checkpoint_file(path: Path) -> Path:
 
 
 def _branch_widths(state: Mapping[str, Any], name: str, where: str) -> tuple[int, tuple[int, int, int], bool]:
-    linear = sorted({int(m.group(2)) for k in state if (m := _KEY.match(k)) and m.group(1) == name and m.group(3) == "weight"
-                     and getattr(state[k], "ndim", 0) == 2})
+    linear = sorted({
+        int(m.group(2)) for k in state
+        if (m := _KEY.match(k)) and m.group(1) == name and m.group(3) == "weight" and getattr(state[k], "ndim", 0) == 2
+    })
     dropout = LAYOUTS.get(tuple(linear))
     if dropout is None:
         raise CheckpointError(
@@ -123,6 +125,8 @@ def read_checkpoint(path: str | Path) -> DadhCheckpoint:
     if not isinstance(state, Mapping) or not state:
         raise CheckpointError(f"{file}: expected GEN's raw state dict (name -> tensor), got {type(state).__name__}")
     if "state_dict" in state or "model" in state:
-        raise CheckpointError(f"{file}: a wrapped checkpoint (keys {list(state)[:6]}); DADH's main.py saves the raw GEN state dict")
+        raise CheckpointError(
+            f"{file}: a wrapped checkpoint (keys {list(state)[:6]}); DADH's main.py saves the raw GEN state dict"
+        )
     state = dict(state)
     return DadhCheckpoint(file, state, infer_architecture(state, str(file)), read_image_norm(file.parent))

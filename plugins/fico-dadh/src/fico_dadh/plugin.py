@@ -53,7 +53,8 @@ TRAIN_DEFAULTS = {
     "epochs": 300,  # max_epoch
     "batch_size": 128,
     "lr": 0.00005,
-    "alpha": 10,  # weight of the label-weighted cross-modal triplet loss (alpha == 10 also switches the NDCG weights on)
+    # weight of the label-weighted cross-modal triplet loss (alpha == 10 also switches the NDCG weights on)
+    "alpha": 10,
     "beta": 1,  # weight of the quantisation loss (main.py adds 0.1: the effective weight is beta + 0.1)
     "gamma": 1,  # weight of the adversarial losses
     "mu": 0.00001,  # discrete update: B = sign(L P + mu / 2 (H_i + H_t))

@@ -145,12 +145,16 @@ def load_model(folder: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     model = Doc2Vec(workers=1, **kwargs)
     # gensim sorts by descending count and puts the LATER-inserted word first among equal counts
     # (np.lexsort on -index): inserting in reverse saved order rebuilds the saved indices.
-    model.build_vocab_from_freq({word: count for word, count in reversed(vocab)}, corpus_count=header.get("corpus_count"))
+    model.build_vocab_from_freq(
+        {word: count for word, count in reversed(vocab)}, corpus_count=header.get("corpus_count")
+    )
     if list(model.wv.index_to_key) != [word for word, _ in vocab]:
         raise DataFormatError(f"{folder}: the vocabulary did not rebuild in its saved order")
     expected = (len(vocab), params["vector_size"])
     if arrays["word_vectors"].shape != expected:
-        raise DataFormatError(f"{folder}: word_vectors.npy has shape {arrays['word_vectors'].shape}, expected {expected}")
+        raise DataFormatError(
+            f"{folder}: word_vectors.npy has shape {arrays['word_vectors'].shape}, expected {expected}"
+        )
     model.wv.vectors = arrays["word_vectors"].astype(np.float32, copy=True)
     model.wv.expandos["sample_int"] = arrays["sample_int"].astype(np.uint32, copy=True)
     if params["negative"]:

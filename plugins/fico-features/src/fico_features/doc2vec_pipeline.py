@@ -118,7 +118,8 @@ class Doc2VecPipeline:
         model.build_vocab(documents)
         if len(model.wv) == 0:
             raise DataFormatError(
-                f"doc2vec: no word occurs min_count={model.min_count} times in {len(documents)} captions; lower min_count"
+                f"doc2vec: no word occurs min_count={model.min_count} times in {len(documents)} captions; "
+                "lower min_count"
             )
         model.train(documents, total_examples=len(documents), epochs=model.epochs)
         provenance = {"n_captions": len(documents), "captions_sha256": _captions_sha256(captions)}
@@ -137,7 +138,9 @@ class Doc2VecPipeline:
     def save(self, folder: str | os.PathLike) -> str:
         if self.model is None:
             raise ConfigError("doc2vec: nothing to save; train or load a model first")
-        return save_model(self.model, folder, tokenizer=TOKENIZER_VERSION, provenance={"saved_from": str(self.model_path)})
+        return save_model(
+            self.model, folder, tokenizer=TOKENIZER_VERSION, provenance={"saved_from": str(self.model_path)}
+        )
 
     def prepare(self, corpus: Any) -> None:
         """Called by the evaluator before compute(): train (or reuse a cached) model if none is loaded."""

@@ -50,7 +50,9 @@ def resolve_config(pipeline: str, config: str | Mapping[str, Any]) -> tuple[dict
         raise ConfigError(f"no feature pipeline {pipeline!r} is installed (pip install fico-features)")
     if isinstance(config, str):
         if config not in spec.configs:
-            raise ConfigError(f"feature pipeline {pipeline} has no config {config!r}; it has: {', '.join(spec.configs)}")
+            raise ConfigError(
+                f"feature pipeline {pipeline} has no config {config!r}; it has: {', '.join(spec.configs)}"
+            )
         return dict(spec.configs[config]), config
     if isinstance(config, Mapping):
         full = {**spec.configs["default"], **config}
@@ -111,7 +113,9 @@ class RunInputs:
         if ref is not None:  # precomputed features attached to the corpus win, as in fico_registry.models.inputs
             count = corpus.n_images if side == "image" else corpus.n_captions
             if ref.count != count:
-                raise DataFormatError(f"{self.names[side]} features have {ref.count} rows for {count} {side}s of {corpus!r}")
+                raise DataFormatError(
+                    f"{self.names[side]} features have {ref.count} rows for {count} {side}s of {corpus!r}"
+                )
             self.attached[side] = True
             return np.array(ref.rows(np.arange(count)), dtype=np.float32)
         pipeline = self.pipelines[side]
@@ -197,7 +201,9 @@ class RunInputs:
         return path
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, *, device: str = "cpu", cache: Any = True, check: bool = True) -> RunInputs:
+    def load(
+        cls, folder: str | os.PathLike, *, device: str = "cpu", cache: Any = True, check: bool = True
+    ) -> RunInputs:
         """The pipelines recorded in `folder`/inputs.json, with its Doc2Vec model."""
         info = read_inputs(folder)
         folder = Path(folder)
@@ -218,8 +224,9 @@ class RunInputs:
                 recorded, now = info[side]["fingerprint"], inputs.fingerprint(side)
                 if recorded != now:
                     raise DataFormatError(
-                        f"{folder / INPUTS_FILE}: the {side} pipeline {info[side]['pipeline']} differs from the one the "
-                        f"model was trained with (fingerprint {now} here, {recorded} recorded). Supply the same weights "
+                        f"{folder / INPUTS_FILE}: the {side} pipeline {info[side]['pipeline']} differs from the "
+                        f"one the model was trained with (fingerprint {now} here, {recorded} recorded). Supply the "
+                        "same weights "
                         "(e.g. vgg19-dcbb9e9d.pth in $FICO_HOME/checkpoints, or its absence for random weights)."
                     )
         return inputs

@@ -83,7 +83,9 @@ class Vgg19Fc7Pipeline:
                 net = build_network(self.config)
             state = load_torch_checkpoint(self.weights_path)
             if not isinstance(state, Mapping):
-                raise CheckpointError(f"{self.weights_path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+                raise CheckpointError(
+                    f"{self.weights_path}: expected a state dict (name -> tensor), got {type(state).__name__}"
+                )
             check_state_dict(net, state, what=str(self.weights_path))
             net.load_state_dict(state, strict=True, assign=True)
         return net.to(self.device, self.dtype).eval().requires_grad_(False)
@@ -122,7 +124,9 @@ class Vgg19Fc7Pipeline:
             chunk = items[start : start + self.batch_size]
             pixels = chunk if isinstance(chunk, torch.Tensor) else torch.stack([self.preprocess(im) for im in chunk])
             if pixels.ndim != 4 or pixels.shape[1] != 3:
-                raise InputError(f"vgg19-fc7: expected PIL images or a (B, 3, H, W) tensor, got shape {tuple(pixels.shape)}")
+                raise InputError(
+                    f"vgg19-fc7: expected PIL images or a (B, 3, H, W) tensor, got shape {tuple(pixels.shape)}"
+                )
             parts.append(fc7(self.net, pixels.to(self.device, self.dtype)).float())
         return torch.cat(parts)
 

@@ -144,8 +144,14 @@ def all_specs() -> list[ModelSpec]:
                 ("align-base", "kakaobrain/align-base", "Kakao Brain ALIGN, EfficientNet-B7 + BERT-base, COYO-700M")
             ),
             default_checkpoint="align-base",
-            paper="Jia et al., Scaling Up Visual and Vision-Language Representation Learning With Noisy Text Supervision, ICML 2021",
-            description="ALIGN through transformers' AlignModel: image = EfficientNet pooled output, text = BERT [CLS] projected.",
+            paper=(
+                "Jia et al., Scaling Up Visual and Vision-Language Representation Learning With Noisy Text "
+                "Supervision, ICML 2021"
+            ),
+            description=(
+                "ALIGN through transformers' AlignModel: image = EfficientNet pooled output, "
+                "text = BERT [CLS] projected."
+            ),
             extra={"hf_family": "align"},
             **common,
         ),
@@ -165,8 +171,13 @@ def all_specs() -> list[ModelSpec]:
                 ("altclip-m18", "BAAI/AltCLIP-m18", "BAAI AltCLIP, 18 languages"),
             ),
             default_checkpoint="altclip",
-            paper="Chen et al., AltCLIP: Altering the Language Encoder in CLIP for Extended Language Capabilities, Findings of ACL 2023",
-            description="AltCLIP through transformers' AltCLIPModel: CLIP image tower, XLM-R text tower ([CLS] projected).",
+            paper=(
+                "Chen et al., AltCLIP: Altering the Language Encoder in CLIP for Extended Language Capabilities, "
+                "Findings of ACL 2023"
+            ),
+            description=(
+                "AltCLIP through transformers' AltCLIPModel: CLIP image tower, XLM-R text tower ([CLS] projected)."
+            ),
             extra={"hf_family": "altclip"},
             **common,
         ),
@@ -190,7 +201,9 @@ def all_specs() -> list[ModelSpec]:
             ),
             default_checkpoint="gcc-yfcc",
             paper="Xu et al., GroupViT: Semantic Segmentation Emerges from Text Supervision, CVPR 2022",
-            description="GroupViT through transformers' GroupViTModel: mean of grouped image tokens, CLIP-style text EOS.",
+            description=(
+                "GroupViT through transformers' GroupViTModel: mean of grouped image tokens, CLIP-style text EOS."
+            ),
             extra={"hf_family": "groupvit"},
             **common,
         ),

@@ -25,5 +25,6 @@ def not_loadable(spec: ModelSpec, family: HFFamily, source: str, exc: BaseExcept
         )
     return (
         f"{spec.name}: {source!r} is not in the local Hugging Face cache and could not be downloaded (offline?): "
-        f"download {checkpoint_files(family)} from https://huggingface.co/{source} into a folder and pass checkpoint=FOLDER"
+        f"download {checkpoint_files(family)} from https://huggingface.co/{source} into a folder and pass "
+        "checkpoint=FOLDER"
     )

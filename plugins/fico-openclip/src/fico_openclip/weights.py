@@ -71,7 +71,8 @@ def resolve(spec: ModelSpec, arch: str, checkpoint: str | Path | None) -> Weight
     if _HUB_ID.match(text):
         return Weights(HF_HUB + text)
     raise CheckpointError(
-        f"{spec.name}: checkpoint {text!r} is not a pretrained tag of {arch} ({', '.join(spec.checkpoints) or 'none'}), "
+        f"{spec.name}: checkpoint {text!r} is not a pretrained tag of {arch} "
+        f"({', '.join(spec.checkpoints) or 'none'}), "
         "an 'org/repo' / 'hf-hub:org/repo' hub id, or an existing file or folder"
     )
 

@@ -96,20 +96,26 @@ def mlp_shape(state: Mapping[str, Any], where: str) -> tuple[int, tuple[int, ...
                     " (a raw-image UCCH model, backbone + hash MLP: this adapter takes feature-mode checkpoints, "
                     "trained with --data_name *_fea on 4096-d VGG-19 fc7 features)"
                 )
-            raise CheckpointError(f"{where}: unexpected key {key!r}; a UCCH feature-mode MLP has only fc.N.weight/bias{hint}")
+            raise CheckpointError(
+                f"{where}: unexpected key {key!r}; a UCCH feature-mode MLP has only fc.N.weight/bias{hint}"
+            )
         indices.setdefault(int(match.group(1)), set()).add(match.group(2))
     if not indices:
         raise CheckpointError(f"{where} is empty: expected fc.0.weight, fc.0.bias, ...")
     order = sorted(indices)
     if order != list(range(0, 2 * len(order), 2)):
-        raise CheckpointError(f"{where}: Linear layers at fc.{order}; UCCH's are at fc.0, fc.2, fc.4, ... (ReLU between)")
+        raise CheckpointError(
+            f"{where}: Linear layers at fc.{order}; UCCH's are at fc.0, fc.2, fc.4, ... (ReLU between)"
+        )
     shapes = []
     for i in order:
         if indices[i] != {"weight", "bias"}:
             raise CheckpointError(f"{where}: fc.{i} has {sorted(indices[i])}, expected weight and bias")
         weight, bias = state[f"fc.{i}.weight"], state[f"fc.{i}.bias"]
         if getattr(weight, "ndim", None) != 2 or getattr(bias, "ndim", None) != 1 or bias.shape[0] != weight.shape[0]:
-            raise CheckpointError(f"{where}: fc.{i} weight {tuple(weight.shape)} / bias {tuple(bias.shape)} are not a Linear layer")
+            raise CheckpointError(
+                f"{where}: fc.{i} weight {tuple(weight.shape)} / bias {tuple(bias.shape)} are not a Linear layer"
+            )
         shapes.append(tuple(int(s) for s in weight.shape))
     for (out_prev, _), (_, in_next), i in zip(shapes[:-1], shapes[1:], order[1:], strict=True):
         if out_prev != in_next:

@@ -41,7 +41,9 @@ def fico_models(register):
                 "MLP (8192), each tanh -> L2 -> sign, 64-bit {-1,+1} codes. No public weights: load a "
                 "{arch}_{bit}_best_checkpoint.t7 written by UCCH.py (feature mode) or by `fico train ucch`."
             ),
-            extra={"fico_itr_key": "ucch", "checkpoint_layout": "t7 dict: image_model_state_dict, text_model_state_dict"},
+            extra={
+                "fico_itr_key": "ucch", "checkpoint_layout": "t7 dict: image_model_state_dict, text_model_state_dict"
+            },
         )
     )
 
