@@ -80,7 +80,7 @@ __all__ = [
 # `fico_registry.data.synthetic(...)` without an explicit import; old flat names map to their new homes
 _SUBPACKAGES = {
     "data": "fico_registry.data",
-    "testing": "fico_registry.plugin_api.testing",
+    "testing": "fico_registry.testing",
     "plugin_api": "fico_registry.plugin_api",
     "metrics": "fico_registry.evaluator.metrics",
     "training": "fico_registry.training",

@@ -27,7 +27,15 @@ from fico_registry.plugin_api.cards import Input, ModelSpec, OutputKind, QueryTi
 from fico_registry.plugin_api.plugin_testing import caller_distribution, check_plugin, check_provenance, plugin_tests
 from fico_registry.plugin_api.registry import get_model_spec
 
-__all__ = ["check_model", "check_plugin", "check_spec", "offline", "plugin_tests", "sample_batch"]
+__all__ = [
+    "check_evaluator_inputs",
+    "check_model",
+    "check_plugin",
+    "check_spec",
+    "offline",
+    "plugin_tests",
+    "sample_batch",
+]
 
 SAMPLE_CAPTIONS = (
     "a red circle above a small blue square",
