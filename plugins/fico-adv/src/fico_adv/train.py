@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 import types
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,21 +37,26 @@ from fico_registry.plugin_api.training import (
     vse_hinge_loss,
 )
 
+from .adversaries import (  # noqa: F401 (tests and the bench use them from here)
+    ADVERSARY_TYPES,
+    NUMBER_WORDS,
+    STOP_WORDS,
+    build_vocab,
+    file_adversaries,
+    generated_adversaries,
+    make_tokenizer,
+    tokenize_all,
+)
 from .bert import DenseNorm, Embeddings, SelfAttention
-from .config import BUILTIN_TINY_VOCAB, AdvConfig
+from .config import AdvConfig
 from .hashing import to_codes
 from .image_net import TransformerBinaryMapping
 from .plugin import TRAIN_DEFAULTS
 from .text_net import BertBinaryMapping
-from .wordpiece import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab, tiny_vocab
+from .wordpiece import WordPieceTokenizer
 
 # The recipe's options and where they come from live in plugin.py (registered without importing torch).
 DEFAULTS = TRAIN_DEFAULTS
-ADVERSARY_TYPES = ("noun", "num", "rela", "mixed")
-NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-STOP_WORDS = frozenset(
-    ["a", "an", "the", "is", "are", "of", "in", "on", "at", "to", "with", "and", "or", "its", "their", "his", "her", "it", "this", "that", "there", "some", "while", "by", "for", "from", "as"]
-)
 
 
 @dataclass(frozen=True)
@@ -216,119 +219,6 @@ def load_bert_init(text_net: BertBinaryMapping, path: str) -> None:
 
 
 # -- vocabulary and data ---------------------------------------------------------------------------
-def build_vocab(captions: list[str], do_lower_case: bool) -> list[str]:
-    """A WordPiece vocab.txt for a randomly initialised BERT: specials, characters and their ## pieces
-    (so no word is unknown), then every word of the training captions, most frequent first."""
-    basic = WordPieceTokenizer(tiny_vocab(), do_lower_case=do_lower_case)
-    counts = Counter(word for text in captions for word in basic.basic_tokenize(text))
-    base = [*SPECIAL_TOKENS]
-    chars = sorted({c for word in counts for c in word})
-    base += [c for c in chars if c not in base]
-    base += [f"##{c}" for c in chars]
-    seen = set(base)
-    words = [w for w, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if w not in seen]
-    return base + words
-
-
-def make_tokenizer(cfg: dict[str, Any], opts: Options, captions: list[str], out: Path, write: bool) -> tuple[WordPieceTokenizer, Path | None]:
-    """The WordPiece tokenizer, and the vocab.txt placed next to the checkpoints (None: built-in)."""
-    target = out / "vocab.txt"
-    if opts.vocab == "build":
-        tokens = build_vocab(captions, cfg.get("do_lower_case", True))
-        cfg["bert_config"] = {**cfg["bert_config"], "vocab_size": len(tokens)}
-        cfg["vocab_file"] = None
-        if write:
-            target.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-        return WordPieceTokenizer(tokens, do_lower_case=cfg.get("do_lower_case", True)), target
-    source = opts.vocab_file or cfg.get("vocab_file")
-    if source == BUILTIN_TINY_VOCAB:
-        tokenizer = WordPieceTokenizer(tiny_vocab(), do_lower_case=cfg.get("do_lower_case", True))
-        written = None
-    else:
-        if not source:
-            raise ConfigError(
-                "ADV tokenises captions with BERT-base uncased's WordPiece vocabulary: pass --set vocab_file=.../vocab.txt "
-                "(with --set bert_init=... for its weights), or --set vocab=build to train a random BERT on a new vocabulary"
-            )
-        path = Path(source).expanduser()
-        tokenizer = WordPieceTokenizer(load_vocab(path), do_lower_case=cfg.get("do_lower_case", True))
-        if write and path.resolve() != target.resolve():
-            shutil.copyfile(path, target)
-        written = target
-        if opts.vocab_file and cfg.get("vocab_file") not in (None, opts.vocab_file):
-            cfg["vocab_file"] = None  # the copy next to the checkpoint is what evaluation reads
-    expected = cfg["bert_config"]["vocab_size"]
-    if len(tokenizer) != expected:
-        raise ConfigError(
-            f"the vocabulary has {len(tokenizer)} entries but the config's BERT has {expected} word embeddings: "
-            "use the vocab.txt of that BERT, or --set vocab=build"
-        )
-    return tokenizer, written
-
-
-def tokenize_all(tokenizer: WordPieceTokenizer, texts: list[str], max_words: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ids, mask = tokenizer.encode_batch(texts, max_words)
-    return torch.tensor(ids, dtype=torch.long), torch.tensor(mask, dtype=torch.long)
-
-
-def generated_adversaries(captions: list[str], kind: str, count: int, seed: int) -> list[list[str]]:
-    """Word-swap adversarial captions in the spirit of VSE-C (used when no adversary_file is given).
-
-    noun: one content word replaced by another content word of the training captions; num: a
-    number word replaced by another (else a noun swap); rela: two content words exchanged (else a
-    noun swap); mixed: a shuffled mix. Each caption keeps `count` fixed adversaries.
-    """
-    rng = np.random.default_rng(seed)
-    split = [text.lower().split() for text in captions]
-    counts = Counter(w.strip(".,;!?") for words in split for w in words)
-    content = sorted(w for w, n in counts.items() if n >= 2 and w.isalpha() and w not in STOP_WORDS)
-    if len(content) < 2:
-        raise ConfigError("too few distinct words in the training captions to generate adversarial captions")
-
-    def swap(words: list[str], how: str) -> list[str]:
-        positions = [i for i, w in enumerate(words) if w.strip(".,;!?") in counts and w.strip(".,;!?") in content]
-        numbers = [i for i, w in enumerate(words) if w in NUMBER_WORDS]
-        out = list(words)
-        if how == "num" and numbers:
-            i = numbers[rng.integers(len(numbers))]
-            out[i] = str(rng.choice([n for n in NUMBER_WORDS if n != words[i]]))
-        elif how == "rela" and len(positions) >= 2:
-            i, j = rng.choice(positions, size=2, replace=False)
-            out[i], out[j] = out[j], out[i]
-        elif positions:
-            i = positions[rng.integers(len(positions))]
-            out[i] = str(rng.choice([w for w in content if w != words[i].strip(".,;!?")]))
-        else:
-            out.append(str(rng.choice(content)))
-        return out
-
-    kinds = ("noun", "num", "rela")
-    return [
-        [" ".join(swap(words, kinds[k % 3] if kind == "mixed" else kind)) for k in range(count)] for words in split
-    ]
-
-
-def file_adversaries(path: str, captions: list[str], kind: str, count: int) -> list[list[str]]:
-    """Adversarial captions from the original `{split}_caps+rephrase+30advs.json` (key = caption index)."""
-    data = json.loads(Path(path).expanduser().read_text(encoding="utf-8"))
-    out, mismatched = [], 0
-    for j, text in enumerate(captions):
-        entry = data.get(str(j))
-        if entry is None:
-            raise ConfigError(f"{path} has no entry {j}: it must list the training captions in corpus order")
-        if " ".join(str(entry.get("raw", "")).lower().split()) != " ".join(text.lower().split()):
-            mismatched += 1
-        adv = entry["adversary"]
-        pool = adv["noun"] + adv["num"] + adv["rela"] if kind == "mixed" else adv[kind]
-        if not pool:
-            raise ConfigError(f"{path} entry {j} has no {kind} adversaries")
-        out.append([pool[k % len(pool)] for k in range(count)])
-    if mismatched > len(captions) // 100:
-        raise ConfigError(f"{path}: {mismatched} of {len(captions)} 'raw' captions differ from the corpus: wrong split or order")
-    return out
-
-
-# -- training ----------------------------------------------------------------------------------------
 def _opt_namespace(model: str, cfg: dict[str, Any], opts: Options, corpus: Any, concept_num: int, vocab: Path | None) -> argparse.Namespace:
     """The run's options under the original argparse names (what train_reranking.py pickles as `opt`)."""
     return argparse.Namespace(
