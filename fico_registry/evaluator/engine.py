@@ -337,11 +337,8 @@ def _run_direction_by_candidate_blocks(
                 pos_scores = torch.where(inside, scores.gather(1, (pos - lo).clamp(0, hi - lo - 1)), pos_scores)
                 if want_category:
                     values, index = scores.topk(min(top_k, hi - lo), dim=1, largest=True, sorted=True)
-                    index = index + lo
-                    if top_values is not None:
-                        values, index = torch.cat([top_values, values], dim=1), torch.cat([top_index, index], dim=1)
-                    top_values, chosen = values.topk(min(top_k, values.shape[1]), dim=1, largest=True, sorted=True)
-                    top_index = index.gather(1, chosen)
+                    parts = [(values, index + lo)] if top_values is None else [(top_values, top_index), (values, index + lo)]
+                    top_values, top_index = merge_top_k(parts, top_k)
             best = pos_scores.max(dim=1, keepdim=True).values  # type: ignore[union-attr]
             p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()
             g = torch.zeros(stop - start, dtype=torch.int64, device=best.device)
@@ -366,6 +363,19 @@ def _run_direction_by_candidate_blocks(
                 relevant[start:stop] = groups.relevant  # type: ignore[index]
             advance(stop - start)
     return DirectionStats(g_all, eq_all - p_all, p_all, ap, None, relevant)
+
+
+def merge_top_k(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top k of several per-row top-k lists (values, payload), e.g. candidate blocks or ranks.
+
+    The one merge of the engine: candidate blocks merge their running top k with each new block's,
+    torchrun ranks merge their slices' top k. Which of several values tied at position k is kept
+    does not matter: the boundary tie group is counted exactly apart (n_last, r_last).
+    """
+    values = torch.cat([v for v, _ in parts], dim=1)
+    payload = torch.cat([p for _, p in parts], dim=1)
+    top, chosen = values.topk(min(k, values.shape[1]), dim=1, largest=True, sorted=True)
+    return top, payload.gather(1, chosen)
 
 
 def _map_name(k: int | None, n_candidates: int) -> str:

@@ -495,6 +495,7 @@ class Sharding:
             _progress,
             _sorted_keys_with_relevance,
             groups_from_sorted,
+            merge_top_k,
         )
         from fico_registry.evaluator.sources import checked_block
 
@@ -544,10 +545,8 @@ class Sharding:
                         rel_top = torch.cat([rel_top, rel_top.new_zeros((stop - start, top_k - k_local))], dim=1)
                     every_values = self.all_gather(values.to(comm_dtype))  # (world, b, top_k)
                     every_rel = self.all_gather(rel_top.to(torch.uint8))
-                    merged = every_values.permute(1, 0, 2).reshape(stop - start, -1)
-                    values, index = merged.topk(top_k, dim=1, largest=True, sorted=True)
-                    values = values.to(scores.dtype)
-                    rel_top = every_rel.permute(1, 0, 2).reshape(stop - start, -1).gather(1, index).bool()
+                    values, rel_top = merge_top_k(list(zip(every_values, every_rel, strict=True)), top_k)
+                    values, rel_top = values.to(scores.dtype), rel_top.bool()
                     at_boundary = scores == values[:, -1:]
                     counts += [at_boundary.sum(1), relevance.count_where(start, stop, at_boundary), relevance.totals(start, stop)]  # type: ignore[union-attr]
                 totals = self.all_reduce(torch.stack(counts, dim=1).to(torch.int64)).cpu().numpy()
