@@ -4,6 +4,7 @@ A plugin (a pip distribution with an entry point in the group `fico_registry`) i
 from `fico_registry.errors`, and from the top-level `fico_registry` names (load_model, evaluate, ...):
 
     from fico_registry.plugin_api import ModelSpec, Family, OutputKind, hookimpl       # cards + hooks
+    from fico_registry.plugin_api import TrainerSpec, trainer_hook                     # fico train recipes
     from fico_registry.plugin_api import load_torch_checkpoint, strict_load_state_dict # helper kit
     from fico_registry.plugin_api.testing import check_model                          # conformance kit
     from fico_registry.plugin_api.training import Checkpointer, autocast              # training kit
@@ -37,6 +38,7 @@ from fico_registry.plugin_api.cards import (
     Scorer,
     TrainerSpec,
 )
+from fico_registry.plugin_api.hooks import trainer_hook
 from fico_registry.plugin_api.hookspecs import hookimpl
 from fico_registry.plugin_api.registry import (
     get_dataset_spec,
@@ -99,6 +101,7 @@ __all__ = [
     "hookimpl",
     "list_models",
     "resolve_callable",
+    "trainer_hook",
     *_LAZY,
 ]
 

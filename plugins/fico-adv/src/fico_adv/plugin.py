@@ -1,6 +1,7 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
 from fico_registry import Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = (
     "Li Y., Mu Y., Zhuang N., et al.: Efficient fine-grained visual-text search using adversarially-learned hash "
@@ -173,20 +174,18 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register):
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    for bits in (2048, 64):
-        register(
-            TrainerSpec(
-                model=f"adv-{bits}",
-                factory="fico_adv.train:train",
-                description=(
-                    f"ADV re-rank model, {bits} bits: hardest-negative triplet loss on relaxed codes + angular loss + "
-                    "concept BCE (+ adversarial captions), Adam 1e-4, frozen BERT; selected on the validation split."
-                ),
-                defaults=TRAIN_DEFAULTS,
-                paper_recipe=TRAIN_RECIPE,
-            )
+fico_trainers = trainer_hook(
+    *(
+        TrainerSpec(
+            model=f"adv-{bits}",
+            factory="fico_adv.train:train",
+            description=(
+                f"ADV re-rank model, {bits} bits: hardest-negative triplet loss on relaxed codes + angular loss + "
+                "concept BCE (+ adversarial captions), Adam 1e-4, frozen BERT; selected on the validation split."
+            ),
+            defaults=TRAIN_DEFAULTS,
+            paper_recipe=TRAIN_RECIPE,
         )
+        for bits in (2048, 64)
+    )
+)

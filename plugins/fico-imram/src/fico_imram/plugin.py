@@ -8,6 +8,7 @@ from typing import Any
 from fico_scan.plugin import TINY_WORDS  # light: registration only
 
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Chen, Ding, Lin, Zhao, Han. IMRAM: Iterative Matching with Recurrent Attention Memory for Cross-Modal Image-Text Retrieval. CVPR 2020"
 URL = "https://github.com/HuiChen24/IMRAM"
@@ -102,20 +103,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="imram",
-            factory="fico_imram.train:train",
-            description=(
-                "IMRAM: hardest-negative triplet ranking loss (margin 0.2) on the summed iterative-matching scores of "
-                "each batch, Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from "
-                "the training captions; model selection on the validation split (rsum)."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="imram",
+        factory="fico_imram.train:train",
+        description=(
+            "IMRAM: hardest-negative triplet ranking loss (margin 0.2) on the summed iterative-matching scores of "
+            "each batch, Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from "
+            "the training captions; model selection on the validation split (rsum)."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Lee, Chen, Hua, Hu, He. Stacked Cross Attention for Image-Text Matching. ECCV 2018"
 URL = "https://github.com/kuanghuei/SCAN"
@@ -138,20 +139,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="scan",
-            factory="fico_scan.train:train",
-            description=(
-                "SCAN: hardest-negative triplet ranking loss (margin 0.2) on the cross-attention scores of each batch, "
-                "Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from the training "
-                "captions; model selection on the validation split (rsum)."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="scan",
+        factory="fico_scan.train:train",
+        description=(
+            "SCAN: hardest-negative triplet ranking loss (margin 0.2) on the cross-attention scores of each batch, "
+            "Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from the training "
+            "captions; model selection on the validation split (rsum)."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

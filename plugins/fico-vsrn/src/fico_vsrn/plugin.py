@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fico_registry import Checkpoint, Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Li, Zhang, Li, Li, Fu. Visual Semantic Reasoning for Image-Text Matching. ICCV 2019"
 URL = "https://github.com/KunpengLi1994/VSRN"
@@ -150,20 +151,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="vsrn",
-            factory="fico_vsrn.train:train",
-            description=(
-                "VSRN retrieval encoders: hardest-negative triplet loss (margin 0.2), Adam 2e-4 / 10 every lr_update "
-                "epochs, grad clip 2; the caption-generation loss of the original is omitted; selected on the "
-                "validation split by R@1+R@5."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="vsrn",
+        factory="fico_vsrn.train:train",
+        description=(
+            "VSRN retrieval encoders: hardest-negative triplet loss (margin 0.2), Adam 2e-4 / 10 every lr_update "
+            "epochs, grad clip 2; the caption-generation loss of the original is omitted; selected on the "
+            "validation split by R@1+R@5."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)
