@@ -1,0 +1,39 @@
+"""BERT WordPiece vocabularies for plugins whose text side is a BERT (BLIP-2, X-VLM, ...).
+
+No torch, no transformers: a vocab.txt read into {token: id}, and a tiny in-memory vocabulary
+for random-weight test configs.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from fico_registry.errors import ConfigError
+
+BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+
+def read_bert_vocab(path: str | Path) -> dict[str, int]:
+    """vocab.txt: one token per line, the id is the line number (as BERT's load_vocab)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the BERT vocabulary {path}: {exc.strerror or exc}") from None
+    if lines and lines[-1] == "":
+        lines.pop()
+    vocab = {token: index for index, token in enumerate(lines)}
+    for special in BERT_SPECIALS:
+        if special not in vocab:
+            raise ConfigError(f"{path} is not a BERT WordPiece vocab.txt: it has no {special} token")
+    return vocab
+
+
+def tiny_bert_char_vocab() -> dict[str, int]:
+    """96 tokens: BERT's specials and [MASK], letters / digits as word starts and as ## continuations,
+    punctuation. Any lower-case ASCII caption tokenises into it (for tiny test configs)."""
+    specials = [*BERT_SPECIALS, "[MASK]"]
+    chars = list(string.ascii_lowercase + string.digits)
+    punctuation = list(",'-/?&+=@$%<>[]{}_|")
+    tokens = specials + chars + [f"##{c}" for c in chars] + punctuation
+    return {token: index for index, token in enumerate(tokens)}

@@ -1,0 +1,29 @@
+"""plugin_api.bert_vocab: vocab.txt reading and the tiny in-memory BERT vocabulary."""
+
+from __future__ import annotations
+
+import pytest
+
+from fico_registry.errors import ConfigError
+from fico_registry.plugin_api import read_bert_vocab, tiny_bert_char_vocab
+
+
+def test_ids_are_line_numbers(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[unused0]\n[UNK]\n[CLS]\n[SEP]\nthe\n##s\n", encoding="utf-8")
+    assert read_bert_vocab(path) == {"[PAD]": 0, "[unused0]": 1, "[UNK]": 2, "[CLS]": 3, "[SEP]": 4, "the": 5, "##s": 6}
+
+
+def test_a_file_without_the_specials_or_missing_is_a_config_error(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("[PAD]\n[UNK]\n[CLS]\nthe\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"no \[SEP\] token"):
+        read_bert_vocab(path)
+    with pytest.raises(ConfigError, match="cannot read the BERT vocabulary"):
+        read_bert_vocab(tmp_path / "absent.txt")
+
+
+def test_tiny_vocabulary_has_96_distinct_ids_and_covers_letters():
+    vocab = tiny_bert_char_vocab()
+    assert len(vocab) == 96 and sorted(vocab.values()) == list(range(96))  # fits the tiny configs' 99
+    assert vocab["[PAD]"] == 0 and {"a", "##a", "z", "##9", "[MASK]"} <= set(vocab)
