@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fico_scan.plugin import TINY_WORDS  # light: registration only
+from fico_scan.plugin import ARCH as SCAN_ARCH  # light: registration only
+from fico_scan.plugin import TINY_WORDS
 
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
 from fico_registry.plugin_api import TrainerSpec, trainer_hook
@@ -13,18 +14,10 @@ from fico_registry.plugin_api import TrainerSpec, trainer_hook
 PAPER = "Chen, Ding, Lin, Zhao, Han. IMRAM: Iterative Matching with Recurrent Attention Memory for Cross-Modal Image-Text Retrieval. CVPR 2020"
 URL = "https://github.com/HuiChen24/IMRAM"
 
-# opts.py defaults + the arguments of script/tune_f30k.sh (the default) and script/tune_coco.sh.
+# opts.py defaults + the arguments of script/tune_f30k.sh (the default) and script/tune_coco.sh:
+# SCAN's architecture options (IMRAM's opts.py keeps them, with the same values) plus its own.
 _ARCH = {
-    "data_name": "f30k_precomp",
-    "img_dim": 2048,
-    "embed_size": 1024,
-    "word_dim": 300,
-    "num_layers": 1,
-    "bi_gru": True,
-    "precomp_enc_type": "basic",
-    "no_imgnorm": False,
-    "no_txtnorm": False,
-    "raw_feature_norm": "clipped_l2norm",
+    **SCAN_ARCH,
     "agg_func": "Mean",  # set by the scripts; IMRAM's scores always average over tokens
     "lambda_lse": 6.0,
     "lambda_softmax": 9.0,

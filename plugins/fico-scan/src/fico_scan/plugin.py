@@ -22,7 +22,7 @@ TINY_WORDS = (
 )
 
 # The architecture: SCAN train.py defaults with the README's Flickr30K / MS-COCO arguments.
-_ARCH = {
+ARCH = {
     "data_name": "f30k_precomp",
     "img_dim": 2048,
     "embed_size": 1024,
@@ -47,7 +47,7 @@ TINY = {"embed_size": 16, "word_dim": 8, "vocab_words": list(TINY_WORDS), "max_w
 
 def _config(*parts: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for part in (_ARCH, _ADAPTER, *parts):
+    for part in (ARCH, _ADAPTER, *parts):
         merged.update(part)
     return merged
 
@@ -94,7 +94,7 @@ def fico_models(register: Callable[[ModelSpec], None]) -> None:
                 "tiny-i2t": _config(I2T_LSE_F30K, TINY),
             },
             description=DESCRIPTION,
-            extra={"vocab_file": "{data_name}_vocab.json", "opt_keys": sorted(_ARCH) + sorted(T2I_LSE)},
+            extra={"vocab_file": "{data_name}_vocab.json", "opt_keys": sorted(ARCH) + sorted(T2I_LSE)},
             **common,
         )
     )
