@@ -1,4 +1,4 @@
-"""plugin_api.bert_vocab: vocab.txt reading and the tiny in-memory BERT vocabulary."""
+"""plugin_api.bert: vocab.txt reading and the tiny in-memory BERT vocabulary."""
 
 from __future__ import annotations
 

@@ -65,9 +65,10 @@ _LAZY = {
     "save_vocab_json": "fico_registry.plugin_api.captions",
     "load_vocab": "fico_registry.plugin_api.captions",
     "find_vocab_file": "fico_registry.plugin_api.captions",
-    # BERT WordPiece vocabularies (BLIP-2 / X-VLM style text sides)
-    "read_bert_vocab": "fico_registry.plugin_api.bert_vocab",
-    "tiny_bert_char_vocab": "fico_registry.plugin_api.bert_vocab",
+    # BERT text sides (ADV / BLIP-2 / X-VLM): BERT-base's sizes, WordPiece vocabularies
+    "BERT_BASE_UNCASED": "fico_registry.plugin_api.bert",
+    "read_bert_vocab": "fico_registry.plugin_api.bert",
+    "tiny_bert_char_vocab": "fico_registry.plugin_api.bert",
     # original run folders: the checkpoint in a folder, side files its options name
     "checkpoint_in_run_folder": "fico_registry.plugin_api.run_folders",
     "find_original_file": "fico_registry.plugin_api.run_folders",
@@ -127,8 +128,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.data.cache import embedding_key as embedding_key
     from fico_registry.models.loading import fico_home as fico_home
     from fico_registry.models.loading import sha256_of as sha256_of
-    from fico_registry.plugin_api.bert_vocab import read_bert_vocab as read_bert_vocab
-    from fico_registry.plugin_api.bert_vocab import tiny_bert_char_vocab as tiny_bert_char_vocab
+    from fico_registry.plugin_api.bert import BERT_BASE_UNCASED as BERT_BASE_UNCASED
+    from fico_registry.plugin_api.bert import read_bert_vocab as read_bert_vocab
+    from fico_registry.plugin_api.bert import tiny_bert_char_vocab as tiny_bert_char_vocab
     from fico_registry.plugin_api.captions import CaptionTokenizer as CaptionTokenizer
     from fico_registry.plugin_api.captions import Vocabulary as Vocabulary
     from fico_registry.plugin_api.captions import build_vocab as build_vocab

@@ -1,7 +1,7 @@
-"""BERT WordPiece vocabularies for plugins whose text side is a BERT (BLIP-2, X-VLM, ...).
+"""For plugins whose text side is a BERT (ADV, BLIP-2, X-VLM, ...): BERT-base's shape and WordPiece vocabularies.
 
-No torch, no transformers: a vocab.txt read into {token: id}, and a tiny in-memory vocabulary
-for random-weight test configs.
+No torch, no transformers: bert-base-uncased's bert_config.json sizes as a card config fragment, a
+vocab.txt read into {token: id}, and a tiny in-memory vocabulary for random-weight test configs.
 """
 
 from __future__ import annotations
@@ -12,6 +12,17 @@ from pathlib import Path
 from fico_registry.errors import ConfigError
 
 BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]")
+
+# bert_config.json of Google's BERT-base uncased (L-12 H-768 A-12): the sizes a card config repeats.
+BERT_BASE_UNCASED = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+}
 
 
 def read_bert_vocab(path: str | Path) -> dict[str, int]:

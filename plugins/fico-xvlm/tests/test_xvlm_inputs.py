@@ -11,7 +11,7 @@ from xvlm_fixtures import VOCAB_TOKENS, write_vocab
 
 from fico_registry import load_model
 from fico_registry.errors import ConfigError, DataFormatError
-from fico_registry.plugin_api.bert_vocab import read_bert_vocab as read_vocab
+from fico_registry.plugin_api.bert import read_bert_vocab as read_vocab
 from fico_registry.plugin_api.compat import ensure_torchvision
 
 

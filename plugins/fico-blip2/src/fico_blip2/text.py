@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.plugin_api.bert_vocab import read_bert_vocab, tiny_bert_char_vocab
+from fico_registry.plugin_api.bert import read_bert_vocab, tiny_bert_char_vocab
 
 BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 LAVIS_VOCAB_NAMES = ("vocab.txt", "bert-base-uncased-vocab.txt")

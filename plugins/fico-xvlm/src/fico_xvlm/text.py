@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
-from fico_registry.plugin_api.bert_vocab import read_bert_vocab, tiny_bert_char_vocab
+from fico_registry.plugin_api.bert import read_bert_vocab, tiny_bert_char_vocab
 from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
 
 from .run_files import OriginalFile
