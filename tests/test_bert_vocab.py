@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fico_registry.errors import ConfigError
-from fico_registry.plugin_api import read_bert_vocab, tiny_bert_char_vocab
+from fico_registry.plugin_api import bert_tokenizer, read_bert_vocab, tiny_bert_char_vocab
 
 
 def test_ids_are_line_numbers(tmp_path):
@@ -27,3 +27,11 @@ def test_tiny_vocabulary_has_96_distinct_ids_and_covers_letters():
     vocab = tiny_bert_char_vocab()
     assert len(vocab) == 96 and sorted(vocab.values()) == list(range(96))  # fits the tiny configs' 99
     assert vocab["[PAD]"] == 0 and {"a", "##a", "z", "##9", "[MASK]"} <= set(vocab)
+
+
+def test_tokenizer_over_the_tiny_vocabulary_and_its_size_check():
+    vocab = tiny_bert_char_vocab()
+    tokenizer = bert_tokenizer(vocab, 99)
+    assert tokenizer.tokenize("A cat") == ["a", "c", "##a", "##t"]
+    with pytest.raises(ConfigError, match="ids up to 95 but the Q-Former embeds only 50 tokens"):
+        bert_tokenizer(vocab, 50, embedder="the Q-Former")

@@ -68,6 +68,7 @@ _LAZY = {
     # BERT text sides (ADV / BLIP-2 / X-VLM): BERT-base's sizes, WordPiece vocabularies
     "BERT_BASE_UNCASED": "fico_registry.plugin_api.bert",
     "read_bert_vocab": "fico_registry.plugin_api.bert",
+    "bert_tokenizer": "fico_registry.plugin_api.bert",
     "tiny_bert_char_vocab": "fico_registry.plugin_api.bert",
     # original run folders: the checkpoint in a folder, side files its options name
     "checkpoint_in_run_folder": "fico_registry.plugin_api.run_folders",
@@ -129,6 +130,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.models.loading import fico_home as fico_home
     from fico_registry.models.loading import sha256_of as sha256_of
     from fico_registry.plugin_api.bert import BERT_BASE_UNCASED as BERT_BASE_UNCASED
+    from fico_registry.plugin_api.bert import bert_tokenizer as bert_tokenizer
     from fico_registry.plugin_api.bert import read_bert_vocab as read_bert_vocab
     from fico_registry.plugin_api.bert import tiny_bert_char_vocab as tiny_bert_char_vocab
     from fico_registry.plugin_api.captions import CaptionTokenizer as CaptionTokenizer

@@ -1,13 +1,15 @@
 """For plugins whose text side is a BERT (ADV, BLIP-2, X-VLM, ...): BERT-base's shape and WordPiece vocabularies.
 
-No torch, no transformers: bert-base-uncased's bert_config.json sizes as a card config fragment, a
-vocab.txt read into {token: id}, and a tiny in-memory vocabulary for random-weight test configs.
+Nothing heavy at import: bert-base-uncased's bert_config.json sizes as a card config fragment, a
+vocab.txt read into {token: id}, a tiny in-memory vocabulary for random-weight test configs, and
+transformers' BertTokenizer over either (transformers imported on call).
 """
 
 from __future__ import annotations
 
 import string
 from pathlib import Path
+from typing import Any
 
 from fico_registry.errors import ConfigError
 
@@ -48,3 +50,22 @@ def tiny_bert_char_vocab() -> dict[str, int]:
     punctuation = list(",'-/?&+=@$%<>[]{}_|")
     tokens = specials + chars + [f"##{c}" for c in chars] + punctuation
     return {token: index for index, token in enumerate(tokens)}
+
+
+def bert_tokenizer(vocab: Path | dict[str, int], vocab_size: int, *, embedder: str = "the text encoder") -> Any:
+    """transformers' BertTokenizer, uncased (as bert-base-uncased), over a vocab.txt path or a {token: id} dict.
+
+    A vocabulary with ids the model cannot embed (>= `vocab_size`) is a ConfigError naming `embedder`.
+    """
+    from fico_registry.plugin_api.compat import ensure_torchvision
+
+    ensure_torchvision()  # transformers may import its image utilities
+    from transformers import BertTokenizer
+
+    tokens = read_bert_vocab(vocab) if isinstance(vocab, Path) else vocab
+    if max(tokens.values()) >= vocab_size:
+        raise ConfigError(
+            f"the vocabulary has ids up to {max(tokens.values())} but {embedder} embeds only {vocab_size} tokens: "
+            "wrong vocab.txt for this checkpoint / config"
+        )
+    return BertTokenizer(vocab=tokens, do_lower_case=True)

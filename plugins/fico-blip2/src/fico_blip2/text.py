@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.plugin_api.bert import read_bert_vocab, tiny_bert_char_vocab
+from fico_registry.plugin_api.bert import bert_tokenizer, tiny_bert_char_vocab
 
 BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 LAVIS_VOCAB_NAMES = ("vocab.txt", "bert-base-uncased-vocab.txt")
@@ -80,15 +80,7 @@ def _hub_vocab(hub_id: str) -> Path:
 
 def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
     """transformers' BertTokenizer (uncased, as LAVIS's bert-base-uncased) over the given vocabulary."""
-    from transformers import BertTokenizer
-
-    tokens = read_bert_vocab(vocab) if isinstance(vocab, Path) else vocab
-    if max(tokens.values()) >= vocab_size:
-        raise ConfigError(
-            f"the vocabulary has ids up to {max(tokens.values())} but the Q-Former embeds only {vocab_size} tokens: "
-            "wrong vocab.txt for this checkpoint / config"
-        )
-    return BertTokenizer(vocab=tokens, do_lower_case=True)
+    return bert_tokenizer(vocab, vocab_size, embedder="the Q-Former")
 
 
 class CaptionTokenizer:

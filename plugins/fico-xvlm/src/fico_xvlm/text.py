@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
-from fico_registry.plugin_api.bert import read_bert_vocab, tiny_bert_char_vocab
+from fico_registry.plugin_api.bert import bert_tokenizer, tiny_bert_char_vocab
 from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
 
 from .run_files import OriginalFile
@@ -82,19 +82,8 @@ def find_vocab(
 
 
 def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
-    """transformers' BertTokenizer, uncased (as bert-base-uncased), over the given vocabulary."""
-    from fico_registry.plugin_api.compat import ensure_torchvision
-
-    ensure_torchvision()  # transformers may import its image utilities
-    from transformers import BertTokenizer
-
-    tokens = read_bert_vocab(vocab) if isinstance(vocab, Path) else vocab
-    if max(tokens.values()) >= vocab_size:
-        raise ConfigError(
-            f"the vocabulary has ids up to {max(tokens.values())} but the text encoder embeds only {vocab_size} "
-            "tokens: wrong vocab.txt for this checkpoint / config"
-        )
-    return BertTokenizer(vocab=tokens, do_lower_case=True)
+    """transformers' BertTokenizer (uncased, as bert-base-uncased) over the given vocabulary."""
+    return bert_tokenizer(vocab, vocab_size, embedder="the text encoder")
 
 
 class CaptionTokenizer:
