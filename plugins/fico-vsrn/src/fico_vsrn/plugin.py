@@ -25,7 +25,7 @@ TINY_WORDS = (
 # fmt: on
 
 # Architecture: train.py defaults with the README"s arguments (Flickr30K: data_name f30k_precomp).
-_ARCH = {
+ARCH_DEFAULTS: dict[str, Any] = {
     "data_name": "f30k_precomp",
     "img_dim": 2048,
     "embed_size": 2048,
@@ -35,22 +35,23 @@ _ARCH = {
     "no_imgnorm": False,
     "measure": "cosine",
 }
-_ADAPTER = {
-    "vocab_path": None,
-    "vocab_words": None,
-    "vocab_size": 8481,
-    "tokenizer": "treebank",
-    "lowercase": "ascii",
+# Settings of this adapter that the original opt never had.
+ADAPTER_DEFAULTS: dict[str, Any] = {
+    "vocab_path": None,  # the original {data_name}_vocab.pkl; default: beside the checkpoint
+    "vocab_words": None,  # in-memory word list for random init (tiny configs)
+    "vocab_size": 8481,  # embedding rows for random init without a vocabulary (f30k's)
+    "tokenizer": "treebank",  # NLTK < 3.5 word rules, as the published vocabularies were built
+    "lowercase": "ascii",  # Python 2 str.lower()
     "precision": "fp32",
-    "seed": 0,
+    "seed": 0,  # random init only
 }
 COCO = {"data_name": "coco_precomp", "vocab_size": 10006}
 TINY = {"embed_size": 8, "word_dim": 8, "vocab_words": list(TINY_WORDS)}  # regions stay 2048-d
 CONFIGS: dict[str, dict[str, Any]] = {
-    "default": {**_ARCH, **_ADAPTER},  # Flickr30K: bn after the region GRU, no first l2norm
-    "coco": {**_ARCH, **_ADAPTER, **COCO},  # MS-COCO: l2norm over regions after fc, no bn
-    "tiny": {**_ARCH, **_ADAPTER, **TINY},
-    "tiny-coco": {**_ARCH, **_ADAPTER, **COCO, **TINY},
+    "default": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS},  # Flickr30K: bn after the region GRU, no first l2norm
+    "coco": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS, **COCO},  # MS-COCO: l2norm over regions after fc, no bn
+    "tiny": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS, **TINY},
+    "tiny-coco": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS, **COCO, **TINY},
 }
 
 # the ensemble's members may also be named in its config (instead of a checkpoint folder)
