@@ -39,6 +39,31 @@ def _label(model: dict[str, Any]) -> str:
     return model["name"] + (f" ({config})" if config and config != "default" else "")
 
 
+def _plot_series(
+    ax: Any, measured: list[tuple[Any, Any]], predicted: list[tuple[Any, Any]], colour: Any, style: str, marker: str,
+    label: str,
+) -> None:
+    """Measured points joined by `style`; predicted (DNF) ones hollow, dotted on from the last measured."""
+    if measured:
+        xs, ys = zip(*measured, strict=True)
+        ax.plot(xs, ys, style, marker=marker, color=colour, label=label, markersize=4)
+    if predicted:
+        xs, ys = zip(*(measured[-1:] + predicted), strict=True)
+        ax.plot(xs, ys, ":", color=colour, linewidth=1)
+        px, py = zip(*predicted, strict=True)
+        ax.plot(px, py, linestyle="none", marker=marker, markerfacecolor="none", color=colour, markersize=6)
+
+
+def _log_log(ax: Any, xlabel: str, ylabel: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend(fontsize=7)
+
+
 def plot_encode_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Encode wall seconds against items encoded, per model and modality, log-log."""
     plt = _pyplot()
@@ -51,23 +76,9 @@ def plot_encode_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
             predicted = [
                 (s[f"n_{side}"], s["predicted"]["seconds"][key]) for s in model["scales"] if s["status"] == "dnf"
             ]
-            if measured:
-                xs, ys = zip(*measured, strict=True)
-                ax.plot(xs, ys, style, marker=marker, color=colour, label=f"{_label(model)} {side}", markersize=4)
-            if predicted:
-                chain = measured[-1:] + predicted
-                xs, ys = zip(*chain, strict=True)
-                ax.plot(xs, ys, ":", color=colour, linewidth=1)
-                px, py = zip(*predicted, strict=True)
-                ax.plot(px, py, linestyle="none", marker=marker, markerfacecolor="none", color=colour, markersize=6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("items encoded (images or captions)")
-    ax.set_ylabel("encode wall time (s)")
+            _plot_series(ax, measured, predicted, colour, style, marker, f"{_label(model)} {side}")
+    _log_log(ax, "items encoded (images or captions)", "encode wall time (s)")
     ax.set_title("Encoding time vs collection size (hollow: predicted, DNF)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    if ax.lines:
-        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -87,22 +98,9 @@ def plot_query_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
             for s in model["scales"]
             if s["status"] == "dnf"
         ]
-        if measured:
-            xs, ys = zip(*measured, strict=True)
-            ax.plot(xs, ys, "-o", color=colour, label=f"{_label(model)}: {model['query_kind']}", markersize=4)
-        if predicted:
-            xs, ys = zip(*(measured[-1:] + predicted), strict=True)
-            ax.plot(xs, ys, ":", color=colour, linewidth=1)
-            px, py = zip(*predicted, strict=True)
-            ax.plot(px, py, linestyle="none", marker="o", markerfacecolor="none", color=colour, markersize=6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("n_images x n_texts")
-    ax.set_ylabel("query-time work, both directions (s)")
+        _plot_series(ax, measured, predicted, colour, "-", "o", f"{_label(model)}: {model['query_kind']}")
+    _log_log(ax, "n_images x n_texts", "query-time work, both directions (s)")
     ax.set_title("Search / attention / re-rank time vs collection size", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    if ax.lines:
-        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
