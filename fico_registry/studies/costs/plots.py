@@ -8,6 +8,7 @@ can be redrawn from a saved file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,13 @@ def _save(fig: Any, path: str | os.PathLike) -> Path:
 
 def _models(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in doc.get("models", []) if m.get("status") == "ok"]
+
+
+def _coloured_models(doc: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any]]:
+    """The measured models, each with its colour of the default cycle (the same model, the same colour)."""
+    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, model in enumerate(_models(doc)):
+        yield model, colours[i % len(colours)]
 
 
 def _label(model: dict[str, Any]) -> str:
@@ -66,11 +74,8 @@ def _log_log(ax: Any, xlabel: str, ylabel: str) -> None:
 
 def plot_encode_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Encode wall seconds against items encoded, per model and modality, log-log."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, model in enumerate(_models(doc)):
-        colour = colours[i % len(colours)]
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.4), dpi=120)
+    for model, colour in _coloured_models(doc):
         for side, key, style, marker in (("images", "encode_images", "-", "o"), ("texts", "encode_texts", "--", "s")):
             measured = [(s[f"n_{side}"], s["seconds"][key]) for s in model["scales"] if s["status"] == "ok"]
             predicted = [
@@ -84,11 +89,8 @@ def plot_encode_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
 
 def plot_query_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Query-time work (search, cross-attention or re-rank, both directions) against n_images * n_texts."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, model in enumerate(_models(doc)):
-        colour = colours[i % len(colours)]
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.4), dpi=120)
+    for model, colour in _coloured_models(doc):
         parts = [k for k in model["extrapolation"] if not k.startswith("encode")]
         measured = [
             (s["n_images"] * s["n_texts"], s["query"]["seconds"]) for s in model["scales"] if s["status"] == "ok"
