@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.plugin_api.bert import bert_tokenizer, tiny_bert_char_vocab
+from fico_registry.plugin_api.bert import tiny_bert_char_vocab
 
 BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 LAVIS_VOCAB_NAMES = ("vocab.txt", "bert-base-uncased-vocab.txt")
@@ -76,11 +76,6 @@ def _hub_vocab(hub_id: str) -> Path:
             f"model.safetensors (or pytorch_model.bin) and vocab.txt from https://huggingface.co/{hub_id} "
             "into a folder and pass checkpoint=FOLDER"
         ) from None
-
-
-def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
-    """transformers' BertTokenizer (uncased, as LAVIS's bert-base-uncased) over the given vocabulary."""
-    return bert_tokenizer(vocab, vocab_size, embedder="the Q-Former")
 
 
 class CaptionTokenizer:
