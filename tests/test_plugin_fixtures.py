@@ -35,3 +35,11 @@ def test_a_conftest_that_imports_the_fixtures_gets_them(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+def test_listing_in_a_fresh_process_reports_names_and_heavy_imports():
+    report = fixtures.list_models_in_fresh_process("fico_scan.plugin", plugin="scan", distribution="fico-scan")
+    assert report["names"] == ["scan", "scan-ensemble"] and report["n"] == 2
+    assert report["heavy"] == [] and report["seconds"] > 0
+    heavy = fixtures.list_models_in_fresh_process("json, torch", plugin="scan", distribution="fico-scan")
+    assert "torch" in heavy["heavy"]

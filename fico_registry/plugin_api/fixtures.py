@@ -1,4 +1,5 @@
-"""pytest fixtures every plugin test suite wants: offline hubs, an isolated $FICO_HOME, one thread.
+"""pytest fixtures every plugin test suite wants: offline hubs, an isolated $FICO_HOME, one thread,
+and a check that listing models stays cheap.
 
 In a plugin's tests/conftest.py (pytest registers fixtures a conftest imports):
 
@@ -13,10 +14,16 @@ This module is for tests only (it imports pytest); plugin code never imports it.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from fico_registry.plugin_api.checks import HEAVY_MODULES
 
 OFFLINE_ENVIRONMENT = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -55,3 +62,25 @@ def torchvision_importable() -> None:
     from fico_registry.plugin_api.compat import ensure_torchvision
 
     ensure_torchvision()
+
+
+def list_models_in_fresh_process(module: str, *, plugin: str, distribution: str) -> dict[str, Any]:
+    """Import a plugin's card module and list the registry in a new interpreter that loads only `plugin`
+    (FICO_LOAD_PLUGINS), the way `fico models` starts: what a card module costs every command.
+
+    Returns {"names": the distribution's model names, sorted; "n": how many; "seconds": import and
+    listing; "heavy": the heavy modules (torch, transformers, ...) that got imported, [] when none}.
+    """
+    code = (
+        "import json, sys, time\n"
+        "t = time.perf_counter()\n"
+        f"import {module}\n"
+        "from fico_registry import list_models\n"
+        f"names = sorted(s.name for s in list_models() if s.distribution == {distribution!r})\n"
+        "seconds = time.perf_counter() - t\n"
+        f"heavy = sorted(m for m in {sorted(HEAVY_MODULES)!r} if m in sys.modules)\n"
+        "print(json.dumps({'names': names, 'n': len(names), 'seconds': seconds, 'heavy': heavy}))\n"
+    )
+    env = {**os.environ, "FICO_LOAD_PLUGINS": plugin}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
