@@ -74,6 +74,7 @@ _LAZY = {
     "checkpoint_in_run_folder": "fico_registry.plugin_api.run_folders",
     "find_original_file": "fico_registry.plugin_api.run_folders",
     "missing_original_file": "fico_registry.plugin_api.run_folders",
+    "checkpoints_in_folder": "fico_registry.plugin_api.run_folders",
     # environment
     "ensure_torchvision": "fico_registry.plugin_api.compat",
     "fico_home": "fico_registry.models.loading",
@@ -147,5 +148,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.plugin_api.checkpoints import strict_load_state_dict as strict_load_state_dict
     from fico_registry.plugin_api.compat import ensure_torchvision as ensure_torchvision
     from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder as checkpoint_in_run_folder
+    from fico_registry.plugin_api.run_folders import checkpoints_in_folder as checkpoints_in_folder
     from fico_registry.plugin_api.run_folders import find_original_file as find_original_file
     from fico_registry.plugin_api.run_folders import missing_original_file as missing_original_file
