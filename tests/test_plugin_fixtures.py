@@ -43,3 +43,12 @@ def test_listing_in_a_fresh_process_reports_names_and_heavy_imports():
     assert report["heavy"] == [] and report["seconds"] > 0
     heavy = fixtures.list_models_in_fresh_process("json, torch", plugin="scan", distribution="fico-scan")
     assert "torch" in heavy["heavy"]
+
+
+def test_evaluate_on_synthetic_returns_the_report(tmp_path):
+    report = fixtures.evaluate_on_synthetic("reference-dual", tmp_path / "data", n_images=6, device="cpu", cache=False)
+    assert report["model"]["name"] == "reference-dual" and report["model"]["config_name"] == "tiny"
+    assert report["corpus"]["name"] == "synthetic" and report["corpus"]["n_images"] == 6
+    assert report["settings"]["device"] == "cpu"
+    for direction in ("i2t", "t2i"):
+        assert 0.0 <= report["instance"][direction]["R@1"] <= 1.0

@@ -84,3 +84,24 @@ def list_models_in_fresh_process(module: str, *, plugin: str, distribution: str)
     env = {**os.environ, "FICO_LOAD_PLUGINS": plugin}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def evaluate_on_synthetic(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    config: str = "tiny",
+    n_images: int = 12,
+    seed: int = 0,
+    device: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """The whole path a user takes: load `name` (random weights of `config`), evaluate it on a small
+    synthetic corpus written under `root`, and return the report as a dict. `device`, when given,
+    is used for both; `options` go to `fico_registry.evaluate` (cache=False, batch_size=4, ...)."""
+    from fico_registry import evaluate, load_model
+    from fico_registry.data import synthetic
+
+    corpus = synthetic(n_images=n_images, seed=seed, root=root)
+    on = {} if device is None else {"device": device}
+    return evaluate(load_model(name, config=config, **on), corpus, **on, **options).to_dict()
