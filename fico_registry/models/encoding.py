@@ -86,7 +86,8 @@ def encode_side(
     if cache is None or cache_key is None:
         outputs = _concat(encode_block.all_blocks(0, n, progress, f"encoding {side}s ({model.name})"))
         return EncodeResult(outputs, n, encode_block.seconds, False, encode_block.batches, batch_size)
-    outputs = cache.get_or_encode(cache_key, n, encode_block, block_size=batch_size * 4, progress=bool(progress) if progress is not None else True, as_torch=True)
+    shown = bool(progress) if progress is not None else True
+    outputs = cache.get_or_encode(cache_key, n, encode_block, block_size=batch_size * 4, progress=shown, as_torch=True)
     from_cache = encode_block.batches == 0
     if from_cache:
         cache_notice(cache, cache_key, n, side, progress)

@@ -162,7 +162,7 @@ def build(*, spec: ModelSpec, config: Mapping[str, Any], checkpoint: Path | str 
 
     model = load_retrieval_model(config, checkpoint)
     vocab_size = model.config.qformer_config.vocab_size
-    tokenizer = bert_tokenizer(find_vocab(config, checkpoint), vocab_size, embedder="the Q-Former")  # LAVIS's uncased BERT
+    tokenizer = bert_tokenizer(find_vocab(config, checkpoint), vocab_size, embedder="the Q-Former")  # uncased
     model.requires_grad_(False)
     model.to(device)
     # The ViT carries the cost; the Q-Former, queries and heads stay fp32 as transformers keeps them.
