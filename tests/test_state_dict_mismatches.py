@@ -52,3 +52,14 @@ def test_strict_load_raises_with_the_parts_and_loads_when_it_fits():
     bad.pop("0.bias")
     with pytest.raises(CheckpointError, match=r"^ckpt does not match the architecture: missing keys: 0\.bias$"):
         strict_load_state_dict(net, bad, what="ckpt")
+
+
+def test_saved_options_of_a_namespace_or_a_dict():
+    import argparse
+
+    from fico_registry.plugin_api import saved_options
+
+    assert saved_options(argparse.Namespace(embed_size=8, bi_gru=True), where="ck") == {"embed_size": 8, "bi_gru": True}
+    assert saved_options({"a": 1}, where="ck") == {"a": 1}
+    with pytest.raises(CheckpointError, match=r"^ck: checkpoint\['opt'\] is NoneType, not the argparse.Namespace train.py"):
+        saved_options(None, where="ck", saved_by="train.py")

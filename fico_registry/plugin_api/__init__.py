@@ -54,6 +54,7 @@ _LAZY = {
     # safe checkpoint reading (never unpickles arbitrary objects)
     "load_torch_checkpoint": "fico_registry.plugin_api.checkpoints",
     "strict_load_state_dict": "fico_registry.plugin_api.checkpoints",
+    "saved_options": "fico_registry.plugin_api.checkpoints",
     "state_dict_mismatches": "fico_registry.plugin_api.checkpoints",
     "restricted_unpickle": "fico_registry.plugin_api.checkpoints",
     # caption tokenisation and word vocabularies (SCAN / IMRAM / VSRN style)
@@ -144,6 +145,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.plugin_api.captions import tokenize_caption as tokenize_caption
     from fico_registry.plugin_api.checkpoints import load_torch_checkpoint as load_torch_checkpoint
     from fico_registry.plugin_api.checkpoints import restricted_unpickle as restricted_unpickle
+    from fico_registry.plugin_api.checkpoints import saved_options as saved_options
     from fico_registry.plugin_api.checkpoints import state_dict_mismatches as state_dict_mismatches
     from fico_registry.plugin_api.checkpoints import strict_load_state_dict as strict_load_state_dict
     from fico_registry.plugin_api.compat import ensure_torchvision as ensure_torchvision

@@ -99,6 +99,19 @@ def restricted_unpickle(
         raise CheckpointError(f"{path}: {exc}") from None
 
 
+def saved_options(opt: Any, *, where: str, saved_by: str = "the original training script") -> dict[str, Any]:
+    """The options an original checkpoint stored under 'opt' (the argparse.Namespace SCAN-lineage
+    train.py scripts pickle, or a dict) as a plain dict; anything else is a CheckpointError."""
+    if isinstance(opt, argparse.Namespace):
+        opt = vars(opt)
+    if not isinstance(opt, Mapping):
+        raise CheckpointError(
+            f"{where}: checkpoint['opt'] is {type(opt).__name__}, not the argparse.Namespace {saved_by} saves; "
+            "the architecture cannot be rebuilt without it"
+        )
+    return dict(opt)
+
+
 def state_dict_mismatches(
     expected: Mapping[str, Any],
     state: Mapping[str, Any],
