@@ -34,19 +34,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _tasks import make_task
 
 PROTOCOLS = {"full": (10, 100, None), "top-k": (10, 100)}
-
-
-def make_task(n_images: int, cpi: int, dim: int, n_classes: int = 80, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    img = rng.standard_normal((n_images, dim)).astype(np.float32)
-    c2i = np.repeat(np.arange(n_images), cpi)
-    txt = (0.5 * img[c2i] + rng.standard_normal((len(c2i), dim))).astype(np.float32)
-    freq = rng.dirichlet(np.full(n_classes, 0.5)) * 3.0
-    labels = (rng.random((n_images, n_classes)) < np.clip(freq, 0.002, 0.6)).astype(np.float32)
-    labels[labels.sum(1) == 0, rng.integers(0, n_classes)] = 1
-    return img, txt, c2i, labels
 
 
 def peak_rss_bytes() -> int:

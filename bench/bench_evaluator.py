@@ -22,18 +22,7 @@ import warnings
 
 import numpy as np
 import torch
-
-
-def make_task(n_images: int, cpi: int, dim: int, n_classes: int = 80, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    img = rng.standard_normal((n_images, dim)).astype(np.float32)
-    c2i = np.repeat(np.arange(n_images), cpi)
-    txt = (0.5 * img[c2i] + rng.standard_normal((len(c2i), dim))).astype(np.float32)
-    # COCO-like: ~3 labels per image, some classes far more frequent than others
-    freq = rng.dirichlet(np.full(n_classes, 0.5)) * 3.0
-    labels = (rng.random((n_images, n_classes)) < np.clip(freq, 0.002, 0.6)).astype(np.float32)
-    labels[labels.sum(1) == 0, rng.integers(0, n_classes)] = 1
-    return img, txt, c2i, labels
+from _tasks import make_task
 
 
 def timed(fn, repeat: int):

@@ -80,3 +80,15 @@ def test_the_error_names_the_file_the_option_and_the_config_key(tmp_path: Path) 
     text = str(error)
     assert "used f30k_precomp_vocab.json (its opt.vocab_path = './vocab/')" in text
     assert "config={'vocab_path': '/path/to/f30k_precomp_vocab.json'}" in text
+
+
+def test_checkpoints_in_folder_takes_exactly_the_members(tmp_path):
+    from fico_registry.plugin_api import checkpoints_in_folder
+
+    for name in ("b.pth.tar", "a.pth", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    assert checkpoints_in_folder(tmp_path, 2, model="m") == [tmp_path / "a.pth", tmp_path / "b.pth.tar"]
+    with pytest.raises(CheckpointError, match=r"must hold exactly three checkpoint files, found a\.pth, b\.pth\.tar"):
+        checkpoints_in_folder(tmp_path, 3, model="m")
+    with pytest.raises(CheckpointError, match=r"^m: the checkpoint must be a folder with the two member .* \(or X\); "):
+        checkpoints_in_folder(tmp_path / "a.pth", 2, model="m", alternative=" (or X)")

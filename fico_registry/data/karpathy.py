@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,55 +154,20 @@ def load_karpathy(
 
 
 # -- dataset loaders (registered in fico_registry.builtins) -------------------------------------
-def load_coco(
-    root: str | os.PathLike | None = None,
-    split: str = "test",
-    *,
-    captions_per_image: int | None = None,
-    image_root: str | os.PathLike | None = None,
-    labels: str | os.PathLike | bool = "auto",
-    regions: str | os.PathLike | bool = "auto",
-    region_ids: str = "auto",
-) -> Corpus:
-    """MS-COCO 2014 Karpathy split from `root` (see `load_dataset_folder` for the options)."""
-    return load_dataset_folder(
-        "coco", root, split, captions_per_image=captions_per_image, image_root=image_root,
-        labels=labels, regions=regions, region_ids=region_ids,
-    )  # fmt: skip
+def _folder_loader(dataset: str, title: str) -> Callable[..., Corpus]:
+    """The registered loader of one Karpathy dataset: `load_dataset_folder` with the dataset name bound."""
+
+    def load(root: str | os.PathLike | None = None, split: str = "test", **options: Any) -> Corpus:
+        return load_dataset_folder(dataset, root, split, **options)
+
+    load.__name__ = load.__qualname__ = f"load_{dataset}"
+    load.__doc__ = f"{title} Karpathy split from `root` (keyword options: see `load_dataset_folder`)."
+    return load
 
 
-def load_flickr30k(
-    root: str | os.PathLike | None = None,
-    split: str = "test",
-    *,
-    captions_per_image: int | None = None,
-    image_root: str | os.PathLike | None = None,
-    labels: str | os.PathLike | bool = "auto",
-    regions: str | os.PathLike | bool = "auto",
-    region_ids: str = "auto",
-) -> Corpus:
-    """Flickr30K Karpathy split from `root` (see `load_dataset_folder` for the options)."""
-    return load_dataset_folder(
-        "flickr30k", root, split, captions_per_image=captions_per_image, image_root=image_root,
-        labels=labels, regions=regions, region_ids=region_ids,
-    )  # fmt: skip
-
-
-def load_flickr8k(
-    root: str | os.PathLike | None = None,
-    split: str = "test",
-    *,
-    captions_per_image: int | None = None,
-    image_root: str | os.PathLike | None = None,
-    labels: str | os.PathLike | bool = "auto",
-    regions: str | os.PathLike | bool = "auto",
-    region_ids: str = "auto",
-) -> Corpus:
-    """Flickr8K Karpathy split from `root` (see `load_dataset_folder` for the options)."""
-    return load_dataset_folder(
-        "flickr8k", root, split, captions_per_image=captions_per_image, image_root=image_root,
-        labels=labels, regions=regions, region_ids=region_ids,
-    )  # fmt: skip
+load_coco = _folder_loader("coco", "MS-COCO 2014")
+load_flickr30k = _folder_loader("flickr30k", "Flickr30K")
+load_flickr8k = _folder_loader("flickr8k", "Flickr8K")
 
 
 def default_root(dataset: str) -> Path:

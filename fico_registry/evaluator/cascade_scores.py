@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from fico_registry.errors import ModelOutputError, OptionError
-from fico_registry.evaluator.query_time import take
+from fico_registry.evaluator.query_time import OverFirstStage, take
 from fico_registry.evaluator.similarity import score_block
 from fico_registry.evaluator.sources import ScoreSource, checked_block
 
@@ -205,7 +205,7 @@ class IndexScores:
 
 
 @dataclass
-class CascadeScores:
+class CascadeScores(OverFirstStage):
     """One direction of a cascade: the first stage's top k (and its boundary tie group) re-ranked.
 
     The block is float64: first-stage scores (float32 or integer, exact in float64) below, and the
@@ -227,14 +227,6 @@ class CascadeScores:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise OptionError(f"cascade k must be a positive integer, got {self.k}")
-
-    @property
-    def n_queries(self) -> int:
-        return self.first.n_queries
-
-    @property
-    def n_candidates(self) -> int:
-        return self.first.n_candidates
 
     def cell_bytes(self) -> int:
         return self.first.cell_bytes() + 16  # the float64 output and the re-ranked mask

@@ -82,8 +82,22 @@ def cross_attention_matrix(
     return out
 
 
+class OverFirstStage:
+    """A score source that re-scores another one, `first`: the same queries and candidates."""
+
+    first: Any
+
+    @property
+    def n_queries(self) -> int:
+        return self.first.n_queries
+
+    @property
+    def n_candidates(self) -> int:
+        return self.first.n_candidates
+
+
 @dataclass
-class RerankScores:
+class RerankScores(OverFirstStage):
     """A direction's scores after fusion re-rank of each query's first-stage top-k.
 
     outside="keep": the re-ranked top-k come first (ordered by the fused score, ties kept), then
@@ -101,14 +115,6 @@ class RerankScores:
     pair_batch: int = 256
     cost: ScorerCost = field(default_factory=ScorerCost)
     fresh_blocks: bool = True
-
-    @property
-    def n_queries(self) -> int:
-        return self.first.n_queries
-
-    @property
-    def n_candidates(self) -> int:
-        return self.first.n_candidates
 
     def cell_bytes(self) -> int:
         return self.first.cell_bytes() + 4

@@ -90,42 +90,59 @@ def encode_side(
     progress: bool | None = None,
 ) -> EncodeResult:
     """Encode every item of `source` ("image" or "text" side) in batches of `batch_size`."""
-    encode = model.encode_images if side == "image" else model.encode_texts
-    timer = _EncodeTimer()
-
-    def encode_block(start: int, stop: int) -> Any:
-        parts = []
-        for s in range(start, stop, batch_size):
-            batch = source.batch(s, min(stop, s + batch_size))
-            began = time.perf_counter()
-            with torch.inference_mode():
-                out = encode(batch)
-            _synchronise(out)
-            timer.seconds += time.perf_counter() - began
-            timer.batches += 1
-            parts.append(_to_cpu(out))
-        return _concat(parts)
-
+    encode_block = _BlockEncoder(model, source, side, batch_size)
     n = source.n
     if cache is None or cache_key is None:
-        from fico_registry.runtime.progress import progress_bar
-
-        parts = []
-        with progress_bar(progress, f"encoding {side}s ({model.name})", n) as advance:
-            for s in range(0, n, batch_size * 4):
-                stop = min(n, s + batch_size * 4)
-                parts.append(encode_block(s, stop))
-                advance(stop - s)
-        outputs = _concat(parts)
-        return EncodeResult(outputs, n, timer.seconds, False, timer.batches, batch_size)
-    outputs = cache.get_or_encode(
-        cache_key, n, encode_block, block_size=batch_size * 4,
-        progress=bool(progress) if progress is not None else True, as_torch=True,
-    )
-    from_cache = timer.batches == 0
+        outputs = _concat(encode_block.all_blocks(0, n, progress, f"encoding {side}s ({model.name})"))
+        return EncodeResult(outputs, n, encode_block.seconds, False, encode_block.batches, batch_size)
+    shown = bool(progress) if progress is not None else True
+    outputs = cache.get_or_encode(cache_key, n, encode_block, block_size=batch_size * 4, progress=shown, as_torch=True)
+    from_cache = encode_block.batches == 0
     if from_cache:
         cache_notice(cache, cache_key, n, side, progress)
-    return EncodeResult(_as_torch(outputs), n, timer.seconds, from_cache, timer.batches, batch_size)
+    return EncodeResult(_as_torch(outputs), n, encode_block.seconds, from_cache, encode_block.batches, batch_size)
+
+
+class _BlockEncoder:
+    """Encodes items [start, stop) of one side in batches; times only the encoder calls.
+
+    Called with one block (what the embedding cache asks for), or over a range in blocks of
+    4 batches with a progress bar (`all_blocks`).
+    """
+
+    def __init__(self, model: Any, source: InputSource, side: str, batch_size: int) -> None:
+        self.encode = model.encode_images if side == "image" else model.encode_texts
+        self.source = source
+        self.batch_size = batch_size
+        self.seconds = 0.0
+        self.batches = 0
+        self.items = 0
+
+    def __call__(self, start: int, stop: int) -> Any:
+        parts = []
+        for s in range(start, stop, self.batch_size):
+            batch = self.source.batch(s, min(stop, s + self.batch_size))
+            began = time.perf_counter()
+            with torch.inference_mode():
+                out = self.encode(batch)
+            _synchronise(out)
+            self.seconds += time.perf_counter() - began
+            self.batches += 1
+            parts.append(_to_cpu(out))
+        self.items += stop - start
+        return _concat(parts)
+
+    def all_blocks(self, lo: int, hi: int, progress: bool | None, label: str) -> list[Any]:
+        from fico_registry.runtime.progress import progress_bar
+
+        block = self.batch_size * 4
+        parts = []
+        with progress_bar(progress, label, hi - lo) as advance:
+            for s in range(lo, hi, block):
+                stop = min(hi, s + block)
+                parts.append(self(s, stop))
+                advance(stop - s)
+        return parts
 
 
 def cache_notice(cache: Any, cache_key: dict[str, Any], n: int, side: str, progress: bool | None) -> None:
@@ -165,25 +182,8 @@ def encode_side_sharded(
     `extra["encoded_items"]` counts the items this rank encoded itself.
     """
     from fico_registry.evaluator.sharded import split
-    from fico_registry.runtime.progress import progress_bar
 
-    encode = model.encode_images if side == "image" else model.encode_texts
-    timer = _EncodeTimer()
-
-    def encode_block(start: int, stop: int) -> Any:
-        parts = []
-        for s in range(start, stop, batch_size):
-            batch = source.batch(s, min(stop, s + batch_size))
-            began = time.perf_counter()
-            with torch.inference_mode():
-                out = encode(batch)
-            _synchronise(out)
-            timer.seconds += time.perf_counter() - began
-            timer.batches += 1
-            parts.append(_to_cpu(out))
-        timer.items += stop - start
-        return _concat(parts)
-
+    encode_block = _BlockEncoder(model, source, side, batch_size)
     n = source.n
     shown = progress if sharding.rank == 0 else False
     error: BaseException | None = None
@@ -205,21 +205,16 @@ def encode_side_sharded(
                 "--no-cache / cache=False"
             )
         outputs = cache.consolidate(cache_key, wait=True, poll_seconds=0.1, as_torch=True)
-        if timer.items == 0 and sharding.rank == 0:
+        if encode_block.items == 0 and sharding.rank == 0:
             cache_notice(cache, cache_key, n, side, shown)
         return EncodeResult(
-            _as_torch(outputs), n, timer.seconds, timer.items == 0, timer.batches, batch_size,
-            extra={"encoded_items": timer.items},
+            _as_torch(outputs), n, encode_block.seconds, encode_block.items == 0, encode_block.batches, batch_size,
+            extra={"encoded_items": encode_block.items},
         )
     lo, hi = split(n, sharding.world_size, sharding.rank, align=batch_size)
     part = None
     try:
-        parts = []
-        with progress_bar(shown, f"encoding {side}s ({model.name}, rank slice)", hi - lo) as advance:
-            for s in range(lo, hi, batch_size * 4):
-                stop = min(hi, s + batch_size * 4)
-                parts.append(encode_block(s, stop))
-                advance(stop - s)
+        parts = encode_block.all_blocks(lo, hi, shown, f"encoding {side}s ({model.name}, rank slice)")
         part = _concat(parts) if parts else None
     except Exception as exc:
         error = exc
@@ -237,7 +232,8 @@ def encode_side_sharded(
     else:
         outputs = sharding.gather_rows(part, counts)
     return EncodeResult(
-        outputs, n, timer.seconds, False, timer.batches, batch_size, extra={"encoded_items": timer.items}
+        outputs, n, encode_block.seconds, False, encode_block.batches, batch_size,
+        extra={"encoded_items": encode_block.items},
     )
 
 

@@ -4,6 +4,7 @@ A plugin (a pip distribution with an entry point in the group `fico_registry`) i
 from `fico_registry.errors`, and from the top-level `fico_registry` names (load_model, evaluate, ...):
 
     from fico_registry.plugin_api import ModelSpec, Family, OutputKind, hookimpl       # cards + hooks
+    from fico_registry.plugin_api import TrainerSpec, trainer_hook                     # fico train recipes
     from fico_registry.plugin_api import load_torch_checkpoint, strict_load_state_dict # helper kit
     from fico_registry.plugin_api.testing import check_model                          # conformance kit
     from fico_registry.plugin_api.training import Checkpointer, autocast              # training kit
@@ -37,6 +38,7 @@ from fico_registry.plugin_api.cards import (
     Scorer,
     TrainerSpec,
 )
+from fico_registry.plugin_api.hooks import trainer_hook
 from fico_registry.plugin_api.hookspecs import hookimpl
 from fico_registry.plugin_api.registry import (
     get_dataset_spec,
@@ -52,6 +54,8 @@ _LAZY = {
     # safe checkpoint reading (never unpickles arbitrary objects)
     "load_torch_checkpoint": "fico_registry.plugin_api.checkpoints",
     "strict_load_state_dict": "fico_registry.plugin_api.checkpoints",
+    "saved_options": "fico_registry.plugin_api.checkpoints",
+    "state_dict_mismatches": "fico_registry.plugin_api.checkpoints",
     "restricted_unpickle": "fico_registry.plugin_api.checkpoints",
     # caption tokenisation and word vocabularies (SCAN / IMRAM / VSRN style)
     "CaptionTokenizer": "fico_registry.plugin_api.captions",
@@ -62,6 +66,11 @@ _LAZY = {
     "save_vocab_json": "fico_registry.plugin_api.captions",
     "load_vocab": "fico_registry.plugin_api.captions",
     "find_vocab_file": "fico_registry.plugin_api.captions",
+    # BERT text sides (ADV / BLIP-2 / X-VLM): BERT-base's sizes, WordPiece vocabularies
+    "BERT_BASE_UNCASED": "fico_registry.plugin_api.bert",
+    "read_bert_vocab": "fico_registry.plugin_api.bert",
+    "bert_tokenizer": "fico_registry.plugin_api.bert",
+    "tiny_bert_char_vocab": "fico_registry.plugin_api.bert",
     # original run folders: the checkpoint in a folder, side files its options name
     "checkpoint_in_run_folder": "fico_registry.plugin_api.run_folders",
     "find_original_file": "fico_registry.plugin_api.run_folders",
@@ -70,6 +79,7 @@ _LAZY = {
     "ImagePreprocessor": "fico_registry.plugin_api.image_preprocess",
     "encode_pixels": "fico_registry.plugin_api.image_preprocess",
     "RegionFeatures": "fico_registry.plugin_api.region_features",
+    "checkpoints_in_folder": "fico_registry.plugin_api.run_folders",
     # environment
     "ensure_torchvision": "fico_registry.plugin_api.compat",
     "fico_home": "fico_registry.models.loading",
@@ -103,6 +113,7 @@ __all__ = [
     "hookimpl",
     "list_models",
     "resolve_callable",
+    "trainer_hook",
     *_LAZY,
 ]
 
@@ -124,6 +135,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.data.cache import embedding_key as embedding_key
     from fico_registry.models.loading import fico_home as fico_home
     from fico_registry.models.loading import sha256_of as sha256_of
+    from fico_registry.plugin_api.bert import BERT_BASE_UNCASED as BERT_BASE_UNCASED
+    from fico_registry.plugin_api.bert import bert_tokenizer as bert_tokenizer
+    from fico_registry.plugin_api.bert import read_bert_vocab as read_bert_vocab
+    from fico_registry.plugin_api.bert import tiny_bert_char_vocab as tiny_bert_char_vocab
     from fico_registry.plugin_api.captions import CaptionTokenizer as CaptionTokenizer
     from fico_registry.plugin_api.captions import Vocabulary as Vocabulary
     from fico_registry.plugin_api.captions import build_vocab as build_vocab
@@ -134,11 +149,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from fico_registry.plugin_api.captions import tokenize_caption as tokenize_caption
     from fico_registry.plugin_api.checkpoints import load_torch_checkpoint as load_torch_checkpoint
     from fico_registry.plugin_api.checkpoints import restricted_unpickle as restricted_unpickle
+    from fico_registry.plugin_api.checkpoints import saved_options as saved_options
+    from fico_registry.plugin_api.checkpoints import state_dict_mismatches as state_dict_mismatches
     from fico_registry.plugin_api.checkpoints import strict_load_state_dict as strict_load_state_dict
     from fico_registry.plugin_api.compat import ensure_torchvision as ensure_torchvision
     from fico_registry.plugin_api.image_preprocess import ImagePreprocessor as ImagePreprocessor
     from fico_registry.plugin_api.image_preprocess import encode_pixels as encode_pixels
     from fico_registry.plugin_api.region_features import RegionFeatures as RegionFeatures
     from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder as checkpoint_in_run_folder
+    from fico_registry.plugin_api.run_folders import checkpoints_in_folder as checkpoints_in_folder
     from fico_registry.plugin_api.run_folders import find_original_file as find_original_file
     from fico_registry.plugin_api.run_folders import missing_original_file as missing_original_file

@@ -138,8 +138,10 @@ class Vocabulary:
         self.unk = words[UNK]
 
     @classmethod
-    def from_words(cls, words: Iterable[str], *, source: str = "word list") -> Vocabulary:
+    def from_words(cls, words: list[str] | tuple[str, ...], *, source: str = "word list") -> Vocabulary:
         """The four special tokens, then each new word in order (as the originals' build_vocab)."""
+        if not isinstance(words, (list, tuple)):  # a string would become one word per character
+            raise ConfigError(f"{source} must be a list of words, got {type(words).__name__}")
         word2idx: dict[str, int] = {}
         for word in (*SPECIAL_TOKENS, *words):
             if not isinstance(word, str):

@@ -85,6 +85,17 @@ class Checkpoint:
             raise SpecError(f"Checkpoint.sha256 must be 64 lower-case hex digits, got {self.sha256!r}")
 
 
+def _check_name(value: Any, what: str) -> None:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise SpecError(f"{what} {value!r} must be lower-case letters, digits, '.', '_' or '-'")
+
+
+def _check_callable_path(value: Any, what: str) -> None:
+    """A "module:callable" string, imported only when it is used."""
+    if not isinstance(value, str) or not _FACTORY.match(value):
+        raise SpecError(f"{what} must be a 'package.module:callable' string, got {value!r}")
+
+
 def _check_json(value: Any, where: str) -> None:
     try:
         json.dumps(value, allow_nan=False)
@@ -126,8 +137,7 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise in place once
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise SpecError(f"model name {self.name!r} must be lower-case letters, digits, '.', '_' or '-'")
+        _check_name(self.name, "model name")
         try:
             set_(self, "family", Family(self.family))
         except ValueError:
@@ -138,8 +148,7 @@ class ModelSpec:
             raise SpecError(
                 f"{self.name}: output must be one of binary, continuous, similarity; got {self.output!r}"
             ) from None
-        if not isinstance(self.factory, str) or not _FACTORY.match(self.factory):
-            raise SpecError(f"{self.name}: factory must be a 'package.module:callable' string, got {self.factory!r}")
+        _check_callable_path(self.factory, f"{self.name}: factory")
         self._check_configs()
         for attr in ("image_input", "text_input"):
             if not isinstance(getattr(self, attr), str) or not getattr(self, attr):
@@ -255,10 +264,8 @@ class DatasetSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise SpecError(f"dataset name {self.name!r} must be lower-case letters, digits, '.', '_' or '-'")
-        if not isinstance(self.loader, str) or not _FACTORY.match(self.loader):
-            raise SpecError(f"{self.name}: loader must be a 'package.module:callable' string, got {self.loader!r}")
+        _check_name(self.name, "dataset name")
+        _check_callable_path(self.loader, f"{self.name}: loader")
         object.__setattr__(self, "splits", tuple(self.splits))
         if self.default_split not in self.splits:
             raise SpecError(f"{self.name}: default_split {self.default_split!r} is not one of {self.splits}")
@@ -291,12 +298,10 @@ class FeatureSpec:
     distribution: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
-            raise SpecError(f"feature name {self.name!r} must be lower-case letters, digits, '.', '_' or '-'")
+        _check_name(self.name, "feature name")
         if self.modality not in ("image", "text"):
             raise SpecError(f"{self.name}: modality must be 'image' or 'text', got {self.modality!r}")
-        if not isinstance(self.factory, str) or not _FACTORY.match(self.factory):
-            raise SpecError(f"{self.name}: factory must be a 'package.module:callable' string")
+        _check_callable_path(self.factory, f"{self.name}: factory")
         if not isinstance(self.dim, int) or self.dim <= 0:
             raise SpecError(f"{self.name}: dim must be a positive integer")
         if "default" not in self.configs:
@@ -330,10 +335,8 @@ class TrainerSpec:
         return self.model
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not _NAME.match(self.model):
-            raise SpecError(f"trainer model name {self.model!r} must be lower-case letters, digits, '.', '_' or '-'")
-        if not isinstance(self.factory, str) or not _FACTORY.match(self.factory):
-            raise SpecError(f"trainer for {self.model}: factory must be a 'package.module:callable' string")
+        _check_name(self.model, "trainer model name")
+        _check_callable_path(self.factory, f"trainer for {self.model}: factory")
         _check_json(dict(self.defaults), f"trainer for {self.model}: defaults")
 
     def to_dict(self) -> dict[str, Any]:

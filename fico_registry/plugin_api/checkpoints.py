@@ -13,7 +13,7 @@ import io
 import os
 import pickle
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,27 +99,57 @@ def restricted_unpickle(
         raise CheckpointError(f"{path}: {exc}") from None
 
 
+def saved_options(opt: Any, *, where: str, saved_by: str = "the original training script") -> dict[str, Any]:
+    """The options an original checkpoint stored under 'opt' (the argparse.Namespace SCAN-lineage
+    train.py scripts pickle, or a dict) as a plain dict; anything else is a CheckpointError."""
+    if isinstance(opt, argparse.Namespace):
+        opt = vars(opt)
+    if not isinstance(opt, Mapping):
+        raise CheckpointError(
+            f"{where}: checkpoint['opt'] is {type(opt).__name__}, not the argparse.Namespace {saved_by} saves; "
+            "the architecture cannot be rebuilt without it"
+        )
+    return dict(opt)
+
+
+def state_dict_mismatches(
+    expected: Mapping[str, Any],
+    state: Mapping[str, Any],
+    *,
+    optional: Collection[str] = (),
+    sides: tuple[str, str] = ("checkpoint", "model"),
+) -> list[str]:
+    """Why `state` does not load strictly where `expected` (a module's state dict) does, in parts:
+    "missing keys: ...", "unexpected keys: ...", "shape mismatches: ..."; empty when it fits.
+
+    Keys in `optional` may be absent (e.g. buffers the model re-derives); `sides` names the two
+    shapes in the message. Values without a shape are not compared.
+    """
+    missing = [k for k in expected if k not in state and k not in optional]
+    unexpected = [k for k in state if k not in expected]
+    theirs, ours = sides
+    shapes = [
+        f"{k}: {theirs} {tuple(v.shape)} vs {ours} {tuple(expected[k].shape)}"
+        for k, v in state.items()
+        if k in expected and hasattr(v, "shape") and tuple(v.shape) != tuple(expected[k].shape)
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing keys: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+    if unexpected:
+        parts.append(f"unexpected keys: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
+    if shapes:
+        parts.append(f"shape mismatches: {'; '.join(shapes[:5])}")
+    return parts
+
+
 def strict_load_state_dict(module: Any, state: Mapping[str, Any], *, what: str, assign: bool = False) -> None:
     """load_state_dict(strict=True) with an error naming every missing / unexpected key and shape.
 
     assign=True adopts the checkpoint's tensors instead of copying into the module's (for modules
     built on the meta device).
     """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
-        if shapes:
-            parts.append(f"shape mismatches: {'; '.join(shapes[:5])}")
+    parts = state_dict_mismatches(module.state_dict(), state)
+    if parts:
         raise CheckpointError(f"{what} does not match the architecture: " + " | ".join(parts))
     module.load_state_dict(state, strict=True, assign=assign)

@@ -145,6 +145,10 @@ class Registry:
             self._collect(hook)
 
     # -- loading ---------------------------------------------------------------------------
+    def _report_on(self, info: PluginInfo, stage: str, error: str, *, detail: str = "", level: str = "error") -> None:
+        """A problem of a plugin already in `infos` (name, distribution and version from `info`)."""
+        self._report(PluginProblem(info.name, info.distribution, info.version, stage, error, detail, level))
+
     def _report(self, problem: PluginProblem) -> None:
         if problem.level == "warning":
             self.warnings.append(problem)
@@ -191,33 +195,27 @@ class Registry:
     def _check_hooks(self, plugin: Any, info: PluginInfo) -> None:
         """A misspelled hook or a missing @hookimpl registers nothing: say so instead of showing ok."""
         for mistake in plugin_checks.hook_mistakes(plugin):
-            self._report(PluginProblem(info.name, info.distribution, info.version, "hooks", mistake))
+            self._report_on(info, "hooks", mistake)
         if not info.hooks:
             example = "@hookimpl def fico_models(register): ..."
-            self._report(
-                PluginProblem(
-                    info.name, info.distribution, info.version, "hooks",
-                    f"implements no hook, so it registers nothing (expected e.g. `{example}` in {info.module})",
-                )
+            self._report_on(
+                info, "hooks",
+                f"implements no hook, so it registers nothing (expected e.g. `{example}` in {info.module})",
             )
 
     def _check_import_cost(self, info: PluginInfo, ms: float, heavy: list[str]) -> None:
         info.import_ms = round(ms, 1)
         if heavy:
-            self._report(
-                PluginProblem(
-                    info.name, info.distribution, info.version, "import",
-                    f"importing {info.module} imports {', '.join(heavy)} ({ms:.0f} ms), which slows down every "
-                    "`fico` command: import it inside the factory (model.py) instead", level="warning",
-                )
+            self._report_on(
+                info, "import",
+                f"importing {info.module} imports {', '.join(heavy)} ({ms:.0f} ms), which slows down every "
+                "`fico` command: import it inside the factory (model.py) instead", level="warning",
             )
         elif ms > plugin_checks.slow_import_ms():
-            self._report(
-                PluginProblem(
-                    info.name, info.distribution, info.version, "import",
-                    f"importing {info.module} takes {ms:.0f} ms (threshold {plugin_checks.slow_import_ms():.0f} ms, "
-                    "FICO_SLOW_PLUGIN_MS): keep plugin.py to the cards", level="warning",
-                )
+            self._report_on(
+                info, "import",
+                f"importing {info.module} takes {ms:.0f} ms (threshold {plugin_checks.slow_import_ms():.0f} ms, "
+                "FICO_SLOW_PLUGIN_MS): keep plugin.py to the cards", level="warning",
             )
 
     def _load_entry_points(self) -> None:
@@ -291,14 +289,8 @@ class Registry:
 
     def _accept(self, spec_type: type[Any], spec: Any, info: PluginInfo, hook_name: str) -> str | None:
         if not isinstance(spec, spec_type):
-            self._report(
-                PluginProblem(
-                    info.name,
-                    info.distribution,
-                    info.version,
-                    hook_name,
-                    f"register() expects a {spec_type.__name__}, got {type(spec).__name__}: {spec!r:.120}",
-                )
+            self._report_on(
+                info, hook_name, f"register() expects a {spec_type.__name__}, got {type(spec).__name__}: {spec!r:.120}"
             )
             return None
         if spec.distribution is None and info.distribution is not None:
@@ -309,12 +301,10 @@ class Registry:
         missing = self._factory_checked.get(path) if path else None
         if missing is not None:
             field_name = "loader" if spec_type is DatasetSpec else "factory"
-            self._report(
-                PluginProblem(
-                    info.name, info.distribution, info.version, hook_name,
-                    f"{spec.name}: {field_name} {path!r} does not resolve ({missing}; looked up without importing "
-                    f"it); {spec.name!r} skipped",
-                )
+            self._report_on(
+                info, hook_name,
+                f"{spec.name}: {field_name} {path!r} does not resolve ({missing}; looked up without importing "
+                f"it); {spec.name!r} skipped",
             )
             return None
         if spec_type in self._claims:
@@ -325,12 +315,10 @@ class Registry:
         }
         table, listed = tables[spec_type]
         if spec.name in table:
-            self._report(
-                PluginProblem(
-                    info.name, info.distribution, info.version, hook_name,
-                    f"{spec_type.__name__} {spec.name!r} is already registered by "
-                    f"{table[spec.name].distribution}; skipped",
-                )
+            self._report_on(
+                info, hook_name,
+                f"{spec_type.__name__} {spec.name!r} is already registered by "
+                f"{table[spec.name].distribution}; skipped",
             )
             return None
         table[spec.name] = spec
@@ -348,12 +336,10 @@ class Registry:
         owners = _owner_keys(spec, info)
         same_owner = [n for n in names if any((o, n) in qualified for o in owners)]
         if same_owner:
-            self._report(
-                PluginProblem(
-                    info.name, info.distribution, info.version, hook_name,
-                    f"{kind.__name__} name {same_owner[0]!r} is already registered by "
-                    f"{info.distribution or info.name}; {spec.name!r} skipped",
-                )
+            self._report_on(
+                info, hook_name,
+                f"{kind.__name__} name {same_owner[0]!r} is already registered by "
+                f"{info.distribution or info.name}; {spec.name!r} skipped",
             )
             return None
         for name in names:
@@ -447,12 +433,7 @@ class Registry:
             try:
                 impl.function(**{arg: cli for arg in impl.argnames if arg == "cli"})
             except Exception as exc:
-                self._report(
-                    PluginProblem(
-                        info.name, info.distribution, info.version, "fico_commands", _one_line(exc),
-                        traceback.format_exc(),
-                    )
-                )
+                self._report_on(info, "fico_commands", _one_line(exc), detail=traceback.format_exc())
 
 
 def _one_line(exc: BaseException) -> str:

@@ -50,6 +50,30 @@ def checkpoint_in_run_folder(
     )
 
 
+CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
+_COUNTS = {2: "two", 3: "three"}
+
+
+def checkpoints_in_folder(
+    folder: str | os.PathLike, count: int, *, model: str, what: str = "checkpoint files", alternative: str = ""
+) -> list[Path]:
+    """The `count` checkpoint files (CHECKPOINT_SUFFIXES) of `folder`, in name order: an ensemble's members.
+
+    `alternative` (e.g. " (or set config member_checkpoints)") is said when `folder` is a file.
+    """
+    folder, number = Path(folder), _COUNTS.get(count, str(count))
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{model}: the checkpoint must be a folder with the {number} member .pth.tar files{alternative}; "
+            f"{folder} is a file"
+        )
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES))
+    if len(found) != count:
+        names = ", ".join(p.name for p in found) or "none"
+        raise CheckpointError(f"{model}: {folder} must hold exactly {number} {what}, found {names}")
+    return found
+
+
 def _parts(stored: str | os.PathLike) -> tuple[str, ...]:
     """The components of a stored path without its anchor, '.' and '..' (usable below another folder)."""
     pure = PurePath(os.fspath(stored).replace("\\", "/"))

@@ -8,6 +8,7 @@ can be redrawn from a saved file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,50 +35,62 @@ def _models(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in doc.get("models", []) if m.get("status") == "ok"]
 
 
+def _coloured_models(doc: dict[str, Any]) -> Iterator[tuple[dict[str, Any], Any]]:
+    """The measured models, each with its colour of the default cycle (the same model, the same colour)."""
+    colours = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, model in enumerate(_models(doc)):
+        yield model, colours[i % len(colours)]
+
+
 def _label(model: dict[str, Any]) -> str:
     config = model.get("config_name")
     return model["name"] + (f" ({config})" if config and config != "default" else "")
 
 
+def _plot_series(
+    ax: Any, measured: list[tuple[Any, Any]], predicted: list[tuple[Any, Any]], colour: Any, style: str, marker: str,
+    label: str,
+) -> None:
+    """Measured points joined by `style`; predicted (DNF) ones hollow, dotted on from the last measured."""
+    if measured:
+        xs, ys = zip(*measured, strict=True)
+        ax.plot(xs, ys, style, marker=marker, color=colour, label=label, markersize=4)
+    if predicted:
+        xs, ys = zip(*(measured[-1:] + predicted), strict=True)
+        ax.plot(xs, ys, ":", color=colour, linewidth=1)
+        px, py = zip(*predicted, strict=True)
+        ax.plot(px, py, linestyle="none", marker=marker, markerfacecolor="none", color=colour, markersize=6)
+
+
+def _log_log(ax: Any, xlabel: str, ylabel: str) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend(fontsize=7)
+
+
 def plot_encode_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Encode wall seconds against items encoded, per model and modality, log-log."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, model in enumerate(_models(doc)):
-        colour = colours[i % len(colours)]
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.4), dpi=120)
+    for model, colour in _coloured_models(doc):
         for side, key, style, marker in (("images", "encode_images", "-", "o"), ("texts", "encode_texts", "--", "s")):
             measured = [(s[f"n_{side}"], s["seconds"][key]) for s in model["scales"] if s["status"] == "ok"]
             predicted = [
                 (s[f"n_{side}"], s["predicted"]["seconds"][key]) for s in model["scales"] if s["status"] == "dnf"
             ]
-            if measured:
-                xs, ys = zip(*measured, strict=True)
-                ax.plot(xs, ys, style, marker=marker, color=colour, label=f"{_label(model)} {side}", markersize=4)
-            if predicted:
-                chain = measured[-1:] + predicted
-                xs, ys = zip(*chain, strict=True)
-                ax.plot(xs, ys, ":", color=colour, linewidth=1)
-                px, py = zip(*predicted, strict=True)
-                ax.plot(px, py, linestyle="none", marker=marker, markerfacecolor="none", color=colour, markersize=6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("items encoded (images or captions)")
-    ax.set_ylabel("encode wall time (s)")
+            _plot_series(ax, measured, predicted, colour, style, marker, f"{_label(model)} {side}")
+    _log_log(ax, "items encoded (images or captions)", "encode wall time (s)")
     ax.set_title("Encoding time vs collection size (hollow: predicted, DNF)", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    if ax.lines:
-        ax.legend(fontsize=7)
     return _save(fig, path)
 
 
 def plot_query_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
     """Query-time work (search, cross-attention or re-rank, both directions) against n_images * n_texts."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, model in enumerate(_models(doc)):
-        colour = colours[i % len(colours)]
+    fig, ax = _pyplot().subplots(figsize=(6.4, 4.4), dpi=120)
+    for model, colour in _coloured_models(doc):
         parts = [k for k in model["extrapolation"] if not k.startswith("encode")]
         measured = [
             (s["n_images"] * s["n_texts"], s["query"]["seconds"]) for s in model["scales"] if s["status"] == "ok"
@@ -87,22 +100,9 @@ def plot_query_time(doc: dict[str, Any], path: str | os.PathLike) -> Path:
             for s in model["scales"]
             if s["status"] == "dnf"
         ]
-        if measured:
-            xs, ys = zip(*measured, strict=True)
-            ax.plot(xs, ys, "-o", color=colour, label=f"{_label(model)}: {model['query_kind']}", markersize=4)
-        if predicted:
-            xs, ys = zip(*(measured[-1:] + predicted), strict=True)
-            ax.plot(xs, ys, ":", color=colour, linewidth=1)
-            px, py = zip(*predicted, strict=True)
-            ax.plot(px, py, linestyle="none", marker="o", markerfacecolor="none", color=colour, markersize=6)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("n_images x n_texts")
-    ax.set_ylabel("query-time work, both directions (s)")
+        _plot_series(ax, measured, predicted, colour, "-", "o", f"{_label(model)}: {model['query_kind']}")
+    _log_log(ax, "n_images x n_texts", "query-time work, both directions (s)")
     ax.set_title("Search / attention / re-rank time vs collection size", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    if ax.lines:
-        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

@@ -79,6 +79,18 @@ def _cuda_peak(device: torch.device) -> int | None:
     return int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
 
 
+def _scale_row(scale: Scale, factor: int | None, status: str) -> dict[str, Any]:
+    """The fields every row of the cost table starts with, measured ("ok") or not ("dnf")."""
+    return {
+        "scale": scale.label,
+        "short": scale.short,
+        "n_images": scale.n_images,
+        "n_texts": scale.n_texts,
+        "factor": factor,
+        "status": status,
+    }
+
+
 def _dtype_of(outputs: Any) -> str:
     first = outputs.get("embeds", next(iter(outputs.values()))) if isinstance(outputs, dict) else outputs
     return str(first.dtype).replace("torch.", "")
@@ -184,12 +196,7 @@ class ModelCosts:
         else:
             reason = "not started: " + "; ".join(over.values())
         return {
-            "scale": scale.label,
-            "short": scale.short,
-            "n_images": scale.n_images,
-            "n_texts": scale.n_texts,
-            "factor": factor,
-            "status": "dnf",
+            **_scale_row(scale, factor, "dnf"),
             "reason": reason,
             "over": sorted(over),
             "stopped": stopped is not None,
@@ -283,12 +290,7 @@ class ModelCosts:
         for component, value in seconds.items():
             self.points[component].append((scale, value))
         return {
-            "scale": scale.label,
-            "short": scale.short,
-            "n_images": scale.n_images,
-            "n_texts": scale.n_texts,
-            "factor": factor,
-            "status": "ok",
+            **_scale_row(scale, factor, "ok"),
             "encode": {"images": image_cost, "texts": text_cost},
             "query": query,
             "seconds": {k: round(v, 6) for k, v in seconds.items()},

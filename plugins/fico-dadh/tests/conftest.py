@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from fico_registry.plugin_api.fixtures import isolated_fico_home, offline_environment  # noqa: F401 (autouse)
 
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
-    monkeypatch.setenv("FICO_HOME", str(tmp_path / "fico-home"))
+offline_environment()
 
 
 def original_gen(image_dim: int, text_dim: int, hidden: int, bits: int, dropout: bool):

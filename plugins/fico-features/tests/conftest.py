@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+from fico_registry.plugin_api.fixtures import isolated_fico_home, offline_environment  # noqa: F401 (autouse)
+
+offline_environment()
 
 CAPTIONS = [
     "A man riding a red bike down the street.",
@@ -21,14 +19,6 @@ CAPTIONS = [
     "A man and a woman walk down the street",
     "two children play with a red ball in the park",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
-    import torch
-
-    torch.set_num_threads(1)
-    monkeypatch.setenv("FICO_HOME", str(tmp_path / "fico-home"))
 
 
 @pytest.fixture

@@ -9,14 +9,7 @@ from pathlib import Path
 
 from fico_hf_dual.tiny_vocab import bert_vocab, clip_vocab
 
-SENTENCES = [
-    "a red circle above a small blue square",
-    "two green triangles next to a yellow star",
-    "a large purple square in the corner",
-    "three small orange circles on a grey background",
-    "a blue star left of a red triangle",
-    "an empty white scene with one black dot",
-]
+from fico_registry.plugin_api.testing import SAMPLE_CAPTIONS
 
 
 def write_clip_bpe(folder: Path) -> None:
@@ -37,7 +30,7 @@ def write_xlmr_sentencepiece(folder: Path, vocab_size: int = 48) -> None:
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(SENTENCES * 20),
+        sentence_iterator=iter(SAMPLE_CAPTIONS * 20),
         model_writer=model,
         vocab_size=vocab_size,
         model_type="unigram",

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 from fico_hf_dual.families import FAMILIES
 from hf_fixtures import write_checkpoint_folder
 
 from fico_registry import get_model_spec, load_model
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.fixtures import list_models_in_fresh_process
 from fico_registry.plugin_api.testing import check_model, sample_batch
 
 NAMES = ["hf-clip", "hf-align", "hf-altclip", "hf-groupvit"]
-HEAVY = ("torch", "transformers", "torchvision", "open_clip", "timm")
 
 
 def test_plugin_import_is_light():
-    code = (
-        "import json, sys\n"
-        "import fico_hf_dual.plugin\n"
-        "from fico_registry import list_models\n"
-        "names = sorted(s.name for s in list_models() if s.distribution == 'fico-hf-dual')\n"
-        f"print(json.dumps({{'names': names, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
-    )
-    env = {**os.environ, "FICO_LOAD_PLUGINS": "hf-dual"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = list_models_in_fresh_process("fico_hf_dual.plugin", plugin="hf-dual", distribution="fico-hf-dual")
     assert report["heavy"] == [], f"listing models imported {report['heavy']}"
     assert report["names"] == sorted(NAMES)
 

@@ -16,6 +16,7 @@ from imram_originals import IMRAM_OPT, SPECIALS, WORDS, imram_shapes, regions, w
 import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.fixtures import evaluate_on_synthetic
 from fico_registry.plugin_api.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -140,8 +141,6 @@ def test_plugin_module_is_light() -> None:
 
 @pytest.mark.parametrize("config", ["tiny", "tiny-full"])
 def test_evaluates_a_synthetic_corpus(tmp_path: Path, config: str) -> None:
-    corpus = fico_registry.data.synthetic(n_images=12, root=tmp_path / "data")
-    report = fico_registry.evaluate(load_model("imram", config=config, device="cpu"), corpus, cache=False, device="cpu")
-    result = report.to_dict()
+    result = evaluate_on_synthetic("imram", tmp_path / "data", config=config, device="cpu", cache=False)
     for direction in ("i2t", "t2i"):
         assert 0.0 <= result["instance"][direction]["R@1"] <= 1.0

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from fico_openclip.catalog import TINY_RESNET, TINY_VIT, load_manifest
@@ -14,28 +11,15 @@ from fico_openclip.manifest import MANIFEST_PATH, build_manifest, card_name, dum
 
 from fico_registry import get_model_spec, load_model
 from fico_registry.errors import CheckpointError
+from fico_registry.plugin_api.fixtures import list_models_in_fresh_process
 from fico_registry.plugin_api.testing import check_model, sample_batch
-
-HEAVY = ("torch", "open_clip", "transformers", "timm", "torchvision")
-
 
 # -- cards (no torch) ------------------------------------------------------------------------
 
 
 def test_plugin_import_is_light_and_fast():
     """Discovery reads JSON only: torch / open_clip / transformers stay unimported."""
-    code = (
-        "import json, sys, time\n"
-        "t = time.perf_counter()\n"
-        "import fico_openclip.plugin\n"
-        "from fico_registry import list_models\n"
-        "names = [s.name for s in list_models() if s.distribution == 'fico-openclip']\n"
-        "print(json.dumps({'n': len(names), 'seconds': time.perf_counter() - t,\n"
-        f"                  'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
-    )
-    env = {**os.environ, "FICO_LOAD_PLUGINS": "openclip"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
+    report = list_models_in_fresh_process("fico_openclip.plugin", plugin="openclip", distribution="fico-openclip")
     assert report["heavy"] == [], f"listing models imported {report['heavy']}"
     assert report["n"] == len(load_manifest()["architectures"])
     assert report["seconds"] < 2.0, report  # about 0.15 s here, core included

@@ -18,6 +18,7 @@ from scan_originals import SCAN_OPT, SPECIALS, WORDS, regions, scan_shapes, writ
 import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.fixtures import evaluate_on_synthetic
 from fico_registry.plugin_api.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -205,9 +206,7 @@ def test_ensemble_needs_exactly_two_members(tmp_path: Path) -> None:
 # -- end to end ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["scan", "scan-ensemble"])
 def test_evaluates_a_synthetic_corpus(tmp_path: Path, name: str) -> None:
-    corpus = fico_registry.data.synthetic(n_images=12, root=tmp_path / "data")
-    report = fico_registry.evaluate(load_model(name, config="tiny", device="cpu"), corpus, cache=False, device="cpu")
-    result = report.to_dict()
+    result = evaluate_on_synthetic(name, tmp_path / "data", device="cpu", cache=False)
     for direction in ("i2t", "t2i"):
         assert 0.0 <= result["instance"][direction]["R@1"] <= 1.0
 

@@ -141,3 +141,8 @@ def test_find_vocab_file(tmp_path: Path) -> None:
     assert find_vocab_file("f30k_precomp_vocab.json", checkpoint=checkpoint) == tmp_path / "f30k_precomp_vocab.json"
     with pytest.raises(ConfigError, match="is not a file"):
         find_vocab_file("x.json", vocab_path=tmp_path / "missing.json")
+
+
+def test_vocabulary_words_must_be_a_list():
+    with pytest.raises(ConfigError, match="scan config vocab_words must be a list of words, got str"):
+        Vocabulary.from_words("abc", source="scan config vocab_words")  # type: ignore[arg-type]

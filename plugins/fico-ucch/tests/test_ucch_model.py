@@ -13,6 +13,7 @@ import torch
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, DTypeError, ShapeError
+from fico_registry.plugin_api.fixtures import evaluate_on_synthetic
 from fico_registry.plugin_api.testing import check_model
 
 
@@ -194,11 +195,8 @@ def test_input_checks(features):
 
 def test_evaluates_a_synthetic_corpus_end_to_end(tmp_path):
     """Features from the registered pipelines (tiny VGG, tiny Doc2Vec), codes, Hamming, both metric levels."""
-    from fico_registry import evaluate
-    from fico_registry.data import synthetic
-
-    corpus = synthetic(n_images=10, seed=1, root=tmp_path / "syn")
-    report = evaluate(load_model("ucch", config="tiny"), corpus, cache=tmp_path / "cache", batch_size=4).to_dict()
+    cache = tmp_path / "cache"
+    report = evaluate_on_synthetic("ucch", tmp_path / "syn", n_images=10, seed=1, cache=cache, batch_size=4)
     assert report["settings"]["measure"] == "hamming" and report["settings"]["bits"] == 16
     for direction in ("i2t", "t2i"):
         assert 0 <= report["instance"][direction]["R@1"] <= report["instance"][direction]["R@10"] <= 1

@@ -12,9 +12,9 @@ import pytest
 import torch
 from vsrn_originals import SPECIALS, write_checkpoint, write_model_folder, write_vocab_pickle
 
-import fico_registry
 from fico_registry import load_model
 from fico_registry.plugin_api.captions import load_vocab
+from fico_registry.plugin_api.fixtures import evaluate_on_synthetic
 from fico_registry.plugin_api.testing import check_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -177,9 +177,7 @@ def test_python2_tokenisation_lowercases_ascii_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["vsrn", "vsrn-ensemble"])
 def test_evaluates_a_synthetic_corpus(tmp_path: Path, name: str) -> None:
-    corpus = fico_registry.data.synthetic(n_images=12, root=tmp_path / "data")
-    report = fico_registry.evaluate(load_model(name, config="tiny", device="cpu"), corpus, cache=False, device="cpu")
-    result = report.to_dict()
+    result = evaluate_on_synthetic(name, tmp_path / "data", device="cpu", cache=False)
     for direction in ("i2t", "t2i"):
         assert 0.0 <= result["instance"][direction]["R@1"] <= 1.0
 

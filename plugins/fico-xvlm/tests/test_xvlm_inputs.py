@@ -5,12 +5,13 @@ import pytest
 import torch
 from fico_xvlm.image import ImagePreprocessor
 from fico_xvlm.plugin import DEFAULT, TINY
-from fico_xvlm.text import CaptionTokenizer, make_tokenizer, pre_caption, read_vocab
+from fico_xvlm.text import CaptionTokenizer, make_tokenizer, pre_caption
 from PIL import Image
 from xvlm_fixtures import VOCAB_TOKENS, write_vocab
 
 from fico_registry import load_model
 from fico_registry.errors import ConfigError, DataFormatError
+from fico_registry.plugin_api.bert import read_bert_vocab as read_vocab
 from fico_registry.plugin_api.compat import ensure_torchvision
 
 

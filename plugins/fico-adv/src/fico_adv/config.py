@@ -8,21 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.bert import BERT_BASE_UNCASED
 
 from .bert import BertShape
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 BUILTIN_TINY_VOCAB = "builtin:tiny"
 _TRANS_KEYS = ("hidden_size", "num_attention_heads", "intermediate_size")
-_BERT_KEYS = (
-    "vocab_size",
-    "hidden_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "intermediate_size",
-    "max_position_embeddings",
-    "type_vocab_size",
-)
+_BERT_KEYS = tuple(BERT_BASE_UNCASED)  # the sizes of bert_config.json
 
 
 @dataclass(frozen=True)

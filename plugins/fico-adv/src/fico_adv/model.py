@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -165,12 +165,27 @@ def build(*, spec: Any = None, config: dict[str, Any], checkpoint: Any = None, d
     cfg = AdvConfig.from_dict(config)
     if cfg.image_backbone != "regions":
         raise ConfigError("fico_adv.model:build builds the region models; the screen model is fico_adv.screen:build")
+    cfg, image_net, text_net, tokenizer = build_networks(
+        cfg, checkpoint, infer_architecture, lambda c: TransformerBinaryMapping(c.img_dim, c.final_dims, c.trans_shape)
+    )
+    return AdvEncoder(image_net, text_net, tokenizer, cfg, device)
+
+
+def build_networks(
+    cfg: AdvConfig,
+    checkpoint: Any,
+    infer: Callable[[AdvCheckpoint], Mapping[str, Any]],
+    image_net: Callable[[AdvConfig], nn.Module],
+) -> tuple[AdvConfig, nn.Module, nn.Module, WordPieceTokenizer]:
+    """The config checked against the checkpoint (its architecture read by `infer`), both networks
+    (image side built by `image_net`, then the BERT text side: random init in that order) holding the
+    checkpoint's weights when there is one, and the tokenizer."""
     ckpt = read_and_check(checkpoint, cfg)
     if ckpt is not None:
-        cfg = check_run(cfg, ckpt, infer_architecture(ckpt))
+        cfg = check_run(cfg, ckpt, infer(ckpt))
     tokenizer = resolve_vocab(cfg, ckpt)
-    image_net = TransformerBinaryMapping(cfg.img_dim, cfg.final_dims, cfg.trans_shape)
-    text_net = BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)
+    image = image_net(cfg)
+    text = BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)
     if ckpt is not None:
-        load_states(image_net, text_net, ckpt)
-    return AdvEncoder(image_net, text_net, tokenizer, cfg, device)
+        load_states(image, text, ckpt)
+    return cfg, image, text, tokenizer

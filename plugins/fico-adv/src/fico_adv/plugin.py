@@ -1,6 +1,8 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
 from fico_registry import Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
+from fico_registry.plugin_api.bert import BERT_BASE_UNCASED
 
 PAPER = (
     "Li Y., Mu Y., Zhuang N., et al.: Efficient fine-grained visual-text search using adversarially-learned hash "
@@ -9,15 +11,7 @@ PAPER = (
 URL = "https://github.com/muziyongshixin/adv_cross_modal_hashing"
 
 # bert_config.json of Google's BERT-base uncased (L-12 H-768 A-12), which ADV keeps frozen.
-BERT_BASE = {
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
-}
+BERT_BASE = dict(BERT_BASE_UNCASED)
 T_CFG = {"hidden_size": 256, "num_attention_heads": 16, "intermediate_size": 2048}  # the repo's t_cfg.json
 # Tiny versions for tests; vocab_size is the size of the built-in test vocabulary.
 TINY_BERT = {
@@ -173,20 +167,18 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register):
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    for bits in (2048, 64):
-        register(
-            TrainerSpec(
-                model=f"adv-{bits}",
-                factory="fico_adv.train:train",
-                description=(
-                    f"ADV re-rank model, {bits} bits: hardest-negative triplet loss on relaxed codes + angular loss + "
-                    "concept BCE (+ adversarial captions), Adam 1e-4, frozen BERT; selected on the validation split."
-                ),
-                defaults=TRAIN_DEFAULTS,
-                paper_recipe=TRAIN_RECIPE,
-            )
+fico_trainers = trainer_hook(
+    *(
+        TrainerSpec(
+            model=f"adv-{bits}",
+            factory="fico_adv.train:train",
+            description=(
+                f"ADV re-rank model, {bits} bits: hardest-negative triplet loss on relaxed codes + angular loss + "
+                "concept BCE (+ adversarial captions), Adam 1e-4, frozen BERT; selected on the validation split."
+            ),
+            defaults=TRAIN_DEFAULTS,
+            paper_recipe=TRAIN_RECIPE,
         )
+        for bits in (2048, 64)
+    )
+)

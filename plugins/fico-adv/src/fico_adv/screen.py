@@ -18,8 +18,7 @@ from fico_registry.errors import CheckpointError, ConfigError, InputError, Shape
 from .checkpoint import AdvCheckpoint, infer_text_architecture
 from .config import AdvConfig
 from .hashing import TEXT_SCALE, median_centred_tanh
-from .model import AdvEncoder, check_run, load_states, read_and_check, resolve_vocab
-from .text_net import BertBinaryMapping
+from .model import AdvEncoder, build_networks
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,12 +90,8 @@ def build(*, spec: Any = None, config: dict[str, Any], checkpoint: Any = None, d
     cfg = AdvConfig.from_dict(config)
     if cfg.image_backbone != "resnet50":
         raise ConfigError("fico_adv.screen:build builds the screen model: its config needs image_backbone='resnet50'")
-    ckpt = read_and_check(checkpoint, cfg)
-    if ckpt is not None:
-        cfg = check_run(cfg, ckpt, infer_screen_architecture(ckpt))
-    tokenizer = resolve_vocab(cfg, ckpt)
-    image_net = ResNetEncoder(cfg.final_dims, cfg.resnet_block, tuple(cfg.resnet_layers))
-    text_net = BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)
-    if ckpt is not None:
-        load_states(image_net, text_net, ckpt)
+    def resnet(c: AdvConfig) -> nn.Module:
+        return ResNetEncoder(c.final_dims, c.resnet_block, tuple(c.resnet_layers))
+
+    cfg, image_net, text_net, tokenizer = build_networks(cfg, checkpoint, infer_screen_architecture, resnet)
     return ScreenEncoder(image_net, text_net, tokenizer, cfg, device)

@@ -1,5 +1,7 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
+from dataclasses import replace
+
 from fico_registry import Checkpoint, Family, ModelSpec, OutputKind, hookimpl
 
 # unilm beit3 `_get_base_config(img_size=384)` -> torchscale EncoderConfig: multiway, sub-LN
@@ -68,42 +70,35 @@ def _checkpoints(size: str) -> dict:
     }
 
 
+BEIT3 = ModelSpec(
+    name="beit3",
+    family=Family.VLP,
+    output=OutputKind.CONTINUOUS,
+    dim=768,
+    measure="cosine",  # L2-normalised CLS projections, scored by their dot product
+    image_input="pixels",
+    text_input="text",
+    factory="fico_beit3.model:build",
+    configs={"default": BASE, "large": LARGE, "tiny": TINY},
+    checkpoints=_checkpoints("base"),
+    paper=_PAPER,
+    url=_URL,
+    license="MIT",
+    description="BEiT-3 base retrieval: Multiway Transformer, image CLS via the vision expert, "
+    "caption CLS via the language expert, each through its head and L2-normalised.",
+)
+# The same card at the large size: only the width, the configs and the weights differ.
+BEIT3_LARGE = replace(
+    BEIT3,
+    name="beit3-large",
+    dim=1024,
+    configs={"default": LARGE, "tiny": TINY},
+    checkpoints=_checkpoints("large"),
+    description="BEiT-3 large retrieval (24 layers, 1024-d), same heads and preprocessing as beit3.",
+)
+
+
 @hookimpl
 def fico_models(register):
-    register(
-        ModelSpec(
-            name="beit3",
-            family=Family.VLP,
-            output=OutputKind.CONTINUOUS,
-            dim=768,
-            measure="cosine",  # L2-normalised CLS projections, scored by their dot product
-            image_input="pixels",
-            text_input="text",
-            factory="fico_beit3.model:build",
-            configs={"default": BASE, "large": LARGE, "tiny": TINY},
-            checkpoints=_checkpoints("base"),
-            paper=_PAPER,
-            url=_URL,
-            license="MIT",
-            description="BEiT-3 base retrieval: Multiway Transformer, image CLS via the vision expert, "
-            "caption CLS via the language expert, each through its head and L2-normalised.",
-        )
-    )
-    register(
-        ModelSpec(
-            name="beit3-large",
-            family=Family.VLP,
-            output=OutputKind.CONTINUOUS,
-            dim=1024,
-            measure="cosine",
-            image_input="pixels",
-            text_input="text",
-            factory="fico_beit3.model:build",
-            configs={"default": LARGE, "tiny": TINY},
-            checkpoints=_checkpoints("large"),
-            paper=_PAPER,
-            url=_URL,
-            license="MIT",
-            description="BEiT-3 large retrieval (24 layers, 1024-d), same heads and preprocessing as beit3.",
-        )
-    )
+    register(BEIT3)
+    register(BEIT3_LARGE)

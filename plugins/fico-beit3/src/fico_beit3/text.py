@@ -32,14 +32,9 @@ SPM_URL = "https://github.com/addf400/files/releases/download/beit3/beit3.spm"
 _SPECIALS = {"<s>": BOS, "<pad>": PAD, "</s>": EOS, "<unk>": UNK}
 _SPECIAL_SPLIT = re.compile("(<s>|</s>|<unk>|<pad>|<mask>)")
 
-# Sentences for the in-memory sentencepiece model of the tiny test config.
-_TINY_CORPUS = (
-    "a red circle above a small blue square",
-    "two green triangles next to a yellow star",
-    "a large purple square in the corner",
-    "three small orange circles on a grey background",
-    "a blue star left of a red triangle",
-    "an empty white scene with one black dot",
+# Sentences for the in-memory sentencepiece model of the tiny test config, after the
+# conformance kit's sample captions (which it must tokenise).
+_TINY_CORPUS_MORE = (
     "a man riding a horse on the beach",
     "a dog playing with a ball in the park",
     "people walking down a busy city street",
@@ -116,9 +111,11 @@ def tiny_sentencepiece_proto() -> bytes:
 
     import sentencepiece
 
+    from fico_registry.plugin_api.testing import SAMPLE_CAPTIONS
+
     buffer = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(_TINY_CORPUS),
+        sentence_iterator=iter((*SAMPLE_CAPTIONS, *_TINY_CORPUS_MORE)),
         model_writer=buffer,
         vocab_size=60,
         model_type="unigram",

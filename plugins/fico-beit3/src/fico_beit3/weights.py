@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from fico_registry.errors import CheckpointError
-from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, state_dict_mismatches
 
 MODEL_KEYS = ("model", "module")  # unilm's default --model_key 'model|module'
 
@@ -49,24 +49,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 def load_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, what: str) -> None:
     """Strict load into a model built on the meta device: names and shapes must match exactly,
     then the checkpoint's tensors become the parameters (as float32, as unilm's fp32 model)."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
-        if shapes:
-            parts.append(f"shape mismatches: {'; '.join(shapes[:5])}")
+    parts = state_dict_mismatches(model.state_dict(), state)
+    if parts:
         hint = ""
-        if any(s.startswith("beit3.encoder.embed_positions.A.weight") for s in shapes):
+        if "beit3.encoder.embed_positions.A.weight: checkpoint" in " ".join(parts):
             hint = " (a different image_size: the checkpoint's vision positions are for another resolution)"
         raise CheckpointError(f"{what} does not match the architecture: " + " | ".join(parts) + hint)
     bad = [k for k, v in state.items() if not v.is_floating_point()]

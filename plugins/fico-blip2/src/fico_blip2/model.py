@@ -15,12 +15,13 @@ import torch
 import torch.nn.functional as F
 
 from fico_registry.errors import DataFormatError
+from fico_registry.plugin_api.bert import bert_tokenizer
 from fico_registry.plugin_api.cards import ModelSpec, OutputKind
 from fico_registry.plugin_api.compat import ensure_torchvision
 
 from .architecture import check_config
 from .image import ImagePreprocessor, encode_pixels
-from .text import CaptionTokenizer, find_vocab, make_tokenizer
+from .text import CaptionTokenizer, find_vocab
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -163,7 +164,8 @@ def build(*, spec: ModelSpec, config: Mapping[str, Any], checkpoint: Path | str 
     from .weights import load_retrieval_model
 
     model = load_retrieval_model(config, checkpoint)
-    tokenizer = make_tokenizer(find_vocab(config, checkpoint), model.config.qformer_config.vocab_size)
+    vocab_size = model.config.qformer_config.vocab_size
+    tokenizer = bert_tokenizer(find_vocab(config, checkpoint), vocab_size, embedder="the Q-Former")  # uncased
     model.requires_grad_(False)
     model.to(device)
     # The ViT carries the cost; the Q-Former, queries and heads stay fp32 as transformers keeps them.

@@ -1,5 +1,7 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
+from dataclasses import replace
+
 from fico_registry import Checkpoint, Family, ModelSpec, OutputKind, hookimpl
 
 # CLIP mean / std, as LAVIS `blip_image_eval` normalises.
@@ -78,45 +80,37 @@ def _checkpoints() -> dict:
     }
 
 
+BLIP2 = ModelSpec(
+    name="blip2",
+    family=Family.VLP,
+    output=OutputKind.SIMILARITY,
+    query_time_attention="fusion-rerank",
+    measure="maxsim",  # first stage: ITC, max over the 32 query embeddings
+    rerank_k=128,  # LAVIS k_test
+    dim=256,
+    image_input="pixels",
+    text_input="text",
+    factory="fico_blip2.model:build",
+    configs={"default": DEFAULT, "tiny": TINY},
+    checkpoints=_checkpoints(),
+    default_checkpoint="coco",
+    paper=_PAPER,
+    url=_URL,
+    license="BSD-3-Clause",
+    description="BLIP-2 Q-Former: ITC top-k, re-ranked by ITM logit + ITC similarity (LAVIS retrieval).",
+)
+# The same model without the fusion re-rank: its first stage alone, as a dual encoder.
+BLIP2_NF = replace(
+    BLIP2,
+    name="blip2-nf",
+    output=OutputKind.CONTINUOUS,
+    query_time_attention=None,
+    rerank_k=None,
+    description="BLIP-2 without fusion: ITC only (32 query embeddings per image, max inner product).",
+)
+
+
 @hookimpl
 def fico_models(register):
-    register(
-        ModelSpec(
-            name="blip2",
-            family=Family.VLP,
-            output=OutputKind.SIMILARITY,
-            query_time_attention="fusion-rerank",
-            measure="maxsim",  # first stage: ITC, max over the 32 query embeddings
-            rerank_k=128,  # LAVIS k_test
-            dim=256,
-            image_input="pixels",
-            text_input="text",
-            factory="fico_blip2.model:build",
-            configs={"default": DEFAULT, "tiny": TINY},
-            checkpoints=_checkpoints(),
-            default_checkpoint="coco",
-            paper=_PAPER,
-            url=_URL,
-            license="BSD-3-Clause",
-            description="BLIP-2 Q-Former: ITC top-k, re-ranked by ITM logit + ITC similarity (LAVIS retrieval).",
-        )
-    )
-    register(
-        ModelSpec(
-            name="blip2-nf",
-            family=Family.VLP,
-            output=OutputKind.CONTINUOUS,
-            measure="maxsim",
-            dim=256,
-            image_input="pixels",
-            text_input="text",
-            factory="fico_blip2.model:build",
-            configs={"default": DEFAULT, "tiny": TINY},
-            checkpoints=_checkpoints(),
-            default_checkpoint="coco",
-            paper=_PAPER,
-            url=_URL,
-            license="BSD-3-Clause",
-            description="BLIP-2 without fusion: ITC only (32 query embeddings per image, max inner product).",
-        )
-    )
+    register(BLIP2)
+    register(BLIP2_NF)

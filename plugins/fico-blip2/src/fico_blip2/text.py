@@ -13,12 +13,12 @@ here). Where that file comes from, in order:
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.bert import tiny_bert_char_vocab
 
 BERT_VOCAB_URL = "https://huggingface.co/google-bert/bert-base-uncased/resolve/main/vocab.txt"
 LAVIS_VOCAB_NAMES = ("vocab.txt", "bert-base-uncased-vocab.txt")
@@ -37,30 +37,6 @@ def pre_caption(caption: str, max_words: int = 50) -> str:
     return caption
 
 
-def tiny_char_vocab() -> dict[str, int]:
-    """99 tokens: BERT's specials, then letters / digits as word starts and as ## continuations."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = list(string.ascii_lowercase + string.digits)
-    punctuation = list(",'-/?&+=@$%<>[]{}_|")
-    tokens = specials + chars + [f"##{c}" for c in chars] + punctuation
-    return {token: index for index, token in enumerate(tokens)}
-
-
-def read_vocab(path: Path) -> dict[str, int]:
-    """vocab.txt: one token per line, the id is the line number (as BERT's load_vocab)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the BERT vocabulary {path}: {exc.strerror or exc}") from None
-    if lines and lines[-1] == "":
-        lines.pop()
-    vocab = {token: index for index, token in enumerate(lines)}
-    for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
-        if special not in vocab:
-            raise ConfigError(f"{path} is not a BERT WordPiece vocab.txt: it has no {special} token")
-    return vocab
-
-
 def find_vocab(config: Mapping[str, Any], checkpoint: Any) -> Path | dict[str, int]:
     """Where the WordPiece vocabulary comes from (a vocab.txt path, or the tiny in-memory one)."""
     if config.get("vocab_file"):
@@ -77,7 +53,7 @@ def find_vocab(config: Mapping[str, Any], checkpoint: Any) -> Path | dict[str, i
     elif isinstance(checkpoint, str):
         return _hub_vocab(checkpoint)
     if config.get("builtin_vocab") == "tiny-chars":
-        return tiny_char_vocab()
+        return tiny_bert_char_vocab()
     if config.get("builtin_vocab"):
         raise ConfigError(f"blip2: builtin_vocab must be 'tiny-chars' or null, got {config['builtin_vocab']!r}")
     where = "beside the checkpoint" if checkpoint is not None else "anywhere"
@@ -100,19 +76,6 @@ def _hub_vocab(hub_id: str) -> Path:
             f"model.safetensors (or pytorch_model.bin) and vocab.txt from https://huggingface.co/{hub_id} "
             "into a folder and pass checkpoint=FOLDER"
         ) from None
-
-
-def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
-    """transformers' BertTokenizer (uncased, as LAVIS's bert-base-uncased) over the given vocabulary."""
-    from transformers import BertTokenizer
-
-    tokens = read_vocab(vocab) if isinstance(vocab, Path) else vocab
-    if max(tokens.values()) >= vocab_size:
-        raise ConfigError(
-            f"the vocabulary has ids up to {max(tokens.values())} but the Q-Former embeds only {vocab_size} tokens: "
-            "wrong vocab.txt for this checkpoint / config"
-        )
-    return BertTokenizer(vocab=tokens, do_lower_case=True)
 
 
 class CaptionTokenizer:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from fico_features.hash_codes import CODE_FORMATS, feature_batch, to_codes
+from fico_features.run_inputs import recorded_pipelines
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
@@ -91,7 +92,7 @@ class DadhEncoder:
         self.bits = generator.bits
         self.image_dim, self.text_dim = generator.image_dim, generator.text_dim
         self.code_format = config.code_format
-        self.input_pipelines = _recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
+        self.input_pipelines = recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
         generator.requires_grad_(False)
         generator.to(device=self.device, dtype=self.dtype).eval()
 
@@ -114,14 +115,6 @@ class DadhEncoder:
 
     def encode_texts(self, batch: Any) -> torch.Tensor:
         return to_codes(self.text_activations(batch), self.code_format)
-
-
-def _recorded_pipelines(folder: Path) -> dict[str, dict[str, Any]] | None:
-    if not (folder / "inputs.json").is_file():
-        return None
-    from fico_features.run_inputs import pipeline_overrides
-
-    return pipeline_overrides(folder)
 
 
 def image_norm(cfg: DadhConfig, ckpt: DadhCheckpoint | None) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
 from fico_registry import Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Bai C. et al.: Deep Adversarial Discrete Hashing for Cross-Modal Retrieval. ACM ICMR 2020"
 URL = "https://github.com/Zjut-MultimediaPlus/DADH"
@@ -79,20 +80,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register):
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="dadh",
-            factory="fico_dadh.train:train",
-            description=(
-                "DADH: label-weighted cross-modal triplet loss + quantisation to discrete codes B (updated from the "
-                "labels every epoch) + adversarial feature and hash discriminators (WGAN-GP); Adam 5e-5; supervised "
-                "by the category labels; selected by validation mAP."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="dadh",
+        factory="fico_dadh.train:train",
+        description=(
+            "DADH: label-weighted cross-modal triplet loss + quantisation to discrete codes B (updated from the "
+            "labels every epoch) + adversarial feature and hash discriminators (WGAN-GP); Adam 5e-5; supervised "
+            "by the category labels; selected by validation mAP."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

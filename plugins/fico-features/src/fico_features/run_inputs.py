@@ -260,6 +260,14 @@ def pipeline_overrides(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return out
 
 
+def recorded_pipelines(folder: str | os.PathLike) -> dict[str, dict[str, Any]] | None:
+    """pipeline_overrides of a checkpoint folder that holds an inputs.json (written by `fico train`), else None
+    (a checkpoint of the original code: the card's default pipelines apply)."""
+    if not (Path(folder) / INPUTS_FILE).is_file():
+        return None
+    return pipeline_overrides(folder)
+
+
 def _folder_sha(folder: Path) -> str | None:
     try:
         return json.loads((folder / "doc2vec.json").read_text(encoding="utf-8")).get("content_sha256")

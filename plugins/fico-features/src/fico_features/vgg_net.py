@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.checkpoints import state_dict_mismatches
 from fico_registry.plugin_api.compat import ensure_torchvision
 
 FC7_END = 5  # classifier[:5] ends after fc7's ReLU
@@ -71,22 +72,8 @@ def fc7(net: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
 
 def check_state_dict(net: nn.Module, state: Mapping[str, Any], *, what: str) -> None:
     """Every key of the network present with its shape, nothing else (works on a meta-device net)."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k}: file {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
-        for k in own
-        if k in state and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys: {', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
-        if shapes:
-            parts.append(f"shape mismatches: {'; '.join(shapes[:4])}")
+    parts = state_dict_mismatches(net.state_dict(), state, sides=("file", "network"))
+    if parts:
         raise CheckpointError(
             f"{what} is not a torchvision VGG-19 state dict (the vgg19-dcbb9e9d.pth layout): " + " | ".join(parts)
         )

@@ -5,25 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fico_scan.plugin import TINY_WORDS  # light: registration only
+from fico_scan.plugin import ARCH as SCAN_ARCH  # light: registration only
+from fico_scan.plugin import TINY_WORDS
 
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Chen, Ding, Lin, Zhao, Han. IMRAM: Iterative Matching with Recurrent Attention Memory for Cross-Modal Image-Text Retrieval. CVPR 2020"
 URL = "https://github.com/HuiChen24/IMRAM"
 
-# opts.py defaults + the arguments of script/tune_f30k.sh (the default) and script/tune_coco.sh.
+# opts.py defaults + the arguments of script/tune_f30k.sh (the default) and script/tune_coco.sh:
+# SCAN's architecture options (IMRAM's opts.py keeps them, with the same values) plus its own.
 _ARCH = {
-    "data_name": "f30k_precomp",
-    "img_dim": 2048,
-    "embed_size": 1024,
-    "word_dim": 300,
-    "num_layers": 1,
-    "bi_gru": True,
-    "precomp_enc_type": "basic",
-    "no_imgnorm": False,
-    "no_txtnorm": False,
-    "raw_feature_norm": "clipped_l2norm",
+    **SCAN_ARCH,
     "agg_func": "Mean",  # set by the scripts; IMRAM's scores always average over tokens
     "lambda_lse": 6.0,
     "lambda_softmax": 9.0,
@@ -102,20 +96,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="imram",
-            factory="fico_imram.train:train",
-            description=(
-                "IMRAM: hardest-negative triplet ranking loss (margin 0.2) on the summed iterative-matching scores of "
-                "each batch, Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from "
-                "the training captions; model selection on the validation split (rsum)."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="imram",
+        factory="fico_imram.train:train",
+        description=(
+            "IMRAM: hardest-negative triplet ranking loss (margin 0.2) on the summed iterative-matching scores of "
+            "each batch, Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from "
+            "the training captions; model selection on the validation split (rsum)."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

@@ -51,8 +51,6 @@ def resolve_vocabulary(
             return load_vocab(found)
     words = options.get("vocab_words")
     if words is not None:
-        if not isinstance(words, (list, tuple)):
-            raise ConfigError(f"{model_name}: vocab_words must be a list of words")
         return Vocabulary.from_words(words, source=f"{model_name} config vocab_words")
     if checkpoint is not None and stored_file is not None:
         raise missing_original_file(

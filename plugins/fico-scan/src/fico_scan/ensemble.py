@@ -17,24 +17,9 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.run_folders import checkpoints_in_folder
 
 from .model import ScanScorer, build_scorer
-
-CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
-
-
-def member_checkpoints(folder: Path, *, model_name: str) -> list[Path]:
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"{model_name}: the checkpoint must be a folder with the two member .pth.tar files; {folder} is a file"
-        )
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES))
-    if len(found) != 2:
-        names = ", ".join(p.name for p in found) or "none"
-        raise CheckpointError(
-            f"{model_name}: {folder} must hold exactly two checkpoint files (the ensemble members), found {names}"
-        )
-    return found
 
 
 def member_configs(config: Mapping[str, Any], *, model_name: str) -> list[dict[str, Any]]:
@@ -77,7 +62,8 @@ def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None
     if checkpoint is not None:
         if listed:
             raise ConfigError(f"{spec.name}: give either a checkpoint folder or config member_checkpoints, not both")
-        paths: list[Path | None] = list(member_checkpoints(Path(checkpoint), model_name=spec.name))
+        members = checkpoints_in_folder(checkpoint, 2, model=spec.name, what="checkpoint files (the ensemble members)")
+        paths: list[Path | None] = list(members)
     elif listed:
         if not isinstance(listed, (list, tuple)) or len(listed) != 2:
             raise ConfigError(f"{spec.name}: member_checkpoints must be a list of two .pth.tar paths")

@@ -8,14 +8,13 @@ IMRAM reuses this module with its own defaults.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import CheckpointError, ConfigError
-from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, saved_options
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +62,7 @@ def read_checkpoint(path: Path, *, model_name: str) -> tuple[dict[str, Any], Any
         raise CheckpointError(
             f"{path}: not an original {model_name} checkpoint (expected a dict with 'model' and 'opt', found {keys})"
         )
-    opt = ck.get("opt")
-    if isinstance(opt, argparse.Namespace):
-        opt = vars(opt)
-    if not isinstance(opt, Mapping):
-        raise CheckpointError(
-            f"{path}: checkpoint['opt'] is {type(opt).__name__}, not the argparse.Namespace the original training "
-            "script saves; the architecture cannot be rebuilt without it"
-        )
-    return dict(opt), ck["model"]
+    return saved_options(ck.get("opt"), where=str(path)), ck["model"]
 
 
 def merge_options(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Lee, Chen, Hua, Hu, He. Stacked Cross Attention for Image-Text Matching. ECCV 2018"
 URL = "https://github.com/kuanghuei/SCAN"
@@ -21,7 +22,7 @@ TINY_WORDS = (
 )
 
 # The architecture: SCAN train.py defaults with the README's Flickr30K / MS-COCO arguments.
-_ARCH = {
+ARCH = {
     "data_name": "f30k_precomp",
     "img_dim": 2048,
     "embed_size": 1024,
@@ -46,7 +47,7 @@ TINY = {"embed_size": 16, "word_dim": 8, "vocab_words": list(TINY_WORDS), "max_w
 
 def _config(*parts: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
-    for part in (_ARCH, _ADAPTER, *parts):
+    for part in (ARCH, _ADAPTER, *parts):
         merged.update(part)
     return merged
 
@@ -93,7 +94,7 @@ def fico_models(register: Callable[[ModelSpec], None]) -> None:
                 "tiny-i2t": _config(I2T_LSE_F30K, TINY),
             },
             description=DESCRIPTION,
-            extra={"vocab_file": "{data_name}_vocab.json", "opt_keys": sorted(_ARCH) + sorted(T2I_LSE)},
+            extra={"vocab_file": "{data_name}_vocab.json", "opt_keys": sorted(ARCH) + sorted(T2I_LSE)},
             **common,
         )
     )
@@ -138,20 +139,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="scan",
-            factory="fico_scan.train:train",
-            description=(
-                "SCAN: hardest-negative triplet ranking loss (margin 0.2) on the cross-attention scores of each batch, "
-                "Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from the training "
-                "captions; model selection on the validation split (rsum)."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="scan",
+        factory="fico_scan.train:train",
+        description=(
+            "SCAN: hardest-negative triplet ranking loss (margin 0.2) on the cross-attention scores of each batch, "
+            "Adam 2e-4 x0.1 every lr_update epochs, gradient norm clipped at 2; vocabulary built from the training "
+            "captions; model selection on the validation split (rsum)."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

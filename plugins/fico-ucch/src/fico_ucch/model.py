@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from fico_features.hash_codes import CODE_FORMATS, feature_batch, to_codes
+from fico_features.run_inputs import recorded_pipelines
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
@@ -81,7 +82,7 @@ class UcchEncoder:
         self.code_format = config.code_format
         self.checkpoint_info = dict(checkpoint.info) if checkpoint is not None else {}
         # The feature pipelines the checkpoint was trained with (inputs.json beside it), if recorded.
-        self.input_pipelines = _recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
+        self.input_pipelines = recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
         for net in (image_net, text_net):
             net.requires_grad_(False)
             net.to(device=self.device, dtype=self.dtype).eval()
@@ -100,14 +101,6 @@ class UcchEncoder:
 
     def encode_texts(self, batch: Any) -> torch.Tensor:
         return to_codes(self.text_activations(batch), self.code_format)
-
-
-def _recorded_pipelines(folder: Path) -> dict[str, dict[str, Any]] | None:
-    if not (folder / "inputs.json").is_file():
-        return None
-    from fico_features.run_inputs import pipeline_overrides
-
-    return pipeline_overrides(folder)
 
 
 def read_and_check(checkpoint: Any) -> UcchCheckpoint | None:

@@ -1,6 +1,7 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
 from fico_registry import Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = (
     "Hu P., Zhu H., Lin J., Peng D., Zhao Y.-P., Peng X.: Unsupervised Contrastive Cross-modal Hashing. "
@@ -79,20 +80,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register):
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="ucch",
-            factory="fico_ucch.train:train",
-            description=(
-                "UCCH: contrastive hashing against a momentum memory of binary codes (NCE softmax, K negatives) + "
-                "cross-modal ranking loss; Adam 1e-4; unsupervised (labels only for model selection on the "
-                "validation split)."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="ucch",
+        factory="fico_ucch.train:train",
+        description=(
+            "UCCH: contrastive hashing against a momentum memory of binary codes (NCE softmax, K negatives) + "
+            "cross-modal ranking loss; Adam 1e-4; unsupervised (labels only for model selection on the "
+            "validation split)."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

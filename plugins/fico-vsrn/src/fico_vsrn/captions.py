@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from fico_registry.errors import ConfigError, DataFormatError
+from fico_registry.errors import DataFormatError
 from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, encode_captions, find_vocab_file, load_vocab
 from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
 
@@ -73,8 +73,6 @@ def resolve_vocabulary(
         return load_vocab(found)
     words = settings.get("vocab_words")
     if words is not None:
-        if not isinstance(words, (list, tuple)):
-            raise ConfigError(f"{model_name}: vocab_words must be a list of words")
         return Vocabulary.from_words(words, source=f"{model_name} config vocab_words")
     log.warning(
         "%s: no vocabulary (set vocab_path to the original %s): every word maps to <unk>; fine for timing only",

@@ -15,14 +15,13 @@ any missing or unexpected key in the two encoders, is an error.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from fico_registry.errors import CheckpointError
-from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, saved_options
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +59,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Any], list[Mapping[str, Any]]
     extra = sorted(str(k) for k in ck if k not in KNOWN_TOP_LEVEL)
     if extra:
         log.info("%s: ignoring top-level entries %s (not read by the original loader)", path, ", ".join(extra))
-    opt = ck["opt"]
-    if isinstance(opt, argparse.Namespace):
-        opt = vars(opt)
-    if not isinstance(opt, Mapping):
-        raise CheckpointError(
-            f"{path}: checkpoint['opt'] is {type(opt).__name__}, not the argparse.Namespace train.py saves; "
-            "the architecture cannot be rebuilt without it"
-        )
-    return dict(opt), retrieval_states(ck["model"], where=str(path))
+    opt = saved_options(ck["opt"], where=str(path), saved_by="train.py")
+    return opt, retrieval_states(ck["model"], where=str(path))
 
 
 def retrieval_states(model: Any, *, where: str) -> list[Mapping[str, Any]]:

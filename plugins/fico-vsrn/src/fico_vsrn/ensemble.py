@@ -24,12 +24,12 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError
+from fico_registry.plugin_api.run_folders import checkpoints_in_folder
 
 from .captions import resolve_vocabulary
 from .checkpoint import architecture_from_opt, read_checkpoint
 from .model import VsrnNetwork, build_network, settings_from
 
-CHECKPOINT_SUFFIXES = (".pth.tar", ".pth", ".pt", ".tar")
 MEMBER_SCALE = 1.0 / math.sqrt(2.0)
 
 
@@ -48,19 +48,10 @@ def member_checkpoints(checkpoint: Path | None, config: Mapping[str, Any], *, mo
         return paths
     if checkpoint is None:
         return None
-    folder = Path(checkpoint)
-    if not folder.is_dir():
-        raise CheckpointError(
-            f"{model_name}: the checkpoint must be a folder holding the two member .pth.tar files (or set config "
-            f"member_checkpoints); {folder} is a file"
-        )
-    found = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(CHECKPOINT_SUFFIXES))
-    if len(found) != 2:
-        names = ", ".join(p.name for p in found) or "none"
-        raise CheckpointError(
-            f"{model_name}: {folder} must hold exactly two checkpoint files (the members), found {names}"
-        )
-    return found
+    return checkpoints_in_folder(
+        checkpoint, 2, model=model_name, what="checkpoint files (the members)",
+        alternative=" (or set config member_checkpoints)",
+    )  # fmt: skip
 
 
 class VsrnEnsembleEncoder:

@@ -25,30 +25,10 @@ from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 from .captions import CaptionIds, resolve_vocabulary
 from .checkpoint import architecture_from_opt, check_embedding_rows, read_checkpoint
 from .modules import ImageEncoder, TextEncoder
+from .plugin import ADAPTER_DEFAULTS, ARCH_DEFAULTS  # the card's defaults: the published architecture
 
 RUN_CHECKPOINTS = ("model_best.pth.tar", "checkpoint.pth.tar")  # the best, else the last (train.py's names)
 
-# train.py defaults with the README's Flickr30K arguments: the published architecture.
-ARCH_DEFAULTS: dict[str, Any] = {
-    "data_name": "f30k_precomp",
-    "img_dim": 2048,
-    "embed_size": 2048,
-    "word_dim": 300,
-    "num_layers": 1,
-    "use_abs": False,
-    "no_imgnorm": False,
-    "measure": "cosine",
-}
-# Settings of this adapter that the original opt never had.
-ADAPTER_DEFAULTS: dict[str, Any] = {
-    "vocab_path": None,  # the original {data_name}_vocab.pkl; default: beside the checkpoint
-    "vocab_words": None,  # in-memory word list for random init (tiny configs)
-    "vocab_size": 8481,  # embedding rows for random init without a vocabulary (f30k's)
-    "tokenizer": "treebank",  # NLTK < 3.5 word rules, as the published vocabularies were built
-    "lowercase": "ascii",  # Python 2 str.lower()
-    "precision": "fp32",
-    "seed": 0,  # random init only
-}
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 

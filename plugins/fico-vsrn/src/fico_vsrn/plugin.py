@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fico_registry import Checkpoint, Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
 PAPER = "Li, Zhang, Li, Li, Fu. Visual Semantic Reasoning for Image-Text Matching. ICCV 2019"
 URL = "https://github.com/KunpengLi1994/VSRN"
@@ -24,7 +25,7 @@ TINY_WORDS = (
 # fmt: on
 
 # Architecture: train.py defaults with the README"s arguments (Flickr30K: data_name f30k_precomp).
-_ARCH = {
+ARCH_DEFAULTS: dict[str, Any] = {
     "data_name": "f30k_precomp",
     "img_dim": 2048,
     "embed_size": 2048,
@@ -34,22 +35,23 @@ _ARCH = {
     "no_imgnorm": False,
     "measure": "cosine",
 }
-_ADAPTER = {
-    "vocab_path": None,
-    "vocab_words": None,
-    "vocab_size": 8481,
-    "tokenizer": "treebank",
-    "lowercase": "ascii",
+# Settings of this adapter that the original opt never had.
+ADAPTER_DEFAULTS: dict[str, Any] = {
+    "vocab_path": None,  # the original {data_name}_vocab.pkl; default: beside the checkpoint
+    "vocab_words": None,  # in-memory word list for random init (tiny configs)
+    "vocab_size": 8481,  # embedding rows for random init without a vocabulary (f30k's)
+    "tokenizer": "treebank",  # NLTK < 3.5 word rules, as the published vocabularies were built
+    "lowercase": "ascii",  # Python 2 str.lower()
     "precision": "fp32",
-    "seed": 0,
+    "seed": 0,  # random init only
 }
 COCO = {"data_name": "coco_precomp", "vocab_size": 10006}
 TINY = {"embed_size": 8, "word_dim": 8, "vocab_words": list(TINY_WORDS)}  # regions stay 2048-d
 CONFIGS: dict[str, dict[str, Any]] = {
-    "default": {**_ARCH, **_ADAPTER},  # Flickr30K: bn after the region GRU, no first l2norm
-    "coco": {**_ARCH, **_ADAPTER, **COCO},  # MS-COCO: l2norm over regions after fc, no bn
-    "tiny": {**_ARCH, **_ADAPTER, **TINY},
-    "tiny-coco": {**_ARCH, **_ADAPTER, **COCO, **TINY},
+    "default": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS},  # Flickr30K: bn after the region GRU, no first l2norm
+    "coco": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS, **COCO},  # MS-COCO: l2norm over regions after fc, no bn
+    "tiny": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS, **TINY},
+    "tiny-coco": {**ARCH_DEFAULTS, **ADAPTER_DEFAULTS, **COCO, **TINY},
 }
 
 # the ensemble's members may also be named in its config (instead of a checkpoint folder)
@@ -150,20 +152,16 @@ TRAIN_RECIPE = (
 )
 
 
-@hookimpl
-def fico_trainers(register: Callable[[Any], None]) -> None:
-    from fico_registry.plugin_api.cards import TrainerSpec
-
-    register(
-        TrainerSpec(
-            model="vsrn",
-            factory="fico_vsrn.train:train",
-            description=(
-                "VSRN retrieval encoders: hardest-negative triplet loss (margin 0.2), Adam 2e-4 / 10 every lr_update "
-                "epochs, grad clip 2; the caption-generation loss of the original is omitted; selected on the "
-                "validation split by R@1+R@5."
-            ),
-            defaults=TRAIN_DEFAULTS,
-            paper_recipe=TRAIN_RECIPE,
-        )
+fico_trainers = trainer_hook(
+    TrainerSpec(
+        model="vsrn",
+        factory="fico_vsrn.train:train",
+        description=(
+            "VSRN retrieval encoders: hardest-negative triplet loss (margin 0.2), Adam 2e-4 / 10 every lr_update "
+            "epochs, grad clip 2; the caption-generation loss of the original is omitted; selected on the "
+            "validation split by R@1+R@5."
+        ),
+        defaults=TRAIN_DEFAULTS,
+        paper_recipe=TRAIN_RECIPE,
     )
+)

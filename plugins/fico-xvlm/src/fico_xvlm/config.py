@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fico_registry.errors import ConfigError
+from fico_registry.plugin_api.bert import BERT_BASE_UNCASED
 
 REQUIRED = frozenset(
     {
@@ -16,13 +17,7 @@ REQUIRED = frozenset(
         "swin_num_heads",
         "window_size",
         "mlp_ratio",
-        "vocab_size",
-        "hidden_size",
-        "num_hidden_layers",
-        "num_attention_heads",
-        "intermediate_size",
-        "max_position_embeddings",
-        "type_vocab_size",
+        *BERT_BASE_UNCASED,  # the text / fusion BERT's sizes
         "layer_norm_eps",
         "pad_token_id",
         "fusion_layer",

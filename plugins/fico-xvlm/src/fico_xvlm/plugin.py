@@ -1,6 +1,7 @@
 """Registration only: imported at discovery time, so it imports nothing heavy."""
 
 from fico_registry import Checkpoint, Family, ModelSpec, OutputKind, hookimpl
+from fico_registry.plugin_api.bert import BERT_BASE_UNCASED
 
 # X-VLM's test transform: Normalize with the CLIP mean / std (dataset/__init__.py).
 _CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
@@ -18,13 +19,7 @@ DEFAULT = {
     "swin_num_heads": [4, 8, 16, 32],
     "window_size": 12,
     "mlp_ratio": 4.0,
-    "vocab_size": 30522,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "max_position_embeddings": 512,
-    "type_vocab_size": 2,
+    **BERT_BASE_UNCASED,  # config_bert.json's sizes
     "layer_norm_eps": 1e-12,
     "pad_token_id": 0,
     "fusion_layer": 6,

@@ -16,7 +16,6 @@ config["builtin_vocab"] == "tiny-chars" (a synthetic character vocabulary).
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
+from fico_registry.plugin_api.bert import bert_tokenizer, tiny_bert_char_vocab
 from fico_registry.plugin_api.run_folders import find_original_file, missing_original_file
 
 from .run_files import OriginalFile
@@ -43,30 +43,6 @@ def pre_caption(caption: str, max_words: int = 30) -> str:
     if not text:
         raise DataFormatError(f"xvlm: caption {caption!r} is empty after X-VLM's pre_caption cleaning")
     return text
-
-
-def tiny_char_vocab() -> dict[str, int]:
-    """99 tokens: BERT's specials, letters / digits as word starts and as ## continuations, punctuation."""
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = list(string.ascii_lowercase + string.digits)
-    punctuation = list(",'-/?&+=@$%<>[]{}_|")
-    tokens = specials + chars + [f"##{c}" for c in chars] + punctuation
-    return {token: index for index, token in enumerate(tokens)}
-
-
-def read_vocab(path: Path) -> dict[str, int]:
-    """vocab.txt: one token per line, the id is the line number (BERT's load_vocab)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the BERT vocabulary {path}: {exc.strerror or exc}") from None
-    if lines and lines[-1] == "":
-        lines.pop()
-    vocab = {token: index for index, token in enumerate(lines)}
-    for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
-        if special not in vocab:
-            raise ConfigError(f"{path} is not a BERT WordPiece vocab.txt: it has no {special} token")
-    return vocab
 
 
 def find_vocab(
@@ -89,7 +65,7 @@ def find_vocab(
             if found is not None:
                 return found
     if config.get("builtin_vocab") == "tiny-chars":
-        return tiny_char_vocab()
+        return tiny_bert_char_vocab()
     if config.get("builtin_vocab"):
         raise ConfigError(f"xvlm: builtin_vocab must be 'tiny-chars' or null, got {config['builtin_vocab']!r}")
     if checkpoint is not None and original is not None:
@@ -106,19 +82,8 @@ def find_vocab(
 
 
 def make_tokenizer(vocab: Path | dict[str, int], vocab_size: int) -> Any:
-    """transformers' BertTokenizer, uncased (as bert-base-uncased), over the given vocabulary."""
-    from fico_registry.plugin_api.compat import ensure_torchvision
-
-    ensure_torchvision()  # transformers may import its image utilities
-    from transformers import BertTokenizer
-
-    tokens = read_vocab(vocab) if isinstance(vocab, Path) else vocab
-    if max(tokens.values()) >= vocab_size:
-        raise ConfigError(
-            f"the vocabulary has ids up to {max(tokens.values())} but the text encoder embeds only {vocab_size} "
-            "tokens: wrong vocab.txt for this checkpoint / config"
-        )
-    return BertTokenizer(vocab=tokens, do_lower_case=True)
+    """transformers' BertTokenizer (uncased, as bert-base-uncased) over the given vocabulary."""
+    return bert_tokenizer(vocab, vocab_size, embedder="the text encoder")
 
 
 class CaptionTokenizer:

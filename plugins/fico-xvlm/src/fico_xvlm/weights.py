@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from fico_registry.errors import CheckpointError
-from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, strict_load_state_dict
+from fico_registry.plugin_api.checkpoints import load_torch_checkpoint, state_dict_mismatches, strict_load_state_dict
 
 from .architecture import XVLMRetrieval
 from .swin import derived_buffers, materialise_buffers, original_name, our_name
@@ -142,27 +142,10 @@ def _check_keys(
     *,
     where: str,
 ) -> None:
-    missing = [k for k in expected if k not in weights]
-    unexpected = [k for k in weights if k not in expected] + [k for k in derived if k not in own_derived]
-    shapes = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in weights.items()
-        if k in expected and hasattr(v, "shape") and tuple(v.shape) != tuple(expected[k].shape)
-    ]
-    shapes += [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own_derived[k].shape)}"
-        for k, v in derived.items()
-        if k in own_derived and hasattr(v, "shape") and tuple(v.shape) != tuple(own_derived[k].shape)
-    ]
-    if not (missing or unexpected or shapes):
+    # derived buffers (attention masks, relative position indices) may be absent: they are re-derived
+    parts = state_dict_mismatches({**expected, **own_derived}, {**weights, **derived}, optional=own_derived.keys())
+    if not parts:
         return
-    parts = []
-    if missing:
-        parts.append(f"missing keys: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
-    if unexpected:
-        parts.append(f"unexpected keys: {', '.join(unexpected[:10])}{' ...' if len(unexpected) > 10 else ''}")
-    if shapes:
-        parts.append(f"shape mismatches: {'; '.join(shapes[:5])}")
     hint = ""
     text = " ".join(parts)
     if "relative_position" in text or "attn_mask" in text:
