@@ -110,8 +110,8 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume
         dense = torch.cumsum(change, dim=1).to(torch.int64)
         return (dense * 2 + torch.gather(rel.cpu(), 1, order).to(torch.int64)).numpy()
     if scores.device.type == "cuda":
-        keys = order_keys(scores) * 2 + rel.to(torch.int64)
-        return torch.sort(keys, dim=1).values.cpu().numpy()
+        key_tensor = order_keys(scores) * 2 + rel.to(torch.int64)
+        return torch.sort(key_tensor, dim=1).values.cpu().numpy()
     keys = _composite_keys_cpu(scores, rel, consume, narrow=_fits_32bit_keys(scores))
     keys.sort(axis=1)  # numpy's vectorised in-place sort is several times faster than torch's on CPU
     return keys
@@ -338,7 +338,7 @@ def _run_direction_by_candidate_blocks(
                 if want_category:
                     values, index = scores.topk(min(top_k, hi - lo), dim=1, largest=True, sorted=True)
                     index = index + lo
-                    if top_values is not None:
+                    if top_values is not None and top_index is not None:  # set together
                         values, index = torch.cat([top_values, values], dim=1), torch.cat([top_index, index], dim=1)
                     top_values, chosen = values.topk(min(top_k, values.shape[1]), dim=1, largest=True, sorted=True)
                     top_index = index.gather(1, chosen)
