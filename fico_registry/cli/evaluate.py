@@ -273,7 +273,7 @@ def evaluate_cmd(
         keep_outputs=outputs, **kwargs,
     )
     _emit(report, opts)
-    if outputs is not None and is_main_process():
+    if outputs is not None and save_dir is not None and is_main_process():  # outputs exist iff save_dir does
         from fico_registry.results.embedding_export import save_embeddings
 
         save_embeddings(save_dir, loaded, data, outputs, report)

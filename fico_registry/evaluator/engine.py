@@ -110,8 +110,8 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume
         dense = torch.cumsum(change, dim=1).to(torch.int64)
         return (dense * 2 + torch.gather(rel.cpu(), 1, order).to(torch.int64)).numpy()
     if scores.device.type == "cuda":
-        keys = order_keys(scores) * 2 + rel.to(torch.int64)
-        return torch.sort(keys, dim=1).values.cpu().numpy()
+        key_tensor = order_keys(scores) * 2 + rel.to(torch.int64)
+        return torch.sort(key_tensor, dim=1).values.cpu().numpy()
     keys = _composite_keys_cpu(scores, rel, consume, narrow=_fits_32bit_keys(scores))
     keys.sort(axis=1)  # numpy's vectorised in-place sort is several times faster than torch's on CPU
     return keys
@@ -337,7 +337,7 @@ def _run_direction_by_candidate_blocks(
                 pos_scores = torch.where(inside, scores.gather(1, (pos - lo).clamp(0, hi - lo - 1)), pos_scores)
                 if want_category:
                     values, index = scores.topk(min(top_k, hi - lo), dim=1, largest=True, sorted=True)
-                    parts = [(values, index + lo)] if top_values is None else [(top_values, top_index), (values, index + lo)]
+                    parts = [(values, index + lo)] if top_values is None or top_index is None else [(top_values, top_index), (values, index + lo)]
                     top_values, top_index = merge_top_k(parts, top_k)
             best = pos_scores.max(dim=1, keepdim=True).values  # type: ignore[union-attr]
             p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()

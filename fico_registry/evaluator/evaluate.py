@@ -244,7 +244,7 @@ def _evaluate(
     elif sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
         stats = sharded.run_directions(
             jobs, labels=lab if labels is not None else None, caption_map=c2i_t if labels is not None else None,
-            parallel=parallel, **common,  # type: ignore[arg-type]
+            parallel=parallel, **common,
         )
     else:
         with budget_shared_by(2 if parallel else 1, budget):

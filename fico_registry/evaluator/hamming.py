@@ -142,7 +142,7 @@ class Codes:
 
     def _pair_histograms(self, parts: int) -> tuple[np.ndarray, np.ndarray]:
         if self.kernels is None:
-            return self._tiled(0, self.n_images, 0, self.n_texts, fill=("i2t", "t2i"))  # type: ignore[return-value]
+            return self._tiled(0, self.n_images, 0, self.n_texts, fill=("i2t", "t2i"))
         img, txt, lab, cap_lab = self._kernel_inputs()
         h_img, h_txt = self.kernels.pair_histograms(img, np.ascontiguousarray(txt.T), lab, np.ascontiguousarray(cap_lab.T), self.n_bins, parts)
         return h_img.sum(axis=0), h_txt
@@ -281,12 +281,10 @@ def hamming_topk(queries: Any, database: Any, k: int) -> tuple[np.ndarray, np.nd
     try:
         import faiss
     except ImportError:
-        faiss = None
-    if faiss is not None:
-        index = faiss.IndexBinaryFlat(8 * q.shape[1])
-        index.add(db)
-        return index.search(q, int(k))
-    return _topk_blocks(q, db, int(k))
+        return _topk_blocks(q, db, int(k))
+    index = faiss.IndexBinaryFlat(8 * q.shape[1])
+    index.add(db)
+    return index.search(q, int(k))
 
 
 def _topk_blocks(q: np.ndarray, db: np.ndarray, k: int, cells: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ fico_registry.plugin_api.fuzzing compares the evaluator against it; plugin autho
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -84,7 +85,9 @@ def bracket_order(scores: Sequence[Any], good: Sequence[bool], optimistic: bool)
     return sorted(range(len(scores)), key=lambda i: (-scores[i], (not good[i]) if optimistic else good[i]))
 
 
-def _by_policy(scores: Sequence[Any], good: Sequence[bool], fn: Callable[[list[int]], float], ties: str) -> float:
+def _by_policy(
+    scores: Sequence[Any], good: Sequence[bool], fn: Callable[[list[int]], float | Fraction], ties: str
+) -> float:
     if ties == "expected":
         orders = tie_orders(scores)
         return float(sum(Fraction(fn(o)) for o in orders) / len(orders))
@@ -93,6 +96,14 @@ def _by_policy(scores: Sequence[Any], good: Sequence[bool], fn: Callable[[list[i
 
 def _first_rank(order: list[int], positives: set[int]) -> int:
     return next(r for r, item in enumerate(order, start=1) if item in positives)
+
+
+def _hit_at(order: list[int], positives: set[int], k: int) -> float:
+    return float(_first_rank(order, positives) <= k)
+
+
+def _order_ap(order: list[int], relevant: list[bool], k: int, variant: str) -> Fraction:
+    return average_precision([relevant[j] for j in order], k, variant)
 
 
 def average_precision(rel_in_order: list[bool], k: int, variant: str) -> Fraction:
@@ -138,25 +149,25 @@ def direction(
     """Instance and category metrics of one direction, as the evaluator names them."""
     n_c = len(scores[0])
     ranks = []
-    hits = {k: [] for k in recall_ks}
+    hits: dict[int, list[float]] = {k: [] for k in recall_ks}
     for row, pos in zip(scores, positives, strict=True):
         is_pos = [j in pos for j in range(n_c)]
-        ranks.append(_by_policy(row, is_pos, lambda o, pos=pos: _first_rank(o, pos), ties))
+        ranks.append(_by_policy(row, is_pos, functools.partial(_first_rank, positives=pos), ties))
         for k in recall_ks:
-            hits[k].append(_by_policy(row, is_pos, lambda o, pos=pos, k=k: float(_first_rank(o, pos) <= k), ties))
+            hits[k].append(_by_policy(row, is_pos, functools.partial(_hit_at, positives=pos, k=k), ties))
     instance = {f"R@{k}": float(np.mean(hits[k])) for k in recall_ks}
     instance["MeanR"] = float(np.mean(ranks))
     instance["MedR"] = float(math.floor(np.median(np.asarray(ranks) - 1)) + 1)
     if relevant is None:
         return {"instance": instance, "category": None}
     category: dict[str, Any] = {}
-    for k in map_ks:
-        kk = n_c if k is None else min(k, n_c)
+    for map_k in map_ks:
+        kk = n_c if map_k is None else min(map_k, n_c)
         aps = [
-            _by_policy(row, rel, lambda o, rel=rel, kk=kk: average_precision([rel[j] for j in o], kk, variant), ties)
+            _by_policy(row, rel, functools.partial(_order_ap, relevant=rel, k=kk, variant=variant), ties)
             for row, rel in zip(scores, relevant, strict=True)
         ]
-        category["mAP@N" if k is None else f"mAP@{k}"] = float(np.mean(aps))
+        category["mAP@N" if map_k is None else f"mAP@{map_k}"] = float(np.mean(aps))
     if ties != "expected":  # PR11 of a bracketing order (its expectation is defined in docs/metrics.md)
         orders = [bracket_order(row, rel, ties == "optimistic") for row, rel in zip(scores, relevant, strict=True)]
         curves = [pr11([rel[j] for j in order]) for order, rel in zip(orders, relevant, strict=True)]
@@ -188,8 +199,7 @@ def evaluate(
         share = (lab.astype(int) @ lab.T.astype(int)) > 0  # image x image: at least one label in common
         rel_i2t = [[bool(share[i, c2i[j]]) for j in range(n_t)] for i in range(n_i)]
         rel_t2i = [[bool(share[c2i[j], i]) for i in range(n_i)] for j in range(n_t)]
-    common = {"recall_ks": recall_ks, "map_ks": map_ks, "ties": ties, "variant": map_variant}
     return {
-        "i2t": direction(i2t, pos_i2t, rel_i2t, **common),
-        "t2i": direction(t2i, pos_t2i, rel_t2i, **common),
+        "i2t": direction(i2t, pos_i2t, rel_i2t, recall_ks=recall_ks, map_ks=map_ks, ties=ties, variant=map_variant),
+        "t2i": direction(t2i, pos_t2i, rel_t2i, recall_ks=recall_ks, map_ks=map_ks, ties=ties, variant=map_variant),
     }

@@ -79,12 +79,12 @@ class LabelRelevance:
             query_words, candidate_words = (w.numpy() for w in self._label_words())
             rows = self._rows(start, stop)
             query = query_words[rows if isinstance(rows, slice) else rows.numpy()]
-            rel = np.zeros((query.shape[0], candidate_words.shape[0]), dtype=bool)
+            shared = np.zeros((query.shape[0], candidate_words.shape[0]), dtype=bool)
             for word in range(query.shape[1]):
-                rel |= (query[:, word, None] & candidate_words[None, :, word]) != 0
+                shared |= (query[:, word, None] & candidate_words[None, :, word]) != 0
             if self.candidate_map is not None:
-                rel = np.take(rel, self.candidate_map.numpy(), axis=1)
-            return torch.from_numpy(rel)
+                shared = np.take(shared, self.candidate_map.numpy(), axis=1)
+            return torch.from_numpy(shared)
         rel = self._image_level(start, stop)
         return rel if self.candidate_map is None else torch.index_select(rel, 1, self.candidate_map)
 

@@ -244,6 +244,7 @@ class Sharding:
         except Exception as exc:
             error = exc
         self.raise_if_any_failed(error)
+        assert info is not None  # prepare_embeddings returned, or raise_if_any_failed raised
         infos = self.all_gather_object(info)
         if any(other != info for other in infos):  # e.g. one shard in float64, another in float32
             raise ConfigError(f"the ranks' shards of the embeddings differ in kind ({infos}); pass the same arrays on every rank")
@@ -502,7 +503,7 @@ class Sharding:
         local = _candidate_columns(source, lo, hi)
         n_q, n_c, n_local = source.n_queries, source.n_candidates, hi - lo
         want_category = relevance is not None and len(map_ks) > 0
-        top_k = max(int(k) for k in map_ks) if want_category else 0  # every k < n_c here (see _plan)
+        top_k = max(int(k) for k in map_ks if k is not None) if want_category else 0  # every k < n_c here (see _plan)
         k_local = min(top_k, n_local)
         # scores, comparisons and relevance of the widest slice, plus the gathered top-k of every
         # rank; all ranks must walk the same query blocks, so they agree on the smallest
@@ -539,7 +540,7 @@ class Sharding:
                 counts = [(scores > best).sum(1), (scores == best).sum(1), ((pos_scores == best) & mine).sum(1)]
                 if want_category:
                     values, index = scores.topk(k_local, dim=1, largest=True, sorted=True)
-                    rel_top = relevance.at(start, stop, index)  # type: ignore[union-attr]
+                    rel_top = relevance.at(start, stop, index)
                     if k_local < top_k:  # a short slice pads with the lowest score: only ever tied last
                         values = torch.cat([values, values.new_full((stop - start, top_k - k_local), floor)], dim=1)
                         rel_top = torch.cat([rel_top, rel_top.new_zeros((stop - start, top_k - k_local))], dim=1)
@@ -548,7 +549,7 @@ class Sharding:
                     values, rel_top = merge_top_k(list(zip(every_values, every_rel, strict=True)), top_k)
                     values, rel_top = values.to(scores.dtype), rel_top.bool()
                     at_boundary = scores == values[:, -1:]
-                    counts += [at_boundary.sum(1), relevance.count_where(start, stop, at_boundary), relevance.totals(start, stop)]  # type: ignore[union-attr]
+                    counts += [at_boundary.sum(1), relevance.count_where(start, stop, at_boundary), relevance.totals(start, stop)]
                 totals = self.all_reduce(torch.stack(counts, dim=1).to(torch.int64)).cpu().numpy()
                 g_all[start:stop], eq_all[start:stop], p_all[start:stop] = totals[:, 0], totals[:, 1], totals[:, 2]
                 if want_category:
@@ -617,6 +618,7 @@ class Sharding:
         except Exception as exc:
             error = exc
         self.raise_if_any_failed(error)
+        assert part is not None  # cross_attention_matrix returned, or raise_if_any_failed raised
         self.timings["query_time_s"] = time.perf_counter() - began
         began = time.perf_counter()
         dtypes = self.all_gather_object(str(part.dtype))

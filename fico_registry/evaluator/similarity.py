@@ -226,10 +226,10 @@ def hamming_scores(queries: torch.Tensor, candidates: torch.Tensor, n_bits: int,
         dtype = torch.float16 if n_bits <= 2048 else torch.float32
         dot = (q.to(dtype) @ c.to(dtype).T).float()
         return ((dot - n_bits) / 2).round().to(torch.int32)  # -(n - dot)/2
-    q = _as_words(queries.numpy())
-    c = np.ascontiguousarray(_as_words(candidates.numpy()).T)  # (words, n): each word contiguous
-    b, words = q.shape
-    n = c.shape[1]
+    q_words = _as_words(queries.numpy())
+    c_words = np.ascontiguousarray(_as_words(candidates.numpy()).T)  # (words, n): each word contiguous
+    b, words = q_words.shape
+    n = c_words.shape[1]
     out = np.empty((b, n), dtype=np.int32)
     # candidate slices small enough that the XOR / count temporaries stay in cache (~2 MB)
     step = max(256, min(n, chunk * 4 // max(1, b)))
@@ -240,7 +240,7 @@ def hamming_scores(queries: torch.Tensor, candidates: torch.Tensor, n_bits: int,
         stop = min(n, start + step)
         w = stop - start
         for j in range(words):
-            np.bitwise_xor(q[:, j : j + 1], c[j, None, start:stop], out=xor[:, :w])
+            np.bitwise_xor(q_words[:, j : j + 1], c_words[j, None, start:stop], out=xor[:, :w])
             np.bitwise_count(xor[:, :w], out=count[:, :w])
             if words == 1:
                 np.subtract(0, count[:, :w], out=out[:, start:stop], dtype=np.int32)

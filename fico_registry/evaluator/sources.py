@@ -43,8 +43,12 @@ def needs_argsort_keys(scores: torch.Tensor) -> bool:
 class ScoreSource(Protocol):
     """Rows of scores for one retrieval direction (queries x candidates)."""
 
-    n_queries: int
-    n_candidates: int
+    # read-only properties: every implementation derives them from its tensors
+    @property
+    def n_queries(self) -> int: ...
+
+    @property
+    def n_candidates(self) -> int: ...
 
     def block(self, start: int, stop: int) -> torch.Tensor: ...
 

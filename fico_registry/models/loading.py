@@ -134,7 +134,7 @@ def _resolve_known(spec: ModelSpec, name: str, ck: Checkpoint) -> ResolvedCheckp
                 f"{spec.name} checkpoint {name!r} is not on this machine: download {source}{sha} to {target}, "
                 f"or pass checkpoint=PATH{about}"
             )
-        path: Path | None = target
+        path = target
     elif Path(source).expanduser().exists():
         path = Path(source).expanduser()
     elif (fico_home() / "checkpoints" / source).exists():

@@ -103,5 +103,5 @@ def evaluate_on_synthetic(
     from fico_registry.data import synthetic
 
     corpus = synthetic(n_images=n_images, seed=seed, root=root)
-    on = {} if device is None else {"device": device}
+    on: dict[str, Any] = {} if device is None else {"device": device}
     return evaluate(load_model(name, config=config, **on), corpus, **on, **options).to_dict()

@@ -376,9 +376,8 @@ def _cli_inputs(data: Any, st: Any, case: dict[str, Any], n_img: int) -> tuple[l
         arrays["images"], arrays["texts"] = _numpy(images), _numpy(texts)  # bfloat16 -> float64: exact
         args = ["evaluate-embeddings", "--measure", measure, *args, *([] if bits is None else ["--bits", str(bits)])]
         scores = bruteforce.embedding_scores(arrays["images"], arrays["texts"], measure, bits)
-        if not _decidable(arrays["images"], arrays["texts"], scores, measure, wide):
-            scores = None
-        return args, arrays, scores
+        decidable = _decidable(arrays["images"], arrays["texts"], scores, measure, wide)
+        return args, arrays, scores if decidable else None
     matrix = _numpy(draw_scores(data, st, (n_img, len(case["c2i"]))))
     arrays["i2t"] = matrix
     return ["evaluate-similarity", *args], arrays, bruteforce.exact_matrix(matrix)

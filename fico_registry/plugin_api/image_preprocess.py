@@ -38,7 +38,7 @@ class ImagePreprocessor:
         if not isinstance(image, Image.Image):
             raise DataFormatError(f"{self.model} expects PIL images (or a stacked tensor), got {type(image).__name__}")
         size = (self.image_size, self.image_size)
-        resized = image.convert("RGB").resize(size, Image.BICUBIC)
+        resized = image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
         pixels = torch.from_numpy(np.array(resized, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
         return (pixels.to(torch.float32).div(255) - self.mean) / self.std
 

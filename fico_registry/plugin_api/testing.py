@@ -21,11 +21,14 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fico_registry.plugin_api.cards import Input, ModelSpec, OutputKind, QueryTimeAttention
 from fico_registry.plugin_api.plugin_testing import caller_distribution, check_plugin, check_provenance, plugin_tests
 from fico_registry.plugin_api.registry import get_model_spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fico_registry.data.corpus import Corpus
 
 __all__ = [
     "check_evaluator_inputs",
@@ -54,7 +57,7 @@ def offline() -> Iterator[None]:
     old = {k: os.environ.get(k) for k in keys}
     os.environ.update(keys)
     # huggingface_hub reads the variable once at import: patch its constant too when it is loaded
-    hub_constants = sys.modules.get("huggingface_hub.constants")
+    hub_constants: Any = sys.modules.get("huggingface_hub.constants")  # a module whose constant we patch
     hub_old = getattr(hub_constants, "HF_HUB_OFFLINE", None)
     if hub_constants is not None:
         hub_constants.HF_HUB_OFFLINE = True
@@ -214,7 +217,8 @@ def _check_preprocessed_images(model: Any, images: list[Any], from_pil: Any, *, 
 
     assert callable(preprocess), f"{model.name}: preprocess_image must be a method (PIL image -> (3, H, W) tensor)"
     # the very code evaluation runs (fico_registry.models.inputs.PixelSource), over these sample images
-    stacked = PixelSource(_InMemoryImages(images), preprocess=preprocess).batch(0, len(images))
+    # batch() reads only n_images and load_image of the corpus, which the stand-in provides
+    stacked = PixelSource(cast("Corpus", _InMemoryImages(images)), preprocess=preprocess).batch(0, len(images))
     what = f"{model.name}.encode_images on the stacked preprocess_image tensor {tuple(stacked.shape)}"
     import torch
 

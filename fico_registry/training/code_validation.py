@@ -44,7 +44,7 @@ def validate_codes(images: torch.Tensor, texts: torch.Tensor, val: Any, select_b
     report = evaluate_embeddings(images, texts, val.caption_to_image, val.labels, measure="hamming", map_ks=(None,),
                                  device="cpu", progress=False)  # fmt: skip
     out: dict[str, Any] = {"rsum": validation_rsum(report), "instance": report.instance}
-    if val.labels is not None:
+    if report.category is not None:  # present exactly when the split has labels
         out["map_i2t"] = float(report.category["i2t"]["mAP@N"])
         out["map_t2i"] = float(report.category["t2i"]["mAP@N"])
         out["map_avg"] = (out["map_i2t"] + out["map_t2i"]) / 2

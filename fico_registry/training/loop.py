@@ -323,7 +323,7 @@ def _run_epoch(recipe: EpochRecipe, state: LoopState, epoch: int, bar: TrainingP
     recipe.end_epoch(epoch)
     validation = recipe.validate(epoch)
     is_best = validation is not None and bool(_dist.broadcast_object(validation.score > state.best))  # rank 0 decides
-    if is_best:
+    if is_best and validation is not None:  # is_best implies a validation
         state.best, state.best_epoch = validation.score, epoch + recipe.first_epoch
     seconds = time.perf_counter() - started
     row: dict[str, Any] = {"epoch": epoch + recipe.first_epoch, "loss": total / max(len(batches), 1), "lr": lr}

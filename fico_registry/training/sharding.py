@@ -39,7 +39,7 @@ def check_same_on_every_rank(arrays: tuple[np.ndarray, ...]) -> None:
     """Every rank trains on rank 0's features, or every rank stops (a divergent rank would desync DDP)."""
     digest = hashlib.sha256()
     for array in arrays:
-        digest.update(np.ascontiguousarray(array))  # no copy of a C-contiguous array
+        digest.update(np.ascontiguousarray(array).data)  # no copy of a C-contiguous array
     digests: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(digests, digest.hexdigest())
     if len(set(digests)) > 1:
@@ -128,11 +128,14 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
         """Update the running statistics as nn.BatchNorm1d does (unbiased variance, momentum or cumulative)."""
         if not self.track_running_stats:
             return
-        self.num_batches_tracked.add_(1)
-        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        # nn.BatchNorm1d registers these three buffers whenever track_running_stats is set
+        assert tracked is not None and running_mean is not None and running_var is not None
+        tracked.add_(1)
+        factor = 1.0 / float(tracked) if self.momentum is None else self.momentum
         unbiased = var * (count / max(count - 1.0, 1.0))
-        self.running_mean.mul_(1.0 - factor).add_(mean.to(self.running_mean.dtype), alpha=factor)
-        self.running_var.mul_(1.0 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        running_mean.mul_(1.0 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
+        running_var.mul_(1.0 - factor).add_(unbiased.to(running_var.dtype), alpha=factor)
 
 
 def globalise_batchnorms(module: nn.Module) -> nn.Module:
