@@ -1,0 +1,128 @@
+"""The judged-relevance pass of an evaluation: every JudgmentSet scored on the engine's own score sources.
+
+The instance / category pass (engine.run_direction) needs no judgments; this pass reads the same
+ScoreSource blocks (the same GEMM, the same matrix rows, the t2i matrix when one is given) and
+computes fico_registry.evaluator.judged's metrics for every judgment set at once: the judged items
+of all sets in a block are counted together, so a block is scored and scanned once whatever the
+number of sets. Blocks follow the memory budget like the engine's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from fico_registry.data.judgments import DIRECTIONS, JudgmentSet, as_judgment_sets
+from fico_registry.errors import MemoryBudgetError, OptionError
+from fico_registry.evaluator import judged as judged_metrics
+from fico_registry.evaluator.engine import EFFICIENT_BLOCK_CELLS, ScoreSource, checked_block
+
+DEFAULT_NDCG_KS = (10,)
+# bytes per (query, candidate) cell beyond the scores: two searchsorted places (int64) and the
+# histogram index built from them
+PASS_CELL_BYTES = 24
+
+
+class ShardedJudgmentsError(OptionError):
+    """Judged metrics were asked for in a torchrun (sharded) evaluation, which does not compute them."""
+
+
+def check_judgment_options(judgments: Any, ndcg_ks: Sequence[int], gain: str) -> dict[str, JudgmentSet]:
+    """Normalise `judgments` (as_judgment_sets) and check ndcg_ks / gain; typed errors say what to fix."""
+    for k in ndcg_ks:
+        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+            raise OptionError(f"ndcg_ks must be positive integers, got {k!r}")
+    if gain not in judged_metrics.GAINS:
+        raise OptionError(f"gain must be one of {', '.join(judged_metrics.GAINS)}; got {gain!r}")
+    return as_judgment_sets(judgments)
+
+
+def refuse_sharded(sets: Mapping[str, JudgmentSet]) -> None:
+    if sets:
+        raise ShardedJudgmentsError(
+            "judged metrics (judgments=...) are not computed in a sharded torchrun evaluation: each rank holds "
+            "only its rows of the scores. Run the evaluation in one process (no torchrun) to get them."
+        )
+
+
+def judged_section(
+    sources: Mapping[str, ScoreSource],
+    sets: Mapping[str, JudgmentSet],
+    *,
+    recall_ks: Sequence[int],
+    ndcg_ks: Sequence[int],
+    ties: str,
+    gain: str,
+    budget: int,
+) -> dict[str, dict[str, Any]]:
+    """report["judged"]: name -> {"i2t": metrics | None, "t2i": metrics | None, "provenance": ...}."""
+    out: dict[str, dict[str, Any]] = {name: {"provenance": js.to_dict()} for name, js in sets.items()}
+    for direction in DIRECTIONS:
+        source = _unmetered(sources[direction])
+        present = {name: js.direction(direction) for name, js in sets.items() if js.direction(direction) is not None}
+        for name, judged in present.items():
+            judged.check_shape(source.n_queries, source.n_candidates, f"judgments {name!r} ({direction})")  # type: ignore[union-attr]
+        results = _score_direction(source, present, recall_ks, ndcg_ks, ties, gain, budget, direction) if present else {}
+        for name in sets:
+            out[name][direction] = results.get(name)
+    return out
+
+
+def _unmetered(source: ScoreSource) -> ScoreSource:
+    """A model-backed source (fusion re-rank) with its own cost meter: the report's query-time costs
+    stay those of the ranking pass, not doubled by this second scoring pass."""
+    if dataclasses.is_dataclass(source) and any(f.name == "cost" for f in dataclasses.fields(source)):
+        return dataclasses.replace(source, cost=type(source.cost)())  # type: ignore[attr-defined]
+    return source
+
+
+def _block_rows(n_queries: int, n_candidates: int, cell_bytes: int, budget: int) -> int:
+    per_row = n_candidates * (cell_bytes + PASS_CELL_BYTES)
+    if per_row > budget:
+        raise MemoryBudgetError(
+            f"judged metrics need whole score rows: one row needs about {per_row / 2**20:.1f} MiB but memory_budget "
+            f"is {budget / 2**20:.1f} MiB; raise memory_budget"
+        )
+    return int(max(1, min(n_queries, budget // per_row, max(16, EFFICIENT_BLOCK_CELLS // max(1, n_candidates)))))
+
+
+def _score_direction(
+    source: ScoreSource,
+    present: Mapping[str, Any],
+    recall_ks: Sequence[int],
+    ndcg_ks: Sequence[int],
+    ties: str,
+    gain: str,
+    budget: int,
+    direction: str,
+) -> dict[str, dict[str, Any]]:
+    n_q = source.n_queries
+    rows = _block_rows(n_q, source.n_candidates, source.cell_bytes(), budget)
+    sums: dict[str, dict[str, float]] = {name: {} for name in present}
+    totals = dict.fromkeys(present, 0)
+    for lo in range(0, n_q, rows):
+        hi = min(n_q, lo + rows)
+        parts = {name: judged.rows(lo, hi) for name, judged in present.items()}
+        if not any(len(p[0]) for p in parts.values()):
+            continue  # no judged query in this block: its scores are not needed
+        scores, _ = checked_block(source, lo, hi, label=direction)
+        # one count for the judged items of every set (duplicates across sets are harmless)
+        all_rows = np.concatenate([p[0] for p in parts.values()])
+        all_cols = np.concatenate([p[1] for p in parts.values()])
+        above_all, tied_all = judged_metrics.judged_counts(scores, all_rows, all_cols)
+        start = 0
+        for name, (row, _col, grade) in parts.items():
+            stop = start + len(row)
+            if len(row):
+                block, count = judged_metrics.block_sums(
+                    row, above_all[start:stop], tied_all[start:stop], grade, hi - lo,
+                    recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain,
+                )  # fmt: skip
+                totals[name] += count
+                for metric, value in block.items():
+                    sums[name][metric] = sums[name].get(metric, 0.0) + value
+            start = stop
+    return {name: judged_metrics.finish(sums[name], totals[name], gain, recall_ks, ndcg_ks) for name in present}
