@@ -102,3 +102,39 @@ def test_report_round_trip_and_table_show_judged():
     report.print(console)
     text = console.export_text()
     assert "judged relevance" in text and "mAP@R" in text and "NDCG@10" in text
+
+
+@pytest.mark.parametrize("ties", ["expected", "optimistic", "pessimistic"])
+def test_depth_limited_counts_give_the_exact_metrics(ties):
+    from fico_registry.evaluator.judged import block_sums, judged_counts
+
+    rng = np.random.default_rng(7)
+    scores = torch.from_numpy(rng.integers(0, 12, size=(30, 200)).astype(np.float32))  # many ties
+    row = np.repeat(np.arange(30), rng.integers(1, 9, 30))
+    col = np.concatenate([rng.choice(200, size=int((row == r).sum()), replace=False) for r in range(30)])
+    grade = rng.integers(1, 4, len(row)).astype(np.float64)
+    exact_above, exact_tied = judged_counts(scores, row, col)
+    assert np.array_equal(exact_above, (scores[row] > scores[row, col][:, None]).sum(1).numpy())
+    assert np.array_equal(exact_tied, (scores[row] == scores[row, col][:, None]).sum(1).numpy())
+    want, _ = block_sums(row, exact_above, exact_tied, grade, 30, recall_ks=(1, 3), ndcg_ks=(2, 5), ties=ties, gain="linear")
+    depth = max(int(np.bincount(row).max()), 5)
+    above, tied = judged_counts(scores, row, col, depth)
+    inside = exact_above < depth
+    assert np.array_equal(above[inside], exact_above[inside]) and (above[~inside] >= depth).all()
+    got, _ = block_sums(row, above, tied, grade, 30, recall_ks=(1, 3), ndcg_ks=(2, 5), ties=ties, gain="linear")
+    assert got == pytest.approx(want)
+
+
+def test_the_fallback_pass_scores_the_source_itself():
+    from fico_registry.evaluator.engine import EmbeddingScores
+    from fico_registry.evaluator.judged_pass import collectors, judged_section
+
+    images, texts, c2i, js = _problem(seed=4)
+    img = torch.nn.functional.normalize(torch.from_numpy(images), dim=1)
+    txt = torch.nn.functional.normalize(torch.from_numpy(texts), dim=1)
+    sources = {"i2t": EmbeddingScores(img, txt, "cosine", "image"), "t2i": EmbeddingScores(img, txt, "cosine", "text")}
+    unfed = collectors(sources, {"rand": js}, recall_ks=(1, 5, 10), ndcg_ks=(10,), ties="expected", gain="linear")
+    alone = judged_section(sources, {"rand": js}, unfed, budget=2048)  # no engine: blocks read here
+    report = evaluate_embeddings(images, texts, c2i, device="cpu", judgments=js)
+    for direction in ("i2t", "t2i"):
+        assert alone["rand"][direction] == pytest.approx(report.judged["rand"][direction])

@@ -245,6 +245,10 @@ def _evaluate(
     # kernels release the GIL, so a second core is not left idle. Each gets half the budget.
     # Model-backed sources (re-rank) stay sequential: they drive one model and one cost meter.
     parallel = device.type == "cpu" and all(isinstance(s, (EmbeddingScores, MatrixScores)) for s in (i2t, t2i))
+    # the judged pass reads the engine's own score blocks (judged_pass.DirectionCollector)
+    collect = judged_pass.collectors(
+        {"i2t": i2t, "t2i": t2i}, judgment_sets, recall_ks=recall_ks, ndcg_ks=judged[1], ties=ties, gain=judged[2]
+    )
     common = dict(
         recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
         budget=budget // 2 if parallel else budget,
@@ -256,10 +260,10 @@ def _evaluate(
         )
     elif parallel:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
-            futures = {d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
+            futures = {d: pool.submit(run_direction, src, pos, rel, label=d, on_block=collect.get(d), **common) for d, (src, pos, rel) in jobs.items()}
             stats = {d: f.result() for d, f in futures.items()}
     else:
-        stats = {d: run_direction(src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}  # type: ignore[arg-type]
+        stats = {d: run_direction(src, pos, rel, label=d, on_block=collect.get(d), **common) for d, (src, pos, rel) in jobs.items()}  # type: ignore[arg-type]
     instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}
     category = None
     if labels is not None:
@@ -279,11 +283,8 @@ def _evaluate(
         "seconds": round(time.perf_counter() - started, 4),
     }
     report = Report(instance=instance, category=category, settings=settings, per_query=stats)
-    if judgment_sets:  # after the ranking pass, with the whole budget: see judged_pass
-        report.judged = judged_pass.judged_section(
-            {"i2t": i2t, "t2i": t2i}, judgment_sets, recall_ks=recall_ks, ndcg_ks=judged[1], ties=ties, gain=judged[2],
-            budget=budget,
-        )
+    if judgment_sets:
+        report.judged = judged_pass.judged_section({"i2t": i2t, "t2i": t2i}, judgment_sets, collect, budget=budget)
         settings.update(ndcg_ks=list(judged[1]), gain=judged[2], seconds=round(time.perf_counter() - started, 4))
     if sharded is not None:
         sharded.annotate(report)

@@ -187,45 +187,57 @@ def ndcg_at(groups: JudgedGroups, k: int, ties: str, gain: str = "linear") -> np
 # -- over a score source --------------------------------------------------------------------------
 
 
-def judged_counts(scores: Any, row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def judged_counts(
+    scores: Any, row: np.ndarray, col: np.ndarray, depth: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For judged items (row, col) of a score block: candidates strictly above, and tied (itself included).
 
-    No row is sorted: each row's few judged scores are sorted, every score of the row is placed
-    among them by binary search (O(N log m) for m judged items), and a histogram of those places
-    gives the counts. With v the row's sorted judged scores (duplicates allowed), L(s) = #{v < s}
-    and R(s) = #{v <= s}: s > v_j  iff  L(s) >= R(v_j), and s >= v_j  iff  R(s) >= R(v_j).
-    Measured on a 80 x 25,000 block with 20 judged items per row: 3.5x faster than a row sort.
+    Every judged metric stops at a cut-off (R for R-P and mAP@R, K for the others), so only items
+    ranked inside the `depth` best of their row need exact counts: a top-`depth` selection per row
+    (no sort of the row; 40x faster than one at depth 50 on 25,000 candidates) and a binary search
+    of each judged score in it. An item below the row's depth-th best score gets above = n (beyond
+    every cut-off) and tied = the row's count of such items, so their group never reaches a cut-off.
+    Ties at the depth-th score itself are counted over the whole row. depth=None: exact for all.
     """
     import torch
 
     block = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(scores)
     if len(row) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    n_rows = block.shape[0]
-    counts = np.bincount(row, minlength=n_rows)
-    width = int(counts.max())
-    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    n_rows, n = block.shape
+    k = n if depth is None else int(min(max(depth, 1), n))
     dev = block.device
-    rows_t, slot_t = torch.as_tensor(row, device=dev), torch.as_tensor(slot, device=dev)
-    values = block[rows_t, torch.as_tensor(col, device=dev)]
-    # pad each row with copies of one of its own judged scores (or any score of an unjudged row):
-    # duplicates leave the counts of the real items unchanged, and no sentinel value is needed
+    rows_t, cols_t = torch.as_tensor(row, device=dev), torch.as_tensor(col, device=dev)
+    top = torch.topk(block, k, dim=1, sorted=True).values.flip(1).contiguous()  # ascending: the k best
+    threshold = top[:, 0]
+    values = block[rows_t, cols_t]
+    # one padded rectangle of each row's judged scores for a batched binary search; padding with
+    # the row's own scores needs no sentinel value
+    counts = np.bincount(row, minlength=n_rows)
+    slot = torch.as_tensor(np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts), device=dev)
     first = torch.zeros(n_rows, dtype=torch.long, device=dev)
-    first[rows_t] = torch.as_tensor(col, device=dev)  # any judged column of the row
-    padded = block.gather(1, first[:, None]).expand(n_rows, width).clone()
-    padded[rows_t, slot_t] = values
-    ordered = torch.sort(padded, dim=1).values.contiguous()
-    place_of_item = torch.searchsorted(ordered, padded, right=True)
-    item_place = place_of_item[rows_t, slot_t]  # R(v_j)
-    base = torch.arange(n_rows, device=dev)[:, None] * (width + 1)
-    at_least = []
-    for right in (False, True):
-        place = torch.searchsorted(ordered, block.contiguous(), right=right)
-        hist = torch.bincount((place + base).reshape(-1), minlength=n_rows * (width + 1)).view(n_rows, width + 1)
-        suffix = hist.flip(1).cumsum(1).flip(1)  # suffix[r, t] = #{s in row r: place(s) >= t}
-        at_least.append(suffix[rows_t, item_place])
-    above, above_or_tied = at_least
-    return above.cpu().numpy().astype(np.int64), (above_or_tied - above).cpu().numpy().astype(np.int64)
+    first[rows_t] = cols_t
+    padded = block.gather(1, first[:, None]).expand(n_rows, int(counts.max())).clone()
+    padded[rows_t, slot] = values
+    right = torch.searchsorted(top, padded, right=True)[rows_t, slot]  # top scores <= v
+    left = torch.searchsorted(top, padded, right=False)[rows_t, slot]  # top scores < v
+    above, tied = k - right, right - left
+    at_threshold = values == threshold[rows_t]
+    if bool(at_threshold.any()):  # ties at the k-th score may go on below the top k
+        equal = (block == threshold[:, None]).sum(1)
+        tied = torch.where(at_threshold, equal[rows_t], tied)
+    below = values < threshold[rows_t]
+    if bool(below.any()):
+        per_row = torch.bincount(rows_t[below], minlength=n_rows)
+        above = torch.where(below, torch.full_like(above, n), above)
+        tied = torch.where(below, per_row[rows_t], tied)
+    return above.cpu().numpy().astype(np.int64), tied.cpu().numpy().astype(np.int64)
+
+
+def depth_needed(judged: Judgments, lo: int, hi: int, ks: Sequence[int]) -> int:
+    """The ranks judged metrics look at in queries lo..hi-1: max(R of any query, largest K)."""
+    counts = judged.counts[lo:hi]
+    return int(max(int(counts.max()) if len(counts) else 0, max(ks, default=1)))
 
 
 def block_sums(
@@ -289,7 +301,8 @@ def judged_metrics(
         row, col, grade = judged.rows(lo, hi)
         if len(row) == 0:
             continue
-        above, tied = judged_counts(score_rows(lo, hi), row, col)
+        depth = depth_needed(judged, lo, hi, [*recall_ks, *ndcg_ks])
+        above, tied = judged_counts(score_rows(lo, hi), row, col, depth)
         part, count = block_sums(row, above, tied, grade, hi - lo, recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain)
         judged_total += count
         for name, value in part.items():
