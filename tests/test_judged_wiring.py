@@ -138,3 +138,13 @@ def test_the_fallback_pass_scores_the_source_itself():
     report = evaluate_embeddings(images, texts, c2i, device="cpu", judgments=js)
     for direction in ("i2t", "t2i"):
         assert alone["rand"][direction] == pytest.approx(report.judged["rand"][direction])
+
+
+def test_several_sets_in_one_run_equal_each_set_alone():
+    images, texts, c2i, js = _problem(seed=5)
+    other = _problem(seed=6)[3]
+    both = evaluate_embeddings(images, texts, c2i, device="cpu", judgments={"a": js, "b": other})
+    for name, single in (("a", js), ("b", other)):
+        alone = evaluate_embeddings(images, texts, c2i, device="cpu", judgments={name: single})
+        for direction in ("i2t", "t2i"):
+            assert both.judged[name][direction] == pytest.approx(alone.judged[name][direction])

@@ -214,7 +214,10 @@ def judged_counts(
     # one padded rectangle of each row's judged scores for a batched binary search; padding with
     # the row's own scores needs no sentinel value
     counts = np.bincount(row, minlength=n_rows)
-    slot = torch.as_tensor(np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts), device=dev)
+    by_row = np.argsort(row, kind="stable")  # items of several sets arrive unsorted by row
+    slot_np = np.empty(len(row), dtype=np.int64)
+    slot_np[by_row] = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot = torch.as_tensor(slot_np, device=dev)
     first = torch.zeros(n_rows, dtype=torch.long, device=dev)
     first[rows_t] = cols_t
     padded = block.gather(1, first[:, None]).expand(n_rows, int(counts.max())).clone()
