@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -99,8 +100,9 @@ def protocol_facts(corpus: Any, tolerance: float) -> dict[str, Any]:
     }
 
 
-def columns(has_labels: bool) -> list[tuple[str, list[Column]]]:
-    """The table's column groups: instance R@K both ways, RSUM, category mAP@K, costs, submission."""
+def columns(has_labels: bool, judged: Sequence[str] = ()) -> list[tuple[str, list[Column]]]:
+    """The table's column groups: instance R@K both ways, RSUM, category mAP@K, judged metrics of each
+    judgment set the corpus carries (standard.JUDGED_COLUMNS), costs, submission."""
     groups: list[tuple[str, list[Column]]] = [
         ("Model", [
             Column("rank", "#", better="lower", title="rank by RSUM"),
@@ -118,6 +120,12 @@ def columns(has_labels: bool) -> list[tuple[str, list[Column]]]:
             groups.append((label, [
                 Column(f"{direction} mAP@{'N' if k is None else k}", f"mAP@{'N' if k is None else k}", title=f"{direction} category mAP@{'N' if k is None else k}, %")
                 for k in standard.MAP_KS
+            ]))
+    for name in judged:
+        for direction in DIRECTIONS:
+            groups.append((f"{name.upper()} {direction}", [
+                Column(f"judged {name} {direction} {key}", key, title=f"{name} judgments, {direction} {key}, %")
+                for key in standard.JUDGED_COLUMNS
             ]))
     groups.append(("Costs", [
         Column("bytes_img", "B/image", better="lower", title="bytes per image item, from the evidence"),
@@ -149,7 +157,7 @@ def _per_item_ms(result: RunResult, side: str) -> float | None:
     return 1000.0 * cost.seconds / cost.items
 
 
-def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
+def _row(verdict: Verdict, rank: int, has_labels: bool, judged: Sequence[str] = ()) -> dict[str, Any]:
     result = verdict.result
     assert result is not None
     family = result.model.family or "unknown"
@@ -167,6 +175,12 @@ def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
             for k in standard.MAP_KS:
                 key = f"mAP@{'N' if k is None else k}"
                 cells[f"{direction} {key}"] = _pct(result.metrics.category[direction].get(key))  # type: ignore[arg-type]
+    for name in judged:
+        entry = (result.metrics.judged or {}).get(name) or {}
+        for direction in DIRECTIONS:
+            values = entry.get(direction) or {}  # type: ignore[union-attr]
+            for key in standard.JUDGED_COLUMNS:
+                cells[f"judged {name} {direction} {key}"] = _pct(values.get(key))  # type: ignore[arg-type]
     rsum = result.rsum()
     cells["rsum"] = _plain(rsum, ".1f")
     cells["bytes_img"] = _plain(verdict.storage.get("images"), "g")
@@ -235,9 +249,10 @@ def write_corpus_page(
     *, plots: bool = True,
 ) -> Path:
     has_labels = corpus.labels is not None
-    groups = columns(has_labels)
+    judged = sorted(getattr(corpus, "judgments", None) or {})
+    groups = columns(has_labels, judged)
     ranked = sorted(entries, key=lambda v: (-(v.result.rsum() or -1.0), v.submission))  # type: ignore[union-attr]
-    rows = [_row(v, i + 1, has_labels) for i, v in enumerate(ranked)]
+    rows = [_row(v, i + 1, has_labels, judged) for i, v in enumerate(ranked)]
     figures = []
     for name, title, svg in _figures(ranked, has_labels) if plots else ():
         if svg is not None:

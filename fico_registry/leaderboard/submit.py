@@ -158,7 +158,7 @@ def make_submission(
             raise DataFormatError(f"{name} is a scalar, not an array")
     ev.check_shapes(kind, {k: a.shape for k, a in arrays.items()}, corpus.n_images, corpus.n_captions, measure if embeddings else None)
 
-    kwargs = standard.evaluator_kwargs(corpus.labels is not None)
+    kwargs = standard.evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
     if embeddings:
         result_report = evaluate_embeddings(
             arrays["images"], arrays["texts"], corpus.caption_to_image, corpus.labels, measure=measure, bits=bits,
