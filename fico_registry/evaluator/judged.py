@@ -48,7 +48,9 @@ class JudgedGroups:
     item_group: np.ndarray  # per relevant item: its group; items sorted by (group, gain descending)
     item_gain: np.ndarray
     relevant: np.ndarray  # (n_rows,) R per query
-    gains_sorted: list[np.ndarray]  # per query, gains in descending order (for the ideal DCG)
+    ideal_row: np.ndarray  # the ideal ranking (per row, gains descending): each item's row,
+    ideal_rank: np.ndarray  # its 0-based position in that ranking,
+    ideal_gain: np.ndarray  # and its grade
 
     @property
     def n_rows(self) -> int:
@@ -78,10 +80,13 @@ def groups_from_counts(
     first_cum = np.maximum.accumulate(np.where(row_start, cum, 0)) if len(cum) else cum
     g_rb = cum - first_cum
     relevant = np.bincount(row, minlength=n_rows).astype(np.int64)
-    # items are sorted by (row, a, -gain): per row, re-sort gains for the ideal ranking
-    by_row = np.split(gain, np.cumsum(relevant)[:-1])
-    gains_sorted = [np.sort(g)[::-1] for g in by_row]
-    return JudgedGroups(g_row, g_a, g_n, g_r, g_rb, g_gain, group_of_item, gain, relevant, gains_sorted)
+    # the ideal ranking, vectorised (a Python loop over rows cost 2 s per 75,000 queries)
+    ideal = np.lexsort((-gain, row))
+    ideal_row, ideal_gain = row[ideal], gain[ideal]
+    ideal_rank = np.arange(len(row)) - np.repeat(np.cumsum(relevant) - relevant, relevant)
+    return JudgedGroups(
+        g_row, g_a, g_n, g_r, g_rb, g_gain, group_of_item, gain, relevant, ideal_row, ideal_rank, ideal_gain
+    )
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -179,7 +184,12 @@ def ndcg_at(groups: JudgedGroups, k: int, ties: str, gain: str = "linear") -> np
         item_row = groups.row[groups.item_group]
         weight = np.where(pos <= k, to_gain(groups.item_gain) / np.log2(np.minimum(pos, k) + 1.0), 0.0)
         dcg = np.bincount(item_row, weights=weight, minlength=groups.n_rows)
-    ideal = np.array([(to_gain(g[:k]) / np.log2(np.arange(2, min(k, len(g)) + 2))).sum() for g in groups.gains_sorted])
+    inside = groups.ideal_rank < k
+    ideal = np.bincount(
+        groups.ideal_row[inside],
+        weights=to_gain(groups.ideal_gain[inside]) / np.log2(groups.ideal_rank[inside] + 2.0),
+        minlength=groups.n_rows,
+    )
     judged = groups.relevant > 0
     return dcg[judged] / ideal[judged]
 
