@@ -106,3 +106,14 @@ def test_evaluate_synthetic_with_shared_objects(tmp_path):
     shared = report["judged"]["shared-objects"]
     assert shared["i2t"]["gain"] == "exponential" and shared["t2i"]["judged_queries"] == 60
     assert shared["provenance"]["i2t"]["graded"] is True
+
+
+def test_corpus_save_keeps_the_judgments(tmp_path):
+    from fico_registry.data import Corpus
+
+    out = invoke(
+        "corpus", "save", "synthetic", "--root", str(tmp_path / "src"), "--dataset-option", "n_images=10",
+        "--judgments", "shared-objects", "-o", str(tmp_path / "saved"), cwd=tmp_path,
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert set(Corpus.load(tmp_path / "saved").judgments) == {"shared-objects"}

@@ -148,3 +148,22 @@ def test_several_sets_in_one_run_equal_each_set_alone():
         alone = evaluate_embeddings(images, texts, c2i, device="cpu", judgments={name: single})
         for direction in ("i2t", "t2i"):
             assert both.judged[name][direction] == pytest.approx(alone.judged[name][direction])
+
+
+def test_a_sharded_evaluation_refuses_judgments_before_ranking():
+    from fico_registry.evaluator.engine import EmbeddingScores
+    from fico_registry.evaluator.evaluate import _evaluate
+
+    images, texts, c2i, js = _problem()
+    img, txt = torch.from_numpy(images), torch.from_numpy(texts)
+    sources = (EmbeddingScores(img, txt, "cosine", "image"), EmbeddingScores(img, txt, "cosine", "text"))
+
+    class NeverUsed:  # stands for a torchrun sharding: it must not be reached
+        def __getattr__(self, name):
+            raise AssertionError(f"the sharding was used ({name})")
+
+    with pytest.raises(ShardedJudgmentsError, match="one process"):
+        _evaluate(
+            *sources, c2i, None, (1,), (), "expected", "fico", torch.device("cpu"), None, False, {}, 0.0,
+            sharded=NeverUsed(), judged=(js, (10,), "linear"),
+        )

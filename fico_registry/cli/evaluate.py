@@ -280,8 +280,14 @@ def corpus_group() -> None:
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
-def corpus_save_cmd(dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path) -> None:
+@click.option("--judgments", multiple=True, help="Judgments saved with the corpus (a board then shows judged columns): " + judged_cli.JUDGMENTS_HELP)
+@click.option("--captions-json", type=click.Path(dir_okay=False, path_type=Path), help="COCO's captions_val2014.json for --judgments eccv/cxc/coco.")
+def corpus_save_cmd(
+    dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path, judgments: tuple[str, ...],
+    captions_json: Path | None,
+) -> None:
     """Write DATASET's split as a Corpus folder (JSON + arrays, no pickle) and print its hash."""
     corpus = load_corpus(dataset, None, split, root, _parse_options(dataset_options))
+    corpus = judged_cli.attach_specs(corpus, judgments, root, captions_json)
     path = corpus.save(output)
     click.echo(f"{corpus}: saved to {path} (content hash {corpus.content_hash})")

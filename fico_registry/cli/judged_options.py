@@ -148,15 +148,20 @@ def for_arrays(opts: dict[str, Any], n_images: int, n_texts: int) -> dict[str, A
     return kwargs
 
 
-def for_corpus(corpus: Any, opts: dict[str, Any], root: Path | None) -> tuple[Any, dict[str, Any]]:
-    """fico evaluate: the corpus with the --judgments attached, and the NDCG keywords."""
+def attach_specs(corpus: Any, specs: Sequence[str], root: Path | None, captions_json: Path | None) -> Any:
+    """The corpus with the --judgments specs (named sets and qrels files) attached."""
     from fico_registry.data.named_judgments import attach_named_judgments
 
-    names, files = parse_specs(opts.pop("judgments"))
-    captions_json = opts.pop("captions_json")
+    names, files = parse_specs(specs)
     if names:
         corpus = attach_named_judgments(corpus, names, root=root, captions_json=captions_json)
     caption_ids = corpus.caption_ids or [str(i) for i in range(corpus.n_captions)]
     for name, judged in judgments_from_files(files, corpus.image_ids, caption_ids).items():
         corpus = corpus.with_judgments(name, judged)
+    return corpus
+
+
+def for_corpus(corpus: Any, opts: dict[str, Any], root: Path | None) -> tuple[Any, dict[str, Any]]:
+    """fico evaluate: the corpus with the --judgments attached, and the NDCG keywords."""
+    corpus = attach_specs(corpus, opts.pop("judgments"), root, opts.pop("captions_json"))
     return corpus, ndcg_kwargs(opts)

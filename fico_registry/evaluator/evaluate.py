@@ -374,6 +374,8 @@ def evaluate(
     if outside_topk not in ("keep", "exclude"):
         raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
     sharded = _sharding(device)  # joins torchrun's group before the model picks its GPU
+    if sharded is not None:  # before any encoding: judged metrics are not computed sharded
+        judged_pass.refuse_sharded(getattr(corpus, "judgments", None) or {})
     if not isinstance(model, Model):
         model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
     dev = resolve_device(model.device if device == "auto" else device)
