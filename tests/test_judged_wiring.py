@@ -167,3 +167,10 @@ def test_a_sharded_evaluation_refuses_judgments_before_ranking():
             *sources, c2i, None, (1,), (), "expected", "fico", torch.device("cpu"), None, False, {}, 0.0,
             sharded=NeverUsed(), judged=(js, (10,), "linear"),
         )
+
+
+def test_public_names():
+    import fico_registry
+
+    assert fico_registry.Judgments is Judgments and fico_registry.JudgmentSet is JudgmentSet
+    assert callable(fico_registry.data.eccv_caption_judgments) and callable(fico_registry.data.coco_caption_ids)
