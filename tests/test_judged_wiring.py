@@ -174,3 +174,15 @@ def test_public_names():
 
     assert fico_registry.Judgments is Judgments and fico_registry.JudgmentSet is JudgmentSet
     assert callable(fico_registry.data.eccv_caption_judgments) and callable(fico_registry.data.coco_caption_ids)
+
+
+@pytest.mark.parametrize("ties", ["expected", "pessimistic"])
+def test_hamming_codes_integer_scores_with_many_ties(ties):
+    images, texts, c2i, js = _problem(seed=8)
+    codes_i, codes_t = np.where(images[:, :6] >= 0, 1, -1).astype(np.int8), np.where(texts[:, :6] >= 0, 1, -1).astype(np.int8)
+    report = evaluate_embeddings(codes_i, codes_t, c2i, measure="hamming", device="cpu", ties=ties, judgments=js)
+    scores = -(codes_i[:, None, :] != codes_t[None, :, :]).sum(2)  # higher = closer
+    for direction, matrix in (("i2t", scores), ("t2i", scores.T)):
+        m = torch.from_numpy(np.ascontiguousarray(matrix))
+        want = judged_metrics(lambda lo, hi, m=m: m[lo:hi], js.direction(direction), ties=ties)
+        assert report.judged["rand"][direction] == pytest.approx(want)
