@@ -137,3 +137,10 @@ def test_synthetic_shared_objects_by_name(tmp_path):
     assert corpus.judgments["shared-objects"].i2t.graded
     with pytest.raises(OptionError, match="COCO ids"):
         load_dataset("synthetic", split="test", root=tmp_path / "s", n_images=12, judgments="eccv")
+
+
+def test_judgments_do_not_change_what_the_models_see():
+    plain = _corpus()
+    judged = plain.with_judgments("ext", _set())
+    assert judged.without_judgments().content_hash == plain.content_hash  # the embedding cache key
+    assert plain.without_judgments() is plain

@@ -210,6 +210,10 @@ class Corpus:
 
         return replace(self, judgments={**self.judgments, **as_judgment_sets({name: judgments})}, meta=_fresh(self.meta))
 
+    def without_judgments(self) -> Corpus:
+        """The same corpus without judgments: what the models' inputs (and the embedding cache) depend on."""
+        return self if not self.judgments else replace(self, judgments={}, meta=_fresh(self.meta))
+
     def with_features(
         self,
         name: str,

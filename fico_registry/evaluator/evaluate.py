@@ -390,15 +390,16 @@ def evaluate(
     pipeline_config = "tiny" if model.config_name == "tiny" else "default"
 
     encoded = {}
+    inputs = corpus.without_judgments()  # judgments change the content hash, not the embeddings
     for side in ("image", "text"):
-        source = input_source(model, corpus, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
+        source = input_source(model, inputs, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
         key = None
         if store is not None:
             ck = model.checkpoint
             key = embedding_key(
                 model=spec.name,
                 side="images" if side == "image" else "texts",
-                corpus_hash=corpus.content_hash,
+                corpus_hash=inputs.content_hash,
                 config=model.config,
                 checkpoint_sha256=None if ck is None else (ck.sha256 or ck.source),
                 device=dev.type,
