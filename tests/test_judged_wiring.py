@@ -43,6 +43,7 @@ def test_embeddings_report_equals_judged_metrics_on_the_same_scores(ties):
     data = report.to_dict()
     assert data["judged"]["rand"]["provenance"]["source"] == "test"
     assert data["settings"]["ndcg_ks"] == [3, 10] and data["settings"]["gain"] == "linear"
+    assert data["settings"]["judged_seconds"] >= 0
     json.loads(report.to_json())  # JSON-clean
 
 

@@ -285,7 +285,9 @@ def _evaluate(
     report = Report(instance=instance, category=category, settings=settings, per_query=stats)
     if judgment_sets:
         report.judged = judged_pass.judged_section({"i2t": i2t, "t2i": t2i}, judgment_sets, collect, budget=budget)
-        settings.update(ndcg_ks=list(judged[1]), gain=judged[2], seconds=round(time.perf_counter() - started, 4))
+        judged_seconds = round(sum(c.seconds for c in collect.values()), 4)
+        settings.update(ndcg_ks=list(judged[1]), gain=judged[2], judged_seconds=judged_seconds)
+        settings.update(seconds=round(time.perf_counter() - started, 4))
     if sharded is not None:
         sharded.annotate(report)
     return report

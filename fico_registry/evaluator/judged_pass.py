@@ -10,6 +10,7 @@ number of sets. Blocks follow the memory budget like the engine's.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -61,6 +62,7 @@ class DirectionCollector:
         self.sums: dict[str, dict[str, float]] = {name: {} for name in present}
         self.totals = dict.fromkeys(present, 0)
         self.covered = 0
+        self.seconds = 0.0  # time spent here (inside the engine's threads): settings["judged_seconds"]
 
     @property
     def complete(self) -> bool:
@@ -70,6 +72,13 @@ class DirectionCollector:
         return any(j.indptr[hi] > j.indptr[lo] for j in self.present.values())
 
     def __call__(self, lo: int, hi: int, scores: Any) -> None:
+        started = time.perf_counter()
+        try:
+            self._add(lo, hi, scores)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _add(self, lo: int, hi: int, scores: Any) -> None:
         self.covered += hi - lo
         parts = {name: judged.rows(lo, hi) for name, judged in self.present.items()}
         if not any(len(p[0]) for p in parts.values()):
@@ -135,6 +144,7 @@ def judged_section(
         collector = filled.get(direction)
         if collector is not None and not collector.complete:
             collector = _score_direction(_unmetered(sources[direction]), collector, budget, direction)
+            filled[direction].seconds += collector.seconds
         results = collector.results() if collector is not None else {}
         for name in sets:
             out[name][direction] = results.get(name)
