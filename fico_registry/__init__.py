@@ -47,6 +47,8 @@ _LAZY = {
     "Report": "fico_registry.evaluator.report",
     "load_dataset": "fico_registry.data",
     "Corpus": "fico_registry.data",
+    "Judgments": "fico_registry.data",
+    "JudgmentSet": "fico_registry.data",
 }
 
 __all__ = [

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from fico_registry.cli import judged_options as judged_cli
+from fico_registry.cli.judged_options import judged_options
 from fico_registry.errors import OptionError
 
 
@@ -124,6 +126,7 @@ def _caption_map(caption_map: str | None, captions_per_image: int | None, n_imag
 @click.option("--labels", help="(n_images, n_classes) multi-hot labels: enables category mAP and PR11.")
 @click.option("--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]), default="cosine", show_default=True)
 @click.option("--bits", type=int, help="Code length of packed uint8 codes (default: 8 x bytes).")
+@judged_options(names=False, ids=True)
 @common_options
 def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, captions_per_image: int | None, labels: str | None, measure: str, bits: int | None, **opts: Any) -> None:
     """Evaluate precomputed embeddings or hash codes with the full FiCo-ITR protocol."""
@@ -133,7 +136,8 @@ def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, ca
     img, txt = read_array(images), read_array(texts)
     c2i = _caption_map(caption_map, captions_per_image, len(img), len(txt))
     lab = read_array(labels, mmap=False) if labels else None
-    report = evaluate_embeddings(img, txt, c2i, lab, measure=measure, bits=bits, **_evaluator_kwargs(opts))
+    judged = judged_cli.for_arrays(opts, len(img), len(txt))
+    report = evaluate_embeddings(img, txt, c2i, lab, measure=measure, bits=bits, **_evaluator_kwargs(opts), **judged)
     report.settings["inputs"] = {"images": images, "texts": texts}
     _emit(report, opts)
 
@@ -144,6 +148,7 @@ def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, ca
 @click.option("--caption-map", help="(n_texts,) int array: the image index of each caption.")
 @click.option("--captions-per-image", type=int, help="Instead of --caption-map: N captions per image, in image order.")
 @click.option("--labels", help="(n_images, n_classes) multi-hot labels.")
+@judged_options(names=False, ids=True)
 @common_options
 def evaluate_similarity_cmd(i2t: str, t2i: str | None, caption_map: str | None, captions_per_image: int | None, labels: str | None, **opts: Any) -> None:
     """Evaluate precomputed similarity matrices."""
@@ -156,7 +161,8 @@ def evaluate_similarity_cmd(i2t: str, t2i: str | None, caption_map: str | None, 
     t2i_mat = read_array(t2i) if t2i else None
     c2i = _caption_map(caption_map, captions_per_image, i2t_mat.shape[0], i2t_mat.shape[1])
     lab = read_array(labels, mmap=False) if labels else None
-    report = evaluate_similarity(i2t_mat, c2i, t2i=t2i_mat, labels=lab, **_evaluator_kwargs(opts))
+    judged = judged_cli.for_arrays(opts, i2t_mat.shape[0], i2t_mat.shape[1])
+    report = evaluate_similarity(i2t_mat, c2i, t2i=t2i_mat, labels=lab, **_evaluator_kwargs(opts), **judged)
     report.settings["inputs"] = {"i2t": i2t, "t2i": t2i}
     _emit(report, opts)
 
@@ -241,6 +247,7 @@ def load_corpus(
     "--save-embeddings", "save_dir", type=click.Path(file_okay=False, path_type=Path),
     help="New folder for the encoded corpus (embeddings, codes or the i2t matrix, .npy) + report: `fico submit --from-embeddings` reads it.",
 )
+@judged_options(names=True, ids=False)
 @common_options
 def evaluate_cmd(
     model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
@@ -262,6 +269,7 @@ def evaluate_cmd(
         check_exportable(get_model_spec(model))
     data = load_corpus(dataset, corpus, split, root, _parse_options(dataset_options), image_root)
     data = attach_feature_files(data, files, data.split)
+    data, judged = judged_cli.for_corpus(data, opts, root)
     device = opts["device"]
     init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
     loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)
@@ -270,7 +278,7 @@ def evaluate_cmd(
     outputs: dict[str, Any] | None = {} if save_dir is not None else None
     report = evaluate(
         loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk,
-        keep_outputs=outputs, **kwargs,
+        keep_outputs=outputs, **kwargs, **judged,
     )
     _emit(report, opts)
     if outputs is not None and save_dir is not None and is_main_process():  # outputs exist iff save_dir does
@@ -291,8 +299,14 @@ def corpus_group() -> None:
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
-def corpus_save_cmd(dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path) -> None:
+@click.option("--judgments", multiple=True, help="Judgments saved with the corpus (a board then shows judged columns): " + judged_cli.JUDGMENTS_HELP)
+@click.option("--captions-json", type=click.Path(dir_okay=False, path_type=Path), help="COCO's captions_val2014.json for --judgments eccv/cxc/coco.")
+def corpus_save_cmd(
+    dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path, judgments: tuple[str, ...],
+    captions_json: Path | None,
+) -> None:
     """Write DATASET's split as a Corpus folder (JSON + arrays, no pickle) and print its hash."""
     corpus = load_corpus(dataset, None, split, root, _parse_options(dataset_options))
+    corpus = judged_cli.attach_specs(corpus, judgments, root, captions_json)
     path = corpus.save(output)
     click.echo(f"{corpus}: saved to {path} (content hash {corpus.content_hash})")

@@ -11,7 +11,9 @@ not `import fico_registry.data.synthetic as m`.
 from __future__ import annotations
 
 from fico_registry.data.cache import CacheIncompleteError, CacheStatus, EmbeddingCache, embedding_key
+from fico_registry.data.coco_captions import coco_caption_ids
 from fico_registry.data.corpus import Corpus, FeatureRef, Repeated
+from fico_registry.data.eccv_caption import eccv_caption_judgments
 from fico_registry.data.features import (
     align_by_ids,
     attach_region_features,
@@ -21,6 +23,7 @@ from fico_registry.data.features import (
     read_matrix,
     region_rows_index,
 )
+from fico_registry.data.judgments import Judgments, JudgmentSet, as_judgment_sets
 from fico_registry.data.karpathy import load_coco, load_flickr8k, load_flickr30k, load_karpathy
 from fico_registry.data.labels import (
     COCO_CATEGORY_NAMES,
@@ -39,10 +42,15 @@ __all__ = [
     "Corpus",
     "EmbeddingCache",
     "FeatureRef",
+    "JudgmentSet",
+    "Judgments",
     "Repeated",
     "align_by_ids",
+    "as_judgment_sets",
     "attach_region_features",
+    "coco_caption_ids",
     "coco_category_labels",
+    "eccv_caption_judgments",
     "embedding_key",
     "file_fingerprint",
     "find_region_features",

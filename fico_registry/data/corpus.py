@@ -12,6 +12,14 @@ from typing import Any, overload
 
 import numpy as np
 
+from fico_registry.data.corpus_judgments import (
+    check_corpus_judgments,
+    hash_judgments,
+    load_judgments,
+    save_judgments,
+    subset_judgments,
+    tile_judgments,
+)
 from fico_registry.errors import DataFormatError, LabelError, MappingError, MissingInputError
 
 FORMAT_VERSION = 1
@@ -110,6 +118,7 @@ class Corpus:
     features: dict[str, FeatureRef] = field(default_factory=dict)
     duplication: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
+    judgments: dict[str, Any] = field(default_factory=dict)  # name -> JudgmentSet (extended / graded relevance)
 
     def __post_init__(self) -> None:
         c2i = np.asarray(self.caption_to_image)
@@ -135,6 +144,8 @@ class Corpus:
                 raise MappingError(f"{int((counts == 0).sum())} images have no caption (e.g. {missing})")
         if self.labels is not None:
             object.__setattr__(self, "labels", _check_labels(self.labels, n_img, self.class_names))
+        if self.judgments:
+            object.__setattr__(self, "judgments", check_corpus_judgments(self.judgments, n_img, n_cap))
 
     # -- sizes ---------------------------------------------------------------------------------
     @property
@@ -180,6 +191,7 @@ class Corpus:
             if self.labels is not None:
                 digest.update(b"\1" + np.ascontiguousarray(self.labels, dtype=np.uint8).tobytes())
                 digest.update(json.dumps(list(self.class_names or [])).encode())
+            hash_judgments(digest, self.judgments)  # nothing without judgments: older hashes stay valid
         value = digest.hexdigest()
         self.meta["_content_hash"] = value
         return value
@@ -195,6 +207,16 @@ class Corpus:
             self, labels=labels, class_names=list(class_names) if class_names is not None else None,
             meta=_fresh(self.meta),
         )
+
+    def with_judgments(self, name: str, judgments: Any) -> Corpus:
+        """Attach a JudgmentSet (or an (i2t, t2i) pair of Judgments) under `name`, replacing one of that name."""
+        from fico_registry.data.judgments import as_judgment_sets
+
+        return replace(self, judgments={**self.judgments, **as_judgment_sets({name: judgments})}, meta=_fresh(self.meta))
+
+    def without_judgments(self) -> Corpus:
+        """The same corpus without judgments: what the models' inputs (and the embedding cache) depend on."""
+        return self if not self.judgments else replace(self, judgments={}, meta=_fresh(self.meta))
 
     def with_features(
         self,
@@ -281,6 +303,7 @@ class Corpus:
             features=features,
             duplication=self.duplication * factor,
             meta=meta,
+            judgments=tile_judgments(self.judgments, factor),
         )
 
     def subset(self, n_images: int) -> Corpus:
@@ -307,6 +330,7 @@ class Corpus:
             class_names=self.class_names,
             features=features,
             meta={k: v for k, v in self.meta.items() if not k.startswith("_")},
+            judgments=subset_judgments(self.judgments, n_images, self.n_images, caps, self.n_captions),
         )
 
     # -- items ---------------------------------------------------------------------------------
@@ -381,6 +405,8 @@ class Corpus:
             },
             "meta": {k: v for k, v in self.meta.items() if not k.startswith("_")},
         }
+        if self.judgments:  # absent otherwise: older readers and files stay as they were
+            doc["judgments"] = save_judgments(folder, self.judgments)
         _atomic_npy(folder / "caption_to_image.npy", self.caption_to_image)
         if self.labels is not None:
             _atomic_npy(folder / "labels.npy", self.labels.astype(np.uint8))
@@ -430,6 +456,7 @@ class Corpus:
             class_names=doc.get("class_names"),
             features=features,
             meta=doc.get("meta") or {},
+            judgments=load_judgments(folder, doc.get("judgments") or {}),
         )
         if doc.get("content_hash") and corpus.content_hash != doc["content_hash"]:
             raise DataFormatError(

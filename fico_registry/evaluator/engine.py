@@ -12,7 +12,7 @@ The full score matrix is never materialised unless a block happens to be all of 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -221,8 +221,14 @@ def run_direction(
     device: torch.device,
     label: str = "",
     progress: bool | None = None,
+    on_block: Callable[[int, int, torch.Tensor], None] | None = None,
 ) -> DirectionStats:
-    """Stream one direction and return per-query statistics."""
+    """Stream one direction and return per-query statistics.
+
+    on_block(start, stop, scores) sees every checked score block before it is consumed (the
+    judged-relevance pass reads them there instead of scoring again); not called when rows are
+    split into candidate blocks.
+    """
     n_q, n_c = source.n_queries, source.n_candidates
     finite_ks = sorted({int(k) for k in map_ks if k is not None and int(k) < n_c})
     want_category = relevance is not None and len(map_ks) > 0
@@ -253,6 +259,8 @@ def run_direction(
         for start in range(0, n_q, rows):
             stop = min(n_q, start + rows)
             scores, floor = checked_block(source, start, stop, label=label, buffers=buffers)
+            if on_block is not None:
+                on_block(start, stop, scores)
             mask = buffers.get("mask", stop - start, n_c, torch.bool, scores.device)
             pos = positives[start:stop]
             valid = pos >= 0

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fico_registry.errors import LabelError, MappingError, OptionError, ShapeError
-from fico_registry.evaluator import metrics
+from fico_registry.evaluator import judged_pass, metrics
 from fico_registry.evaluator.budget import parse_budget
 from fico_registry.evaluator.engine import DirectionStats, run_direction
 from fico_registry.evaluator.hamming import histogram_path_applies, histogram_stats
@@ -23,6 +23,7 @@ from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores, Score
 
 DEFAULT_RECALL_KS = (1, 5, 10)
 DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)
+DEFAULT_NDCG_KS = judged_pass.DEFAULT_NDCG_KS
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -46,6 +47,9 @@ def evaluate_embeddings(
     *,
     bits: int | None = None,
     progress: bool | None = None,
+    judgments: Any = None,
+    ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS,
+    gain: str = "linear",
 ) -> Report:
     """Evaluate image and text embeddings (or hash codes) with the full FiCo-ITR protocol.
 
@@ -53,6 +57,8 @@ def evaluate_embeddings(
     in {0,1} / {-1,+1} / packed uint8 bits (`bits` disambiguates uint8 input); with
     measure="maxsim" images are (n_images, n_vectors, d). caption_to_image[j] is the image of
     caption j. labels (n_images, n_classes) multi-hot enables category-level mAP and PR11.
+    judgments: name -> JudgmentSet or (i2t, t2i) pair of Judgments adds report.judged (R@K,
+    R-P, mAP@R, NDCG@K / MRR@K for ndcg_ks, with `gain` "linear" or "exponential").
     """
     started = time.perf_counter()
     _join_torchrun(device)
@@ -72,7 +78,10 @@ def evaluate_embeddings(
         i2t = unique_candidates(EmbeddingScores(img, txt, measure, "image", n_bits))
         t2i = unique_candidates(EmbeddingScores(img, txt, measure, "text", n_bits))
     settings = {"measure": measure, **info}
-    return _evaluate(i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started, sharded=sharded)
+    return _evaluate(
+        i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started,
+        sharded=sharded, judged=(judgments, ndcg_ks, gain),
+    )
 
 
 def _n_items(x: Any) -> int:
@@ -95,11 +104,15 @@ def evaluate_similarity(
     memory_budget: int | str | None = None,
     *,
     progress: bool | None = None,
+    judgments: Any = None,
+    ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS,
+    gain: str = "linear",
 ) -> Report:
     """Evaluate precomputed scores: i2t (n_images, n_texts), optional t2i (n_texts, n_images).
 
     Models whose two directions differ (fusion re-rank) pass both; otherwise t2i = i2t.T.
     Higher scores mean more similar. Matrices may be numpy memmaps: rows are read in blocks.
+    judgments: as in evaluate_embeddings (t2i judgments are scored on the t2i matrix when given).
     """
     started = time.perf_counter()
     _join_torchrun(device)
@@ -120,7 +133,10 @@ def evaluate_similarity(
         t2i_source = MatrixScores(t2i_mat, device=dev, name="t2i")
     i2t_source = MatrixScores(i2t_mat, device=dev, name="i2t")
     settings = {"measure": "precomputed", "input_dtype": str(i2t_mat.dtype).replace("torch.", ""), "separate_t2i": t2i is not None}
-    return _evaluate(i2t_source, t2i_source, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started)
+    return _evaluate(
+        i2t_source, t2i_source, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings,
+        started, judged=(judgments, ndcg_ks, gain),
+    )
 
 
 def _check_options(
@@ -215,9 +231,14 @@ def _evaluate(
     ranked_to: int | None = None,
     *,
     sharded: Any = None,
+    judged: tuple[Any, Sequence[int], str] = (None, DEFAULT_NDCG_KS, "linear"),
 ) -> Report:
     n_images, n_texts = i2t.n_queries, i2t.n_candidates
     budget = parse_budget(memory_budget, device)
+    judgment_sets = judged_pass.check_judgment_options(*judged)
+    sharded = sharded if sharded is not None else _sharding(device)
+    if sharded is not None:
+        judged_pass.refuse_sharded(judgment_sets)
     rel_i2t = rel_t2i = None
     if labels is not None:
         lab = _check_labels(labels, n_images).to(device)
@@ -232,7 +253,10 @@ def _evaluate(
     # kernels release the GIL, so a second core is not left idle. Each gets half the budget.
     # Model-backed sources (re-rank) stay sequential: they drive one model and one cost meter.
     parallel = device.type == "cpu" and all(isinstance(s, (EmbeddingScores, MatrixScores)) for s in (i2t, t2i))
-    sharded = sharded if sharded is not None else _sharding(device)
+    # the judged pass reads the engine's own score blocks (judged_pass.DirectionCollector)
+    collect = judged_pass.collectors(
+        {"i2t": i2t, "t2i": t2i}, judgment_sets, recall_ks=recall_ks, ndcg_ks=judged[1], ties=ties, gain=judged[2]
+    )
     common = dict(
         recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
         budget=budget // 2 if parallel else budget,
@@ -248,7 +272,7 @@ def _evaluate(
         )
     else:
         with budget_shared_by(2 if parallel else 1, budget):
-            stats = _run_directions(jobs, parallel, common)
+            stats = _run_directions(jobs, parallel, common, collect)
     instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}
     category = None
     if labels is not None:
@@ -268,17 +292,29 @@ def _evaluate(
         "seconds": round(time.perf_counter() - started, 4),
     }
     report = Report(instance=instance, category=category, settings=settings, per_query=stats)
+    if judgment_sets:
+        report.judged = judged_pass.judged_section({"i2t": i2t, "t2i": t2i}, judgment_sets, collect, budget=budget)
+        judged_seconds = round(sum(c.seconds for c in collect.values()), 4)
+        settings.update(ndcg_ks=list(judged[1]), gain=judged[2], judged_seconds=judged_seconds)
+        settings.update(seconds=round(time.perf_counter() - started, 4))
     if sharded is not None:
         sharded.annotate(report)
     return report
 
 
-def _run_directions(jobs: dict[str, Any], parallel: bool, common: dict[str, Any]) -> dict[str, DirectionStats]:
+def _run_directions(
+    jobs: dict[str, Any], parallel: bool, common: dict[str, Any], collect: dict[str, Any] | None = None
+) -> dict[str, DirectionStats]:
+    """Both directions, in two threads when `parallel`; collect[d] sees each of direction d's score blocks."""
+    hooks = collect or {}
     if not parallel:
-        return {d: run_direction(src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()}
+        return {
+            d: run_direction(src, pos, rel, label=d, on_block=hooks.get(d), **common) for d, (src, pos, rel) in jobs.items()
+        }
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
         futures = {
-            d: pool.submit(run_direction, src, pos, rel, label=d, **common) for d, (src, pos, rel) in jobs.items()
+            d: pool.submit(run_direction, src, pos, rel, label=d, on_block=hooks.get(d), **common)
+            for d, (src, pos, rel) in jobs.items()
         }
         return {d: f.result() for d, f in futures.items()}
 
@@ -338,6 +374,8 @@ def evaluate(
     memory_budget: int | str | None = None,
     progress: bool | None = None,
     keep_outputs: dict[str, Any] | None = None,
+    ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS,
+    gain: str = "linear",
 ) -> Report:
     """Evaluate a model (a loaded Model or a registered name) on a Corpus, end to end.
 
@@ -350,6 +388,7 @@ def evaluate(
     "exclude" (the paper's convention: mAP@N and PR11 reported as null).
     keep_outputs: a dict that receives the encoder outputs ("images", "texts") and, for
     cross-attention models scored in one process, the (n_images, n_texts) matrix ("i2t").
+    The corpus' own judgments (corpus.judgments, e.g. ECCV Caption / CxC) add report.judged.
     """
     from fico_registry.data.cache import EmbeddingCache, embedding_key
     from fico_registry.evaluator.query_time import RerankScores, ScorerCost, cross_attention_matrix
@@ -363,6 +402,8 @@ def evaluate(
     if outside_topk not in ("keep", "exclude"):
         raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
     sharded = _sharding(device)  # joins torchrun's group before the model picks its GPU
+    if sharded is not None:  # before any encoding: judged metrics are not computed sharded
+        judged_pass.refuse_sharded(getattr(corpus, "judgments", None) or {})
     if not isinstance(model, Model):
         model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
     dev = resolve_device(model.device if device == "auto" else device)
@@ -377,15 +418,16 @@ def evaluate(
     pipeline_config = "tiny" if model.config_name == "tiny" else "default"
 
     encoded = {}
+    inputs = corpus.without_judgments()  # judgments change the content hash, not the embeddings
     for side in ("image", "text"):
-        source = input_source(model, corpus, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
+        source = input_source(model, inputs, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
         key = None
         if store is not None:
             ck = model.checkpoint
             key = embedding_key(
                 model=spec.name,
                 side="images" if side == "image" else "texts",
-                corpus_hash=corpus.content_hash,
+                corpus_hash=inputs.content_hash,
                 config=model.config,
                 checkpoint_sha256=None if ck is None else (ck.sha256 or ck.source),
                 device=dev.type,
@@ -414,7 +456,7 @@ def evaluate(
         report = evaluate_embeddings(
             img, txt, c2i, corpus.labels, measure=spec.measure, recall_ks=recall_ks, map_ks=map_ks, ties=ties,
             map_variant=map_variant, device=dev, memory_budget=memory_budget, bits=getattr(model, "width", None) if spec.output is OutputKind.BINARY else None,
-            progress=progress,
+            progress=progress, judgments=corpus.judgments, ndcg_ks=ndcg_ks, gain=gain,
         )
     elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
         cost = ScorerCost()
@@ -428,6 +470,7 @@ def evaluate(
             report = _evaluate(
                 i2t_rows, t2i_rows, _check_mapping(c2i, corpus.n_images, corpus.n_captions), corpus.labels, recall_ks, map_ks, ties,
                 map_variant, dev, memory_budget, progress, settings, started, sharded=sharded,
+                judged=(corpus.judgments, ndcg_ks, gain),
             )
         else:
             score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
@@ -436,7 +479,8 @@ def evaluate(
                 keep_outputs["i2t"] = matrix
             report = evaluate_similarity(
                 matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
-                device=dev, memory_budget=memory_budget, progress=progress,
+                device=dev, memory_budget=memory_budget, progress=progress, judgments=corpus.judgments,
+                ndcg_ks=ndcg_ks, gain=gain,
             )
         costs["query_time"] = cost.to_dict("cross-attention")
     else:
@@ -456,7 +500,7 @@ def evaluate(
         report = _evaluate(
             sources["image"], sources["text"], c2i, corpus.labels, recall_ks, map_ks, ties, map_variant, dev,
             memory_budget, progress, {"measure": f"fusion-rerank ({spec.measure} first stage)"}, started,
-            ranked_to=k if outside_topk == "exclude" else None,
+            ranked_to=k if outside_topk == "exclude" else None, judged=(corpus.judgments, ndcg_ks, gain),
         )
         costs["query_time"] = cost.to_dict("fusion-rerank")
         extra_settings = {"rerank_k": k, "outside_topk": outside_topk}

@@ -48,7 +48,9 @@ class JudgedGroups:
     item_group: np.ndarray  # per relevant item: its group; items sorted by (group, gain descending)
     item_gain: np.ndarray
     relevant: np.ndarray  # (n_rows,) R per query
-    gains_sorted: list[np.ndarray]  # per query, gains in descending order (for the ideal DCG)
+    ideal_row: np.ndarray  # the ideal ranking (per row, gains descending): each item's row,
+    ideal_rank: np.ndarray  # its 0-based position in that ranking,
+    ideal_gain: np.ndarray  # and its grade
 
     @property
     def n_rows(self) -> int:
@@ -78,10 +80,13 @@ def groups_from_counts(
     first_cum = np.maximum.accumulate(np.where(row_start, cum, 0)) if len(cum) else cum
     g_rb = cum - first_cum
     relevant = np.bincount(row, minlength=n_rows).astype(np.int64)
-    # items are sorted by (row, a, -gain): per row, re-sort gains for the ideal ranking
-    by_row = np.split(gain, np.cumsum(relevant)[:-1])
-    gains_sorted = [np.sort(g)[::-1] for g in by_row]
-    return JudgedGroups(g_row, g_a, g_n, g_r, g_rb, g_gain, group_of_item, gain, relevant, gains_sorted)
+    # the ideal ranking, vectorised (a Python loop over rows cost 2 s per 75,000 queries)
+    ideal = np.lexsort((-gain, row))
+    ideal_row, ideal_gain = row[ideal], gain[ideal]
+    ideal_rank = np.arange(len(row)) - np.repeat(np.cumsum(relevant) - relevant, relevant)
+    return JudgedGroups(
+        g_row, g_a, g_n, g_r, g_rb, g_gain, group_of_item, gain, relevant, ideal_row, ideal_rank, ideal_gain
+    )
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -179,7 +184,12 @@ def ndcg_at(groups: JudgedGroups, k: int, ties: str, gain: str = "linear") -> np
         item_row = groups.row[groups.item_group]
         weight = np.where(pos <= k, to_gain(groups.item_gain) / np.log2(np.minimum(pos, k) + 1.0), 0.0)
         dcg = np.bincount(item_row, weights=weight, minlength=groups.n_rows)
-    ideal = np.array([(to_gain(g[:k]) / np.log2(np.arange(2, min(k, len(g)) + 2))).sum() for g in groups.gains_sorted])
+    inside = groups.ideal_rank < k
+    ideal = np.bincount(
+        groups.ideal_row[inside],
+        weights=to_gain(groups.ideal_gain[inside]) / np.log2(groups.ideal_rank[inside] + 2.0),
+        minlength=groups.n_rows,
+    )
     judged = groups.relevant > 0
     return dcg[judged] / ideal[judged]
 
@@ -187,30 +197,99 @@ def ndcg_at(groups: JudgedGroups, k: int, ties: str, gain: str = "linear") -> np
 # -- over a score source --------------------------------------------------------------------------
 
 
-def judged_counts(scores: Any, row: np.ndarray, col: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def judged_counts(
+    scores: Any, row: np.ndarray, col: np.ndarray, depth: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For judged items (row, col) of a score block: candidates strictly above, and tied (itself included).
 
-    One sort of each row, then two binary searches per judged item: O(N log N) per query whatever
-    the number of judged items.
+    Every judged metric stops at a cut-off (R for R-P and mAP@R, K for the others), so only items
+    ranked inside the `depth` best of their row need exact counts: a top-`depth` selection per row
+    (no sort of the row; 40x faster than one at depth 50 on 25,000 candidates) and a binary search
+    of each judged score in it. An item below the row's depth-th best score gets above = n (beyond
+    every cut-off) and tied = the row's count of such items, so their group never reaches a cut-off.
+    Ties at the depth-th score itself are counted over the whole row. depth=None: exact for all.
     """
     import torch
 
     block = scores if isinstance(scores, torch.Tensor) else torch.as_tensor(scores)
     if len(row) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    rows_t = torch.as_tensor(row, device=block.device)
-    values = block[rows_t, torch.as_tensor(col, device=block.device)]
-    ordered = torch.sort(block, dim=1).values  # ascending
-    # pad each row's judged values into a rectangle for a batched searchsorted
-    counts = np.bincount(row, minlength=block.shape[0])
-    width = int(counts.max())
-    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-    padded = torch.zeros((block.shape[0], width), dtype=block.dtype, device=block.device)
-    padded[rows_t, torch.as_tensor(slot, device=block.device)] = values
-    right = torch.searchsorted(ordered, padded, right=True)[rows_t, torch.as_tensor(slot, device=block.device)]
-    left = torch.searchsorted(ordered, padded, right=False)[rows_t, torch.as_tensor(slot, device=block.device)]
-    n = block.shape[1]
-    return (n - right).cpu().numpy().astype(np.int64), (right - left).cpu().numpy().astype(np.int64)
+    n_rows, n = block.shape
+    k = n if depth is None else int(min(max(depth, 1), n))
+    dev = block.device
+    rows_t, cols_t = torch.as_tensor(row, device=dev), torch.as_tensor(col, device=dev)
+    top = torch.topk(block, k, dim=1, sorted=True).values.flip(1).contiguous()  # ascending: the k best
+    threshold = top[:, 0]
+    values = block[rows_t, cols_t]
+    # one padded rectangle of each row's judged scores for a batched binary search; padding with
+    # the row's own scores needs no sentinel value
+    counts = np.bincount(row, minlength=n_rows)
+    by_row = np.argsort(row, kind="stable")  # items of several sets arrive unsorted by row
+    slot_np = np.empty(len(row), dtype=np.int64)
+    slot_np[by_row] = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    slot = torch.as_tensor(slot_np, device=dev)
+    first = torch.zeros(n_rows, dtype=torch.long, device=dev)
+    first[rows_t] = cols_t
+    padded = block.gather(1, first[:, None]).expand(n_rows, int(counts.max())).clone()
+    padded[rows_t, slot] = values
+    right = torch.searchsorted(top, padded, right=True)[rows_t, slot]  # top scores <= v
+    left = torch.searchsorted(top, padded, right=False)[rows_t, slot]  # top scores < v
+    above, tied = k - right, right - left
+    at_threshold = values == threshold[rows_t]
+    if bool(at_threshold.any()):  # ties at the k-th score may go on below the top k
+        equal = (block == threshold[:, None]).sum(1)
+        tied = torch.where(at_threshold, equal[rows_t], tied)
+    below = values < threshold[rows_t]
+    if bool(below.any()):
+        per_row = torch.bincount(rows_t[below], minlength=n_rows)
+        above = torch.where(below, torch.full_like(above, n), above)
+        tied = torch.where(below, per_row[rows_t], tied)
+    return above.cpu().numpy().astype(np.int64), tied.cpu().numpy().astype(np.int64)
+
+
+def depth_needed(judged: Judgments, lo: int, hi: int, ks: Sequence[int]) -> int:
+    """The ranks judged metrics look at in queries lo..hi-1: max(R of any query, largest K)."""
+    counts = judged.counts[lo:hi]
+    return int(max(int(counts.max()) if len(counts) else 0, max(ks, default=1)))
+
+
+def block_sums(
+    row: np.ndarray,
+    above: np.ndarray,
+    tied: np.ndarray,
+    grade: np.ndarray,
+    n_rows: int,
+    *,
+    recall_ks: Sequence[int],
+    ndcg_ks: Sequence[int],
+    ties: str,
+    gain: str,
+) -> tuple[dict[str, float], int]:
+    """Sums over one query block of every judged metric, and the number of judged queries in it."""
+    groups = groups_from_counts(row, above, tied, grade, n_rows)
+    parts = {f"R@{k}": hit_at(groups, k, ties) for k in recall_ks}
+    parts["R-P"] = r_precision(groups, ties)
+    parts["mAP@R"] = map_at_r(groups, ties)
+    for k in ndcg_ks:
+        parts[f"NDCG@{k}"] = ndcg_at(groups, k, ties, gain)
+        parts[f"MRR@{k}"] = reciprocal_rank_at(groups, k, ties)
+    return {name: float(values.sum()) for name, values in parts.items()}, int((groups.relevant > 0).sum())
+
+
+def metric_names(recall_ks: Sequence[int], ndcg_ks: Sequence[int]) -> list[str]:
+    """The judged metrics reported for these cut-offs, in report order."""
+    return [f"R@{k}" for k in recall_ks] + ["R-P", "mAP@R"] + [f"{m}@{k}" for k in ndcg_ks for m in ("NDCG", "MRR")]
+
+
+def finish(
+    sums: dict[str, float], judged_total: int, gain: str, recall_ks: Sequence[int], ndcg_ks: Sequence[int]
+) -> dict[str, Any]:
+    """Means over the judged queries (None when no query was judged)."""
+    names = metric_names(recall_ks, ndcg_ks)
+    out: dict[str, Any] = {name: (sums[name] / judged_total if judged_total else None) for name in names}
+    out["judged_queries"] = judged_total
+    out["gain"] = gain
+    return out
 
 
 def judged_metrics(
@@ -235,18 +314,10 @@ def judged_metrics(
         row, col, grade = judged.rows(lo, hi)
         if len(row) == 0:
             continue
-        above, tied = judged_counts(score_rows(lo, hi), row, col)
-        groups = groups_from_counts(row, above, tied, grade, hi - lo)
-        judged_total += int((groups.relevant > 0).sum())
-        parts = {f"R@{k}": hit_at(groups, k, ties) for k in recall_ks}
-        parts["R-P"] = r_precision(groups, ties)
-        parts["mAP@R"] = map_at_r(groups, ties)
-        for k in ndcg_ks:
-            parts[f"NDCG@{k}"] = ndcg_at(groups, k, ties, gain)
-            parts[f"MRR@{k}"] = reciprocal_rank_at(groups, k, ties)
-        for name, values in parts.items():
-            sums[name] = sums.get(name, 0.0) + float(values.sum())
-    out: dict[str, Any] = {name: (total / judged_total if judged_total else None) for name, total in sums.items()}
-    out["judged_queries"] = judged_total
-    out["gain"] = gain
-    return out
+        depth = depth_needed(judged, lo, hi, [*recall_ks, *ndcg_ks])
+        above, tied = judged_counts(score_rows(lo, hi), row, col, depth)
+        part, count = block_sums(row, above, tied, grade, hi - lo, recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain)
+        judged_total += count
+        for name, value in part.items():
+            sums[name] = sums.get(name, 0.0) + value
+    return finish(sums, judged_total, gain, recall_ks, ndcg_ks)

@@ -43,6 +43,8 @@ class Report:
     corpus: dict[str, Any] | None = None
     costs: dict[str, Any] | None = None
     per_query: dict[str, Any] = field(default_factory=dict, repr=False)  # not serialised
+    # judged relevance (judgments=...): name -> {"i2t": metrics, "t2i": metrics, "provenance": ...}
+    judged: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -51,7 +53,7 @@ class Report:
             "category": self.category,
             "settings": self.settings,
         }
-        for key in ("model", "corpus", "costs"):
+        for key in ("judged", "model", "corpus", "costs"):
             value = getattr(self, key)
             if value is not None:
                 data[key] = value
@@ -76,6 +78,7 @@ class Report:
             model=data.get("model"),
             corpus=data.get("corpus"),
             costs=data.get("costs"),
+            judged=data.get("judged"),
         )
 
     @classmethod
@@ -103,6 +106,10 @@ class Report:
     def print(self, console: Any = None) -> None:
         console = console or make_console()
         console.print(self.table())
+        if self.judged:
+            from fico_registry.evaluator.judged_table import judged_table
+
+            console.print(judged_table(self.judged))
         notes = []
         if self.settings.get("ties"):
             notes.append(f"ties={self.settings['ties']}")

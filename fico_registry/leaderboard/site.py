@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -102,8 +103,9 @@ def protocol_facts(corpus: Any, tolerance: float) -> dict[str, Any]:
     }
 
 
-def columns(has_labels: bool) -> list[tuple[str, list[Column]]]:
-    """The table's column groups: instance R@K both ways, RSUM, category mAP@K, costs, submission."""
+def columns(has_labels: bool, judged: Sequence[str] = ()) -> list[tuple[str, list[Column]]]:
+    """The table's column groups: instance R@K both ways, RSUM, category mAP@K, judged metrics of each
+    judgment set the corpus carries (standard.JUDGED_COLUMNS), costs, submission."""
     groups: list[tuple[str, list[Column]]] = [
         ("Model", [
             Column("rank", "#", better="lower", title="rank by RSUM"),
@@ -128,6 +130,12 @@ def columns(has_labels: bool) -> list[tuple[str, list[Column]]]:
                     title=f"{direction} category mAP@{'N' if k is None else k}, %",
                 )
                 for k in standard.MAP_KS
+            ]))
+    for name in judged:
+        for direction in DIRECTIONS:
+            groups.append((f"{name.upper()} {direction}", [
+                Column(f"judged {name} {direction} {key}", key, title=f"{name} judgments, {direction} {key}, %")
+                for key in standard.JUDGED_COLUMNS
             ]))
     groups.append(("Costs", [
         Column("bytes_img", "B/image", better="lower", title="bytes per image item, from the evidence"),
@@ -177,7 +185,7 @@ def _per_item_ms(result: RunResult, side: Literal["images", "texts"]) -> float |
     return 1000.0 * cost.seconds / cost.items
 
 
-def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
+def _row(verdict: Verdict, rank: int, has_labels: bool, judged: Sequence[str] = ()) -> dict[str, Any]:
     result = verdict.result
     assert result is not None
     family = result.model.family or "unknown"
@@ -199,6 +207,13 @@ def _row(verdict: Verdict, rank: int, has_labels: bool) -> dict[str, Any]:
             for map_k in standard.MAP_KS:
                 key = f"mAP@{'N' if map_k is None else map_k}"
                 cells[f"{direction} {key}"] = _pct(_scalar(result.metrics.category[direction].get(key)))
+    for name in judged:
+        entry = (result.metrics.judged or {}).get(name) or {}
+        for direction in DIRECTIONS:
+            values: Any = entry.get(direction) or {}
+            for key in standard.JUDGED_COLUMNS:
+                value = values.get(key)
+                cells[f"judged {name} {direction} {key}"] = _pct(value if isinstance(value, int | float) else None)
     rsum = result.rsum()
     cells["rsum"] = _plain(rsum, ".1f")
     cells["bytes_img"] = _plain(verdict.storage.get("images"), "g")
@@ -268,9 +283,10 @@ def write_corpus_page(
     built_at: datetime, *, plots: bool = True,
 ) -> Path:
     has_labels = corpus.labels is not None
-    groups = columns(has_labels)
+    judged = sorted(getattr(corpus, "judgments", None) or {})
+    groups = columns(has_labels, judged)
     ranked = sorted(entries, key=_rank_key)
-    rows = [_row(v, i + 1, has_labels) for i, v in enumerate(ranked)]
+    rows = [_row(v, i + 1, has_labels, judged) for i, v in enumerate(ranked)]
     figures = []
     for name, title, svg in _figures(ranked, has_labels) if plots else ():
         if svg is not None:

@@ -12,6 +12,11 @@ RECALL_KS: tuple[int, ...] = (1, 5, 10)
 MAP_KS: tuple[int | None, ...] = (10, 100, None)
 TIES = "expected"
 MAP_VARIANT = "fico"
+# judged relevance (a corpus carrying judgments, e.g. ECCV Caption / CxC): NDCG@10 / MRR@10, trec_eval's gain
+NDCG_KS: tuple[int, ...] = (10,)
+GAIN = "linear"
+# the judged columns a board shows for each judgment set and direction
+JUDGED_COLUMNS = ("mAP@R", "R-P", "R@1")
 
 # Claimed fractions may differ from the recomputed ones by this much (the same evidence on
 # another device can break near-ties differently); ranks (MedR, MeanR) by this share of their value.
@@ -23,9 +28,12 @@ MAX_JSON_BYTES = 1 << 20
 MAX_FILES = 8
 
 
-def evaluator_kwargs(has_labels: bool) -> dict[str, Any]:
+def evaluator_kwargs(has_labels: bool, judgments: Any = None) -> dict[str, Any]:
     """Keyword arguments of evaluate_embeddings / evaluate_similarity for the standard protocol."""
-    return {"recall_ks": RECALL_KS, "map_ks": MAP_KS if has_labels else (), "ties": TIES, "map_variant": MAP_VARIANT}
+    out = {"recall_ks": RECALL_KS, "map_ks": MAP_KS if has_labels else (), "ties": TIES, "map_variant": MAP_VARIANT}
+    if judgments:
+        out.update(judgments=judgments, ndcg_ks=NDCG_KS, gain=GAIN)
+    return out
 
 
 def protocol_differences(settings: Settings, has_labels: bool) -> list[str]:

@@ -166,7 +166,7 @@ def make_submission(
         measure if embeddings else None,
     )
 
-    kwargs = standard.evaluator_kwargs(corpus.labels is not None)
+    kwargs = standard.evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
     if embeddings:
         result_report = evaluate_embeddings(
             arrays["images"], arrays["texts"], corpus.caption_to_image, corpus.labels, measure=measure, bits=bits,

@@ -233,7 +233,7 @@ def _recompute(claimed: RunResult, corpus: Any, arrays: dict[str, Any], device: 
     from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
     from fico_registry.results.record import from_report
 
-    kwargs = standard.evaluator_kwargs(corpus.labels is not None)
+    kwargs = standard.evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
     try:
         if claimed.evidence is not None and claimed.evidence.cascade is not None:
             from fico_registry.leaderboard.cascade_entry import recompute_entry
@@ -277,6 +277,7 @@ def metric_differences(claimed: RunResult, recomputed: RunResult, tolerance: flo
             )
         elif claimed.metrics.category is not None and recomputed.metrics.category is not None:
             pairs.append((claimed.metrics.category[direction], recomputed.metrics.category[direction]))
+        pairs += _judged_pairs(claimed, recomputed, direction, out)
         for said, truth in pairs:
             for key in sorted(set(said) | set(truth)):
                 if not _close(key, said.get(key), truth.get(key), tolerance):
@@ -284,9 +285,28 @@ def metric_differences(claimed: RunResult, recomputed: RunResult, tolerance: flo
     return out
 
 
+def _judged_pairs(claimed: RunResult, recomputed: RunResult, direction: str, out: list[str]) -> list[tuple[dict, dict]]:
+    """Claimed judged metrics beside the recomputed ones, keys prefixed by the set's name. A claim
+    without judged metrics is not compared (older results): the board shows the recomputed ones."""
+    said_all, truth_all = claimed.metrics.judged or {}, recomputed.metrics.judged or {}
+    pairs = []
+    for name, entry in said_all.items():
+        if name not in truth_all:
+            out.append(f"judged {name!r}: claimed, but this corpus carries no such judgments")
+            continue
+        said: Any = entry.get(direction) or {}  # type: ignore[call-overload]
+        truth: Any = truth_all[name].get(direction) or {}  # type: ignore[call-overload]
+        pairs.append(({f"{name} {k}": v for k, v in said.items()}, {f"{name} {k}": v for k, v in truth.items()}))
+    return pairs
+
+
 def _close(key: str, said: Any, truth: Any, tolerance: float) -> bool:
     if said is None or truth is None:
         return said is None and truth is None
+    if isinstance(said, str) or isinstance(truth, str):
+        return said == truth
+    if key.endswith("judged_queries"):
+        return int(said) == int(truth)
     if isinstance(said, list) or isinstance(truth, list):
         if not (isinstance(said, list) and isinstance(truth, list) and len(said) == len(truth)):
             return False

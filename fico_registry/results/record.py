@@ -159,6 +159,33 @@ class Metrics(_Strict):
 
     instance: dict[Direction, dict[str, float | None]]
     category: dict[Direction, dict[str, float | int | list[float | None] | None]] | None = None
+    # judged relevance (ECCV Caption, CxC, qrels): set name -> direction -> R@K, R-P, mAP@R, NDCG@K,
+    # MRR@K, judged_queries, gain; a direction the set does not judge is null. Absent in older results.
+    judged: dict[Annotated[str, Field(max_length=100)], dict[Direction, dict[str, float | int | str | None] | None]] | None = Field(
+        None, max_length=20
+    )
+
+    @field_validator("judged")
+    @classmethod
+    def _judged(cls, value: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]] | None:
+        if value is None:
+            return None
+        for name, directions in value.items():
+            _both_directions(directions, f"judged {name!r}")
+            for direction, values in directions.items():
+                for key, number in (values or {}).items():
+                    where = f"judged {name} {direction} {key}"
+                    if re.fullmatch(r"(R|NDCG|MRR)@[1-9][0-9]*|R-P|mAP@R", key):
+                        _fraction(number, where)
+                    elif key == "judged_queries":
+                        if isinstance(number, bool) or not isinstance(number, int) or number < 0:
+                            raise ValueError(f"{where} must be a non-negative integer")
+                    elif key == "gain":
+                        if number not in ("linear", "exponential"):
+                            raise ValueError(f"{where} must be 'linear' or 'exponential'")
+                    else:
+                        raise ValueError(f"unknown judged metric {key!r} (expected R@K, R-P, mAP@R, NDCG@K, MRR@K, judged_queries, gain)")
+        return value
 
     @field_validator("instance")
     @classmethod
@@ -612,6 +639,13 @@ def costs_from_report(report: Any) -> Costs:
     )
 
 
+def _judged_metrics(judged: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A report's judged section without its provenance (the corpus names the judgments)."""
+    if not judged:
+        return None
+    return {name: {d: entry.get(d) for d in DIRECTIONS} for name, entry in judged.items()}
+
+
 def from_report(
     report: Any,
     *,
@@ -641,7 +675,7 @@ def from_report(
         "model": model_fields,
         "corpus": _corpus_info(corpus_source),
         "settings": _known(Settings, data["settings"]),
-        "metrics": {"instance": data["instance"], "category": data.get("category")},
+        "metrics": {"instance": data["instance"], "category": data.get("category"), "judged": _judged_metrics(data.get("judged"))},
         "costs": costs_from_report(report),
         "hardware": hardware or detect_hardware(report.settings.get("device")),
         "packages": (
