@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,41 +99,45 @@ def subset_judgments(
     image_map[:keep_images] = np.arange(keep_images)
     caption_map = np.full(n_captions, -1, dtype=np.int64)
     caption_map[captions] = np.arange(len(captions))
-    out = {}
-    for name, js in judgments.items():
-        parts: dict[str, Judgments | None] = {}
-        for direction in DIRECTIONS:
-            judged = js.direction(direction)
-            if judged is None:
-                parts[direction] = None
-                continue
-            q_map, c_map = (image_map, caption_map) if direction == "i2t" else (caption_map, image_map)
-            q = q_map[np.repeat(np.arange(judged.n_queries), judged.counts)]
-            c = c_map[judged.indices]
-            keep = (q >= 0) & (c >= 0)
-            shape = (keep_images, len(captions)) if direction == "i2t" else (len(captions), keep_images)
-            parts[direction] = Judgments.from_pairs(q[keep], c[keep], *shape, judged.grades[keep])
-        out[name] = JudgmentSet(name, parts["i2t"], parts["t2i"], source=js.source)
-    return out
+
+    def subset(direction: str, judged: Judgments) -> Judgments:
+        q_map, c_map = (image_map, caption_map) if direction == "i2t" else (caption_map, image_map)
+        q = q_map[np.repeat(np.arange(judged.n_queries), judged.counts)]
+        c = c_map[judged.indices]
+        keep = (q >= 0) & (c >= 0)
+        shape = (keep_images, len(captions)) if direction == "i2t" else (len(captions), keep_images)
+        return Judgments.from_pairs(q[keep], c[keep], *shape, judged.grades[keep])
+
+    return _map_directions(judgments, subset, lambda source: source)
 
 
 def tile_judgments(judgments: Mapping[str, JudgmentSet], factor: int) -> dict[str, JudgmentSet]:
     """Judgments of a corpus repeated `factor` times: each copy judges within its own copy only,
     as the instance map of a duplicated corpus does (copy k's captions belong to copy k's images)."""
+
+    def tile(direction: str, judged: Judgments) -> Judgments:
+        q = np.repeat(np.arange(judged.n_queries), judged.counts)
+        copies = np.arange(factor)[:, None]
+        return Judgments.from_pairs(
+            (q[None, :] + copies * judged.n_queries).reshape(-1),
+            (judged.indices[None, :] + copies * judged.n_candidates).reshape(-1),
+            judged.n_queries * factor, judged.n_candidates * factor, np.tile(judged.grades, factor),
+        )  # fmt: skip
+
+    return _map_directions(judgments, tile, lambda source: f"{source} (x{factor} copies)".strip())
+
+
+def _map_directions(
+    judgments: Mapping[str, JudgmentSet],
+    transform: Callable[[str, Judgments], Judgments],
+    new_source: Callable[[str], str],
+) -> dict[str, JudgmentSet]:
+    """Each set with transform(direction, judgments) applied to the directions it judges (absent ones stay absent)."""
     out = {}
     for name, js in judgments.items():
         parts: dict[str, Judgments | None] = {}
         for direction in DIRECTIONS:
             judged = js.direction(direction)
-            if judged is None:
-                parts[direction] = None
-                continue
-            q = np.repeat(np.arange(judged.n_queries), judged.counts)
-            copies = np.arange(factor)[:, None]
-            parts[direction] = Judgments.from_pairs(
-                (q[None, :] + copies * judged.n_queries).reshape(-1),
-                (judged.indices[None, :] + copies * judged.n_candidates).reshape(-1),
-                judged.n_queries * factor, judged.n_candidates * factor, np.tile(judged.grades, factor),
-            )  # fmt: skip
-        out[name] = JudgmentSet(name, parts["i2t"], parts["t2i"], source=f"{js.source} (x{factor} copies)".strip())
+            parts[direction] = None if judged is None else transform(direction, judged)
+        out[name] = JudgmentSet(name, parts["i2t"], parts["t2i"], source=new_source(js.source))
     return out
