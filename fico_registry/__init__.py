@@ -5,9 +5,10 @@ Importing this package is cheap: torch and every model's code load only when use
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fico_registry.errors import UnknownDatasetError, UnknownModelError
+from fico_registry.plugin_api._lazy import lazy_getattr
 from fico_registry.plugin_api.cards import (
     Checkpoint,
     DatasetSpec,
@@ -93,18 +94,7 @@ _SUBPACKAGES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    if name in _SUBPACKAGES:
-        return importlib.import_module(_SUBPACKAGES[name])
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fico_registry' has no attribute {name!r}")
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY, _SUBPACKAGES)
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -19,8 +19,9 @@ heavier (torch, the evaluator, the data layer) is loaded on first use of a name 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fico_registry.plugin_api._lazy import lazy_getattr
 from fico_registry.plugin_api.cards import (
     Checkpoint,
     DatasetSpec,
@@ -118,15 +119,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    import importlib
-
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fico_registry.plugin_api' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, globals(), _LAZY)
 
 
 if TYPE_CHECKING:  # pragma: no cover
