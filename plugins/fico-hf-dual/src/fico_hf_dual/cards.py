@@ -96,115 +96,128 @@ def _hub(*pairs: tuple[str, str, str]) -> dict[str, Checkpoint]:
     return {name: Checkpoint(source=hub_id, format="hf", description=text) for name, hub_id, text in pairs}
 
 
+_COMMON = {
+    "family": Family.VLP,
+    "output": OutputKind.CONTINUOUS,
+    "measure": "cosine",
+    "image_input": Input.PIXELS,
+    "text_input": Input.TEXT,
+    "factory": FACTORY,
+    "license": LICENSE,
+    "url": "https://huggingface.co/docs/transformers",
+}
+
+
+def _clip() -> ModelSpec:
+    return ModelSpec(
+        name="hf-clip",
+        dim=512,
+        configs={
+            "default": {"architecture": {}, "processor": "openai/clip-vit-base-patch32", "max_length": 77},
+            "tiny": _tiny({"projection_dim": 8, "text_config": _TINY_CLIP_TEXT, "vision_config": _TINY_VIT}),
+        },
+        checkpoints=_hub(
+            ("openai-vit-base-patch32", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 (512-d)"),
+            ("openai-vit-base-patch16", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16 (512-d)"),
+            ("openai-vit-large-patch14", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14 (768-d)"),
+            (
+                "openai-vit-large-patch14-336",
+                "openai/clip-vit-large-patch14-336",
+                "OpenAI CLIP ViT-L/14@336 (768-d)",
+            ),
+        ),
+        default_checkpoint="openai-vit-base-patch32",
+        paper="Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021",
+        description="CLIP through transformers' CLIPModel (get_image_features / get_text_features, L2-normalised).",
+        extra={"hf_family": "clip"},
+        **_COMMON,
+    )
+
+
+def _align() -> ModelSpec:
+    return ModelSpec(
+        name="hf-align",
+        dim=640,
+        configs={
+            "default": {"architecture": {}, "processor": "kakaobrain/align-base", "max_length": 64},
+            "tiny": _tiny(
+                {"projection_dim": 8, "text_config": _TINY_BERT_TEXT, "vision_config": _TINY_EFFICIENTNET}
+            ),
+        },
+        checkpoints=_hub(
+            ("align-base", "kakaobrain/align-base", "Kakao Brain ALIGN, EfficientNet-B7 + BERT-base, COYO-700M")
+        ),
+        default_checkpoint="align-base",
+        paper=(
+            "Jia et al., Scaling Up Visual and Vision-Language Representation Learning With Noisy Text "
+            "Supervision, ICML 2021"
+        ),
+        description=(
+            "ALIGN through transformers' AlignModel: image = EfficientNet pooled output, "
+            "text = BERT [CLS] projected."
+        ),
+        extra={"hf_family": "align"},
+        **_COMMON,
+    )
+
+
+def _altclip() -> ModelSpec:
+    return ModelSpec(
+        name="hf-altclip",
+        dim=768,
+        configs={
+            "default": {
+                "architecture": {"projection_dim": 768, "vision_config": _ALTCLIP_VISION},
+                "processor": "BAAI/AltCLIP",
+                "max_length": 77,
+            },
+            "tiny": _tiny({"projection_dim": 8, "text_config": _TINY_XLMR_TEXT, "vision_config": _TINY_VIT}),
+        },
+        checkpoints=_hub(
+            ("altclip", "BAAI/AltCLIP", "BAAI AltCLIP, bilingual (en/zh), ViT-L/14 + XLM-R large"),
+            ("altclip-m18", "BAAI/AltCLIP-m18", "BAAI AltCLIP, 18 languages"),
+        ),
+        default_checkpoint="altclip",
+        paper=(
+            "Chen et al., AltCLIP: Altering the Language Encoder in CLIP for Extended Language Capabilities, "
+            "Findings of ACL 2023"
+        ),
+        description=(
+            "AltCLIP through transformers' AltCLIPModel: CLIP image tower, XLM-R text tower ([CLS] projected)."
+        ),
+        extra={"hf_family": "altclip"},
+        **_COMMON,
+    )
+
+
+def _groupvit() -> ModelSpec:
+    return ModelSpec(
+        name="hf-groupvit",
+        dim=256,
+        configs={
+            "default": {"architecture": {}, "processor": "nvidia/groupvit-gcc-yfcc", "max_length": 77},
+            "tiny": _tiny(
+                {
+                    "projection_dim": 8,
+                    "projection_intermediate_dim": 16,
+                    "text_config": _TINY_CLIP_TEXT,
+                    "vision_config": _TINY_GROUPVIT,
+                }
+            ),
+        },
+        checkpoints=_hub(
+            ("gcc-yfcc", "nvidia/groupvit-gcc-yfcc", "GroupViT trained on CC3M+CC12M+YFCC"),
+            ("gcc-redcaps", "nvidia/groupvit-gcc-redcaps", "GroupViT trained on CC3M+CC12M+RedCaps"),
+        ),
+        default_checkpoint="gcc-yfcc",
+        paper="Xu et al., GroupViT: Semantic Segmentation Emerges from Text Supervision, CVPR 2022",
+        description=(
+            "GroupViT through transformers' GroupViTModel: mean of grouped image tokens, CLIP-style text EOS."
+        ),
+        extra={"hf_family": "groupvit"},
+        **_COMMON,
+    )
+
+
 def all_specs() -> list[ModelSpec]:
-    common = {
-        "family": Family.VLP,
-        "output": OutputKind.CONTINUOUS,
-        "measure": "cosine",
-        "image_input": Input.PIXELS,
-        "text_input": Input.TEXT,
-        "factory": FACTORY,
-        "license": LICENSE,
-        "url": "https://huggingface.co/docs/transformers",
-    }
-    return [
-        ModelSpec(
-            name="hf-clip",
-            dim=512,
-            configs={
-                "default": {"architecture": {}, "processor": "openai/clip-vit-base-patch32", "max_length": 77},
-                "tiny": _tiny({"projection_dim": 8, "text_config": _TINY_CLIP_TEXT, "vision_config": _TINY_VIT}),
-            },
-            checkpoints=_hub(
-                ("openai-vit-base-patch32", "openai/clip-vit-base-patch32", "OpenAI CLIP ViT-B/32 (512-d)"),
-                ("openai-vit-base-patch16", "openai/clip-vit-base-patch16", "OpenAI CLIP ViT-B/16 (512-d)"),
-                ("openai-vit-large-patch14", "openai/clip-vit-large-patch14", "OpenAI CLIP ViT-L/14 (768-d)"),
-                (
-                    "openai-vit-large-patch14-336",
-                    "openai/clip-vit-large-patch14-336",
-                    "OpenAI CLIP ViT-L/14@336 (768-d)",
-                ),
-            ),
-            default_checkpoint="openai-vit-base-patch32",
-            paper="Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021",
-            description="CLIP through transformers' CLIPModel (get_image_features / get_text_features, L2-normalised).",
-            extra={"hf_family": "clip"},
-            **common,
-        ),
-        ModelSpec(
-            name="hf-align",
-            dim=640,
-            configs={
-                "default": {"architecture": {}, "processor": "kakaobrain/align-base", "max_length": 64},
-                "tiny": _tiny(
-                    {"projection_dim": 8, "text_config": _TINY_BERT_TEXT, "vision_config": _TINY_EFFICIENTNET}
-                ),
-            },
-            checkpoints=_hub(
-                ("align-base", "kakaobrain/align-base", "Kakao Brain ALIGN, EfficientNet-B7 + BERT-base, COYO-700M")
-            ),
-            default_checkpoint="align-base",
-            paper=(
-                "Jia et al., Scaling Up Visual and Vision-Language Representation Learning With Noisy Text "
-                "Supervision, ICML 2021"
-            ),
-            description=(
-                "ALIGN through transformers' AlignModel: image = EfficientNet pooled output, "
-                "text = BERT [CLS] projected."
-            ),
-            extra={"hf_family": "align"},
-            **common,
-        ),
-        ModelSpec(
-            name="hf-altclip",
-            dim=768,
-            configs={
-                "default": {
-                    "architecture": {"projection_dim": 768, "vision_config": _ALTCLIP_VISION},
-                    "processor": "BAAI/AltCLIP",
-                    "max_length": 77,
-                },
-                "tiny": _tiny({"projection_dim": 8, "text_config": _TINY_XLMR_TEXT, "vision_config": _TINY_VIT}),
-            },
-            checkpoints=_hub(
-                ("altclip", "BAAI/AltCLIP", "BAAI AltCLIP, bilingual (en/zh), ViT-L/14 + XLM-R large"),
-                ("altclip-m18", "BAAI/AltCLIP-m18", "BAAI AltCLIP, 18 languages"),
-            ),
-            default_checkpoint="altclip",
-            paper=(
-                "Chen et al., AltCLIP: Altering the Language Encoder in CLIP for Extended Language Capabilities, "
-                "Findings of ACL 2023"
-            ),
-            description=(
-                "AltCLIP through transformers' AltCLIPModel: CLIP image tower, XLM-R text tower ([CLS] projected)."
-            ),
-            extra={"hf_family": "altclip"},
-            **common,
-        ),
-        ModelSpec(
-            name="hf-groupvit",
-            dim=256,
-            configs={
-                "default": {"architecture": {}, "processor": "nvidia/groupvit-gcc-yfcc", "max_length": 77},
-                "tiny": _tiny(
-                    {
-                        "projection_dim": 8,
-                        "projection_intermediate_dim": 16,
-                        "text_config": _TINY_CLIP_TEXT,
-                        "vision_config": _TINY_GROUPVIT,
-                    }
-                ),
-            },
-            checkpoints=_hub(
-                ("gcc-yfcc", "nvidia/groupvit-gcc-yfcc", "GroupViT trained on CC3M+CC12M+YFCC"),
-                ("gcc-redcaps", "nvidia/groupvit-gcc-redcaps", "GroupViT trained on CC3M+CC12M+RedCaps"),
-            ),
-            default_checkpoint="gcc-yfcc",
-            paper="Xu et al., GroupViT: Semantic Segmentation Emerges from Text Supervision, CVPR 2022",
-            description=(
-                "GroupViT through transformers' GroupViTModel: mean of grouped image tokens, CLIP-style text EOS."
-            ),
-            extra={"hf_family": "groupvit"},
-            **common,
-        ),
-    ]
+    return [_clip(), _align(), _altclip(), _groupvit()]
