@@ -124,17 +124,21 @@ class ImramEncoder:
         padded[:, : words.shape[1]] = words
         return {"words": padded, "lengths": lengths.to(self.device)}
 
+    def _step_options(self) -> dict[str, Any]:
+        """The iterative-matching options of this config, as iterative_scores and pair_iterative_scores take them."""
+        o = self.options
+        return {
+            "steps": int(o["iteration_step"]),
+            "raw_feature_norm": o["raw_feature_norm"],
+            "lambda_softmax": float(o["lambda_softmax"]),
+            "normalize_memory": not o["no_IMRAM_norm"],
+        }
+
     def pair_scores(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
         """(n_img, n_txt): the sum over steps (and directions for full_IMRAM), all pairs at once (differentiable)."""
         o, net = self.options, self.net
         mode = o["model_mode"]
-        steps = partial(
-            iterative_scores,
-            steps=int(o["iteration_step"]),
-            raw_feature_norm=o["raw_feature_norm"],
-            lambda_softmax=float(o["lambda_softmax"]),
-            normalize_memory=not o["no_IMRAM_norm"],
-        )
+        steps = partial(iterative_scores, **self._step_options())
         total = torch.zeros((), dtype=regions.dtype, device=regions.device)
         if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
             total = total + torch.stack(steps(regions, None, words, word_mask, linear=net.linear_t2i, gate=net.gate_t2i)).sum(0)
@@ -168,13 +172,7 @@ class ImramEncoder:
         """(P,) scores of the pairs (image p, text p): score's diagonal, the other pairs never computed."""
         o, net = self.options, self.net
         mode = o["model_mode"]
-        steps = partial(
-            pair_iterative_scores,
-            steps=int(o["iteration_step"]),
-            raw_feature_norm=o["raw_feature_norm"],
-            lambda_softmax=float(o["lambda_softmax"]),
-            normalize_memory=not o["no_IMRAM_norm"],
-        )
+        steps = partial(pair_iterative_scores, **self._step_options())
         regions, words, lengths = images["regions"], texts["words"], texts["lengths"]
         out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
         budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
