@@ -44,24 +44,26 @@ class ArrayInfo:
     fortran_order: bool = False
 
 
+# leading bytes of the kinds of file that are refused, named so the submitter knows what they sent
+_OTHER_MAGIC: tuple[tuple[tuple[bytes, ...], str], ...] = (
+    ((b"PK\x03\x04", b"PK\x05\x06"), "a zip archive (.npz, torch .pt or similar)"),
+    ((b"\x7fELF",), "an ELF executable"),
+    ((b"MZ",), "a Windows executable"),
+    ((b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"), "a Mach-O executable"),
+    ((b"#!",), "a script"),
+    ((b"\x89HDF",), "an HDF5 file"),
+)
+
+
 def sniff(head: bytes) -> str:
     """The kind of file from its first bytes: 'npy', 'safetensors', or a description of what else it is."""
     if head.startswith(NPY_MAGIC):
         return "npy"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "pickle data"
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return "a zip archive (.npz, torch .pt or similar)"
-    if head.startswith(b"\x7fELF"):
-        return "an ELF executable"
-    if head.startswith(b"MZ"):
-        return "a Windows executable"
-    if head.startswith(b"\xcf\xfa\xed\xfe") or head.startswith(b"\xca\xfe\xba\xbe"):
-        return "a Mach-O executable"
-    if head.startswith(b"#!"):
-        return "a script"
-    if head.startswith(b"\x89HDF"):
-        return "an HDF5 file"
+    for magics, kind in _OTHER_MAGIC:
+        if head.startswith(magics):
+            return kind
     if len(head) >= 9 and head[8:9] == b"{":
         n = int.from_bytes(head[:8], "little")
         if 2 <= n <= MAX_SAFETENSORS_HEADER:
