@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fico_registry.evaluator.similarity import MIN_GEMM_ROWS
+from fico_registry.evaluator.similarity import pad_to_gemm_rows
 
 
 class BlockBuffers:
@@ -58,8 +58,7 @@ def embedding_block_into(source, start: int, stop: int, buffers: BlockBuffers) -
     if source.query_side == "image":
         block = images[start:stop]
         rows = block.shape[0]
-        if rows < MIN_GEMM_ROWS:
-            block = torch.cat([block, block.new_zeros((MIN_GEMM_ROWS - rows, block.shape[1]))])
+        block = pad_to_gemm_rows(block)
         out = buffers.get("scores", block.shape[0], texts.shape[0], dtype)
         torch.mm(block, texts.T, out=out)
         out = out[:rows]
@@ -68,9 +67,7 @@ def embedding_block_into(source, start: int, stop: int, buffers: BlockBuffers) -
         return out
     block = texts[start:stop]
     n_img = images.shape[0]
-    img = images
-    if n_img < MIN_GEMM_ROWS:
-        img = torch.cat([images, images.new_zeros((MIN_GEMM_ROWS - n_img, images.shape[1]))])
+    img = pad_to_gemm_rows(images)
     dots = buffers.get("image_major", img.shape[0], block.shape[0], dtype)
     torch.mm(img, block.T, out=dots)
     dots = dots[:n_img]

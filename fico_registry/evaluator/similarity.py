@@ -272,6 +272,14 @@ def _unpack_signed(packed: torch.Tensor, n_bits: int) -> torch.Tensor:
 MIN_GEMM_ROWS = 16  # below this MKL switches kernels and rounds differently; pad to stay on one path
 
 
+def pad_to_gemm_rows(x: torch.Tensor) -> torch.Tensor:
+    """x with zero rows appended up to MIN_GEMM_ROWS (x itself when it has that many already)."""
+    rows = x.shape[0]
+    if rows >= MIN_GEMM_ROWS:
+        return x
+    return torch.cat([x, x.new_zeros((MIN_GEMM_ROWS - rows, *x.shape[1:]))])
+
+
 def image_text_dot(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
     """images @ texts.T, computed so each cell is bit-identical whatever the block it sits in.
 
@@ -279,8 +287,8 @@ def image_text_dot(images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
     a block of rows (or columns) equals the same cells of the full product.
     """
     rows = images.shape[0]
-    if images.device.type == "cpu" and rows < MIN_GEMM_ROWS:
-        images = torch.cat([images, images.new_zeros((MIN_GEMM_ROWS - rows, *images.shape[1:]))])
+    if images.device.type == "cpu":
+        images = pad_to_gemm_rows(images)
     return (images @ texts.T)[:rows]
 
 
