@@ -50,33 +50,37 @@ class MemoryBudgetError(FicoError, MemoryError):
     """Not even the smallest block of work fits in the memory budget."""
 
 
-class UnknownModelError(FicoError, KeyError):
-    """No registered model has that name."""
+class _UnknownName(FicoError, KeyError):
+    """A registry lookup failed: the message suggests close names (`name` and sorted `known` kept)."""
 
-    def __init__(self, name: str, known: Iterable[str]):
+    def __init__(self, name: str, known: Iterable[str], message: str):
         self.name = name
         self.known = sorted(known)
-        close = difflib.get_close_matches(name, self.known, n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        listing = "" if close else " Run `fico models` to see the installed ones."
-        super().__init__(f"unknown model {name!r}.{hint}{listing}")
+        super().__init__(message.format(name=name, close=self._close(name, self.known)))
+
+    @staticmethod
+    def _close(name: str, known: list[str]) -> str:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+        return f" Did you mean: {', '.join(close)}?" if close else ""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]
 
 
-class UnknownDatasetError(FicoError, KeyError):
+class UnknownModelError(_UnknownName):
+    """No registered model has that name."""
+
+    def __init__(self, name: str, known: Iterable[str]):
+        known = sorted(known)
+        listing = "" if self._close(name, known) else " Run `fico models` to see the installed ones."
+        super().__init__(name, known, "unknown model {name!r}.{close}" + listing)
+
+
+class UnknownDatasetError(_UnknownName):
     """No registered dataset has that name."""
 
     def __init__(self, name: str, known: Iterable[str]):
-        self.name = name
-        self.known = sorted(known)
-        close = difflib.get_close_matches(name, self.known, n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        super().__init__(f"unknown dataset {name!r}.{hint} Run `fico datasets` to list them.")
-
-    def __str__(self) -> str:
-        return self.args[0]
+        super().__init__(name, known, "unknown dataset {name!r}.{close} Run `fico datasets` to list them.")
 
 
 class AmbiguousNameError(FicoError, LookupError):
