@@ -93,13 +93,19 @@ def _runs(queries: np.ndarray) -> list[tuple[int, int]]:
 
 
 @dataclass
-class FusionPairs:
-    """Reranker.score_pairs over the block's flattened pairs, pair_batch at a time (queries mixed)."""
+class _ModelPairs:
+    """A model scoring pairs of its own stored image / text features (gathered by index) on device."""
 
     model: Any
     image_features: Any
     text_features: Any
     device: str | torch.device = "cpu"
+
+
+@dataclass
+class FusionPairs(_ModelPairs):
+    """Reranker.score_pairs over the block's flattened pairs, pair_batch at a time (queries mixed)."""
+
     pair_batch: int = 256
     cost: PairCost = field(default_factory=PairCost)
 
@@ -115,13 +121,9 @@ class FusionPairs:
 
 
 @dataclass
-class CrossAttentionPairs:
+class CrossAttentionPairs(_ModelPairs):
     """Scorer.score of one query against up to pair_batch of its candidates per call: never other pairs."""
 
-    model: Any
-    image_features: Any
-    text_features: Any
-    device: str | torch.device = "cpu"
     pair_batch: int = 1024
     cost: PairCost = field(default_factory=PairCost)
 
