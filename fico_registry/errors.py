@@ -123,6 +123,13 @@ class ConfigError(FicoError, ValueError):
     """An unknown or malformed model configuration."""
 
 
+class DeviceError(OptionError, ConfigError):
+    """A device that is unknown, unsupported or not available on this machine.
+
+    Both an OptionError (what the evaluator raised) and a ConfigError (what load_model raised).
+    """
+
+
 class CheckpointError(FicoError, ValueError):
     """A checkpoint is missing, corrupt, unsafe, or does not match the architecture."""
 

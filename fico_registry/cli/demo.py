@@ -31,10 +31,10 @@ def run_demo(
 
     from fico_registry import evaluate, evaluate_embeddings, get_model_spec, load_model
     from fico_registry.data import synthetic
-    from fico_registry.evaluator.evaluate import resolve_device
     from fico_registry.evaluator.report import make_console
     from fico_registry.models.reference import save_checkpoint
     from fico_registry.models.train_reference import train_reference
+    from fico_registry.runtime.devices import resolve_device
 
     console = console or make_console()
     out = Path(out)

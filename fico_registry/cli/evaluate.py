@@ -81,7 +81,7 @@ def _evaluator_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _emit(report: Any, opts: dict[str, Any]) -> None:
-    from fico_registry.evaluator.sharded import is_main_process
+    from fico_registry.runtime.distributed import is_main_process
 
     if not is_main_process():
         return
@@ -257,8 +257,8 @@ def evaluate_cmd(
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
     from fico_registry.data.attach import attach_feature_files, parse_feature_files
     from fico_registry.evaluator.evaluate import evaluate
-    from fico_registry.evaluator.sharded import init_if_launched, is_main_process
     from fico_registry.models.loading import load_model
+    from fico_registry.runtime.distributed import init_if_launched, is_main_process
 
     files = parse_feature_files(feature_files)
     if save_dir is not None:  # refuse before any work: a full folder, or outputs the board cannot take

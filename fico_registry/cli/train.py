@@ -169,10 +169,10 @@ def train_cmd(
     """Train MODEL with its registered recipe (--show-recipe prints it); writes checkpoints in the original layout."""
     from fico_registry.cli.evaluate import _parse_options
     from fico_registry.data.attach import parse_feature_files
-    from fico_registry.evaluator.sharded import is_main_process
-    from fico_registry.models.loading import resolve_device
     from fico_registry.plugin_api.registry import get_model_spec, get_trainer_spec, resolve_callable
-    from fico_registry.training import _dist
+    from fico_registry.runtime import distributed as _dist
+    from fico_registry.runtime.devices import resolve_device
+    from fico_registry.runtime.distributed import is_main_process
     from fico_registry.training.common import package_versions, run_record
 
     trainer = get_trainer_spec(model)
@@ -193,7 +193,10 @@ def train_cmd(
     files = parse_feature_files(feature_files)
 
     distributed = _dist.launched_by_torchrun()
-    device = _dist.init_process_group(device) if distributed else resolve_device(None if device == "auto" else device)
+    if distributed:
+        device = _dist.init_process_group(device)
+    else:
+        device = str(resolve_device(None if device == "auto" else device))
     main = is_main_process()
     saved = saved_corpora(dataset, corpus, val_corpus, files)
     dataset = dataset or ("corpus" if saved else "synthetic")

@@ -11,25 +11,20 @@ import numpy as np
 import torch
 
 from fico_registry.errors import LabelError, MappingError, OptionError, ShapeError
-from fico_registry.evaluator import judged_pass, metrics
+from fico_registry.evaluator import judged_pass, metrics, shard_costs
 from fico_registry.evaluator.budget import parse_budget
 from fico_registry.evaluator.engine import DirectionStats, run_direction
 from fico_registry.evaluator.hamming import histogram_path_applies, histogram_stats
-from fico_registry.evaluator.options import budget_shared_by, checked_device, checked_ks
+from fico_registry.evaluator.options import budget_shared_by, checked_ks
 from fico_registry.evaluator.relevance import label_relevance, positives_of_images, positives_of_texts
 from fico_registry.evaluator.report import Report
 from fico_registry.evaluator.similarity import as_tensor, check_measure, prepare_embeddings
 from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores, ScoreSource, unique_candidates
+from fico_registry.runtime.devices import resolve_device
 
 DEFAULT_RECALL_KS = (1, 5, 10)
 DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)
 DEFAULT_NDCG_KS = judged_pass.DEFAULT_NDCG_KS
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return checked_device(device)
 
 
 def evaluate_embeddings(
@@ -298,7 +293,7 @@ def _evaluate(
         settings.update(ndcg_ks=list(judged[1]), gain=judged[2], judged_seconds=judged_seconds)
         settings.update(seconds=round(time.perf_counter() - started, 4))
     if sharded is not None:
-        sharded.annotate(report)
+        shard_costs.annotate(sharded, report)
     return report
 
 
@@ -321,7 +316,7 @@ def _run_directions(
 
 def _join_torchrun(device: Any) -> None:
     """Under torchrun (WORLD_SIZE > 1) join the process group first: it picks this rank's GPU."""
-    from fico_registry.evaluator.sharded import init_if_launched
+    from fico_registry.runtime.distributed import init_if_launched
 
     init_if_launched(device)
 
@@ -390,12 +385,7 @@ def evaluate(
     cross-attention models scored in one process, the (n_images, n_texts) matrix ("i2t").
     The corpus' own judgments (corpus.judgments, e.g. ECCV Caption / CxC) add report.judged.
     """
-    from fico_registry.data.cache import EmbeddingCache, embedding_key
-    from fico_registry.evaluator.query_time import RerankScores, ScorerCost, cross_attention_matrix
-    from fico_registry.models.encoding import encode_side, encode_side_sharded
-    from fico_registry.models.inputs import input_source
     from fico_registry.models.loading import Model, load_model
-    from fico_registry.models.plugin_source import code_identity
     from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
 
     started = time.perf_counter()
@@ -408,19 +398,83 @@ def evaluate(
         model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
     dev = resolve_device(model.device if device == "auto" else device)
     spec = model.spec
-    store = None
-    if cache is True:
-        store = EmbeddingCache()
-    elif isinstance(cache, EmbeddingCache):
-        store = cache
-    elif cache:
-        store = EmbeddingCache(cache)
-    pipeline_config = "tiny" if model.config_name == "tiny" else "default"
+    encoded = _encode_corpus(model, corpus, dev, _embedding_store(cache), sharded, batch_size, progress)
 
+    img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
+    if keep_outputs is not None:
+        keep_outputs.update(images=img_out, texts=txt_out)
+    costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
+    metric_options: dict[str, Any] = {
+        "recall_ks": recall_ks, "map_ks": map_ks, "ties": ties, "map_variant": map_variant,
+        "memory_budget": memory_budget, "progress": progress, "ndcg_ks": ndcg_ks, "gain": gain,
+    }
+    cost = None
+    if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
+        img = img_out["embeds"] if isinstance(img_out, dict) else img_out
+        txt = txt_out["embeds"] if isinstance(txt_out, dict) else txt_out
+        bits = getattr(model, "width", None) if spec.output is OutputKind.BINARY else None
+        report = evaluate_embeddings(
+            img, txt, corpus.caption_to_image, corpus.labels, measure=spec.measure, device=dev, bits=bits,
+            judgments=corpus.judgments, **metric_options,
+        )
+    elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
+        report, cost = _evaluate_cross_attention(
+            model, corpus, img_out, txt_out, dev, sharded, started, keep_outputs, costs, metric_options
+        )
+    else:
+        report, cost = _evaluate_fusion_rerank(
+            model, corpus, img_out, txt_out, dev, rerank_k, outside_topk, started, costs, metric_options
+        )
+    report.settings["batch_size"] = batch_size
+    report.settings["seconds"] = round(time.perf_counter() - started, 4)
+    report.model = model.provenance()
+    report.corpus = {
+        "name": corpus.name,
+        "split": corpus.split,
+        "content_hash": corpus.content_hash,
+        "n_images": corpus.n_images,
+        "n_texts": corpus.n_captions,
+        "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
+        "duplication": corpus.duplication,
+    }
+    if sharded is None:
+        report.costs = costs
+    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
+        report.costs = {**costs, **(report.costs or {})}
+        shard_costs.add_evaluate_costs(sharded, report, encoded, cost if "query_time" in costs else None)
+    return report
+
+
+def _embedding_store(cache: Any) -> Any:
+    """evaluate's `cache` argument as an EmbeddingCache, or None when caching is off."""
+    from fico_registry.data.cache import EmbeddingCache
+
+    if cache is True:
+        return EmbeddingCache()
+    if isinstance(cache, EmbeddingCache):
+        return cache
+    if cache:
+        return EmbeddingCache(cache)
+    return None
+
+
+def _encode_corpus(
+    model: Any, corpus: Any, dev: torch.device, store: Any, sharded: Any, batch_size: int, progress: bool | None
+) -> dict[str, Any]:
+    """Both sides of the corpus through the model (and the embedding cache; split over ranks when sharded)."""
+    from fico_registry.data.cache import embedding_key
+    from fico_registry.models.encoding import encode_side, encode_side_sharded
+    from fico_registry.models.inputs import input_source
+    from fico_registry.models.plugin_source import code_identity
+
+    spec = model.spec
+    pipeline_config = "tiny" if model.config_name == "tiny" else "default"
     encoded = {}
     inputs = corpus.without_judgments()  # judgments change the content hash, not the embeddings
     for side in ("image", "text"):
-        source = input_source(model, inputs, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config)
+        source = input_source(
+            model, inputs, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config
+        )
         key = None
         if store is not None:
             ck = model.checkpoint
@@ -439,87 +493,77 @@ def evaluate(
             )
             if ck is None and model.config_name != "tiny":
                 key = None  # random weights differ per build unless seeded: never cache them
+        options = {"batch_size": batch_size, "cache": store, "cache_key": key, "progress": progress}
         if sharded is not None:
-            encoded[side] = encode_side_sharded(model, source, side, sharded, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+            encoded[side] = encode_side_sharded(model, source, side, sharded, **options)
         else:
-            encoded[side] = encode_side(model, source, side, batch_size=batch_size, cache=store, cache_key=key, progress=progress)
+            encoded[side] = encode_side(model, source, side, **options)
+    return encoded
 
-    img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
-    if keep_outputs is not None:
-        keep_outputs.update(images=img_out, texts=txt_out)
-    c2i = corpus.caption_to_image
-    costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
-    extra_settings: dict[str, Any] = {}
-    if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
-        img = img_out["embeds"] if isinstance(img_out, dict) else img_out
-        txt = txt_out["embeds"] if isinstance(txt_out, dict) else txt_out
-        report = evaluate_embeddings(
-            img, txt, c2i, corpus.labels, measure=spec.measure, recall_ks=recall_ks, map_ks=map_ks, ties=ties,
-            map_variant=map_variant, device=dev, memory_budget=memory_budget, bits=getattr(model, "width", None) if spec.output is OutputKind.BINARY else None,
-            progress=progress, judgments=corpus.judgments, ndcg_ks=ndcg_ks, gain=gain,
-        )
-    elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
-        cost = ScorerCost()
-        shards = None
-        if sharded is not None:  # each rank keeps its rows of both directions, not the whole matrix
-            shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
-        if shards is not None:
-            i2t_rows, t2i_rows = shards
-            recall_ks, map_ks = _check_options(recall_ks, map_ks, ties, map_variant)
-            settings = {"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False}
-            report = _evaluate(
-                i2t_rows, t2i_rows, _check_mapping(c2i, corpus.n_images, corpus.n_captions), corpus.labels, recall_ks, map_ks, ties,
-                map_variant, dev, memory_budget, progress, settings, started, sharded=sharded,
-                judged=(corpus.judgments, ndcg_ks, gain),
-            )
-        else:
-            score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
-            matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
-            if keep_outputs is not None:
-                keep_outputs["i2t"] = matrix
-            report = evaluate_similarity(
-                matrix, c2i, labels=corpus.labels, recall_ks=recall_ks, map_ks=map_ks, ties=ties, map_variant=map_variant,
-                device=dev, memory_budget=memory_budget, progress=progress, judgments=corpus.judgments,
-                ndcg_ks=ndcg_ks, gain=gain,
-            )
-        costs["query_time"] = cost.to_dict("cross-attention")
-    else:
-        k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
-        first_img = img_out["embeds"].to(dev).float()
-        first_txt = txt_out["embeds"].to(dev).float()
-        if spec.measure == "cosine":
-            first_img = torch.nn.functional.normalize(first_img, dim=-1)
-            first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
-        cost = ScorerCost()
-        sources = {
-            side: RerankScores(
-                EmbeddingScores(first_img, first_txt, spec.measure, side), model, img_out, txt_out, k, outside_topk, dev, cost=cost
-            )
-            for side in ("image", "text")
-        }
+
+def _evaluate_cross_attention(
+    model: Any, corpus: Any, img_out: Any, txt_out: Any, dev: torch.device, sharded: Any, started: float,
+    keep_outputs: dict[str, Any] | None, costs: dict[str, Any], options: dict[str, Any],
+) -> tuple[Report, Any]:
+    """Cross-attention over all pairs: each rank's rows when sharded, else the whole matrix (kept if asked)."""
+    from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
+
+    cost = ScorerCost()
+    progress = options["progress"]
+    shards = None
+    if sharded is not None:  # each rank keeps its rows of both directions, not the whole matrix
+        shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+    if shards is not None:
+        i2t_rows, t2i_rows = shards
+        ties, variant = options["ties"], options["map_variant"]
+        recall_ks, map_ks = _check_options(options["recall_ks"], options["map_ks"], ties, variant)
+        settings = {"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False}
         report = _evaluate(
-            sources["image"], sources["text"], c2i, corpus.labels, recall_ks, map_ks, ties, map_variant, dev,
-            memory_budget, progress, {"measure": f"fusion-rerank ({spec.measure} first stage)"}, started,
-            ranked_to=k if outside_topk == "exclude" else None, judged=(corpus.judgments, ndcg_ks, gain),
+            i2t_rows, t2i_rows, _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions),
+            corpus.labels, recall_ks, map_ks, ties, variant, dev, options["memory_budget"], progress, settings, started,
+            sharded=sharded, judged=(corpus.judgments, options["ndcg_ks"], options["gain"]),
         )
-        costs["query_time"] = cost.to_dict("fusion-rerank")
-        extra_settings = {"rerank_k": k, "outside_topk": outside_topk}
-    report.settings.update(extra_settings)
-    report.settings["batch_size"] = batch_size
-    report.settings["seconds"] = round(time.perf_counter() - started, 4)
-    report.model = model.provenance()
-    report.corpus = {
-        "name": corpus.name,
-        "split": corpus.split,
-        "content_hash": corpus.content_hash,
-        "n_images": corpus.n_images,
-        "n_texts": corpus.n_captions,
-        "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
-        "duplication": corpus.duplication,
+    else:
+        score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
+        matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        if keep_outputs is not None:
+            keep_outputs["i2t"] = matrix
+        report = evaluate_similarity(
+            matrix, corpus.caption_to_image, labels=corpus.labels, device=dev, judgments=corpus.judgments, **options
+        )
+    costs["query_time"] = cost.to_dict("cross-attention")
+    return report, cost
+
+
+def _evaluate_fusion_rerank(
+    model: Any, corpus: Any, img_out: Any, txt_out: Any, dev: torch.device, rerank_k: int | None, outside_topk: str,
+    started: float, costs: dict[str, Any], options: dict[str, Any],
+) -> tuple[Report, Any]:
+    """Fusion re-rank: each query's first-stage top-k re-scored by the model, the rest per outside_topk."""
+    from fico_registry.evaluator.query_time import RerankScores, ScorerCost
+
+    spec = model.spec
+    k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
+    first_img = img_out["embeds"].to(dev).float()
+    first_txt = txt_out["embeds"].to(dev).float()
+    if spec.measure == "cosine":
+        first_img = torch.nn.functional.normalize(first_img, dim=-1)
+        first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
+    cost = ScorerCost()
+    sources = {
+        side: RerankScores(
+            EmbeddingScores(first_img, first_txt, spec.measure, side), model, img_out, txt_out, k, outside_topk, dev,
+            cost=cost,
+        )
+        for side in ("image", "text")
     }
-    if sharded is None:
-        report.costs = costs
-    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
-        report.costs = {**costs, **(report.costs or {})}
-        sharded.add_evaluate_costs(report, encoded, cost if "query_time" in costs else None)
-    return report
+    report = _evaluate(
+        sources["image"], sources["text"], corpus.caption_to_image, corpus.labels, options["recall_ks"],
+        options["map_ks"], options["ties"], options["map_variant"], dev, options["memory_budget"], options["progress"],
+        {"measure": f"fusion-rerank ({spec.measure} first stage)"}, started,
+        ranked_to=k if outside_topk == "exclude" else None,
+        judged=(corpus.judgments, options["ndcg_ks"], options["gain"]),
+    )
+    costs["query_time"] = cost.to_dict("fusion-rerank")
+    report.settings.update({"rerank_k": k, "outside_topk": outside_topk})
+    return report, cost

@@ -8,14 +8,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import torch
 
 from fico_registry.errors import MemoryBudgetError, OptionError
+from fico_registry.runtime.devices import DEVICE_HELP, checked_device  # noqa: F401  (their old home)
 from fico_registry.runtime.sizes import format_size
 
 # the tie formulas compute k - g and binomials in int64: any K this large already means "everything"
 MAX_K = 1 << 62
-DEVICE_HELP = "use 'auto', 'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
 
 
 def checked_ks(ks: Any, name: str, *, allow_none: bool) -> tuple[int | None, ...]:
@@ -53,28 +52,6 @@ def _checked_k(k: Any, name: str, allow_none: bool) -> int | None:
             f"ranks everything" + ("; use None for the whole ranking" if allow_none else "")
         )
     return value
-
-
-def checked_device(device: str | torch.device) -> torch.device:
-    """torch.device(device), refused with OptionError when it is unknown or not available here."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise OptionError(f"unknown device {device!r}; {DEVICE_HELP}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise OptionError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise OptionError(
-                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                f"cuda:0..cuda:{torch.cuda.device_count() - 1}"
-            )
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise OptionError(f"device {device!r} is not available on this machine; use device='cpu'")
-    elif dev.type != "cpu":
-        raise OptionError(f"device {device!r} is not supported by the evaluator; {DEVICE_HELP}")
-    return dev
 
 
 @contextmanager

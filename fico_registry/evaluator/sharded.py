@@ -1,4 +1,4 @@
-"""torch.distributed: who am I, how many of us, whether to print, and the sharded evaluator.
+"""The sharded evaluator over torch.distributed ranks (who am I / joining the group: runtime.distributed).
 
 Launched under torchrun (a process group is initialised, or WORLD_SIZE > 1 in the environment),
 `evaluate_embeddings`, `evaluate_similarity` and `evaluate(model, corpus)` split the work across
@@ -17,127 +17,38 @@ ranks and every rank returns the Report a single process gives. Per direction:
 
 Either way every rank ends with per-query statistics equal to the single-process ones, so the
 Report's numbers are identical (docs/scale-out.md says when scores themselves are bit-identical).
-This module imports torch only inside functions: rank() and friends stay cheap for the CLI.
+This module imports torch only inside functions. rank(), is_main_process(), local() and the other
+process-group helpers live in fico_registry.runtime.distributed and are importable from here too.
 """
 
 from __future__ import annotations
 
-import atexit
 import os
-import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from fico_registry.errors import ConfigError, FicoError, MemoryBudgetError, OptionError, ShapeError
+from fico_registry.errors import ConfigError, FicoError, MemoryBudgetError, OptionError
+from fico_registry.evaluator.shard_sources import LocalRows, ShardEmbeddingScores, candidate_columns_of, query_rows_of
+from fico_registry.runtime.distributed import (  # noqa: F401  (re-exported: the evaluator's public names)
+    RankFailedError,
+    active,
+    init_if_launched,
+    is_main_process,
+    launched,
+    local_rank,
+    rank,
+    split,
+    world_size,
+)
+from fico_registry.runtime.distributed import local as _local
+
+local = _local  # assigned, not imported: methods below name their own `local` variables
 
 SHARD_MODES = ("auto", "candidates", "queries")
-_local_only: ContextVar[bool] = ContextVar("fico_local_only", default=False)
 _GATHER_CHUNK_BYTES = 64 << 20  # one all_gather moves at most this much per rank
-
-
-class RankFailedError(FicoError, RuntimeError):
-    """Another rank of the job failed; its error is in the message (and in its own log)."""
-
-
-# -- who am I -------------------------------------------------------------------------------------
-
-
-def _initialised():  # -> module | None
-    import sys
-
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        return dist
-    return None
-
-
-def rank() -> int:
-    dist = _initialised()
-    return dist.get_rank() if dist else int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    dist = _initialised()
-    return dist.get_world_size() if dist else int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def is_main_process() -> bool:
-    """Only rank 0 prints tables and writes reports."""
-    return rank() == 0
-
-
-def launched() -> bool:
-    """Started by torchrun (or another launcher) with WORLD_SIZE > 1."""
-    text = os.environ.get("WORLD_SIZE", "1")
-    try:
-        return int(text) > 1
-    except ValueError:
-        raise ConfigError(f"WORLD_SIZE={text!r} is not an integer") from None
-
-
-@contextmanager
-def local() -> Iterator[None]:
-    """Evaluate in this process alone, even inside a torchrun job.
-
-    For code that calls the evaluator on one rank only (e.g. `if rank == 0: evaluate(...)`):
-    without this the other ranks would never join the collectives and rank 0 would wait.
-    """
-    token = _local_only.set(True)
-    try:
-        yield
-    finally:
-        _local_only.reset(token)
-
-
-def init_if_launched(device: Any = "auto") -> bool:
-    """Join the launcher's process group if WORLD_SIZE > 1 and none exists; True when sharding applies.
-
-    gloo on CPU. On a CUDA machine (unless device is "cpu") the rank takes GPU LOCAL_RANK and
-    the group gets both backends, "cpu:gloo,cuda:nccl": NCCL for CUDA tensors, gloo for CPU ones.
-    """
-    if _local_only.get():
-        return False
-    if _initialised() is not None:
-        return world_size() > 1
-    if not launched():
-        return False
-    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]
-    if missing:
-        raise ConfigError(
-            f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: launch with "
-            "`torchrun --nproc-per-node N -m fico_registry ...` (it sets them), or unset WORLD_SIZE"
-        )
-    import torch
-    import torch.distributed as dist
-
-    on_cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
-    if on_cuda:  # one GPU per local rank (or per process when CUDA_VISIBLE_DEVICES shows one each)
-        torch.cuda.set_device(local_rank() % torch.cuda.device_count())
-    backend = "cpu:gloo,cuda:nccl" if on_cuda and dist.is_nccl_available() else "gloo"
-    dist.init_process_group(backend=backend)
-    atexit.register(_destroy)
-    return dist.get_world_size() > 1
-
-
-def _destroy() -> None:
-    dist = _initialised()
-    if dist is not None:
-        dist.destroy_process_group()
-
-
-def active() -> bool:
-    """A process group with more than one rank is initialised and sharding is not switched off."""
-    return not _local_only.get() and _initialised() is not None and world_size() > 1
 
 
 def sharding(device: Any = "auto") -> Sharding | None:
@@ -155,14 +66,6 @@ def shard_mode() -> str:
     if mode not in SHARD_MODES:
         raise OptionError(f"FICO_SHARD={mode!r}: use one of {', '.join(SHARD_MODES)}")
     return mode
-
-
-def split(n: int, parts: int, index: int, align: int = 1) -> tuple[int, int]:
-    """Contiguous, near-equal slice `index` of range(n) in `parts`, cut at multiples of `align`."""
-    units = -(-n // align)
-    lo = units * index // parts
-    hi = units * (index + 1) // parts
-    return min(n, lo * align), min(n, hi * align)
 
 
 # -- the sharded run ------------------------------------------------------------------------------
@@ -333,7 +236,7 @@ class Sharding:
                 raise ConfigError(
                     f"rank {self.rank} and rank {r} called the evaluator with different inputs or options "
                     f"({signature} vs {other}); every rank must pass the same arrays and options, or wrap a "
-                    "single-rank call in `with fico_registry.evaluator.sharded.local():`"
+                    "single-rank call in `with fico_registry.runtime.distributed.local():`"
                 )
 
     # -- ranking ----------------------------------------------------------------------------------
@@ -446,7 +349,8 @@ class Sharding:
             return run_direction(source, positives, relevance, budget=budget, label=label, **common)
         lo, hi = split(source.n_queries, self.world_size, self.rank)
         local_relevance = None if relevance is None else _offset_relevance(relevance, lo)
-        rows = source.scores() if isinstance(source, LocalRows) and (source.lo, source.lo + source.rows.shape[0]) == (lo, hi) else _query_rows(source, lo, hi)
+        held = isinstance(source, LocalRows) and (source.lo, source.lo + source.rows.shape[0]) == (lo, hi)
+        rows = source.scores() if held else query_rows_of(source, lo, hi)
         return run_direction(rows, positives[lo:hi], local_relevance, budget=budget, label=label, **common)
 
     def _finish_queries(self, source: Any, mode: str, result: tuple[Any, BaseException | None]) -> Any:
@@ -500,7 +404,7 @@ class Sharding:
         )
         from fico_registry.evaluator.sources import checked_block
 
-        local = _candidate_columns(source, lo, hi)
+        local = candidate_columns_of(source, lo, hi)
         n_q, n_c, n_local = source.n_queries, source.n_candidates, hi - lo
         want_category = relevance is not None and len(map_ks) > 0
         top_k = max(int(k) for k in map_ks if k is not None) if want_category else 0  # every k < n_c here (see _plan)
@@ -646,97 +550,10 @@ class Sharding:
             LocalRows(t2i_rows.numpy(), n_queries=n_txt, lo=lo_t, name="t2i", device=device),
         )
 
-    def annotate(self, report: Any) -> None:
-        """settings.world_size and costs.distributed (world size, modes, per-rank seconds), same on every rank."""
-        report.settings["world_size"] = self.world_size
-        mine = {"rank": self.rank, "host": socket.gethostname(), **{k: round(self.timings[k], 6) for k in sorted(self.timings)}}
-        # what this rank held of the embeddings: its shards, or (None) every row
-        mine["resident"] = getattr(self, "resident", None)
-        per_rank = self.all_gather_object(mine)
-        costs = dict(report.costs or {})
-        costs["distributed"] = {"world_size": self.world_size, "backend": self.backend, "sharding": dict(self.modes), "per_rank": per_rank}
-        report.costs = costs
-
-    def add_evaluate_costs(self, report: Any, encoded: dict[str, Any], query_cost: Any = None) -> None:
-        """evaluate(model, corpus): totals over ranks for encoding / query time, per-rank seconds beside."""
-        mine = {
-            "encode_images_s": round(encoded["image"].seconds, 6),
-            "encode_texts_s": round(encoded["text"].seconds, 6),
-            "encoded_images": int(encoded["image"].extra.get("encoded_items", encoded["image"].items)),
-            "encoded_texts": int(encoded["text"].extra.get("encoded_items", encoded["text"].items)),
-            "query_time_s": None if query_cost is None else round(query_cost.seconds, 6),
-            "query_time_pairs": None if query_cost is None else query_cost.pairs,
-            "query_time_calls": None if query_cost is None else query_cost.calls,
-        }
-        everyone = self.all_gather_object(mine)
-        costs = report.costs
-        block = costs.setdefault("distributed", {"world_size": self.world_size, "backend": self.backend, "per_rank": [{"rank": r} for r in range(self.world_size)]})
-        for entry, extra in zip(block["per_rank"], everyone, strict=True):
-            entry.update({k: v for k, v in extra.items() if v is not None})
-        for side, key in (("images", "encode_images_s"), ("texts", "encode_texts_s")):
-            total = sum(e[key] for e in everyone)
-            slowest = max(e[key] for e in everyone)
-            info = costs["encode"][side]
-            info["seconds"] = round(total, 6)  # device-seconds over all ranks; the wall time is the slowest rank's
-            info["wall_seconds"] = round(slowest, 6)
-            info["items_per_s"] = None if total <= 0 else round(info["items"] / total, 3)
-            info["from_cache"] = all(e[f"encoded_{side}"] == 0 for e in everyone)
-        if query_cost is not None and "query_time" in costs:
-            costs["query_time"]["calls"] = sum(e["query_time_calls"] for e in everyone)
-            costs["query_time"]["pairs"] = sum(e["query_time_pairs"] for e in everyone)
-            costs["query_time"]["seconds"] = round(sum(e["query_time_s"] for e in everyone), 6)
-            costs["query_time"]["wall_seconds"] = round(max(e["query_time_s"] for e in everyone), 6)
 
 
-# -- score-source views ------------------------------------------------------------------------------
-
-
-class _QueryRows:
-    """Queries lo..hi-1 of a score source (a rank's share in the "queries" mode)."""
-
-    def __init__(self, source: Any, lo: int, hi: int) -> None:
-        self.source, self.lo, self.hi = source, lo, hi
-        self.trusted = bool(getattr(source, "trusted", False))
-        self.fresh_blocks = bool(getattr(source, "fresh_blocks", False))
-
-    @property
-    def n_queries(self) -> int:
-        return self.hi - self.lo
-
-    @property
-    def n_candidates(self) -> int:
-        return self.source.n_candidates
-
-    def cell_bytes(self) -> int:
-        return self.source.cell_bytes()
-
-    def block(self, start: int, stop: int) -> Any:
-        return self.source.block(self.lo + start, self.lo + stop)
-
-
-def _query_rows(source: Any, lo: int, hi: int) -> Any:
-    """Queries lo..hi-1 as a source of the same kind where possible (views, no copies)."""
-    from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores
-
-    if isinstance(source, EmbeddingScores):
-        if source.query_side == "image":
-            return replace(source, images=source.images[lo:hi])
-        return replace(source, texts=source.texts[lo:hi])
-    if isinstance(source, MatrixScores):
-        rows = source.matrix[:, lo:hi] if source.transpose else source.matrix[lo:hi]  # type: ignore[index]
-        return MatrixScores(rows, transpose=source.transpose, device=source.device, name=source.name)
-    return _QueryRows(source, lo, hi)
-
-
-def _candidate_columns(source: Any, lo: int, hi: int) -> Any:
-    from fico_registry.evaluator.sources import candidate_columns
-
-    if isinstance(source, ShardEmbeddingScores):
-        return source.local(lo, hi)
-    columns = candidate_columns(source, lo, hi)
-    if columns is None:
-        raise OptionError(f"{type(source).__name__} scores cannot be split by candidates; use FICO_SHARD=queries")
-    return columns
+def _offset_relevance(relevance: Any, lo: int) -> Any:
+    return relevance.shifted(lo)
 
 
 def _find_class(module: str, qualname: str) -> Any:
@@ -751,69 +568,6 @@ def _find_class(module: str, qualname: str) -> Any:
     return found
 
 
-def _offset_relevance(relevance: Any, lo: int) -> Any:
-    return relevance.shifted(lo)
-
-
-class ShardEmbeddingScores:
-    """Every query against this rank's candidate shard; each query block is broadcast by the rank holding it.
-
-    `queries` and `candidates` are this rank's shards (rows split(n, world, rank)) of the query
-    and candidate sides; n_queries / n_candidates count all ranks' rows. Every rank must ask for
-    the same blocks in the same order (the candidate-sharded ranking does).
-    """
-
-    trusted = True  # products of finite embeddings: no NaN scan needed
-    fresh_blocks = True
-
-    def __init__(self, *, sharding: Any, queries: Any, candidates: Any, measure: str, query_side: str, n_bits: int, n_queries: int, n_candidates: int) -> None:
-        self.sharding, self.queries, self.candidates = sharding, queries, candidates
-        self.measure, self.query_side, self.n_bits = measure, query_side, n_bits
-        self.n_queries, self.n_candidates = n_queries, n_candidates
-
-    def cell_bytes(self) -> int:
-        from fico_registry.evaluator.sources import embedding_cell_bytes
-
-        images = self.queries if self.query_side == "image" else self.candidates
-        return embedding_cell_bytes(images, self.measure)
-
-    def local(self, lo: int, hi: int) -> ShardEmbeddingScores:
-        """The same source seen as its candidate slice (n_candidates = this rank's rows)."""
-        if hi - lo != self.candidates.shape[0]:
-            raise ShapeError(f"candidate slice {lo}..{hi} does not match this rank's shard of {self.candidates.shape[0]} rows")
-        view = ShardEmbeddingScores(
-            sharding=self.sharding, queries=self.queries, candidates=self.candidates, measure=self.measure,
-            query_side=self.query_side, n_bits=self.n_bits, n_queries=self.n_queries, n_candidates=hi - lo,
-        )
-        return view
-
-    def query_rows(self, start: int, stop: int) -> Any:
-        import torch
-
-        world, me = self.sharding.world_size, self.sharding.rank
-        my_lo, _ = split(self.n_queries, world, me)
-        pieces = []
-        for owner in range(world):
-            lo, hi = split(self.n_queries, world, owner)
-            a, b = max(lo, start), min(hi, stop)
-            if a >= b:
-                continue
-            if owner == me:
-                piece = self.queries[a - my_lo : b - my_lo]
-            else:
-                piece = torch.empty((b - a, *self.queries.shape[1:]), dtype=self.queries.dtype, device=self.queries.device)
-            pieces.append(self.sharding.broadcast(piece, src=owner))
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-
-    def block(self, start: int, stop: int) -> Any:
-        from fico_registry.evaluator.similarity import score_block
-
-        rows = self.query_rows(start, stop)
-        if self.query_side == "image":
-            return score_block(rows, self.candidates, self.measure, query_side="image", n_bits=self.n_bits)
-        return score_block(self.candidates, rows, self.measure, query_side="text", n_bits=self.n_bits)
-
-
 def _needs_whole_rows(labelled: bool, map_ks: Sequence[int | None], variant: str, n_candidates: int) -> bool:
     """mAP@N, PR11 (any K >= n_candidates) and the dcmh variant need each query's whole ranking."""
     return labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_candidates for k in map_ks))
@@ -823,26 +577,3 @@ def _nbytes(t: Any) -> int:
     return int(t.numel() * t.element_size())
 
 
-class LocalRows:
-    """This rank's query rows lo.. of a score matrix held in pieces across the ranks (n_queries counts all)."""
-
-    trusted = False
-    fresh_blocks = False
-
-    def __init__(self, rows: np.ndarray, *, n_queries: int, lo: int, name: str, device: Any) -> None:
-        self.rows, self.n_queries, self.lo, self.name, self.device = rows, n_queries, lo, name, device
-
-    @property
-    def n_candidates(self) -> int:
-        return int(self.rows.shape[1])
-
-    def cell_bytes(self) -> int:
-        return int(self.rows.dtype.itemsize)
-
-    def scores(self) -> Any:
-        from fico_registry.evaluator.sources import MatrixScores
-
-        return MatrixScores(self.rows, device=self.device, name=self.name)
-
-    def block(self, start: int, stop: int) -> Any:
-        raise OptionError(f"{self.name}: this rank holds only query rows {self.lo}..{self.lo + len(self.rows) - 1}")

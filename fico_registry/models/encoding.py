@@ -181,7 +181,7 @@ def encode_side_sharded(
     boundaries (each batch is the one a single process encodes) and the slices are all_gathered.
     `extra["encoded_items"]` counts the items this rank encoded itself.
     """
-    from fico_registry.evaluator.sharded import split
+    from fico_registry.runtime.distributed import split
 
     encode_block = _BlockEncoder(model, source, side, batch_size)
     n = source.n

@@ -18,6 +18,7 @@ from typing import Any
 from fico_registry.errors import CheckpointError, ConfigError, ModelOutputError
 from fico_registry.plugin_api.cards import Checkpoint, ModelSpec, OutputKind, QueryTimeAttention
 from fico_registry.plugin_api.registry import get_model_spec, resolve_callable
+from fico_registry.runtime.devices import resolve_device
 
 log = logging.getLogger(__name__)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -151,16 +152,6 @@ def _resolve_known(spec: ModelSpec, name: str, ck: Checkpoint) -> ResolvedCheckp
     if ck.sha256 and sha != ck.sha256:
         raise CheckpointError(f"{path}: sha256 {sha} does not match {spec.name} checkpoint {name!r} ({ck.sha256})")
     return ResolvedCheckpoint(source=name, path=path.resolve(), hub_id=None, name=name, format=ck.format, sha256=sha)
-
-
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but torch sees no CUDA device; use device='cpu'")
-    return str(device)
 
 
 class Model:
@@ -377,7 +368,7 @@ def load_model(
     resolved = resolve_checkpoint(spec, checkpoint)
     if resolved is None and config_name != "tiny":
         log.warning("%s: no checkpoint given, weights are random (fine for timing, not for accuracy)", spec.name)
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     factory = resolve_callable(spec.factory)
     location = None if resolved is None else resolved.location
     with seeded(seed, dev):

@@ -8,9 +8,8 @@ Importing this module imports torch: use it from a recipe's train module, never 
 
 from __future__ import annotations
 
-from fico_registry.evaluator.sharded import is_main_process, rank, world_size
+from fico_registry.runtime.distributed import barrier, broadcast_object, is_main_process, rank, world_size
 from fico_registry.training import code_validation, loop
-from fico_registry.training._dist import barrier, broadcast_object
 from fico_registry.training.common import (
     Checkpointer,
     TrainingProgress,

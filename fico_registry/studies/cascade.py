@@ -34,10 +34,10 @@ from fico_registry.evaluator.evaluate import (
     _check_options,
     _evaluate,
     evaluate,
-    resolve_device,
 )
 from fico_registry.evaluator.similarity import prepare_embeddings
 from fico_registry.evaluator.sources import EmbeddingScores, ScoreSource
+from fico_registry.runtime.devices import resolve_device
 from fico_registry.studies.costs.scales import Scale
 
 INDEXES = ("flat", "hnsw", "binary-flat", "binary-ivf")
@@ -295,20 +295,10 @@ def evaluate_cascade(
             rerank, corpus, device=dev, batch_size=batch_size, cache=False, recall_ks=recall_ks, map_ks=map_ks,
             ties=ties, map_variant=map_variant, memory_budget=memory_budget, progress=progress,
         )  # fmt: skip
-    by_k: dict[str, dict[str, Any]] = {}
-    recorded: dict[str, dict[str, RecordingPairs]] = {}
+    recorded: dict[str, dict[str, RecordingPairs]] | None = {} if keep_evidence else None
+    by_k = {}
     for k in wanted:
-        hook = on_scorer
-        if keep_evidence:
-            recorded[str(k)] = {}
-
-            def hook(scorer: Any, _k: str = str(k)) -> Any:
-                wrapped = RecordingPairs(scorer)
-                recorded[_k]["i2t" if "i2t" not in recorded[_k] else "t2i"] = wrapped
-                if on_scorer is not None:
-                    on_scorer(scorer)
-                return wrapped
-
+        hook = _scorer_hook(on_scorer, recorded, k)
         by_k[str(k)] = _run_k(k, stage, rerank, rerank_enc, first_enc, c2i, common, dev, hook, corpus)
     evidence = None
     if keep_evidence:
@@ -317,7 +307,7 @@ def evaluate_cascade(
                 "images": _embeds(first_enc.images), "texts": _embeds(first_enc.texts), "measure": first.spec.measure,
                 "bits": first.width if first.spec.output is OutputKind.BINARY else None,
             },
-            "pairs": {k: {d: r.arrays() for d, r in directions.items()} for k, directions in recorded.items()},
+            "pairs": {k: {d: r.arrays() for d, r in directions.items()} for k, directions in (recorded or {}).items()},
         }  # fmt: skip
     return {
         **({"evidence": evidence} if evidence is not None else {}),
@@ -330,6 +320,22 @@ def evaluate_cascade(
             "boundary_ties": "the whole tie group at position k is re-ranked (counted in rerank_pairs)",
         },
     }
+
+
+def _scorer_hook(on_scorer: Any, recorded: dict[str, dict[str, RecordingPairs]] | None, k: int | str) -> Any:
+    """on_scorer as it is, or (when `recorded` collects evidence) wrapped to record k's pair scores per direction."""
+    if recorded is None:
+        return on_scorer
+    recorded[str(k)] = {}
+
+    def hook(scorer: Any, _k: str = str(k)) -> Any:
+        wrapped = RecordingPairs(scorer)
+        recorded[_k]["i2t" if "i2t" not in recorded[_k] else "t2i"] = wrapped
+        if on_scorer is not None:
+            on_scorer(scorer)
+        return wrapped
+
+    return hook
 
 
 def _run_k(

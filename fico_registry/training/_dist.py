@@ -1,44 +1,11 @@
-"""torch.distributed plumbing for `fico train` under torchrun (kept apart: imported only when used)."""
+"""The differentiable all_gather of `fico train` under torchrun (kept apart: imported only when used).
+
+Joining and leaving the process group, barrier and broadcast_object live in fico_registry.runtime.distributed.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def init_process_group(device: str) -> str:
-    """Join the torchrun job; returns this rank's device ("cuda:LOCAL_RANK" when on CUDA)."""
-    import torch
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    if on_cuda:
-        torch.cuda.set_device(local_rank)
-        device = f"cuda:{local_rank}"
-    elif device == "auto":
-        device = "cpu"
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if on_cuda else "gloo")
-    return device
-
-
-def barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def destroy() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def all_gather_with_grad(tensor: Any) -> Any:
@@ -69,14 +36,3 @@ def all_gather_with_grad(tensor: Any) -> Any:
             return grad[start : start + ctx.rows]
 
     return _Gather.apply(tensor)
-
-
-def broadcast_object(value: Any) -> Any:
-    """Rank 0's value on every rank (e.g. whether this epoch's model is the best)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]

@@ -266,7 +266,7 @@ class TrainingProgress:
     """Per-epoch rich progress bars plus one printed line per epoch; silent on other ranks."""
 
     def __init__(self, enabled: bool | None, title: str) -> None:
-        from fico_registry.evaluator.sharded import is_main_process
+        from fico_registry.runtime.distributed import is_main_process
 
         if enabled is None:
             enabled = sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")

@@ -188,7 +188,7 @@ class EpochRecipe:
 
     def __init__(self, *, model: str, out: Path, opts: RecipeOptions, device: str) -> None:
         """Rank and world, the run folder (rank 0 creates it), the model card's config as `cfg` / `config_name`."""
-        from fico_registry.evaluator.sharded import is_main_process, rank, world_size
+        from fico_registry.runtime.distributed import is_main_process, rank, world_size
         from fico_registry.training.sharding import check_world
 
         self.model, self.out, self.opts, self.device = model, Path(out), opts, device
@@ -271,7 +271,7 @@ def recipe_trainer(
 
 def run_epochs(recipe: EpochRecipe, *, progress: bool) -> dict[str, Any]:
     """Train `recipe` from where its run folder stands to `opts.epochs`; returns the run record's entries."""
-    from fico_registry.training import _dist
+    from fico_registry.runtime import distributed as _dist
 
     opts, model = recipe.opts, recipe.model
     state = (recipe.restore() if opts.resume else None) or LoopState(best=recipe.initial_best)
@@ -299,7 +299,7 @@ def run_epochs(recipe: EpochRecipe, *, progress: bool) -> dict[str, Any]:
 
 
 def _run_epoch(recipe: EpochRecipe, state: LoopState, epoch: int, bar: TrainingProgress) -> None:
-    from fico_registry.training import _dist
+    from fico_registry.runtime import distributed as _dist
 
     opts = recipe.opts
     started = time.perf_counter()

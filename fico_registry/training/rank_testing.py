@@ -26,7 +26,7 @@ def free_port() -> int:
 def join_group(rank: int, world: int, port: int) -> str:
     """What torchrun's environment and `fico train` give a rank: the variables, then the gloo group;
     returns the rank's device ("cpu")."""
-    from fico_registry.training import _dist
+    from fico_registry.runtime import distributed as _dist
 
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
@@ -37,7 +37,7 @@ def join_group(rank: int, world: int, port: int) -> str:
 @contextlib.contextmanager
 def rank_group(rank: int, world: int, port: int) -> Iterator[str]:
     """Inside: this process is rank `rank` of a gloo group (yields its device); the group is left on exit."""
-    from fico_registry.training import _dist
+    from fico_registry.runtime import distributed as _dist
 
     device = join_group(rank, world, port)
     try:

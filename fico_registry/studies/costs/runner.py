@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from fico_registry.data.corpus import Corpus
-from fico_registry.evaluator.evaluate import resolve_device
 from fico_registry.models.loading import Model, load_model
 from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
+from fico_registry.runtime.devices import resolve_device
 from fico_registry.runtime.provenance import hardware_fingerprint
 from fico_registry.studies.costs import timing
 from fico_registry.studies.costs.budget import Budget, BudgetExceeded, DeadlineModel, predicted_memory
