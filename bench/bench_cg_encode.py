@@ -76,13 +76,24 @@ def feature_costs(corpus: Any, vgg224_images: int, batch: int) -> tuple[dict[str
         full, _ = resolve_config("vgg19-fc7", "default")
         vgg224 = build("vgg19-fc7", full, "cpu")
         subset = images[:vgg224_images]
-        rows.append({"pipeline": "vgg19-fc7 default (224 px)", "items": len(subset),
-                     "seconds": timed(vgg224.compute, split(subset, batch))})
+        rows.append(
+            {
+                "pipeline": "vgg19-fc7 default (224 px)",
+                "items": len(subset),
+                "seconds": timed(vgg224.compute, split(subset, batch)),
+            }
+        )
     doc2vec = inputs.pipelines["text"]
     seconds = timed(doc2vec.compute, split(captions, 256))
     text_features = doc2vec.compute(captions).numpy()
-    rows.append({"pipeline": "doc2vec default (infer 200 epochs)", "items": len(captions), "seconds": seconds,
-                 "note": f"training on the {len(captions)} captions took {fit_seconds:.1f} s (once per dataset)"})
+    rows.append(
+        {
+            "pipeline": "doc2vec default (infer 200 epochs)",
+            "items": len(captions),
+            "seconds": seconds,
+            "note": f"training on the {len(captions)} captions took {fit_seconds:.1f} s (once per dataset)",
+        }
+    )
     return {"vgg19-fc7": image_features, "doc2vec": text_features}, rows
 
 
@@ -99,14 +110,19 @@ def model_inputs(model: Any, corpus: Any, features: dict[str, np.ndarray], side:
     raise SystemExit(f"no input {name!r} for {model.spec.name}")
 
 
-def measure(name: str, config: Any, corpus: Any, features: dict[str, np.ndarray], batch: int, text_items: int,
-            note: str = "") -> dict[str, Any]:
+def measure(
+    name: str, config: Any, corpus: Any, features: dict[str, np.ndarray], batch: int, text_items: int, note: str = ""
+) -> dict[str, Any]:
     from fico_registry import load_model
     from fico_registry.plugin_api.cards import OutputKind
 
     model = load_model(name, config=config, device="cpu")
-    row: dict[str, Any] = {"model": name, "config": config if isinstance(config, str) else "default*", "note": note,
-                           "inputs": f"{model.spec.image_input} / {model.spec.text_input}"}
+    row: dict[str, Any] = {
+        "model": name,
+        "config": config if isinstance(config, str) else "default*",
+        "note": note,
+        "inputs": f"{model.spec.image_input} / {model.spec.text_input}",
+    }
     for side in ("image", "text"):
         items = model_inputs(model, corpus, features, side)
         if side == "text":
@@ -148,30 +164,47 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-cg-"))
     corpus = synthetic(n_images=args.images, seed=0, split="test", root=work / "synthetic")
-    print(f"synthetic corpus: {corpus.n_images} images, {corpus.n_captions} captions; torch {torch.__version__}, "
-          f"{args.threads} thread(s) of {os.cpu_count()} cores; batch {args.batch_size}; random weights")
+    print(
+        f"synthetic corpus: {corpus.n_images} images, {corpus.n_captions} captions; torch {torch.__version__}, "
+        f"{args.threads} thread(s) of {os.cpu_count()} cores; batch {args.batch_size}; random weights"
+    )
     features, pipeline_rows = feature_costs(corpus, args.vgg224_images, args.batch_size)
 
     vocab = stand_in_vocab(work, list(corpus.captions))
     rows = [measure(args.continuous, "default", corpus, features, args.batch_size, args.text_items)]
     rows.append(measure("ucch", "default", corpus, features, args.batch_size, args.text_items))
     rows.append(measure("dadh", "default", corpus, features, args.batch_size, args.text_items))
-    rows.append(measure("adv-64", {"vocab_file": str(vocab)}, corpus, features, args.batch_size, args.text_items,
-                        note="default architecture (BERT-base), stand-in 30,522-entry vocab"))
+    rows.append(
+        measure(
+            "adv-64",
+            {"vocab_file": str(vocab)},
+            corpus,
+            features,
+            args.batch_size,
+            args.text_items,
+            note="default architecture (BERT-base), stand-in 30,522-entry vocab",
+        )
+    )
 
     base = rows[0]
     print("\nencoders (inputs prepared; warm-up excluded)")
-    header = (f"{'model':<16}{'config':<10}{'inputs':<22}{'width':<11}{'img/s':>9}{'txt/s':>9}{'bytes/item':>11}"
-              f"{'as returned':>12}{'img x':>8}{'txt x':>8}{'bytes x':>9}")
+    header = (
+        f"{'model':<16}{'config':<10}{'inputs':<22}{'width':<11}{'img/s':>9}{'txt/s':>9}{'bytes/item':>11}"
+        f"{'as returned':>12}{'img x':>8}{'txt x':>8}{'bytes x':>9}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
-        print(f"{row['model']:<16}{row['config']:<10}{row['inputs']:<22}{row['width']:<11}{row['image_per_s']:>9.0f}"
-              f"{row['text_per_s']:>9.0f}{row['stored_bytes']:>11g}{row['returned_bytes']:>12d}"
-              f"{row['image_per_s'] / base['image_per_s']:>8.2f}{row['text_per_s'] / base['text_per_s']:>8.2f}"
-              f"{row['stored_bytes'] / base['stored_bytes']:>9.4f}")
-    print(f"(x: ratio to {base['model']}; bytes/item: packed bits for hash codes, float32 for embeddings; "
-          "'as returned': int8 +-1 per bit before packing)")
+        print(
+            f"{row['model']:<16}{row['config']:<10}{row['inputs']:<22}{row['width']:<11}{row['image_per_s']:>9.0f}"
+            f"{row['text_per_s']:>9.0f}{row['stored_bytes']:>11g}{row['returned_bytes']:>12d}"
+            f"{row['image_per_s'] / base['image_per_s']:>8.2f}{row['text_per_s'] / base['text_per_s']:>8.2f}"
+            f"{row['stored_bytes'] / base['stored_bytes']:>9.4f}"
+        )
+    print(
+        f"(x: ratio to {base['model']}; bytes/item: packed bits for hash codes, float32 for embeddings; "
+        "'as returned': int8 +-1 per bit before packing)"
+    )
     for row in rows:
         if row["note"]:
             print(f"  {row['model']}: {row['note']}")

@@ -17,7 +17,8 @@ NOTE: this machine has 2 cores, so the 2 ranks share the same 2 cores the single
 already uses (two directions in two threads): the ratio shows the overhead of sharding, not a
 speed-up. On N GPUs or N machines each rank has its own device and the work divides by N.
 
-Usage: .venv/bin/python bench/bench_distributed.py [--images 2000] [--cpi 5] [--dim 256] [--repeat 2] [--protocols full top-k]
+Usage: .venv/bin/python bench/bench_distributed.py [--images 2000] [--cpi 5] [--dim 256] [--repeat 2]
+                                                    [--protocols full top-k]
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ def run_protocols(folder: Path, repeat: int, protocols: list[str]) -> dict[str, 
             report = evaluate_embeddings(img, txt, c2i, labels, map_ks=map_ks, device="cpu", progress=False)
             best = min(best, time.perf_counter() - began)
         data = report.to_dict()
-        out[name] = {"seconds": best, "instance": data["instance"], "category": data["category"], "costs": data.get("costs")}
+        out[name] = {
+            "seconds": best,
+            "instance": data["instance"],
+            "category": data["category"],
+            "costs": data.get("costs"),
+        }
     out["_peak_rss"] = peak_rss_bytes()
     return out
 
@@ -114,12 +120,26 @@ def main() -> None:
         np.save(folder / f"{name}.npy", array)
     import torch
 
-    print(f"task: {len(img)} images x {len(txt)} captions, d={args.dim}, {labels.shape[1]} classes; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}")
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    print(
+        f"task: {len(img)} images x {len(txt)} captions, d={args.dim}, {labels.shape[1]} classes; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
     env["FICO_NO_PROGRESS"] = "1"
     del img, txt
-    worker_args = [str(Path(__file__).resolve()), "--worker", str(folder), "--repeat", str(args.repeat), "--protocols", *args.protocols]
+    worker_args = [
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(folder),
+        "--repeat",
+        str(args.repeat),
+        "--protocols",
+        *args.protocols,
+    ]
     alone = subprocess.run([sys.executable, *worker_args], env=env, capture_output=True, text=True)
     if alone.returncode != 0:
         sys.exit(f"single process failed:\n{alone.stderr[-4000:]}")
@@ -127,8 +147,16 @@ def main() -> None:
 
     torchrun = Path(sys.executable).with_name("torchrun")
     command = [
-        str(torchrun), "--nnodes", "1", "--nproc-per-node", str(args.nproc), "--master-addr", "127.0.0.1",
-        "--master-port", str(free_port()), *worker_args,
+        str(torchrun),
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(args.nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        *worker_args,
     ]
     launched = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -138,23 +166,37 @@ def main() -> None:
     sharded = json.loads((folder / "sharded.json").read_text())
 
     whole = (args.images + args.images * args.cpi) * args.dim * 4
-    print(f"{'protocol':<8} {'1 process':>10} {f'{args.nproc} ranks':>10} {'ratio':>7}  identical  sharding    "
-          "embeddings held per rank (1 process: all)   per-rank ranking seconds")
+    print(
+        f"{'protocol':<8} {'1 process':>10} {f'{args.nproc} ranks':>10} {'ratio':>7}  identical  sharding    "
+        "embeddings held per rank (1 process: all)   per-rank ranking seconds"
+    )
     for name in args.protocols:
         one, many = single[name], sharded[name]
         same = one["instance"] == many["instance"] and one["category"] == many["category"]
         dist = many["costs"]["distributed"]
         per_rank = ", ".join(f"r{e['rank']}: {e['i2t']:.2f}+{e['t2i']:.2f}" for e in dist["per_rank"])
-        held = ", ".join("all" if e["resident"] is None else f"{e['resident']['bytes'] / 2**20:.1f}" for e in dist["per_rank"])
+        held = ", ".join(
+            "all" if e["resident"] is None else f"{e['resident']['bytes'] / 2**20:.1f}" for e in dist["per_rank"]
+        )
         modes = "/".join(sorted(set(dist["sharding"].values())))
-        print(f"{name:<8} {one['seconds']:>9.2f}s {many['seconds']:>9.2f}s {many['seconds'] / one['seconds']:>6.2f}x  {same!s:<9}  {modes:<10}  "
-              f"MiB {held} (all: {whole / 2**20:.1f})  {per_rank}")
-    print(f"peak RSS per process (MiB, whole job): 1 process {single['_peak_rss'][0] / 2**20:.0f}; "
-          f"{args.nproc} ranks " + ", ".join(f"{b / 2**20:.0f}" for b in sharded["_peak_rss"]))
-    print(f"(torchrun job wall time incl. start, imports, {args.repeat} x {len(PROTOCOLS)} evaluations: {launch_total:.1f}s)")
-    print(f"note: {os.cpu_count()} cores here, shared by the {args.nproc} ranks exactly as the single process's two "
-          "direction threads share them: ratio ~1 means sharding costs little; it divides the work only when "
-          "each rank has its own GPU or machine.")
+        print(
+            f"{name:<8} {one['seconds']:>9.2f}s {many['seconds']:>9.2f}s {many['seconds'] / one['seconds']:>6.2f}x  "
+            f"{same!s:<9}  {modes:<10}  "
+            f"MiB {held} (all: {whole / 2**20:.1f})  {per_rank}"
+        )
+    print(
+        f"peak RSS per process (MiB, whole job): 1 process {single['_peak_rss'][0] / 2**20:.0f}; "
+        f"{args.nproc} ranks " + ", ".join(f"{b / 2**20:.0f}" for b in sharded["_peak_rss"])
+    )
+    print(
+        f"(torchrun job wall time incl. start, imports, {args.repeat} x {len(PROTOCOLS)} evaluations: "
+        f"{launch_total:.1f}s)"
+    )
+    print(
+        f"note: {os.cpu_count()} cores here, shared by the {args.nproc} ranks exactly as the single process's two "
+        "direction threads share them: ratio ~1 means sharding costs little; it divides the work only when "
+        "each rank has its own GPU or machine."
+    )
 
 
 if __name__ == "__main__":

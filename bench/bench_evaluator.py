@@ -59,7 +59,10 @@ def run_floor(img, txt, device: str = "cpu"):
     b = torch.nn.functional.normalize(torch.from_numpy(txt), dim=1)
     scores = (a @ b.T).numpy()
     with ThreadPoolExecutor(2) as pool:
-        jobs = [pool.submit(np.sort, scores, axis=1), pool.submit(lambda: np.sort(np.ascontiguousarray(scores.T), axis=1))]
+        jobs = [
+            pool.submit(np.sort, scores, axis=1),
+            pool.submit(lambda: np.sort(np.ascontiguousarray(scores.T), axis=1)),
+        ]
         for job in jobs:
             job.result()
 
@@ -71,7 +74,9 @@ def run_fico_itr(img, txt, c2i, labels):
         warnings.simplefilter("ignore")
         sim = fico_itr.compute_similarity(img, txt, "cosine")
         i2t, t2i = fico_itr.instance_retrieval(sim, captions_per_image=c2i.tolist())
-        maps = {k: fico_itr.category_retrieval(sim, labels, k=k, captions_per_image=c2i.tolist()) for k in (10, 100, None)}
+        maps = {
+            k: fico_itr.category_retrieval(sim, labels, k=k, captions_per_image=c2i.tolist()) for k in (10, 100, None)
+        }
     return i2t, t2i, maps
 
 
@@ -86,9 +91,11 @@ def main() -> None:
     args = parser.parse_args()
 
     img, txt, c2i, labels = make_task(args.images, args.cpi, args.dim)
-    print(f"task: {args.images} images x {len(c2i)} captions, d={args.dim}, {labels.shape[1]} classes; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads)")
+    print(
+        f"task: {args.images} images x {len(c2i)} captions, d={args.dim}, {labels.shape[1]} classes; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads)"
+    )
     print(f"device: {args.device}" + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
     run_ours(img[:200], txt[:1000], c2i[:1000], labels[:200], args.device)  # warm-up: imports, first allocations
 

@@ -48,14 +48,18 @@ def encode(model, regions: np.ndarray, captions: list[str], device: str, batch: 
     def cat(parts):
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    images = cat([
-        {k: v.cpu() for k, v in model.encode_images(regions[s : s + batch]).items()}
-        for s in range(0, len(regions), batch)
-    ])
-    texts = cat([
-        {k: v.cpu() for k, v in model.encode_texts(captions[s : s + batch]).items()}
-        for s in range(0, len(captions), batch)
-    ])
+    images = cat(
+        [
+            {k: v.cpu() for k, v in model.encode_images(regions[s : s + batch]).items()}
+            for s in range(0, len(regions), batch)
+        ]
+    )
+    texts = cat(
+        [
+            {k: v.cpu() for k, v in model.encode_texts(captions[s : s + batch]).items()}
+            for s in range(0, len(captions), batch)
+        ]
+    )
     return images, texts
 
 
@@ -107,7 +111,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["scan:default", "imram:default"], help="name:config pairs")
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when available")
     parser.add_argument(
-        "--dtype", choices=["float32", "float64"], default="float32",
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
         help="scoring precision (the originals: SCAN float64, IMRAM float32)",
     )
     args = parser.parse_args()

@@ -117,7 +117,10 @@ def topk_rows(threads: int, k: int) -> None:
         t_faiss, (d_faiss, _), n_faiss = best_over_threads(threads, lambda: index.search(q, k))  # noqa: B023
         t_ours, (d_ours, _), n_ours = best_over_threads(threads, lambda: hamming_topk(q, db, k))  # noqa: B023
         same = np.array_equal(d_ours, np.sort(d_faiss, axis=1))
-        print(f"{f'{n_q:,} x {n_db:,}':>24s} {t_faiss:9.3f} {t_ours:9.3f} {t_ours / t_faiss:11.2f}  {n_faiss} / {n_ours}    {same}")
+        print(
+            f"{f'{n_q:,} x {n_db:,}':>24s} {t_faiss:9.3f} {t_ours:9.3f} {t_ours / t_faiss:11.2f}  {n_faiss} / "
+            f"{n_ours}    {same}"
+        )
 
 
 def large(n_images: int) -> None:
@@ -127,7 +130,10 @@ def large(n_images: int) -> None:
     pairs = n_images * len(c2i)
     print(f"\n4. top-k protocol (R@K, MedR, MeanR, mAP@100, both directions), {n_images:,} x {len(c2i):,} 64-bit codes")
     print(f"   {seconds:.1f} s ({seconds / pairs * 1e9:.2f} ns per pair); peak RSS {rss:.2f} GiB (whole process)")
-    print(f"   linear in pairs: 100,000 x 500,000 would take {seconds * 5e10 / pairs:.0f} s, 1M x 5M {seconds * 5e12 / pairs / 3600:.1f} h")
+    print(
+        f"   linear in pairs: 100,000 x 500,000 would take {seconds * 5e10 / pairs:.0f} s, 1M x 5M "
+        f"{seconds * 5e12 / pairs / 3600:.1f} h"
+    )
 
 
 def main() -> None:
@@ -143,8 +149,11 @@ def main() -> None:
 
     compiled = kernels()
     threads = compiled.threads() if compiled is not None else torch.get_num_threads()
-    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; numpy {np.__version__}; "
-          f"numba {'(not installed: numpy/torch path)' if compiled is None else compiled.version}; {threads} threads")
+    print(
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; numpy "
+        f"{np.__version__}; "
+        f"numba {'(not installed: numpy/torch path)' if compiled is None else compiled.version}; {threads} threads"
+    )
     if args.only_large:
         large(args.large)
         return
@@ -157,8 +166,13 @@ def main() -> None:
     pairs = args.images * len(c2i)
     floor = pairs / rate
     seconds, _ = timed(lambda: full_protocol(packed(img), packed(txt), c2i, labels, "hamming"))
-    print(f"\n1. full protocol, {args.images:,} x {len(c2i):,} 64-bit codes, 80 classes, expected ties, both directions")
-    print(f"   popcount floor: faiss IndexBinaryFlat {rate / 1e9:.2f}e9 pairs/s (1,000 x 500,000, k=1, {floor_threads} threads) -> {floor:.3f} s")
+    print(
+        f"\n1. full protocol, {args.images:,} x {len(c2i):,} 64-bit codes, 80 classes, expected ties, both directions"
+    )
+    print(
+        f"   popcount floor: faiss IndexBinaryFlat {rate / 1e9:.2f}e9 pairs/s (1,000 x 500,000, k=1, {floor_threads} "
+        f"threads) -> {floor:.3f} s"
+    )
     print(f"   fico-registry: {seconds:.2f} s = {seconds / floor:.1f}x the floor (bar 10x, goal 4x)")
 
     if not args.skip_cosine:
@@ -171,7 +185,10 @@ def main() -> None:
         finally:
             del os.environ["FICO_HAMMING_PATH"]
         print("\n2. full protocol, 5,000 x 25,000, same data")
-        print(f"   64-bit Hamming (histograms) {t_ham:.2f} s; 64-d float cosine {t_cos:.2f} s; Hamming sort path {t_sort:.2f} s")
+        print(
+            f"   64-bit Hamming (histograms) {t_ham:.2f} s; 64-d float cosine {t_cos:.2f} s; Hamming sort path "
+            f"{t_sort:.2f} s"
+        )
         print(f"   Hamming / cosine = {t_ham / t_cos:.2f} (must be < 1); histogram / sort path = {t_ham / t_sort:.2f}")
     if not args.skip_topk:
         topk_rows(threads, args.k)

@@ -47,8 +47,11 @@ def main() -> None:
     queries = centres[rng.integers(0, 256, args.queries)] ^ flips(args.queries)
     import faiss
 
-    print(f"{args.queries} queries x {args.database} codes (64-bit), k={args.k}; {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__} ({faiss.omp_get_max_threads()} threads)")
+    print(
+        f"{args.queries} queries x {args.database} codes (64-bit), k={args.k}; {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), faiss {faiss.__version__} "
+        f"({faiss.omp_get_max_threads()} threads)"
+    )
     try:  # the same thread count as faiss
         import numba
 

@@ -53,18 +53,24 @@ def main() -> None:
     started = time.perf_counter()
     judgments = {which: eccv_caption_judgments(image_ids, caption_ids, which) for which in ("eccv", "cxc", "coco")}
     load_s = time.perf_counter() - started
-    print(f"task: {len(image_ids)} images x {len(caption_ids)} captions, d={args.dim}, 80 classes; "
-          f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs (shared machine: read the ratio)")
+    print(
+        f"task: {len(image_ids)} images x {len(caption_ids)} captions, d={args.dim}, 80 classes; "
+        f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs (shared machine: read the ratio)"
+    )
     for name, js in judgments.items():
-        print(f"  {name}: i2t {js.i2t.counts.sum()} pairs / {len(js.i2t.judged_queries)} queries, "
-              f"t2i {js.t2i.counts.sum()} pairs / {len(js.t2i.judged_queries)} queries")
+        print(
+            f"  {name}: i2t {js.i2t.counts.sum()} pairs / {len(js.i2t.judged_queries)} queries, "
+            f"t2i {js.t2i.counts.sum()} pairs / {len(js.t2i.judged_queries)} queries"
+        )
     print(f"  loading the three judgment sets: {load_s:.2f} s (once per corpus, not timed below)")
 
     inside: list[float] = []
 
     def run(with_judgments: bool) -> float:
         t = time.perf_counter()
-        report = evaluate_embeddings(img, txt, c2i, labels, device="cpu", judgments=judgments if with_judgments else None)
+        report = evaluate_embeddings(
+            img, txt, c2i, labels, device="cpu", judgments=judgments if with_judgments else None
+        )
         if with_judgments:
             inside.append(report.settings["judged_seconds"])
         return time.perf_counter() - t
@@ -78,8 +84,10 @@ def main() -> None:
     print(f"plain protocol:                {p:7.2f} s (best of {args.repeat})")
     print(f"with ECCV + CxC + COCO judged: {j:7.2f} s")
     print(f"ratio judged / plain:          {j / p:7.3f}  (target <= 1.30)")
-    print(f"judged pass's own time (both directions' threads together): {min(inside):.2f} s "
-          f"= {min(inside) / p:.1%} of the plain wall time")
+    print(
+        f"judged pass's own time (both directions' threads together): {min(inside):.2f} s "
+        f"= {min(inside) / p:.1%} of the plain wall time"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,11 @@ def main() -> None:
         stop = start + 50_000
         txt[start:stop] += 0.5 * img[c2i[start:stop]]
     labels = (rng.random((args.images, args.classes)) < 0.04).astype(np.uint8)
-    print(f"{args.images} images x {len(c2i)} captions, d={args.dim}; full matrix would be "
-          f"{args.images * len(c2i) * 4 / 1e9:.0f} GB; budget {args.budget}; {os.cpu_count()} cores, "
-          f"torch {torch.__version__}")
+    print(
+        f"{args.images} images x {len(c2i)} captions, d={args.dim}; full matrix would be "
+        f"{args.images * len(c2i) * 4 / 1e9:.0f} GB; budget {args.budget}; {os.cpu_count()} cores, "
+        f"torch {torch.__version__}"
+    )
     print(f"peak RSS after building the data: {peak_rss_gib():.2f} GiB")
     start = time.perf_counter()
     report = evaluate_embeddings(
@@ -53,8 +55,10 @@ def main() -> None:
     )
     seconds = time.perf_counter() - start
     d = report.to_dict()
-    print(f"i2t R@1 {d['instance']['i2t']['R@1']:.4f}  t2i R@1 {d['instance']['t2i']['R@1']:.4f}  "
-          f"mAP@100 i2t {d['category']['i2t']['mAP@100']:.4f} t2i {d['category']['t2i']['mAP@100']:.4f}")
+    print(
+        f"i2t R@1 {d['instance']['i2t']['R@1']:.4f}  t2i R@1 {d['instance']['t2i']['R@1']:.4f}  "
+        f"mAP@100 i2t {d['category']['i2t']['mAP@100']:.4f} t2i {d['category']['t2i']['mAP@100']:.4f}"
+    )
     rss = peak_rss_gib()
     bar = 2.5e9 / 2**30  # the 2.5 GB, in GiB
     print(

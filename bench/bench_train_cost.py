@@ -209,8 +209,10 @@ def dadh_step(model: str, batch: int, setting: Setting) -> Step:
     gen.train()
     dis = dadh.Discriminator(architecture.image_widths[-1], architecture.image_widths[-1] // 2, architecture.bits)
     optimizer = torch.optim.Adam(gen.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    dis_opts = {part: torch.optim.Adam(getattr(dis, f"{part}_dis").parameters(), lr=opts.lr, betas=(0.5, 0.9))
-                for part in ("feature", "hash")}
+    dis_opts = {
+        part: torch.optim.Adam(getattr(dis, f"{part}_dis").parameters(), lr=opts.lr, betas=(0.5, 0.9))
+        for part in ("feature", "hash")
+    }
     image, text = torch.randn(batch, architecture.image_dim), torch.randn(batch, architecture.text_dim)
     labels = (torch.rand(batch, setting.dadh_classes) < 0.15).float()
     codes = torch.randn(batch, architecture.bits).sign()
@@ -219,11 +221,16 @@ def dadh_step(model: str, batch: int, setting: Setting) -> Step:
     def step() -> None:
         h_i, h_t, f_i, f_t = gen(image, text)
         h_t_second = gen.hash_module["text"](gen.text_module(text).detach())
-        dadh.discriminator_step(dis.dis_feature, f_i.detach(), f_t.detach(), dis_opts["feature"], opts.gamma, opts.gradient_penalty)
-        dadh.discriminator_step(dis.dis_hash, h_i.detach(), h_t.detach(), dis_opts["hash"], opts.gamma, opts.gradient_penalty)
+        dadh.discriminator_step(
+            dis.dis_feature, f_i.detach(), f_t.detach(), dis_opts["feature"], opts.gamma, opts.gradient_penalty
+        )
+        dadh.discriminator_step(
+            dis.dis_hash, h_i.detach(), h_t.detach(), dis_opts["hash"], opts.gamma, opts.gradient_penalty
+        )
         adversarial = -F.logsigmoid(dis.dis_feature(f_t)).mean() - F.logsigmoid(dis.dis_hash(h_t_second)).mean()
-        triplets = (dadh.triplet_loss(h_i, h_t, labels, margin=opts.margin, alpha=opts.alpha, flag=flag)
-                    + dadh.triplet_loss(h_t, h_i, labels, margin=opts.margin, alpha=opts.alpha, flag=flag))
+        triplets = dadh.triplet_loss(
+            h_i, h_t, labels, margin=opts.margin, alpha=opts.alpha, flag=flag
+        ) + dadh.triplet_loss(h_t, h_i, labels, margin=opts.margin, alpha=opts.alpha, flag=flag)
         quantisation = ((codes - h_i) ** 2).sum() + ((codes - h_t) ** 2).sum()
         loss = opts.alpha * triplets + (opts.beta + 0.1) * quantisation + opts.gamma * adversarial
         optimizer.zero_grad(set_to_none=True)
@@ -234,8 +241,13 @@ def dadh_step(model: str, batch: int, setting: Setting) -> Step:
 
 
 BUILDERS: Mapping[str, Callable[[str, int, Setting], Step]] = {
-    "adv-64": adv_step, "adv-2048": adv_step, "scan": cross_attention_step, "imram": cross_attention_step,
-    "vsrn": vsrn_step, "ucch": ucch_step, "dadh": dadh_step,
+    "adv-64": adv_step,
+    "adv-2048": adv_step,
+    "scan": cross_attention_step,
+    "imram": cross_attention_step,
+    "vsrn": vsrn_step,
+    "ucch": ucch_step,
+    "dadh": dadh_step,
 }
 PER_CAPTION = {"adv-64", "adv-2048", "scan", "imram", "vsrn"}
 DROP_LAST = {"ucch"}
@@ -290,8 +302,13 @@ def recipe_plan(model: str) -> dict[str, Any]:
     batch, epochs = int(defaults["batch_size"]), int(defaults["epochs"])
     samples = F30K_CAPTIONS if model in PER_CAPTION else F30K_IMAGES
     steps = samples // batch if model in DROP_LAST else math.ceil(samples / batch)
-    return {"batch": batch, "epochs": epochs, "samples": samples, "unit": "caption" if model in PER_CAPTION else "image",
-            "steps": steps}
+    return {
+        "batch": batch,
+        "epochs": epochs,
+        "samples": samples,
+        "unit": "caption" if model in PER_CAPTION else "image",
+        "steps": steps,
+    }
 
 
 def main() -> None:
@@ -309,11 +326,16 @@ def main() -> None:
     b1, b2, b3 = (int(x) for x in args.batches.split(","))
     setting = Setting(words=args.words, dadh_classes=args.dadh_classes)
     throughput = args.peak_tflops * 1e12 * args.utilisation
-    print(f"hours = GFLOP/step x steps/epoch x epochs / ({args.peak_tflops:g} TFLOP/s x {args.utilisation:g}) / 3600; "
-          f"FLOPs: matmul/conv (torch.utils.flop_counter formulas), fitted a*B + c*B^2 on batches {b1},{b2}, checked at {b3}; "
-          f"CPU: {args.threads} thread(s), batch {b3}")
-    header = (f"{'model':9} {'batch':>5} {'unit':>7} {'steps/ep':>8} {'epochs':>6} {'GFLOP/step':>11} {'fit err':>7} "
-              f"{'PFLOP total':>11} {'GPU hours':>9} {'CPU s/step@b3':>13} {'CPU GFLOP/s':>11}")
+    print(
+        f"hours = GFLOP/step x steps/epoch x epochs / ({args.peak_tflops:g} TFLOP/s x {args.utilisation:g}) / 3600; "
+        f"FLOPs: matmul/conv (torch.utils.flop_counter formulas), fitted a*B + c*B^2 on batches {b1},{b2}, checked at "
+        f"{b3}; "
+        f"CPU: {args.threads} thread(s), batch {b3}"
+    )
+    header = (
+        f"{'model':9} {'batch':>5} {'unit':>7} {'steps/ep':>8} {'epochs':>6} {'GFLOP/step':>11} {'fit err':>7} "
+        f"{'PFLOP total':>11} {'GPU hours':>9} {'CPU s/step@b3':>13} {'CPU GFLOP/s':>11}"
+    )
     print(header)
     print("-" * len(header))
     for model in [m.strip() for m in args.models.split(",") if m.strip()]:
@@ -327,9 +349,12 @@ def main() -> None:
         total = per_step * plan["steps"] * plan["epochs"]
         hours = total / throughput / 3600
         cpu = seconds_per_step(model, b3, setting, args.steps)
-        print(f"{model:9} {plan['batch']:5d} {plan['unit']:>7} {plan['steps']:8d} {plan['epochs']:6d} {per_step / 1e9:11.1f} "
-              f"{abs(predicted - f3) / f3:7.1%} {total / 1e15:11.1f} {hours:9.2f} {cpu:13.2f} {f3 / cpu / 1e9:11.1f}",
-              flush=True)
+        print(
+            f"{model:9} {plan['batch']:5d} {plan['unit']:>7} {plan['steps']:8d} {plan['epochs']:6d} "
+            f"{per_step / 1e9:11.1f} "
+            f"{abs(predicted - f3) / f3:7.1%} {total / 1e15:11.1f} {hours:9.2f} {cpu:13.2f} {f3 / cpu / 1e9:11.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -41,7 +41,9 @@ def test_buffers_are_reused_across_blocks():
 
 def test_hamming_and_maxsim_take_the_plain_path():
     codes = torch.from_numpy(np.packbits(np.random.default_rng(0).random((20, 64)) < 0.5, axis=1))
-    assert embedding_block_into(EmbeddingScores(codes, codes, "hamming", "image", n_bits=64), 0, 4, BlockBuffers()) is None
+    assert (
+        embedding_block_into(EmbeddingScores(codes, codes, "hamming", "image", n_bits=64), 0, 4, BlockBuffers()) is None
+    )
 
 
 _PEAK_SCRIPT = r"""

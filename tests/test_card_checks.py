@@ -11,18 +11,34 @@ CONFIGS = {"default": {}, "tiny": {}}
 
 
 def _model(**kw):
-    return ModelSpec(**{"name": "m", "family": "fg", "output": "continuous", "dim": 4, "factory": "a.b:c",
-                        "configs": CONFIGS, **kw})
+    return ModelSpec(
+        **{"name": "m", "family": "fg", "output": "continuous", "dim": 4, "factory": "a.b:c", "configs": CONFIGS, **kw}
+    )
 
 
 CARDS = {
     "model": (_model, "name", "factory", "model name", "m: factory"),
-    "dataset": (lambda **kw: DatasetSpec(**{"name": "d", "loader": "a.b:c", **kw}), "name", "loader",
-                "dataset name", "d: loader"),
-    "feature": (lambda **kw: FeatureSpec(**{"name": "f", "modality": "image", "factory": "a.b:c", "dim": 3, **kw}),
-                "name", "factory", "feature name", "f: factory"),
-    "trainer": (lambda **kw: TrainerSpec(**{"model": "t", "factory": "a.b:c", **kw}), "model", "factory",
-                "trainer model name", "trainer for t: factory"),
+    "dataset": (
+        lambda **kw: DatasetSpec(**{"name": "d", "loader": "a.b:c", **kw}),
+        "name",
+        "loader",
+        "dataset name",
+        "d: loader",
+    ),
+    "feature": (
+        lambda **kw: FeatureSpec(**{"name": "f", "modality": "image", "factory": "a.b:c", "dim": 3, **kw}),
+        "name",
+        "factory",
+        "feature name",
+        "f: factory",
+    ),
+    "trainer": (
+        lambda **kw: TrainerSpec(**{"model": "t", "factory": "a.b:c", **kw}),
+        "model",
+        "factory",
+        "trainer model name",
+        "trainer for t: factory",
+    ),
 }
 
 

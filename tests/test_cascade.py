@@ -158,8 +158,15 @@ def test_faiss_flat_first_stage_equals_the_exact_engine(corpus):
     pytest.importorskip("faiss")
     runs = {
         index: evaluate_cascade(
-            "reference-dual", "reference-dual", corpus, ks=(5,), first_config="tiny", rerank_config="tiny",
-            device="cpu", index=index, standalone=False,
+            "reference-dual",
+            "reference-dual",
+            corpus,
+            ks=(5,),
+            first_config="tiny",
+            rerank_config="tiny",
+            device="cpu",
+            index=index,
+            standalone=False,
         )
         for index in (None, "flat")
     }
@@ -171,8 +178,15 @@ def test_faiss_binary_flat_first_stage_equals_the_exact_hamming_engine(corpus):
     pytest.importorskip("faiss")
     runs = {
         index: evaluate_cascade(
-            "reference-hash", "reference-dual", corpus, ks=(3, 10), first_config="tiny", rerank_config="tiny",
-            device="cpu", index=index, standalone=False,
+            "reference-hash",
+            "reference-dual",
+            corpus,
+            ks=(3, 10),
+            first_config="tiny",
+            rerank_config="tiny",
+            device="cpu",
+            index=index,
+            standalone=False,
         )
         for index in (None, "binary-flat")
     }
@@ -292,6 +306,7 @@ class _PairsToo:
     def score_pairs(self, images, texts):
         self.pair_calls += 1
         n = len(next(iter(texts.values())))
+
         def row(features, i):
             return {k: v[i : i + 1] for k, v in features.items()}
 

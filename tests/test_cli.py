@@ -56,8 +56,18 @@ def test_evaluate_embeddings_reads_every_format(data, fmt: str) -> None:
     )
     out = root / f"report-{fmt}.json"
     result = invoke(
-        "evaluate-embeddings", "--images", images, "--texts", texts, "--caption-map", str(root / "c2i.npy"),
-        "--labels", str(root / "labels.npy"), "-o", str(out), "--no-progress",
+        "evaluate-embeddings",
+        "--images",
+        images,
+        "--texts",
+        texts,
+        "--caption-map",
+        str(root / "c2i.npy"),
+        "--labels",
+        str(root / "labels.npy"),
+        "-o",
+        str(out),
+        "--no-progress",
     )
     assert result.exit_code == 0, result.output
     got = json.loads(out.read_text())
@@ -70,8 +80,19 @@ def test_evaluate_similarity_with_separate_t2i(data) -> None:
     root = data["root"]
     out = root / "sim.json"
     result = invoke(
-        "evaluate-similarity", "--i2t", str(root / "i2t.npy"), "--t2i", str(root / "t2i.npy"),
-        "--caption-map", str(root / "c2i.npy"), "--map-ks", "5,N", "-o", str(out), "--labels", str(root / "labels.npy"),
+        "evaluate-similarity",
+        "--i2t",
+        str(root / "i2t.npy"),
+        "--t2i",
+        str(root / "t2i.npy"),
+        "--caption-map",
+        str(root / "c2i.npy"),
+        "--map-ks",
+        "5,N",
+        "-o",
+        str(out),
+        "--labels",
+        str(root / "labels.npy"),
     )
     assert result.exit_code == 0, result.output
     got = json.loads(out.read_text())
@@ -82,18 +103,52 @@ def test_evaluate_similarity_with_separate_t2i(data) -> None:
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fico_registry", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fico_registry", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_errors_are_one_line(data) -> None:
     root = data["root"]
     np.save(root / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
     cases = {
-        ("evaluate-embeddings", "--images", "objects.npy", "--texts", "txt.npy", "--captions-per-image", "5"): "Python objects",
+        (
+            "evaluate-embeddings",
+            "--images",
+            "objects.npy",
+            "--texts",
+            "txt.npy",
+            "--captions-per-image",
+            "5",
+        ): "Python objects",
         ("evaluate-embeddings", "--images", "both.npz", "--texts", "txt.npy", "--captions-per-image", "5"): "name one",
-        ("evaluate-embeddings", "--images", "img.npy", "--texts", "txt.npy", "--captions-per-image", "4"): "--caption-map",
-        ("evaluate-embeddings", "--images", "img.npy", "--texts", "txt.npy", "--caption-map", "labels.npy"): "caption_to_image",
-        ("evaluate-embeddings", "--images", "img.npy", "--texts", "missing.npy", "--captions-per-image", "5"): "missing.npy",
+        (
+            "evaluate-embeddings",
+            "--images",
+            "img.npy",
+            "--texts",
+            "txt.npy",
+            "--captions-per-image",
+            "4",
+        ): "--caption-map",
+        (
+            "evaluate-embeddings",
+            "--images",
+            "img.npy",
+            "--texts",
+            "txt.npy",
+            "--caption-map",
+            "labels.npy",
+        ): "caption_to_image",
+        (
+            "evaluate-embeddings",
+            "--images",
+            "img.npy",
+            "--texts",
+            "missing.npy",
+            "--captions-per-image",
+            "5",
+        ): "missing.npy",
         ("evaluate", "no-such-model"): "unknown model",
         ("info", "no-such-model"): "unknown model",
     }
@@ -112,8 +167,20 @@ def test_pickle_in_torch_file_is_refused(tmp_path: Path) -> None:
 
 def test_evaluate_a_model_end_to_end(tmp_path: Path) -> None:
     out = run_cli(
-        "evaluate", "reference-dual", "--config", "tiny", "--dataset-option", "n_images=12", "--root",
-        str(tmp_path / "corpus"), "--no-cache", "-o", "r.json", "--plot", "pr.png", cwd=tmp_path,
+        "evaluate",
+        "reference-dual",
+        "--config",
+        "tiny",
+        "--dataset-option",
+        "n_images=12",
+        "--root",
+        str(tmp_path / "corpus"),
+        "--no-cache",
+        "-o",
+        "r.json",
+        "--plot",
+        "pr.png",
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "r.json").read_text())

@@ -65,10 +65,22 @@ def test_similarity_with_positions_as_ids(files):
     root, img, txt, _ = files
     np.save(root / "s.npy", img @ txt.T)
     (root / "pos.qrels").write_text("0 0 1 1\n")  # ids 0..5 are images and captions: the direction is ambiguous
-    out = invoke("evaluate-similarity", "--i2t", "s.npy", "--captions-per-image", "2", "--judgments", "p:i2t=pos.qrels", "--json", cwd=root)
+    out = invoke(
+        "evaluate-similarity",
+        "--i2t",
+        "s.npy",
+        "--captions-per-image",
+        "2",
+        "--judgments",
+        "p:i2t=pos.qrels",
+        "--json",
+        cwd=root,
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["judged"]["p"]["i2t"]["judged_queries"] == 1
-    out = invoke("evaluate-similarity", "--i2t", "s.npy", "--captions-per-image", "2", "--judgments", "p=pos.qrels", cwd=root)
+    out = invoke(
+        "evaluate-similarity", "--i2t", "s.npy", "--captions-per-image", "2", "--judgments", "p=pos.qrels", cwd=root
+    )
     assert out.exit_code == 2 and re.search(r"say p:i2t=.* or p:t2i=", out.output), out.output
 
 
@@ -97,7 +109,8 @@ def test_bad_judgment_options_are_typed_errors(files):
 
 def test_evaluate_synthetic_with_shared_objects(tmp_path):
     out = invoke(
-        "evaluate", "reference-dual", "--config", "tiny", "--dataset-option", "n_images=12", "--root", str(tmp_path / "c"),
+        "evaluate", "reference-dual", "--config", "tiny", "--dataset-option", "n_images=12",
+        "--root", str(tmp_path / "c"),
         "--no-cache", "--judgments", "shared-objects", "--gain", "exponential", "-o", "r.json", cwd=tmp_path,
     )  # fmt: skip
     assert out.exit_code == 0, out.output

@@ -62,7 +62,11 @@ def test_subset_keeps_the_judgments_inside_it():
     sub = _corpus().with_judgments("ext", _set()).subset(2)  # images a, b and captions 0..3
     i2t = sub.judgments["ext"].i2t
     assert (i2t.n_queries, i2t.n_candidates) == (2, 4)
-    assert {(q, int(c)) for q in range(2) for c in i2t.indices[i2t.indptr[q] : i2t.indptr[q + 1]]} == {(0, 0), (0, 3), (1, 2)}
+    assert {(q, int(c)) for q in range(2) for c in i2t.indices[i2t.indptr[q] : i2t.indptr[q + 1]]} == {
+        (0, 0),
+        (0, 3),
+        (1, 2),
+    }
     assert _same(sub.judgments["ext"].t2i, i2t.transpose())
 
 
@@ -79,7 +83,9 @@ def test_bad_corpus_judgments_are_typed_errors():
     with pytest.raises(DataFormatError, match="names files"):
         _corpus().with_judgments("a/b", _set())
     with pytest.raises(DataFormatError, match="must be a JudgmentSet"):
-        Corpus(name="t", split="s", image_ids=["a"], captions=["x"], caption_to_image=np.zeros(1, int), judgments={"x": 1})
+        Corpus(
+            name="t", split="s", image_ids=["a"], captions=["x"], caption_to_image=np.zeros(1, int), judgments={"x": 1}
+        )
 
 
 def _coco_root(tmp_path, captions=True):
@@ -110,7 +116,9 @@ def test_load_dataset_coco_attaches_eccv_and_cxc(tmp_path):
     from fico_registry import load_dataset
 
     root = _coco_root(tmp_path)
-    corpus = load_dataset("coco", split="test", root=root, judgments=("eccv", "cxc", "coco"), labels=False, regions=False)
+    corpus = load_dataset(
+        "coco", split="test", root=root, judgments=("eccv", "cxc", "coco"), labels=False, regions=False
+    )
     assert set(corpus.judgments) == {"eccv", "cxc", "coco"}
     coco = corpus.judgments["coco"]
     assert np.array_equal(coco.t2i.indices, corpus.caption_to_image)  # COCO's own positives = the instance map

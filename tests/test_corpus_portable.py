@@ -18,8 +18,13 @@ def _corpus_with_images(root):
     for name, colour in (("a.png", "red"), ("b.png", "green")):
         Image.new("RGB", (4, 4), colour).save(root / name)
     return Corpus(
-        name="toy", split="test", image_ids=["a", "b"], captions=["red", "green"], caption_to_image=np.array([0, 1]),
-        image_paths=["a.png", "b.png"], root=str(root),
+        name="toy",
+        split="test",
+        image_ids=["a", "b"],
+        captions=["red", "green"],
+        caption_to_image=np.array([0, 1]),
+        image_paths=["a.png", "b.png"],
+        root=str(root),
     )
 
 
@@ -86,7 +91,14 @@ def test_evaluate_cli_relocates_a_saved_corpus(tmp_path):
     saved_root = Corpus.load(tmp_path / "saved").root
     shutil.move(saved_root, tmp_path / "moved-images")
     args = [
-        "evaluate", "reference-dual", "--config", "tiny", "--corpus", str(tmp_path / "saved"), "--no-cache", "--json"
+        "evaluate",
+        "reference-dual",
+        "--config",
+        "tiny",
+        "--corpus",
+        str(tmp_path / "saved"),
+        "--no-cache",
+        "--json",
     ]
     lost = CliRunner().invoke(cli, args)
     assert lost.exit_code != 0 and "check the image root" in lost.output

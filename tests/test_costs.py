@@ -95,7 +95,8 @@ def test_storage_arithmetic_by_hand():
     model = StorageModel(side_layout(images, kind, rerank), side_layout(texts, kind, rerank))
     # image: embeds 4*8 fp16 = 64 B, tokens 10*6 fp32 = 240 B; text: embeds 8*4 = 32 B, ids 12*8 = 96 B
     assert model.per_item() == {
-        "image": {"embedding": 64, "attention": 240}, "text": {"embedding": 32, "attention": 96}
+        "image": {"embedding": 64, "attention": 240},
+        "text": {"embedding": 32, "attention": 96},
     }
     at = model.at(Scale(1_000_000, 5_000_000))
     assert at["embedding_bytes"] == {"images": 64_000_000, "texts": 160_000_000, "total": 224_000_000}
@@ -115,7 +116,8 @@ def test_storage_arithmetic_by_hand():
     # cross-attention models keep everything for query time
     cross = side_layout(
         {"regions": torch.zeros(n, 36, 16), "lengths": torch.zeros(n, dtype=torch.int64)},
-        kind, QueryTimeAttention.CROSS_ATTENTION,
+        kind,
+        QueryTimeAttention.CROSS_ATTENTION,
     )
     assert sum(t.bytes_per_item for t in cross if t.role == "attention") == 36 * 16 * 4 + 8
 
@@ -151,7 +153,16 @@ def test_budget_parsing_and_refusal():
 def test_hardware_fingerprint_keys():
     hw = hardware_fingerprint()
     for key in (
-        "cpu", "cores_logical", "cores_usable", "ram_bytes", "gpu", "gpus", "torch", "cuda", "python", "threads",
+        "cpu",
+        "cores_logical",
+        "cores_usable",
+        "ram_bytes",
+        "gpu",
+        "gpus",
+        "torch",
+        "cuda",
+        "python",
+        "threads",
         "packages",
     ):
         assert key in hw
@@ -169,7 +180,8 @@ def test_continuous_model_costs(doc, base):
     assert m["precision"] == "fp32" and m["probe"]["output_dtype"] == {"image": "float32", "text": "float32"}
     dim = m["width"]
     assert m["storage"]["per_item"] == {
-        "image": {"embedding": 4 * dim, "attention": 0}, "text": {"embedding": 4 * dim, "attention": 0}
+        "image": {"embedding": 4 * dim, "attention": 0},
+        "text": {"embedding": 4 * dim, "attention": 0},
     }
     measured = [s for s in m["scales"] if s["status"] == "ok"]
     assert [s["scale"] for s in measured] == ["5x25", "10x50"]
@@ -206,9 +218,7 @@ def test_dnf_with_extrapolation_from_measured_scales(doc):
     assert ex["search"]["model"] == "t = a + b * n_images*n_texts"
     assert ex["encode_images"]["fitted_on"] == ["5x25", "10x50"]
     scale = Scale(1_000_000, 5_000_000)
-    by_hand = {
-        c: Fit(c, e["a_s"], e["b_s_per_unit"]).predict(scale) for c, e in ex.items()
-    }
+    by_hand = {c: Fit(c, e["a_s"], e["b_s_per_unit"]).predict(scale) for c, e in ex.items()}
     for component, seconds in by_hand.items():
         assert dnf["predicted"]["seconds"][component] == pytest.approx(seconds, rel=1e-6)
     assert dnf["predicted"]["total_s"] == pytest.approx(sum(by_hand.values()), rel=1e-6)

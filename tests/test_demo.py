@@ -14,7 +14,10 @@ def test_demo_writes_reports_beats_chance_and_is_reproducible(tmp_path):
     kwargs = dict(train_images=640, test_images=100, epochs=10, seed=0, device="cpu", progress=False, console=quiet)
     first = run_demo(tmp_path / "a", **kwargs)
     for name in (
-        "report-reference-dual.json", "report-reference-hash.json", "report-random-baseline.json", "summary.json"
+        "report-reference-dual.json",
+        "report-reference-hash.json",
+        "report-random-baseline.json",
+        "summary.json",
     ):
         assert json.loads((tmp_path / "a" / name).read_text())
     for name in ("pr-reference-dual.png", "pr-reference-hash.png"):

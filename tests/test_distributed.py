@@ -45,26 +45,42 @@ def build_cases() -> dict[str, dict[str, Any]]:
     cont = {"images": img, "texts": txt, "c2i": c2i, "labels": labels}
     both = lambda mode: {"i2t": mode, "t2i": mode}  # noqa: E731
     cases["cosine-full"] = {"kind": "embeddings", "arrays": cont, "kwargs": {}, "modes": both("queries")}
-    cases["cosine-topk"] = {"kind": "embeddings", "arrays": cont, "kwargs": {"map_ks": [5, 20]}, "modes": both("candidates")}
+    cases["cosine-topk"] = {
+        "kind": "embeddings",
+        "arrays": cont,
+        "kwargs": {"map_ks": [5, 20]},
+        "modes": both("candidates"),
+    }
     cases["cosine-topk-blocks"] = {
-        "kind": "embeddings", "arrays": cont, "kwargs": {"map_ks": [5, 20], "memory_budget": 12000, "ties": "pessimistic"},
+        "kind": "embeddings",
+        "arrays": cont,
+        "kwargs": {"map_ks": [5, 20], "memory_budget": 12000, "ties": "pessimistic"},
         "modes": both("candidates"),
     }
     cases["euclidean-queries-blocks"] = {
-        "kind": "embeddings", "arrays": cont, "kwargs": {"measure": "euclidean", "memory_budget": 80000}, "modes": both("queries"),
+        "kind": "embeddings",
+        "arrays": cont,
+        "kwargs": {"measure": "euclidean", "memory_budget": 80000},
+        "modes": both("queries"),
     }
     # continuous with exact ties: small-integer embeddings, inner product
     small = {
         "images": rng.integers(-1, 2, size=(n_img, 3)).astype(np.float32),
         "texts": rng.integers(-1, 2, size=(len(c2i), 3)).astype(np.float32),
-        "c2i": c2i, "labels": labels,
+        "c2i": c2i,
+        "labels": labels,
     }
     for ties in ("expected", "optimistic", "pessimistic"):
         cases[f"int-ip-full-{ties}"] = {
-            "kind": "embeddings", "arrays": small, "kwargs": {"measure": "inner_product", "ties": ties}, "modes": both("queries"),
+            "kind": "embeddings",
+            "arrays": small,
+            "kwargs": {"measure": "inner_product", "ties": ties},
+            "modes": both("queries"),
         }
         cases[f"int-ip-topk-{ties}"] = {
-            "kind": "embeddings", "arrays": small, "kwargs": {"measure": "inner_product", "ties": ties, "map_ks": [3, 25]},
+            "kind": "embeddings",
+            "arrays": small,
+            "kwargs": {"measure": "inner_product", "ties": ties, "map_ks": [3, 25]},
             "modes": both("candidates"),
         }
     # Hamming: 8-bit codes, so nearly every score is tied with many others
@@ -76,21 +92,37 @@ def build_cases() -> dict[str, dict[str, Any]]:
     labels_h = (rng.random((n_h, 4)) < 0.35).astype(np.uint8)
     ham = {"images": codes_i, "texts": codes_t, "c2i": c2i_h, "labels": labels_h}
     for ties in ("expected", "optimistic", "pessimistic"):
-        cases[f"hamming-full-{ties}"] = {"kind": "embeddings", "arrays": ham, "kwargs": {"measure": "hamming", "ties": ties}, "modes": both("queries")}
+        cases[f"hamming-full-{ties}"] = {
+            "kind": "embeddings",
+            "arrays": ham,
+            "kwargs": {"measure": "hamming", "ties": ties},
+            "modes": both("queries"),
+        }
         cases[f"hamming-topk-{ties}"] = {
-            "kind": "embeddings", "arrays": ham, "kwargs": {"measure": "hamming", "ties": ties, "map_ks": [5, 30], "memory_budget": 30000},
+            "kind": "embeddings",
+            "arrays": ham,
+            "kwargs": {"measure": "hamming", "ties": ties, "map_ks": [5, 30], "memory_budget": 30000},
             "modes": both("candidates"),
         }
     cases["hamming-apk-variant"] = {
-        "kind": "embeddings", "arrays": ham, "kwargs": {"measure": "hamming", "map_ks": [7], "map_variant": "apk"}, "modes": both("candidates"),
+        "kind": "embeddings",
+        "arrays": ham,
+        "kwargs": {"measure": "hamming", "map_ks": [7], "map_variant": "apk"},
+        "modes": both("candidates"),
     }
     cases["hamming-dcmh-variant"] = {
-        "kind": "embeddings", "arrays": ham, "kwargs": {"measure": "hamming", "map_ks": [7], "map_variant": "dcmh"}, "modes": both("queries"),
+        "kind": "embeddings",
+        "arrays": ham,
+        "kwargs": {"measure": "hamming", "map_ks": [7], "map_variant": "dcmh"},
+        "modes": both("queries"),
     }
     packed = {**ham, "images": np.packbits(codes_i > 0, axis=1), "texts": np.packbits(codes_t > 0, axis=1)}
     cases["hamming-packed-forced-queries"] = {
-        "kind": "embeddings", "arrays": packed, "kwargs": {"measure": "hamming", "bits": 8, "map_ks": [5], "memory_budget": 20000},
-        "shard": "queries", "modes": both("queries"),
+        "kind": "embeddings",
+        "arrays": packed,
+        "kwargs": {"measure": "hamming", "bits": 8, "map_ks": [5], "memory_budget": 20000},
+        "shard": "queries",
+        "modes": both("queries"),
     }
     # shards must read codes as one format, the one a single process infers from every row:
     # rank 0's half of these packed bytes holds only 0/1 values (ambiguous on its own)
@@ -98,11 +130,17 @@ def build_cases() -> dict[str, dict[str, Any]]:
     odd["images"][: n_h // 2] &= 1
     odd["texts"][: len(c2i_h) // 2] &= 1
     cases["hamming-packed-shard-looks-unpacked"] = {
-        "kind": "embeddings", "arrays": odd, "kwargs": {"measure": "hamming", "map_ks": [5]}, "modes": both("candidates"),
+        "kind": "embeddings",
+        "arrays": odd,
+        "kwargs": {"measure": "hamming", "map_ks": [5]},
+        "modes": both("candidates"),
     }
     mixed = {**ham, "images": np.concatenate([(codes_i[: n_h // 2] > 0).astype(np.int8), codes_i[n_h // 2 :]])}
     cases["hamming-formats-differ-across-shards"] = {
-        "kind": "embeddings", "arrays": mixed, "kwargs": {"measure": "hamming", "map_ks": [5]}, "error": "NonBinaryCodesError",
+        "kind": "embeddings",
+        "arrays": mixed,
+        "kwargs": {"measure": "hamming", "map_ks": [5]},
+        "error": "NonBinaryCodesError",
     }
     # similarity matrices with ties (small integers), a separate t2i, labels
     n_s = 30
@@ -113,22 +151,55 @@ def build_cases() -> dict[str, dict[str, Any]]:
     sim = {"i2t": i2t, "t2i": t2i, "c2i": c2i_s, "labels": labels_s}
     cases["similarity-full"] = {"kind": "similarity", "arrays": sim, "kwargs": {}, "modes": both("queries")}
     cases["similarity-topk-pessimistic"] = {
-        "kind": "similarity", "arrays": sim, "kwargs": {"map_ks": [4, 16], "ties": "pessimistic"}, "modes": both("candidates"),
+        "kind": "similarity",
+        "arrays": sim,
+        "kwargs": {"map_ks": [4, 16], "ties": "pessimistic"},
+        "modes": both("candidates"),
     }
     no_t2i = {"i2t": i2t.astype(np.int32), "c2i": c2i_s}
-    cases["similarity-int-transposed-instance"] = {"kind": "similarity", "arrays": no_t2i, "kwargs": {}, "modes": both("candidates")}
+    cases["similarity-int-transposed-instance"] = {
+        "kind": "similarity",
+        "arrays": no_t2i,
+        "kwargs": {},
+        "modes": both("candidates"),
+    }
     # fewer queries than ranks: one image
     one = {"images": img[:1], "texts": txt[:3], "c2i": np.zeros(3, dtype=np.int64), "labels": labels[:1]}
-    cases["one-image"] = {"kind": "embeddings", "arrays": one, "kwargs": {}, "modes": {"i2t": "replicated", "t2i": "queries"}}
+    cases["one-image"] = {
+        "kind": "embeddings",
+        "arrays": one,
+        "kwargs": {},
+        "modes": {"i2t": "replicated", "t2i": "queries"},
+    }
     # errors must reach every rank (the NaN sits in rank 1's slice only), not hang them
     bad = i2t.copy()
     bad[-1, -1] = np.nan
-    cases["nan-candidates"] = {"kind": "similarity", "arrays": {"i2t": bad, "c2i": c2i_s}, "kwargs": {}, "error": "NonFiniteError"}
-    cases["nan-queries"] = {
-        "kind": "similarity", "arrays": {"i2t": bad, "c2i": c2i_s, "labels": labels_s}, "kwargs": {}, "error": "NonFiniteError",
+    cases["nan-candidates"] = {
+        "kind": "similarity",
+        "arrays": {"i2t": bad, "c2i": c2i_s},
+        "kwargs": {},
+        "error": "NonFiniteError",
     }
-    cases["forced-candidates-mapn"] = {"kind": "embeddings", "arrays": cont, "kwargs": {}, "shard": "candidates", "error": "OptionError"}
-    cases["ranks-disagree"] = {"kind": "embeddings", "arrays": cont, "kwargs": {"map_ks": [5]}, "error": "ConfigError", "per_rank_ks": True}
+    cases["nan-queries"] = {
+        "kind": "similarity",
+        "arrays": {"i2t": bad, "c2i": c2i_s, "labels": labels_s},
+        "kwargs": {},
+        "error": "NonFiniteError",
+    }
+    cases["forced-candidates-mapn"] = {
+        "kind": "embeddings",
+        "arrays": cont,
+        "kwargs": {},
+        "shard": "candidates",
+        "error": "OptionError",
+    }
+    cases["ranks-disagree"] = {
+        "kind": "embeddings",
+        "arrays": cont,
+        "kwargs": {"map_ks": [5]},
+        "error": "ConfigError",
+        "per_rank_ks": True,
+    }
     # a model-backed score source (fusion re-rank): sharded by queries
     cases["rerank"] = {"kind": "rerank", "arrays": cont, "kwargs": {"map_ks": [5, 20, None]}, "modes": both("queries")}
     return cases
@@ -152,7 +223,9 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
             kwargs["recall_ks"] = (1, 5 + rank)
         return evaluate_embeddings(arrays["images"], arrays["texts"], arrays["c2i"], arrays.get("labels"), **kwargs)
     if case["kind"] == "similarity":
-        return evaluate_similarity(arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs)
+        return evaluate_similarity(
+            arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs
+        )
     # fusion re-rank of a cosine first stage, through the evaluator's own entry point
     from fico_registry.evaluator.evaluate import DEFAULT_RECALL_KS, _evaluate
     from fico_registry.evaluator.query_time import RerankScores
@@ -160,10 +233,24 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
 
     img = torch.nn.functional.normalize(torch.from_numpy(arrays["images"]), dim=-1)
     txt = torch.nn.functional.normalize(torch.from_numpy(arrays["texts"]), dim=-1)
-    sources = [RerankScores(EmbeddingScores(img, txt, "cosine", side), ToyFusion(), img, txt, k=6) for side in ("image", "text")]
+    sources = [
+        RerankScores(EmbeddingScores(img, txt, "cosine", side), ToyFusion(), img, txt, k=6)
+        for side in ("image", "text")
+    ]
     return _evaluate(
-        sources[0], sources[1], arrays["c2i"].astype(np.int64), arrays["labels"], DEFAULT_RECALL_KS, kwargs["map_ks"], "expected", "fico",
-        torch.device("cpu"), None, False, {"measure": "toy re-rank"}, 0.0,
+        sources[0],
+        sources[1],
+        arrays["c2i"].astype(np.int64),
+        arrays["labels"],
+        DEFAULT_RECALL_KS,
+        kwargs["map_ks"],
+        "expected",
+        "fico",
+        torch.device("cpu"),
+        None,
+        False,
+        {"measure": "toy re-rank"},
+        0.0,
     )
 
 
@@ -209,7 +296,11 @@ def worker_main(folder: Path) -> None:
         for attempt in ("first", "cached") if cache else ("first",):
             report = model_report(name, folder / "corpus", cache)
             results[f"model:{name}:{attempt}"] = {"report": report.to_dict()}
-    results["_rank"] = {"rank": distributed.rank(), "world_size": distributed.world_size(), "main": distributed.is_main_process()}
+    results["_rank"] = {
+        "rank": distributed.rank(),
+        "world_size": distributed.world_size(),
+        "main": distributed.is_main_process(),
+    }
     (folder / f"rank{rank}.json").write_text(json.dumps(results))
 
 
@@ -224,12 +315,26 @@ def _free_port() -> int:
 
 def _torchrun(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {
-        **os.environ, "OMP_NUM_THREADS": "1", "FICO_NO_PROGRESS": "1", "FICO_HOME": str(cwd / "fico-home"),
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "FICO_NO_PROGRESS": "1",
+        "FICO_HOME": str(cwd / "fico-home"),
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "FICO_SHARD"):
         env.pop(key, None)
-    command = [str(TORCHRUN), "--nnodes", "1", "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(_free_port()), *args]
+    command = [
+        str(TORCHRUN),
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(_free_port()),
+        *args,
+    ]
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"torchrun failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     return done
@@ -363,16 +468,37 @@ def test_torchrun_cli_evaluate_embeddings(tmp_path):
         files[key] = tmp_path / f"{key}.npy"
         np.save(files[key], case["arrays"][key])
     out = tmp_path / "report.json"
-    done = _torchrun([
-        "-m", "fico_registry", "evaluate-embeddings", "--images", str(files["images"]), "--texts", str(files["texts"]),
-        "--caption-map", str(files["c2i"]), "--labels", str(files["labels"]), "--measure", "hamming", "--no-progress",
-        "--json", "-o", str(out),
-    ], cwd=tmp_path)
+    done = _torchrun(
+        [
+            "-m",
+            "fico_registry",
+            "evaluate-embeddings",
+            "--images",
+            str(files["images"]),
+            "--texts",
+            str(files["texts"]),
+            "--caption-map",
+            str(files["c2i"]),
+            "--labels",
+            str(files["labels"]),
+            "--measure",
+            "hamming",
+            "--no-progress",
+            "--json",
+            "-o",
+            str(out),
+        ],
+        cwd=tmp_path,
+    )
     assert done.stdout.count('"instance"') == 1  # only rank 0 prints
     got = json.loads(out.read_text())
     a = case["arrays"]
-    single = _json(evaluate_embeddings(a["images"], a["texts"], a["c2i"], a["labels"], measure="hamming", device="cpu").to_dict())
-    assert _comparable({**got, "settings": {k: v for k, v in got["settings"].items() if k != "inputs"}}) == _comparable(single)
+    single = _json(
+        evaluate_embeddings(a["images"], a["texts"], a["c2i"], a["labels"], measure="hamming", device="cpu").to_dict()
+    )
+    assert _comparable({**got, "settings": {k: v for k, v in got["settings"].items() if k != "inputs"}}) == _comparable(
+        single
+    )
     assert got["costs"]["distributed"]["world_size"] == 2
 
 

@@ -41,8 +41,14 @@ def test_narrow_and_wide_keys_rank_identically(monkeypatch):
             m.setattr(engine, "_fits_32bit_keys", lambda s: False)
             wide = engine._sorted_keys_with_relevance(scores.clone(), rel)
         assert wide.dtype == np.int64
-        _same_groups(engine.groups_from_sorted(narrow, scores.shape[1]), engine.groups_from_sorted(wide, scores.shape[1]))
-        for got, want in zip(engine._instance_from_sorted(narrow, scores, best), engine._instance_from_sorted(wide, scores, best), strict=True):
+        _same_groups(
+            engine.groups_from_sorted(narrow, scores.shape[1]), engine.groups_from_sorted(wide, scores.shape[1])
+        )
+        for got, want in zip(
+            engine._instance_from_sorted(narrow, scores, best),
+            engine._instance_from_sorted(wide, scores, best),
+            strict=True,
+        ):
             np.testing.assert_array_equal(got, want)
 
 
@@ -136,10 +142,16 @@ def _same_reports(a, b) -> None:
             got, want = a.to_dict()[level][direction], b.to_dict()[level][direction]
             assert got.keys() == want.keys()
             for name, value in want.items():
-                assert got[name] == (value if value is None else pytest.approx(value, abs=1e-12)), (level, direction, name)
+                assert got[name] == (value if value is None else pytest.approx(value, abs=1e-12)), (
+                    level,
+                    direction,
+                    name,
+                )
     for direction in ("i2t", "t2i"):
         for name, values in a.per_query[direction].ap.items():
-            np.testing.assert_allclose(values, b.per_query[direction].ap[name], atol=1e-12, err_msg=f"{direction} {name}")
+            np.testing.assert_allclose(
+                values, b.per_query[direction].ap[name], atol=1e-12, err_msg=f"{direction} {name}"
+            )
 
 
 def _spy_candidate_blocks(monkeypatch) -> list[str]:
@@ -165,7 +177,9 @@ def test_candidate_blocks_equal_whole_rows(measure, monkeypatch):
     from fico_registry import evaluate_embeddings
 
     calls = _spy_candidate_blocks(monkeypatch)
-    monkeypatch.setenv("FICO_HAMMING_PATH", "sort")  # codes take the engine (the histogram path has no candidate blocks)
+    monkeypatch.setenv(
+        "FICO_HAMMING_PATH", "sort"
+    )  # codes take the engine (the histogram path has no candidate blocks)
 
     rng = np.random.default_rng(5)
     caption_to_image, labels = _uneven_task(rng)

@@ -113,7 +113,15 @@ def test_hamming_code_formats_agree():
         evaluate_embeddings(img01.astype(np.int8), txt01.astype(np.int8), c2i, labels, measure="hamming", device="cpu"),
         evaluate_embeddings(2.0 * img01 - 1, 2.0 * txt01 - 1, c2i, labels, measure="hamming", device="cpu"),
         evaluate_embeddings(img01.astype(bool), txt01.astype(bool), c2i, labels, measure="hamming", device="cpu"),
-        evaluate_embeddings(np.packbits(img01.astype(bool), 1), np.packbits(txt01.astype(bool), 1), c2i, labels, measure="hamming", bits=bits, device="cpu"),
+        evaluate_embeddings(
+            np.packbits(img01.astype(bool), 1),
+            np.packbits(txt01.astype(bool), 1),
+            c2i,
+            labels,
+            measure="hamming",
+            bits=bits,
+            device="cpu",
+        ),
     ]
     dist = (img01[:, None, :] != txt01[None, :, :]).sum(-1)
     reference = evaluate_similarity(-dist, c2i, labels=labels, device="cpu")
@@ -146,7 +154,9 @@ def test_memmap_similarity(tmp_path):
 def test_torch_and_low_precision_inputs():
     img, txt, c2i, labels = _data(6)
     a = evaluate_embeddings(torch.from_numpy(img).half(), torch.from_numpy(txt).half(), c2i, labels, device="cpu")
-    b = evaluate_embeddings(img.astype(np.float16).astype(np.float32), txt.astype(np.float16).astype(np.float32), c2i, labels, device="cpu")
+    b = evaluate_embeddings(
+        img.astype(np.float16).astype(np.float32), txt.astype(np.float16).astype(np.float32), c2i, labels, device="cpu"
+    )
     assert a.instance == b.instance
     assert a.settings["input_dtype"] == "float16"
 
@@ -228,7 +238,9 @@ def test_code_errors():
     # uint8 of only 0/1 (what `(h > 0).astype(np.uint8)` writes) is one bit per column; the report says so
     unpacked = evaluate_embeddings(codes, (txt > 0).astype(np.uint8), c2i, measure="hamming", device="cpu")
     assert unpacked.settings["code_format"] == "unpacked bits" and unpacked.settings["bits"] == img.shape[1]
-    report = evaluate_embeddings(codes, (txt > 0).astype(np.uint8), c2i, measure="hamming", bits=img.shape[1], device="cpu")
+    report = evaluate_embeddings(
+        codes, (txt > 0).astype(np.uint8), c2i, measure="hamming", bits=img.shape[1], device="cpu"
+    )
     assert report.settings["bits"] == img.shape[1]
     assert report.instance == unpacked.instance
 

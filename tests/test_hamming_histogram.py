@@ -57,7 +57,9 @@ def _assert_same(got, want) -> None:
                 if value is None:
                     assert g[level][direction][key] is None, (level, direction, key)
                     continue
-                np.testing.assert_allclose(g[level][direction][key], value, rtol=0, atol=1e-12, err_msg=f"{level} {direction} {key}")
+                np.testing.assert_allclose(
+                    g[level][direction][key], value, rtol=0, atol=1e-12, err_msg=f"{level} {direction} {key}"
+                )
     for direction in ("i2t", "t2i"):
         a, b = got.per_query[direction], want.per_query[direction]
         for name in ("g", "t", "p", "relevant"):
@@ -68,7 +70,9 @@ def _assert_same(got, want) -> None:
 @pytest.mark.parametrize("variant", ["fico", "apk", "dcmh"])
 def test_every_tie_policy_and_variant(kernel, monkeypatch, ties, variant):
     img, txt, c2i, labels = _codes(0, 16)  # 17 distances for ~200 captions: ties everywhere
-    got, want = _both_paths(monkeypatch, img, txt, c2i, labels, ties=ties, map_variant=variant, map_ks=(1, 5, 50, 10_000, None))
+    got, want = _both_paths(
+        monkeypatch, img, txt, c2i, labels, ties=ties, map_variant=variant, map_ks=(1, 5, 50, 10_000, None)
+    )
     _assert_same(got, want)
 
 
@@ -96,7 +100,9 @@ def test_protocol_subsets_and_no_labels(kernel, monkeypatch, map_ks):
 def test_histograms_in_query_blocks_under_a_small_budget(kernel, monkeypatch, budget):
     """A budget too small for all histograms at once: each direction in query blocks, same report."""
     img, txt, c2i, labels = _codes(5, 64, n_img=80)
-    got = evaluate_embeddings(img, txt, c2i, labels, measure="hamming", device="cpu", progress=False, memory_budget=budget)
+    got = evaluate_embeddings(
+        img, txt, c2i, labels, measure="hamming", device="cpu", progress=False, memory_budget=budget
+    )
     _, want = _both_paths(monkeypatch, img, txt, c2i, labels)
     _assert_same(got, want)
 
@@ -126,7 +132,9 @@ def test_groups_equal_the_sort_paths_groups():
 def test_sort_path_stays_available(monkeypatch):
     img, txt, c2i, labels = _codes(1, 16, n_img=10)
     called = []
-    monkeypatch.setattr(hamming, "histogram_stats", lambda *a, **k: called.append(1) or pytest.fail("histogram path used"))
+    monkeypatch.setattr(
+        hamming, "histogram_stats", lambda *a, **k: called.append(1) or pytest.fail("histogram path used")
+    )
     monkeypatch.setenv(hamming.PATH_ENV, "sort")
     evaluate_embeddings(img, txt, c2i, labels, measure="hamming", device="cpu", progress=False)
     assert not called

@@ -192,9 +192,11 @@ def test_eccv_cxc_coco_equal_the_eccv_caption_package():
     i2t_items = {int(image_ids[i]): caption_ids[top_i2t[i].numpy()].tolist() for i in range(len(img))}
     t2i_items = {int(caption_ids[i]): image_ids[top_t2i[i].numpy()].tolist() for i in range(len(txt))}
     want = oracle.compute_all_metrics(
-        i2t_items, t2i_items,
+        i2t_items,
+        t2i_items,
         target_metrics=("coco_5k_recalls", "cxc_recalls", "eccv_r1", "eccv_rprecision", "eccv_map_at_r"),
-        Ks=(1, 5, 10), verbose=False,
+        Ks=(1, 5, 10),
+        verbose=False,
     )
     ours = {}
     for which in ("eccv", "cxc", "coco"):

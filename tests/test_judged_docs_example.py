@@ -15,7 +15,9 @@ JUDGED = Judgments.from_pairs([0, 0, 0], [1, 2, 4], 1, 6, [2, 1, 1])
 
 
 def _run(scores, ties="expected", gain="linear"):
-    return judged_metrics(lambda lo, hi: torch.tensor([scores]), JUDGED, recall_ks=(1, 5), ndcg_ks=(10,), ties=ties, gain=gain)
+    return judged_metrics(
+        lambda lo, hi: torch.tensor([scores]), JUDGED, recall_ks=(1, 5), ndcg_ks=(10,), ties=ties, gain=gain
+    )
 
 
 def test_without_ties():

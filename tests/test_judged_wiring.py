@@ -23,7 +23,9 @@ def _problem(seed: int = 0, n_img: int = 12, per: int = 3, d: int = 8):
     n_txt = len(c2i)
     q, c = rng.integers(0, n_img, 40), rng.integers(0, n_txt, 40)
     pairs = sorted(set(zip(q.tolist(), c.tolist(), strict=True)))
-    i2t = Judgments.from_pairs([p[0] for p in pairs], [p[1] for p in pairs], n_img, n_txt, rng.integers(1, 4, len(pairs)))
+    i2t = Judgments.from_pairs(
+        [p[0] for p in pairs], [p[1] for p in pairs], n_img, n_txt, rng.integers(1, 4, len(pairs))
+    )
     return images, texts, c2i, JudgmentSet("rand", i2t, i2t.transpose(), source="test")
 
 
@@ -31,9 +33,10 @@ def _problem(seed: int = 0, n_img: int = 12, per: int = 3, d: int = 8):
 def test_embeddings_report_equals_judged_metrics_on_the_same_scores(ties):
     images, texts, c2i, js = _problem()
     report = evaluate_embeddings(images, texts, c2i, device="cpu", ties=ties, judgments={"rand": js}, ndcg_ks=(3, 10))
-    scores = torch.nn.functional.normalize(torch.from_numpy(images), dim=1) @ torch.nn.functional.normalize(
-        torch.from_numpy(texts), dim=1
-    ).T
+    scores = (
+        torch.nn.functional.normalize(torch.from_numpy(images), dim=1)
+        @ torch.nn.functional.normalize(torch.from_numpy(texts), dim=1).T
+    )
     for direction, matrix in (("i2t", scores), ("t2i", scores.T.contiguous())):
         want = judged_metrics(lambda lo, hi, m=matrix: m[lo:hi], js.direction(direction), ndcg_ks=(3, 10), ties=ties)
         got = report.to_dict()["judged"]["rand"][direction]
@@ -49,7 +52,9 @@ def test_embeddings_report_equals_judged_metrics_on_the_same_scores(ties):
 
 def test_instance_recall_equals_judged_recall_of_the_instance_map():
     images, texts, c2i, _ = _problem(seed=3)
-    instance = JudgmentSet("coco", Judgments.from_map(c2i, len(images), "i2t"), Judgments.from_map(c2i, len(images), "t2i"))
+    instance = JudgmentSet(
+        "coco", Judgments.from_map(c2i, len(images), "i2t"), Judgments.from_map(c2i, len(images), "t2i")
+    )
     report = evaluate_embeddings(images, texts, c2i, device="cpu", judgments=instance)
     for direction in ("i2t", "t2i"):
         for k in (1, 5, 10):
@@ -117,7 +122,9 @@ def test_depth_limited_counts_give_the_exact_metrics(ties):
     exact_above, exact_tied = judged_counts(scores, row, col)
     assert np.array_equal(exact_above, (scores[row] > scores[row, col][:, None]).sum(1).numpy())
     assert np.array_equal(exact_tied, (scores[row] == scores[row, col][:, None]).sum(1).numpy())
-    want, _ = block_sums(row, exact_above, exact_tied, grade, 30, recall_ks=(1, 3), ndcg_ks=(2, 5), ties=ties, gain="linear")
+    want, _ = block_sums(
+        row, exact_above, exact_tied, grade, 30, recall_ks=(1, 3), ndcg_ks=(2, 5), ties=ties, gain="linear"
+    )
     depth = max(int(np.bincount(row).max()), 5)
     above, tied = judged_counts(scores, row, col, depth)
     inside = exact_above < depth
@@ -165,8 +172,20 @@ def test_a_sharded_evaluation_refuses_judgments_before_ranking():
 
     with pytest.raises(ShardedJudgmentsError, match="one process"):
         _evaluate(
-            *sources, c2i, None, (1,), (), "expected", "fico", torch.device("cpu"), None, False, {}, 0.0,
-            sharded=NeverUsed(), judged=(js, (10,), "linear"),
+            *sources,
+            c2i,
+            None,
+            (1,),
+            (),
+            "expected",
+            "fico",
+            torch.device("cpu"),
+            None,
+            False,
+            {},
+            0.0,
+            sharded=NeverUsed(),
+            judged=(js, (10,), "linear"),
         )
 
 
@@ -180,7 +199,10 @@ def test_public_names():
 @pytest.mark.parametrize("ties", ["expected", "pessimistic"])
 def test_hamming_codes_integer_scores_with_many_ties(ties):
     images, texts, c2i, js = _problem(seed=8)
-    codes_i, codes_t = np.where(images[:, :6] >= 0, 1, -1).astype(np.int8), np.where(texts[:, :6] >= 0, 1, -1).astype(np.int8)
+    codes_i, codes_t = (
+        np.where(images[:, :6] >= 0, 1, -1).astype(np.int8),
+        np.where(texts[:, :6] >= 0, 1, -1).astype(np.int8),
+    )
     report = evaluate_embeddings(codes_i, codes_t, c2i, measure="hamming", device="cpu", ties=ties, judgments=js)
     scores = -(codes_i[:, None, :] != codes_t[None, :, :]).sum(2)  # higher = closer
     for direction, matrix in (("i2t", scores), ("t2i", scores.T)):

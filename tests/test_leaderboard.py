@@ -65,6 +65,7 @@ def replace_evidence(folder: Path, role: str, content: bytes | np.ndarray, *, up
     else:
         target.write_bytes(content)
     if update_claim:
+
         def change(d):
             entry = d["evidence"][role]
             entry["sha256"] = hashlib.sha256(target.read_bytes()).hexdigest()
@@ -110,14 +111,20 @@ def board(corpus, corpus_dir, tmp_path_factory):
         img, txt = embeddings(corpus, seed)
         arrays[name] = (img, txt)
         make_submission(
-            corpus, kwargs.pop("model_name", f"model {name}"), subs / name, images=img, texts=txt, device="cpu",
+            corpus,
+            kwargs.pop("model_name", f"model {name}"),
+            subs / name,
+            images=img,
+            texts=txt,
+            device="cpu",
             **kwargs,
         )
         return subs / name
 
     # -- valid -----------------------------------------------------------------------------------
     fresh(
-        "valid-embeddings", 1,
+        "valid-embeddings",
+        1,
         model={"family": "fg", "url": "https://example.org/model?a=1&b=2", "description": "a plain model"},
         submitter="alice",
     )
@@ -128,9 +135,25 @@ def board(corpus, corpus_dir, tmp_path_factory):
     np.save(root / "codes_img.npy", codes_img)
     np.save(root / "codes_txt.npy", codes_txt)
     out = invoke(
-        "submit", "--corpus", str(corpus_dir), "--model-name", "hash model", "--images", str(root / "codes_img.npy"),
-        "--texts", str(root / "codes_txt.npy"), "--measure", "hamming", "--family", "cg", "--submitter", "bob",
-        "--device", "cpu", "-o", str(subs / "valid-hamming"),
+        "submit",
+        "--corpus",
+        str(corpus_dir),
+        "--model-name",
+        "hash model",
+        "--images",
+        str(root / "codes_img.npy"),
+        "--texts",
+        str(root / "codes_txt.npy"),
+        "--measure",
+        "hamming",
+        "--family",
+        "cg",
+        "--submitter",
+        "bob",
+        "--device",
+        "cpu",
+        "-o",
+        str(subs / "valid-hamming"),
     )
     assert out.exit_code == 0, out.output
     img, txt = embeddings(corpus, 3)
@@ -138,12 +161,20 @@ def board(corpus, corpus_dir, tmp_path_factory):
     t2i = i2t.T + 0.01 * np.random.default_rng(3).standard_normal(i2t.T.shape).astype(np.float32)
     arrays["valid-similarity"] = (i2t, t2i)
     make_submission(
-        corpus, "scores model", subs / "valid-similarity", i2t=i2t, t2i=t2i, model={"family": "vlp"},
-        evidence_format="safetensors", device="cpu",
+        corpus,
+        "scores model",
+        subs / "valid-similarity",
+        i2t=i2t,
+        t2i=t2i,
+        model={"family": "vlp"},
+        evidence_format="safetensors",
+        device="cpu",
     )
     fresh(
-        "malicious-name", 4, model_name=MALICIOUS_NAME,
-        model={"description": MALICIOUS_DESCRIPTION, "url": "https://example.org/\"onmouseover=alert(1)"},
+        "malicious-name",
+        4,
+        model_name=MALICIOUS_NAME,
+        model={"description": MALICIOUS_DESCRIPTION, "url": 'https://example.org/"onmouseover=alert(1)'},
         submitter="<b>mallory</b>",
     )
 
@@ -191,8 +222,12 @@ def board(corpus, corpus_dir, tmp_path_factory):
     replace_evidence(subs / "shape-mismatch", "images", embeddings(corpus, 18)[0][:19])
     rng = np.random.default_rng(19)
     make_submission(
-        corpus, "too big", subs / "oversized", images=rng.standard_normal((20, 1000)).astype(np.float32),
-        texts=rng.standard_normal((100, 1000)).astype(np.float32), device="cpu",
+        corpus,
+        "too big",
+        subs / "oversized",
+        images=rng.standard_normal((20, 1000)).astype(np.float32),
+        texts=rng.standard_normal((100, 1000)).astype(np.float32),
+        device="cpu",
     )
     shutil.copytree(subs / "valid-embeddings", subs / "zz-duplicate")
     fresh("nan-json", 20)
@@ -210,6 +245,7 @@ def board(corpus, corpus_dir, tmp_path_factory):
 
     site = root / "site"
     with pytest.MonkeyPatch.context() as mp:
+
         def refuse(*args, **kwargs):
             raise AssertionError("the leaderboard build tried to unpickle something")
 
@@ -274,8 +310,11 @@ def test_accepted_metrics_are_the_recomputed_ones(board, corpus) -> None:
             *arrays["valid-hamming"], corpus.caption_to_image, corpus.labels, measure="hamming", device="cpu"
         ),
         "valid-similarity": evaluate_similarity(
-            arrays["valid-similarity"][0], corpus.caption_to_image, t2i=arrays["valid-similarity"][1],
-            labels=corpus.labels, device="cpu",
+            arrays["valid-similarity"][0],
+            corpus.caption_to_image,
+            t2i=arrays["valid-similarity"][1],
+            labels=corpus.labels,
+            device="cpu",
         ),
     }
     for name, report in expected.items():
@@ -399,18 +438,47 @@ def test_submit_cli_errors_are_one_line(corpus_dir, tmp_path) -> None:
     assert out.exit_code == 2 and "give embeddings" in out.output
     np.save(tmp_path / "img.npy", np.zeros((19, 4), np.float32))
     np.save(tmp_path / "txt.npy", np.zeros((100, 4), np.float32))
-    out = CliRunner().invoke(cli, [
-        "submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", str(tmp_path / "img.npy"),
-        "--texts", str(tmp_path / "txt.npy"), "-o", str(tmp_path / "s"),
-    ], obj={})
+    out = CliRunner().invoke(
+        cli,
+        [
+            "submit",
+            "--corpus",
+            str(corpus_dir),
+            "--model-name",
+            "x",
+            "--images",
+            str(tmp_path / "img.npy"),
+            "--texts",
+            str(tmp_path / "txt.npy"),
+            "-o",
+            str(tmp_path / "s"),
+        ],
+        obj={},
+    )
     assert out.exit_code == 2 and "19 rows but the corpus has 20 images" in out.output
     np.save(tmp_path / "img.npy", np.zeros((20, 4), np.float32))
     np.save(tmp_path / "txt.npy", np.ones((100, 4), np.float32))
-    out = CliRunner().invoke(cli, [
-        "submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", str(tmp_path / "img.npy"),
-        "--texts", str(tmp_path / "txt.npy"), "--measure", "euclidean", "--url", "javascript:x",
-        "-o", str(tmp_path / "s"),
-    ], obj={})
+    out = CliRunner().invoke(
+        cli,
+        [
+            "submit",
+            "--corpus",
+            str(corpus_dir),
+            "--model-name",
+            "x",
+            "--images",
+            str(tmp_path / "img.npy"),
+            "--texts",
+            str(tmp_path / "txt.npy"),
+            "--measure",
+            "euclidean",
+            "--url",
+            "javascript:x",
+            "-o",
+            str(tmp_path / "s"),
+        ],
+        obj={},
+    )
     assert out.exit_code == 2 and "model.url: must be an absolute http" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "s").exists()
 
@@ -422,8 +490,15 @@ def test_submit_refuses_pickled_inputs(corpus_dir, tmp_path) -> None:
     np.save(tmp_path / "txt.npy", np.zeros((100, 4), np.float32))
     torch.save(torch.zeros(20, 4), tmp_path / "img.pt")
     base = [
-        "submit", "--corpus", str(corpus_dir), "--model-name", "x", "--texts", str(tmp_path / "txt.npy"),
-        "-o", str(tmp_path / "s"),
+        "submit",
+        "--corpus",
+        str(corpus_dir),
+        "--model-name",
+        "x",
+        "--texts",
+        str(tmp_path / "txt.npy"),
+        "-o",
+        str(tmp_path / "s"),
     ]
     out = CliRunner().invoke(cli, [*base, "--images", str(tmp_path / "obj.npy")], obj={})
     assert out.exit_code == 2 and "Python objects" in out.output
@@ -438,9 +513,23 @@ def test_submit_reads_npz_and_safetensors_inputs(corpus, corpus_dir, tmp_path) -
     img, txt = embeddings(corpus, 43)
     np.savez(tmp_path / "both.npz", images=img, texts=txt)
     save_file({"texts": txt}, str(tmp_path / "texts.safetensors"))
-    out = invoke("submit", "--corpus", str(corpus_dir), "--model-name", "x", "--images", f"{tmp_path}/both.npz:images",
-                 "--texts", str(tmp_path / "texts.safetensors"), "--evidence-format", "safetensors", "--device", "cpu",
-                 "-o", str(tmp_path / "s"))
+    out = invoke(
+        "submit",
+        "--corpus",
+        str(corpus_dir),
+        "--model-name",
+        "x",
+        "--images",
+        f"{tmp_path}/both.npz:images",
+        "--texts",
+        str(tmp_path / "texts.safetensors"),
+        "--evidence-format",
+        "safetensors",
+        "--device",
+        "cpu",
+        "-o",
+        str(tmp_path / "s"),
+    )
     assert out.exit_code == 0, out.output
     written = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert written == ["images.safetensors", "submission.json", "texts.safetensors"]
@@ -452,16 +541,34 @@ def test_leaderboard_cli_build_and_check(board, corpus_dir, tmp_path) -> None:
     shutil.copytree(board["subs"] / "valid-similarity", subs / "good")
     shutil.copytree(board["subs"] / "forged-metrics", subs / "bad")
     out = invoke(
-        "leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site"), "--json",
+        "leaderboard",
+        "build",
+        str(subs),
+        "--corpus",
+        str(corpus_dir),
+        "-o",
+        str(tmp_path / "site"),
+        "--json",
         "--no-plots",
     )
     assert out.exit_code == 0
     summary = json.loads(out.output)
     assert summary["accepted"] == ["good"] and summary["rejected"][0]["submission"] == "bad"
-    out = CliRunner().invoke(cli, [
-        "leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site"), "--strict",
-        "--no-plots",
-    ], obj={})
+    out = CliRunner().invoke(
+        cli,
+        [
+            "leaderboard",
+            "build",
+            str(subs),
+            "--corpus",
+            str(corpus_dir),
+            "-o",
+            str(tmp_path / "site"),
+            "--strict",
+            "--no-plots",
+        ],
+        obj={},
+    )
     assert out.exit_code == 1 and "rejected bad" in out.output
     out = invoke("leaderboard", "check", str(subs / "good"), "--corpus", str(corpus_dir))
     assert out.exit_code == 0 and "accepted" in out.output
@@ -474,12 +581,24 @@ def test_submit_carries_a_model_report_over(corpus, tmp_path) -> None:
 
     img, txt = embeddings(corpus, 40)
     report = evaluate_embeddings(img, txt, corpus.caption_to_image, corpus.labels, device="cpu")
-    report.model = {"name": "reference-dual", "family": "fg", "output": "continuous", "distribution": "fico-registry",
-                    "version": "0.1.0", "config_name": "tiny", "config": {"embed_dim": 16},
-                    "checkpoint": {"sha256": "c" * 64, "source": "w.pt"}}
+    report.model = {
+        "name": "reference-dual",
+        "family": "fg",
+        "output": "continuous",
+        "distribution": "fico-registry",
+        "version": "0.1.0",
+        "config_name": "tiny",
+        "config": {"embed_dim": 16},
+        "checkpoint": {"sha256": "c" * 64, "source": "w.pt"},
+    }
     report.corpus = {"name": corpus.name, "split": corpus.split, "content_hash": corpus.content_hash}
-    report.costs = {"encode": {"images": {"seconds": 0.2, "items": 20, "bytes": 1280, "bytes_per_item": 64.0},
-                               "texts": {"seconds": 0.5, "items": 100}}, "query_time": None}
+    report.costs = {
+        "encode": {
+            "images": {"seconds": 0.2, "items": 20, "bytes": 1280, "bytes_per_item": 64.0},
+            "texts": {"seconds": 0.5, "items": 100},
+        },
+        "query_time": None,
+    }
     report.settings["batch_size"] = 8
     report.to_json(tmp_path / "report.json")
     res = make_submission(
@@ -581,8 +700,15 @@ def test_plot_labels_are_literal() -> None:
 
     assert safe_label("_hidden") == " _hidden"
     entries = [
-        PlotEntry(label=name, family="fg", output="continuous", rsum=100.0 + i, pr11={"i2t": [0.5] * 11, "t2i": None},
-                  bytes_per_item=64.0, encode_ms_per_item=None)
+        PlotEntry(
+            label=name,
+            family="fg",
+            output="continuous",
+            rsum=100.0 + i,
+            pr11={"i2t": [0.5] * 11, "t2i": None},
+            bytes_per_item=64.0,
+            encode_ms_per_item=None,
+        )
         for i, name in enumerate(("$\\frac{a$", "_x", "a $b$ c"))
     ]
     assert pr_curves_svg(entries).startswith(b"<?xml")  # mathtext would fail to parse the first name

@@ -21,7 +21,10 @@ MALICIOUS_NAME = '<img src=x onerror="window.__pwned=1;alert(1)"><script>window.
 
 def _chromium() -> str | None:
     for candidate in (
-        os.environ.get("FICO_CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"
+        os.environ.get("FICO_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
     ):
         if candidate and Path(candidate).exists():
             return candidate
@@ -67,12 +70,27 @@ def site(tmp_path_factory) -> Path:
         corpus, "fine grained", subs / "fg", images=img, texts=texts(0.8), model={"family": "fg"}, device="cpu"
     )
     codes_txt = np.where(texts(1.5) >= 0, 1, -1).astype(np.int8)
-    make_submission(corpus, "hashing", subs / "cg", images=np.where(img >= 0, 1, -1).astype(np.int8), texts=codes_txt,
-                    measure="hamming", model={"family": "cg"}, device="cpu")
+    make_submission(
+        corpus,
+        "hashing",
+        subs / "cg",
+        images=np.where(img >= 0, 1, -1).astype(np.int8),
+        texts=codes_txt,
+        measure="hamming",
+        model={"family": "cg"},
+        device="cpu",
+    )
     make_submission(corpus, "pretrained", subs / "vlp", i2t=img @ texts(0.3).T, model={"family": "vlp"}, device="cpu")
-    make_submission(corpus, MALICIOUS_NAME, subs / "evil", images=img, texts=texts(2.5),
-                    model={"description": '<a href="javascript:alert(3)">click me</a>'},
-                    submitter="<script>alert(4)</script>", device="cpu")
+    make_submission(
+        corpus,
+        MALICIOUS_NAME,
+        subs / "evil",
+        images=img,
+        texts=texts(2.5),
+        model={"description": '<a href="javascript:alert(3)">click me</a>'},
+        submitter="<script>alert(4)</script>",
+        device="cpu",
+    )
     result = build_leaderboard(subs, [corpus], root / "site")
     assert len(result.accepted) == 4, [v.reasons for v in result.rejected]
     return next(iter(result.pages.values()))

@@ -9,9 +9,15 @@ from fico_registry.leaderboard import plots
 
 def _entries(n, family="fg"):
     return [
-        plots.PlotEntry(label=f"model {i}", family=family, output="continuous", rsum=300.0 - i,
-                        pr11={"i2t": [1.0 - i / 100] * 11, "t2i": [0.9 - i / 100] * 11},
-                        bytes_per_item=64.0 * (i + 1), encode_ms_per_item=1.0 + i)
+        plots.PlotEntry(
+            label=f"model {i}",
+            family=family,
+            output="continuous",
+            rsum=300.0 - i,
+            pr11={"i2t": [1.0 - i / 100] * 11, "t2i": [0.9 - i / 100] * 11},
+            bytes_per_item=64.0 * (i + 1),
+            encode_ms_per_item=1.0 + i,
+        )
         for i in range(n)
     ]
 

@@ -46,7 +46,10 @@ row_strategy = st.integers(min_value=1, max_value=7).flatmap(
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=st.lists(row_strategy.filter(lambda r: len(r[0]) == 7), min_size=1, max_size=3) | st.lists(row_strategy, min_size=1, max_size=1))
+@given(
+    rows=st.lists(row_strategy.filter(lambda r: len(r[0]) == 7), min_size=1, max_size=3)
+    | st.lists(row_strategy, min_size=1, max_size=1)
+)
 def test_average_precision_matches_brute_force(rows):
     width = len(rows[0][0])
     rows = [r for r in rows if len(r[0]) == width]
@@ -60,7 +63,9 @@ def test_average_precision_matches_brute_force(rows):
                 for ties in TIES:
                     got = metrics.average_precision(groups, k, variant, ties)
                     for i, (s, rel) in enumerate(zip(scores, rels, strict=False)):
-                        want = metric_by_policy(s, rel, lambda order, rel=rel, fn=fn, kk=kk: fn([rel[j] for j in order], kk), ties)
+                        want = metric_by_policy(
+                            s, rel, lambda order, rel=rel, fn=fn, kk=kk: fn([rel[j] for j in order], kk), ties
+                        )
                         assert got[i] == pytest.approx(want, abs=1e-12), (variant, k, ties, s, rel)
 
 
@@ -116,7 +121,9 @@ def test_instance_rank_and_recall_match_brute_force(data):
         want_rank = metric_by_policy(scores, rel, lambda order: first_positive_rank(order, positives), ties)
         assert metrics.ranks([g], [t], [p], ties)[0] == pytest.approx(want_rank, abs=1e-12)
         for k in range(1, len(scores) + 1):
-            want = metric_by_policy(scores, rel, lambda order, k=k: float(first_positive_rank(order, positives) <= k), ties)
+            want = metric_by_policy(
+                scores, rel, lambda order, k=k: float(first_positive_rank(order, positives) <= k), ties
+            )
             assert metrics.recall_at([g], [t], [p], k, ties)[0] == pytest.approx(want, abs=1e-12)
 
 
@@ -186,7 +193,10 @@ def test_label_relevance_parts_equal_the_whole_matrix(seed):
     c2i = torch.from_numpy(rng.permutation(np.repeat(np.arange(n_img), rng.integers(1, 5, size=n_img))))
     labels = torch.from_numpy((rng.random((n_img, n_classes)) < 0.05).astype(np.float32))
     labels[0] = 0  # an image with no label is relevant to nothing
-    for rel in (relevance.label_relevance(labels, labels, candidate_map=c2i), relevance.label_relevance(labels, labels, query_map=c2i)):
+    for rel in (
+        relevance.label_relevance(labels, labels, candidate_map=c2i),
+        relevance.label_relevance(labels, labels, query_map=c2i),
+    ):
         n_q = n_img if rel.query_map is None else len(c2i)
         for start, stop in ((0, n_q), (3, 9)):
             whole = rel(start, stop)

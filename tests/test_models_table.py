@@ -14,9 +14,18 @@ from fico_registry.cli.tables import models_table, print_unclipped
 from fico_registry.plugin_api.registry import list_models
 
 LONG = types.SimpleNamespace(
-    name="acme-a-very-long-model-name-vit-large-patch14-336-coco", aliases=("acme-long",), bits=None, dim=768,
-    measure="cosine", query_time_attention=None, family="vlp", output="continuous", image_input="pixels",
-    text_input="text", distribution="fico-acme-with-a-long-distribution-name", checkpoints={"coco": None},
+    name="acme-a-very-long-model-name-vit-large-patch14-336-coco",
+    aliases=("acme-long",),
+    bits=None,
+    dim=768,
+    measure="cosine",
+    query_time_attention=None,
+    family="vlp",
+    output="continuous",
+    image_input="pixels",
+    text_input="text",
+    distribution="fico-acme-with-a-long-distribution-name",
+    checkpoints={"coco": None},
 )
 
 

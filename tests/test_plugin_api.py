@@ -51,4 +51,6 @@ def test_bundled_plugins_import_only_the_plugin_api():
         for line, module in _core_imports(path)
         if not ALLOWED.match(module)
     ]
-    assert not leaks, "plugins must import only fico_registry.plugin_api / .errors / top-level names:\n" + "\n".join(leaks)
+    assert not leaks, "plugins must import only fico_registry.plugin_api / .errors / top-level names:\n" + "\n".join(
+        leaks
+    )

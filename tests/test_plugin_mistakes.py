@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_registry_plugins import make_dist, run_fico
 
-CARD = '''
+CARD = """
 from fico_registry import ModelSpec, hookimpl
 
 @hookimpl
@@ -25,8 +25,8 @@ def fico_models(register):
     register(ModelSpec(name="{name}", family="vlp", output="continuous", dim=8, measure="cosine",
                        image_input="pixels", text_input="text", factory="{factory}",
                        configs={{"default": {{}}, "tiny": {{}}}}, paper="test", license="MIT"))
-'''
-TINY_MODEL = '''
+"""
+TINY_MODEL = """
 import torch
 
 
@@ -44,20 +44,20 @@ class Encoder:
 
 def build(*, spec, config, checkpoint, device):
     return Encoder()
-'''
-MISSPELLED = '''
+"""
+MISSPELLED = """
 from fico_registry import ModelSpec, hookimpl
 
 @hookimpl
 def fico_model(register):
     raise AssertionError("never called")
-'''
-UNMARKED = '''
+"""
+UNMARKED = """
 from fico_registry import ModelSpec
 
 def fico_models(register):
     raise AssertionError("never called")
-'''
+"""
 EMPTY = '"""A plugin module with no hooks at all."""\n'
 HEAVY = "import lavis\n" + CARD.format(name="heavy-model", factory="victim_model:build")
 SLOW = "import time\ntime.sleep(0.3)\n" + CARD.format(name="slow-model", factory="victim_model:build")
@@ -250,8 +250,9 @@ def test_a_shared_dataset_name_is_refused_and_dist_colon_name_picks_one() -> Non
     from fico_registry.errors import AmbiguousDatasetError
     from fico_registry.plugin_api.registry import Registry
 
-    registry = Registry(entry_points=False, plugins=[_dataset_plugin("plug-a", "A"), _dataset_plugin("plug-b", "B")],
-                        strict=False)
+    registry = Registry(
+        entry_points=False, plugins=[_dataset_plugin("plug-a", "A"), _dataset_plugin("plug-b", "B")], strict=False
+    )
     with pytest.raises(AmbiguousDatasetError, match="plug-a, plug-b") as err:
         registry.dataset("shared-data")
     assert "'plug-a:shared-data' or 'plug-b:shared-data'" in str(err.value)

@@ -89,8 +89,18 @@ def test_scaffold_installs_and_passes_fico_check_and_its_own_tests(tmp_path: Pat
     assert new.returncode == 0, new.stderr
     site = tmp_path / "site"
     install = _run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
-         str(tmp_path / "acme")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(tmp_path / "acme"),
+        ],
         env,
     )
     assert install.returncode == 0, install.stdout + install.stderr
@@ -104,7 +114,7 @@ def test_scaffold_installs_and_passes_fico_check_and_its_own_tests(tmp_path: Pat
     assert "3 passed" in tests.stdout
 
 
-LIST_ONLY_ENCODER = '''
+LIST_ONLY_ENCODER = """
 import torch
 
 
@@ -123,15 +133,15 @@ class Encoder:
 
 def build(*, spec, config, checkpoint, device):
     return Encoder()
-'''
-LIST_ONLY_CARD = '''
+"""
+LIST_ONLY_CARD = """
 from fico_registry import ModelSpec, hookimpl
 
 @hookimpl
 def fico_models(register):
     register(ModelSpec(name="list-only", family="vlp", output="continuous", dim=4, factory="list_only_model:build",
                        configs={"default": {}, "tiny": {}}, paper="test", license="MIT"))
-'''
+"""
 
 
 @pytest.fixture(scope="module")

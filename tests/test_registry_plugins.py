@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-GOOD = '''
+GOOD = """
 from fico_registry import ModelSpec, hookimpl
 
 @hookimpl
@@ -23,24 +23,24 @@ def fico_models(register):
     register(ModelSpec(name="fake-good", family="vlp", output="continuous", dim=8, measure="cosine",
                        image_input="pixels", text_input="text", factory="fake_good_model:build",
                        configs={"default": {}, "tiny": {}}))
-'''
+"""
 IMPORT_ERROR = "raise ImportError('fake_broken needs a package that is not installed')\n"
-MALFORMED = '''
+MALFORMED = """
 from fico_registry import hookimpl
 
 @hookimpl
 def fico_models(register):
     register({"name": "not-a-spec"})
-'''
-INVALID_SPEC = '''
+"""
+INVALID_SPEC = """
 from fico_registry import ModelSpec, hookimpl
 
 @hookimpl
 def fico_models(register):
     register(ModelSpec(name="Bad Name!", family="vlp", output="continuous", dim=8, measure="cosine",
                        image_input="pixels", text_input="text", factory="x:y", configs={"default": {}}))
-'''
-DUPLICATE = '''
+"""
+DUPLICATE = """
 from fico_registry import ModelSpec, hookimpl
 
 @hookimpl
@@ -48,7 +48,7 @@ def fico_models(register):
     register(ModelSpec(name="reference-dual", family="vlp", output="continuous", dim=8, measure="cosine",
                        image_input="pixels", text_input="text", factory="fake_good_model:build",
                        configs={"default": {}, "tiny": {}}))
-'''
+"""
 
 
 def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None = None) -> None:

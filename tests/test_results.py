@@ -50,7 +50,9 @@ def report(corpus) -> Report:
 @pytest.fixture(scope="module")
 def result(report, corpus) -> RunResult:
     return from_report(
-        report, model={"name": "my-model", "family": "fg", "url": "https://example.org/m"}, corpus=corpus,
+        report,
+        model={"name": "my-model", "family": "fg", "url": "https://example.org/m"},
+        corpus=corpus,
         submitter="tester",
     )
 
@@ -157,10 +159,19 @@ def test_http_urls_pass(url) -> None:
     assert check_http_url(url) == url
 
 
-@pytest.mark.parametrize("url", [
-    "javascript:alert(1)", "JAVASCRIPT:alert(1)", "data:text/html,<b>", "//evil.org/x", "/relative", "https://a b",
-    "vbscript:x", "https://",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JAVASCRIPT:alert(1)",
+        "data:text/html,<b>",
+        "//evil.org/x",
+        "/relative",
+        "https://a b",
+        "vbscript:x",
+        "https://",
+    ],
+)
 def test_other_urls_are_refused(url) -> None:
     with pytest.raises(ValueError):
         check_http_url(url)
@@ -170,11 +181,19 @@ def test_evidence_block_is_validated(result) -> None:
     good = {
         "kind": "embeddings",
         "images": {
-            "file": "images.npy", "format": "npy", "sha256": "a" * 64, "shape": [20, 12], "dtype": "float32",
+            "file": "images.npy",
+            "format": "npy",
+            "sha256": "a" * 64,
+            "shape": [20, 12],
+            "dtype": "float32",
             "bytes": 1088,
         },
         "texts": {
-            "file": "texts.npy", "format": "npy", "sha256": "b" * 64, "shape": [100, 12], "dtype": "float32",
+            "file": "texts.npy",
+            "format": "npy",
+            "sha256": "b" * 64,
+            "shape": [100, 12],
+            "dtype": "float32",
             "bytes": 4928,
         },
     }
@@ -182,8 +201,10 @@ def test_evidence_block_is_validated(result) -> None:
     doc["evidence"] = good
     assert result_from_dict(doc).evidence.images.file == "images.npy"
     for bad_name, message in (
-        ("../images.npy", "plain file name"), ("sub/images.npy", "plain file name"),
-        ("/etc/passwd", "plain file name"), ("images.pkl", "must end in .npy"),
+        ("../images.npy", "plain file name"),
+        ("sub/images.npy", "plain file name"),
+        ("/etc/passwd", "plain file name"),
+        ("images.pkl", "must end in .npy"),
     ):
         doc = _doc(result)
         doc["evidence"] = copy.deepcopy(good)
@@ -242,7 +263,13 @@ def test_mteb_export(result, tmp_path) -> None:
     t2i = docs[mteb_task_name(result, "t2i")]
     assert t2i["dataset_revision"] == result.corpus.content_hash
     assert set(t2i) == {
-        "dataset_revision", "task_name", "mteb_version", "scores", "evaluation_time", "kg_co2_emissions", "date"
+        "dataset_revision",
+        "task_name",
+        "mteb_version",
+        "scores",
+        "evaluation_time",
+        "kg_co2_emissions",
+        "date",
     }
     (scores,) = t2i["scores"]["test"]
     for k in (1, 5, 10):
@@ -257,7 +284,11 @@ def test_mteb_export(result, tmp_path) -> None:
     assert names == ["FicoSyntheticI2TRetrieval.json", "FicoSyntheticT2IRetrieval.json", "model_meta.json"]
     assert written[0].parent.parent.name == "my-model"
     meta = json.loads((written[0].parent / "model_meta.json").read_text())
-    assert meta["name"] == "my-model" and meta["similarity_fn_name"] == "cosine" and meta["reference"] == "https://example.org/m"
+    assert (
+        meta["name"] == "my-model"
+        and meta["similarity_fn_name"] == "cosine"
+        and meta["reference"] == "https://example.org/m"
+    )
 
 
 def test_mteb_names_known_datasets(result) -> None:

@@ -35,8 +35,20 @@ def test_saved_embeddings_are_the_encoder_outputs_in_corpus_order(corpus_dir, tm
     from fico_registry.data import Corpus
 
     out = tmp_path / "emb"
-    run = invoke("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir, "--batch-size", 3,
-                 "--save-embeddings", out, "--no-cache", "--json")
+    run = invoke(
+        "evaluate",
+        "reference-dual",
+        "--config",
+        "tiny",
+        "--corpus",
+        corpus_dir,
+        "--batch-size",
+        3,
+        "--save-embeddings",
+        out,
+        "--no-cache",
+        "--json",
+    )
     assert run.exit_code == 0, run.output
     assert f"submit them: fico submit --from-embeddings {out}" in run.stderr
     saved = read_saved_embeddings(out)
@@ -80,8 +92,19 @@ def test_submit_from_embeddings_is_accepted_by_the_board(corpus_dir, tmp_path):
 
 
 def test_submit_with_model_encodes_now(corpus_dir, tmp_path):
-    run = invoke("submit", "--corpus", corpus_dir, "--model", "reference-dual", "--config", "tiny", "--model-name",
-                 "my ref", "-o", tmp_path / "sub")
+    run = invoke(
+        "submit",
+        "--corpus",
+        corpus_dir,
+        "--model",
+        "reference-dual",
+        "--config",
+        "tiny",
+        "--model-name",
+        "my ref",
+        "-o",
+        tmp_path / "sub",
+    )
     assert run.exit_code == 0, run.output
     submission = json.loads((tmp_path / "sub" / "submission.json").read_text())
     assert submission["model"]["name"] == "my ref" and submission["model"]["config_name"] == "tiny"
@@ -102,8 +125,9 @@ def test_cross_attention_models_save_their_score_matrix(corpus_dir, tmp_path):
 
 
 def test_fusion_rerank_models_are_refused_before_any_work():
-    spec = types.SimpleNamespace(name="blip-ish", output=OutputKind.SIMILARITY,
-                                 query_time_attention=QueryTimeAttention.FUSION_RERANK)
+    spec = types.SimpleNamespace(
+        name="blip-ish", output=OutputKind.SIMILARITY, query_time_attention=QueryTimeAttention.FUSION_RERANK
+    )
     with pytest.raises(OptionError, match="fusion re-rank"):
         check_exportable(spec)
 
@@ -119,14 +143,21 @@ def test_mistakes_are_refused_with_what_to_do(corpus_dir, tmp_path):
     out = tmp_path / "emb"
     saved = invoke("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out)
     assert saved.exit_code == 0
-    other = synthetic(
-        n_images=4, captions_per_image=2, root=tmp_path / "other-built", image_size=32
-    ).save(tmp_path / "other")
+    other = synthetic(n_images=4, captions_per_image=2, root=tmp_path / "other-built", image_size=32).save(
+        tmp_path / "other"
+    )
     run = invoke("submit", "--corpus", other, "--from-embeddings", out, "-o", tmp_path / "sub")
     assert run.exit_code != 0 and "holds outputs for corpus" in run.output
     both = invoke(
-        "submit", "--corpus", corpus_dir, "--from-embeddings", out, "--images", out / "images.npy",
-        "-o", tmp_path / "s2",
+        "submit",
+        "--corpus",
+        corpus_dir,
+        "--from-embeddings",
+        out,
+        "--images",
+        out / "images.npy",
+        "-o",
+        tmp_path / "s2",
     )
     assert both.exit_code != 0 and "give the evidence one way" in both.output
     measure = invoke(
@@ -134,8 +165,15 @@ def test_mistakes_are_refused_with_what_to_do(corpus_dir, tmp_path):
     )
     assert measure.exit_code != 0 and "come from the saved model card" in measure.output
     nameless = invoke(
-        "submit", "--corpus", corpus_dir, "--images", out / "images.npy", "--texts", out / "texts.npy",
-        "-o", tmp_path / "s4",
+        "submit",
+        "--corpus",
+        corpus_dir,
+        "--images",
+        out / "images.npy",
+        "--texts",
+        out / "texts.npy",
+        "-o",
+        tmp_path / "s4",
     )
     assert nameless.exit_code != 0 and "--model-name" in nameless.output
     (out / "texts.npy").unlink()

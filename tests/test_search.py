@@ -60,7 +60,12 @@ def test_synthetic_vectors_are_unit_clustered_and_paired():
 def test_json_keys_and_recall_relations(study):
     assert study["ks"] == [1, 10, 100] and study["n_database"] == 400 and study["n_queries"] == 300
     assert set(study["indexes"]) == {
-        "flat-ip", "hnsw-flat", "fico-engine-ip", "binary-flat", "binary-ivf", "fico-engine-hamming"
+        "flat-ip",
+        "hnsw-flat",
+        "fico-engine-ip",
+        "binary-flat",
+        "binary-ivf",
+        "fico-engine-hamming",
     }
     for name, entry in study["indexes"].items():
         assert set(entry) >= INDEX_KEYS, name

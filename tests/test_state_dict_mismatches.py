@@ -61,5 +61,7 @@ def test_saved_options_of_a_namespace_or_a_dict():
 
     assert saved_options(argparse.Namespace(embed_size=8, bi_gru=True), where="ck") == {"embed_size": 8, "bi_gru": True}
     assert saved_options({"a": 1}, where="ck") == {"a": 1}
-    with pytest.raises(CheckpointError, match=r"^ck: checkpoint\['opt'\] is NoneType, not the argparse.Namespace train.py"):
+    with pytest.raises(
+        CheckpointError, match=r"^ck: checkpoint\['opt'\] is NoneType, not the argparse.Namespace train.py"
+    ):
         saved_options(None, where="ck", saved_by="train.py")

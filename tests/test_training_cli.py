@@ -79,7 +79,9 @@ def test_run_record_names_data_seed_versions_hardware():
 
     train = synthetic(n_images=6, split="train")
     val = synthetic(n_images=4, split="val")
-    record = run_record(model="m", train_corpus=train, val_corpus=val, seed=3, epochs=2, options={"a": 1}, started=10.0, finished=12.5)
+    record = run_record(
+        model="m", train_corpus=train, val_corpus=val, seed=3, epochs=2, options={"a": 1}, started=10.0, finished=12.5
+    )
     assert record["train"]["content_hash"] == train.content_hash and record["val"]["split"] == "val"
     assert record["train"]["features"]["regions"]
     assert record["seed"] == 3 and record["epochs"] == 2 and record["seconds"] == 2.5
@@ -108,7 +110,9 @@ def test_autocast_rules():
 def test_settings_split_recipe_options_from_config_keys():
     from fico_registry.cli.train import parse_settings
 
-    options, config = parse_settings(("margin=0.3", "vocab=build", "config.final_dims=128", 'config.trans_cfg={"a": 1}'))
+    options, config = parse_settings(
+        ("margin=0.3", "vocab=build", "config.final_dims=128", 'config.trans_cfg={"a": 1}')
+    )
     assert options == {"margin": 0.3, "vocab": "build"}
     assert config == {"final_dims": 128, "trans_cfg": {"a": 1}}
     with pytest.raises(OptionError):
@@ -139,7 +143,21 @@ def test_fico_train_adv64_tiny_writes_resumes_and_evaluates(tmp_path):
     from fico_registry.data import synthetic
 
     out = tmp_path / "run"
-    base = ("train", "adv-64", "--config", "tiny", "--train-images", "40", "--val-images", "12", "--set", "batch_size=16", "--out", str(out), "--no-progress")
+    base = (
+        "train",
+        "adv-64",
+        "--config",
+        "tiny",
+        "--train-images",
+        "40",
+        "--val-images",
+        "12",
+        "--set",
+        "batch_size=16",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
     _fico(*base, "--epochs", "2")
     record = json.loads((out / "run.json").read_text())
     assert record["epochs_run"] == 2 and [h["epoch"] for h in record["history"]] == [1, 2]
@@ -174,7 +192,9 @@ def test_fico_train_rejects_unknown_options(tmp_path):
     pytest.importorskip("fico_adv")
     from fico_registry.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["train", "adv-64", "--config", "tiny", "--set", "no_such=1", "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli, ["train", "adv-64", "--config", "tiny", "--set", "no_such=1", "--out", str(tmp_path)]
+    )
     assert result.exit_code == 2 and "no_such" in result.output
 
 
@@ -231,7 +251,8 @@ def test_fico_train_with_a_changed_config_writes_config_json(tmp_path):
     out = tmp_path / "run"
     _fico(
         "train", "adv-64", "--config", "tiny", "--set", "vocab=build", "--set", "config.cnn_channels=4",
-        "--train-images", "20", "--val-images", "8", "--epochs", "1", "--set", "batch_size=16", "--out", str(out), "--no-progress",
+        "--train-images", "20", "--val-images", "8", "--epochs", "1", "--set", "batch_size=16",
+        "--out", str(out), "--no-progress",
     )  # fmt: skip
     record = json.loads((out / "run.json").read_text())
     config = json.loads((out / "config.json").read_text())
@@ -247,7 +268,8 @@ def test_feature_files_parse_and_refuse_clearly(tmp_path):
     from fico_registry.data.attach import FeatureFile, attach_feature_files, parse_feature_files
 
     assert parse_feature_files(["vgg19-fc7=f/{split}.npy", "text:doc2vec=d.npy"]) == [
-        FeatureFile("vgg19-fc7", "f/{split}.npy", "image"), FeatureFile("doc2vec", "d.npy", "text"),
+        FeatureFile("vgg19-fc7", "f/{split}.npy", "image"),
+        FeatureFile("doc2vec", "d.npy", "text"),
     ]
     for bad in ("vgg19-fc7", "=x.npy", "audio:x=y.npy", "x="):
         with pytest.raises(OptionError, match="NAME=PATH"):
@@ -272,8 +294,9 @@ def test_fico_train_and_evaluate_read_feature_files(tmp_path):
         np.save(feats / f"{split}.npy", np.concatenate([regions.mean(1), regions.max(1)], 1).astype(np.float32))
     out = tmp_path / "run"
     _fico(
-        "train", "ucch", "--config", "tiny", "--root", str(root), "--train-images", "24", "--val-images", "8", "--epochs", "1",
-        "--set", "batch_size=8", "--set", "K=8", "--features", f"vgg19-fc7={feats}/{{split}}.npy", "--out", str(out), "--no-progress",
+        "train", "ucch", "--config", "tiny", "--root", str(root), "--train-images", "24", "--val-images", "8",
+        "--epochs", "1", "--set", "batch_size=8", "--set", "K=8", "--features", f"vgg19-fc7={feats}/{{split}}.npy",
+        "--out", str(out), "--no-progress",
     )  # fmt: skip
     record = json.loads((out / "run.json").read_text())
     assert record["dataset"]["features"] == [f"vgg19-fc7={feats}/{{split}}.npy"]

@@ -26,11 +26,13 @@ from fico_registry.errors import OptionError
     "--k", "ks", default="10,100,N", show_default=True, help="Re-rank depths: positive integers, N = every candidate."
 )
 @click.option(
-    "--index", type=click.Choice(["flat", "hnsw", "binary-flat", "binary-ivf"]),
+    "--index",
+    type=click.Choice(["flat", "hnsw", "binary-flat", "binary-ivf"]),
     help="Search FIRST's outputs with a FAISS index (default: the exact engine).",
 )
 @click.option(
-    "--index-depth", type=int,
+    "--index-depth",
+    type=int,
     help="Results per query an approximate index returns (default: the largest finite k or metric k).",
 )
 @click.option("--first-config", default="default", show_default=True, help="Config of FIRST (name or JSON file).")
@@ -39,7 +41,9 @@ from fico_registry.errors import OptionError
 @click.option("--rerank-checkpoint", help="Checkpoint of RERANK.")
 @click.option("--no-standalone", is_flag=True, help="Skip RERANK's own report (it scores every pair).")
 @click.option(
-    "--save-evidence", "evidence_dir", type=click.Path(file_okay=False, path_type=Path),
+    "--save-evidence",
+    "evidence_dir",
+    type=click.Path(file_okay=False, path_type=Path),
     help="New folder for the leaderboard evidence (FIRST's outputs, RERANK's scores of the re-ranked pairs); "
     "`fico submit --cascade-from DIR --k K` submits one k of it. Needs the exact first stage (no --index).",
 )
@@ -47,7 +51,9 @@ from fico_registry.errors import OptionError
 @click.option("--split", help="Split of the dataset (default: its test split).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option(
-    "--dataset-option", "dataset_options", multiple=True,
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
     help="key=value passed to the dataset loader (e.g. n_images=200).",
 )
 @click.option(

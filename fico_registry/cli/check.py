@@ -74,7 +74,10 @@ def plugin_group() -> None:
 @plugin_group.command("new")
 @click.argument("name")
 @click.option(
-    "--kind", type=click.Choice(["continuous", "binary", "similarity"]), default="continuous", show_default=True,
+    "--kind",
+    type=click.Choice(["continuous", "binary", "similarity"]),
+    default="continuous",
+    show_default=True,
     help="What the model outputs: embeddings, hash codes, or query-time similarity scores.",
 )
 @click.option("--path", "path", type=click.Path(path_type=Path), default=None, help="Target folder (default ./NAME).")

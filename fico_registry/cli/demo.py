@@ -52,7 +52,8 @@ def run_demo(
     config = dict(get_model_spec("reference-dual").configs["default"])
     network, log = train_reference(train, config, epochs=epochs, seed=seed, device=dev, progress=progress)
     checkpoint = save_checkpoint(
-        network, out / "reference-checkpoint",
+        network,
+        out / "reference-checkpoint",
         extra={"train": log.to_dict(), "train_corpus": train.content_hash, "seed": seed},
     )
     console.print(
@@ -60,7 +61,9 @@ def run_demo(
     )
 
     summary: dict[str, Any] = {
-        "train": log.to_dict(), "corpus": {"train": train.content_hash, "test": test.content_hash}, "reports": {}
+        "train": log.to_dict(),
+        "corpus": {"train": train.content_hash, "test": test.content_hash},
+        "reports": {},
     }
     for name in ("reference-dual", "reference-hash"):
         report = evaluate(load_model(name, checkpoint=checkpoint, device=dev), test, cache=False, progress=progress)
@@ -92,9 +95,15 @@ def _print_comparison(console: Any, reports: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="reference model vs chance (synthetic test split, %)")
-    columns = [("instance", "i2t", "R@1"), ("instance", "i2t", "R@10"), ("instance", "t2i", "R@1"),
-               ("instance", "t2i", "R@10"), ("category", "i2t", "mAP@10"), ("category", "t2i", "mAP@10"),
-               ("category", "i2t", "mAP@N")]
+    columns = [
+        ("instance", "i2t", "R@1"),
+        ("instance", "i2t", "R@10"),
+        ("instance", "t2i", "R@1"),
+        ("instance", "t2i", "R@10"),
+        ("category", "i2t", "mAP@10"),
+        ("category", "t2i", "mAP@10"),
+        ("category", "i2t", "mAP@N"),
+    ]
     table.add_column("model")
     for _, direction, metric in columns:
         table.add_column(f"{direction} {metric}", justify="right")

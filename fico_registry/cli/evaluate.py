@@ -26,7 +26,9 @@ def _ks(text: str, *, allow_all: bool) -> tuple[int | None, ...]:
         elif part.isdigit() and int(part) > 0:
             out.append(int(part))
         else:
-            raise OptionError(f"bad k {part!r} in {text!r}: use positive integers" + (" or N (whole ranking)" if allow_all else ""))
+            raise OptionError(
+                f"bad k {part!r} in {text!r}: use positive integers" + (" or N (whole ranking)" if allow_all else "")
+            )
     return tuple(out)
 
 
@@ -46,20 +48,35 @@ def common_options(func: Any) -> Any:
     """The evaluator's options, shared by the three commands."""
     options = [
         click.option("--recall-ks", default="1,5,10", show_default=True, help="Ks of instance Recall@K."),
-        click.option("--map-ks", default="10,100,N", show_default=True, help="Ks of category mAP@K; N = whole ranking."),
-        click.option("--ties", type=click.Choice(["expected", "optimistic", "pessimistic"]), default="expected", show_default=True),
+        click.option(
+            "--map-ks", default="10,100,N", show_default=True, help="Ks of category mAP@K; N = whole ranking."
+        ),
+        click.option(
+            "--ties",
+            type=click.Choice(["expected", "optimistic", "pessimistic"]),
+            default="expected",
+            show_default=True,
+        ),
         click.option("--map-variant", type=click.Choice(["fico", "apk", "dcmh"]), default="fico", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ..."),
         click.option(
-            "--memory-budget", default=None, callback=_size_option,
+            "--memory-budget",
+            default=None,
+            callback=_size_option,
             help="Peak working memory for scores: a size with a unit, e.g. 512MB or 2GB (a bare number is bytes; "
             "default: a safe share of free memory).",
         ),
         click.option(
-            "-o", "--out", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+            "-o",
+            "--out",
+            "--output",
+            "output",
+            type=click.Path(dir_okay=False, path_type=Path),
             help="Write the report JSON here.",
         ),
-        click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the 11-point PR curves (PNG or SVG)."),
+        click.option(
+            "--plot", type=click.Path(dir_okay=False, path_type=Path), help="Write the 11-point PR curves (PNG or SVG)."
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table."),
         click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal)."),
     ]
@@ -111,24 +128,49 @@ def _caption_map(caption_map: str | None, captions_per_image: int | None, n_imag
     if captions_per_image:
         if n_texts != n_images * captions_per_image:
             raise OptionError(
-                f"--captions-per-image {captions_per_image} needs n_texts = {n_images} x {captions_per_image}, got {n_texts}; "
+                f"--captions-per-image {captions_per_image} needs n_texts = {n_images} x {captions_per_image}, got "
+                f"{n_texts}; "
                 "pass --caption-map for uneven captions"
             )
         return np.repeat(np.arange(n_images), captions_per_image)
-    raise OptionError("say which image each caption belongs to: --caption-map FILE (int array) or --captions-per-image N")
+    raise OptionError(
+        "say which image each caption belongs to: --caption-map FILE (int array) or --captions-per-image N"
+    )
 
 
 @click.command("evaluate-embeddings")
-@click.option("--images", required=True, help="(n_images, d) embeddings or codes: .npy/.npz/.pt/.safetensors, 'file:key' for one array of many.")
+@click.option(
+    "--images",
+    required=True,
+    help="(n_images, d) embeddings or codes: .npy/.npz/.pt/.safetensors, 'file:key' for one array of many.",
+)
 @click.option("--texts", required=True, help="(n_texts, d) embeddings or codes.")
 @click.option("--caption-map", help="(n_texts,) int array: the image index of each caption.")
-@click.option("--captions-per-image", type=int, help="Instead of --caption-map: captions are grouped, N per image, in image order.")
+@click.option(
+    "--captions-per-image",
+    type=int,
+    help="Instead of --caption-map: captions are grouped, N per image, in image order.",
+)
 @click.option("--labels", help="(n_images, n_classes) multi-hot labels: enables category mAP and PR11.")
-@click.option("--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]), default="cosine", show_default=True)
+@click.option(
+    "--measure",
+    type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]),
+    default="cosine",
+    show_default=True,
+)
 @click.option("--bits", type=int, help="Code length of packed uint8 codes (default: 8 x bytes).")
 @judged_options(names=False, ids=True)
 @common_options
-def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, captions_per_image: int | None, labels: str | None, measure: str, bits: int | None, **opts: Any) -> None:
+def evaluate_embeddings_cmd(
+    images: str,
+    texts: str,
+    caption_map: str | None,
+    captions_per_image: int | None,
+    labels: str | None,
+    measure: str,
+    bits: int | None,
+    **opts: Any,
+) -> None:
     """Evaluate precomputed embeddings or hash codes with the full FiCo-ITR protocol."""
     from fico_registry.data.arrays import read_array
     from fico_registry.evaluator.evaluate import evaluate_embeddings
@@ -144,13 +186,17 @@ def evaluate_embeddings_cmd(images: str, texts: str, caption_map: str | None, ca
 
 @click.command("evaluate-similarity")
 @click.option("--i2t", required=True, help="(n_images, n_texts) scores, higher = more similar.")
-@click.option("--t2i", help="(n_texts, n_images) scores when the two directions differ (fusion re-rank); default i2t transposed.")
+@click.option(
+    "--t2i", help="(n_texts, n_images) scores when the two directions differ (fusion re-rank); default i2t transposed."
+)
 @click.option("--caption-map", help="(n_texts,) int array: the image index of each caption.")
 @click.option("--captions-per-image", type=int, help="Instead of --caption-map: N captions per image, in image order.")
 @click.option("--labels", help="(n_images, n_classes) multi-hot labels.")
 @judged_options(names=False, ids=True)
 @common_options
-def evaluate_similarity_cmd(i2t: str, t2i: str | None, caption_map: str | None, captions_per_image: int | None, labels: str | None, **opts: Any) -> None:
+def evaluate_similarity_cmd(
+    i2t: str, t2i: str | None, caption_map: str | None, captions_per_image: int | None, labels: str | None, **opts: Any
+) -> None:
     """Evaluate precomputed similarity matrices."""
     from fico_registry.data.arrays import read_array
     from fico_registry.evaluator.evaluate import evaluate_similarity
@@ -210,7 +256,11 @@ FEATURES_HELP = (
 
 
 def load_corpus(
-    dataset: str | None, corpus: Path | None, split: str | None, root: Path | None, options: dict[str, Any],
+    dataset: str | None,
+    corpus: Path | None,
+    split: str | None,
+    root: Path | None,
+    options: dict[str, Any],
     image_root: Path | None = None,
 ) -> Any:
     from fico_registry.data import Corpus, load_dataset
@@ -232,27 +282,69 @@ def load_corpus(
 @click.option("--dataset", help="A registered dataset (`fico datasets`); default: synthetic.")
 @click.option("--split", help="Split of the dataset (default: its test split).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
-@click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader (e.g. n_images=200).")
-@click.option("--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset.")
+@click.option(
+    "--dataset-option",
+    "dataset_options",
+    multiple=True,
+    help="key=value passed to the dataset loader (e.g. n_images=200).",
+)
+@click.option(
+    "--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset."
+)
 @click.option("--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help=IMAGE_ROOT_HELP)
-@click.option("--config", default="default", show_default=True, help="Named config of the model card (`fico info MODEL`), or a JSON file.")
-@click.option("--set", "overrides", multiple=True, help="KEY=VALUE over the config (VALUE parsed as JSON when it can be), e.g. --set vocab_size=8000.")
+@click.option(
+    "--config",
+    default="default",
+    show_default=True,
+    help="Named config of the model card (`fico info MODEL`), or a JSON file.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    help="KEY=VALUE over the config (VALUE parsed as JSON when it can be), e.g. --set vocab_size=8000.",
+)
 @click.option("--checkpoint", help="Checkpoint name from the card, a local file/folder, or a hub id.")
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--rerank-k", type=int, help="Fusion re-rank depth (default: the card's).")
-@click.option("--outside-topk", type=click.Choice(["keep", "exclude"]), default="keep", show_default=True, help="Re-rank models: below the top-k keep the first-stage order, or exclude (mAP@N n/a).")
+@click.option(
+    "--outside-topk",
+    type=click.Choice(["keep", "exclude"]),
+    default="keep",
+    show_default=True,
+    help="Re-rank models: below the top-k keep the first-stage order, or exclude (mAP@N n/a).",
+)
 @click.option("--no-cache", is_flag=True, help="Do not read or write the embedding cache.")
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 @click.option(
-    "--save-embeddings", "save_dir", type=click.Path(file_okay=False, path_type=Path),
-    help="New folder for the encoded corpus (embeddings, codes or the i2t matrix, .npy) + report: `fico submit --from-embeddings` reads it.",
+    "--save-embeddings",
+    "save_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help=(
+        "New folder for the encoded corpus (embeddings, codes or the i2t matrix, .npy) + report: "
+        "`fico submit --from-embeddings` reads it."
+    ),
 )
 @judged_options(names=True, ids=False)
 @common_options
 def evaluate_cmd(
-    model: str, dataset: str | None, split: str | None, root: Path | None, dataset_options: tuple[str, ...], corpus: Path | None,
-    image_root: Path | None, config: str, overrides: tuple[str, ...], checkpoint: str | None, batch_size: int, rerank_k: int | None, outside_topk: str,
-    no_cache: bool, feature_files: tuple[str, ...], save_dir: Path | None, **opts: Any,
+    model: str,
+    dataset: str | None,
+    split: str | None,
+    root: Path | None,
+    dataset_options: tuple[str, ...],
+    corpus: Path | None,
+    image_root: Path | None,
+    config: str,
+    overrides: tuple[str, ...],
+    checkpoint: str | None,
+    batch_size: int,
+    rerank_k: int | None,
+    outside_topk: str,
+    no_cache: bool,
+    feature_files: tuple[str, ...],
+    save_dir: Path | None,
+    **opts: Any,
 ) -> None:
     """Evaluate a registered MODEL end to end on a dataset: encode, score, report."""
     from fico_registry.data.attach import attach_feature_files, parse_feature_files
@@ -272,20 +364,37 @@ def evaluate_cmd(
     data, judged = judged_cli.for_corpus(data, opts, root)
     device = opts["device"]
     init_if_launched(device)  # under torchrun: join the group first, so each rank takes its own GPU
-    loaded = load_model(model, config=_model_config(model, config, overrides), checkpoint=checkpoint, device=None if device == "auto" else device)
+    loaded = load_model(
+        model,
+        config=_model_config(model, config, overrides),
+        checkpoint=checkpoint,
+        device=None if device == "auto" else device,
+    )
     kwargs = _evaluator_kwargs(opts)
     kwargs.pop("device")
     outputs: dict[str, Any] | None = {} if save_dir is not None else None
     report = evaluate(
-        loaded, data, device=device, batch_size=batch_size, cache=not no_cache, rerank_k=rerank_k, outside_topk=outside_topk,
-        keep_outputs=outputs, **kwargs, **judged,
+        loaded,
+        data,
+        device=device,
+        batch_size=batch_size,
+        cache=not no_cache,
+        rerank_k=rerank_k,
+        outside_topk=outside_topk,
+        keep_outputs=outputs,
+        **kwargs,
+        **judged,
     )
     _emit(report, opts)
     if outputs is not None and save_dir is not None and is_main_process():  # outputs exist iff save_dir does
         from fico_registry.results.embedding_export import save_embeddings
 
         save_embeddings(save_dir, loaded, data, outputs, report)
-        click.echo(f"outputs saved to {save_dir}; submit them: fico submit --from-embeddings {save_dir} --corpus CORPUS -o DIR", err=True)
+        click.echo(
+            f"outputs saved to {save_dir}; submit them: fico submit --from-embeddings {save_dir} --corpus CORPUS -o "
+            "DIR",
+            err=True,
+        )
 
 
 @click.group("corpus")
@@ -298,11 +407,26 @@ def corpus_group() -> None:
 @click.option("--split", help="Split of the dataset (default: its test split).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
-@click.option("--judgments", multiple=True, help="Judgments saved with the corpus (a board then shows judged columns): " + judged_cli.JUDGMENTS_HELP)
-@click.option("--captions-json", type=click.Path(dir_okay=False, path_type=Path), help="COCO's captions_val2014.json for --judgments eccv/cxc/coco.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write."
+)
+@click.option(
+    "--judgments",
+    multiple=True,
+    help="Judgments saved with the corpus (a board then shows judged columns): " + judged_cli.JUDGMENTS_HELP,
+)
+@click.option(
+    "--captions-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="COCO's captions_val2014.json for --judgments eccv/cxc/coco.",
+)
 def corpus_save_cmd(
-    dataset: str, split: str | None, root: Path | None, dataset_options: tuple[str, ...], output: Path, judgments: tuple[str, ...],
+    dataset: str,
+    split: str | None,
+    root: Path | None,
+    dataset_options: tuple[str, ...],
+    output: Path,
+    judgments: tuple[str, ...],
     captions_json: Path | None,
 ) -> None:
     """Write DATASET's split as a Corpus folder (JSON + arrays, no pickle) and print its hash."""

@@ -36,19 +36,25 @@ def judged_options(*, names: bool, ids: bool) -> Any:
             click.option("--judgments", "judgments", multiple=True, help=JUDGMENTS_HELP),
             click.option("--ndcg-ks", default="10", show_default=True, help="Ks of judged NDCG@K and MRR@K."),
             click.option(
-                "--gain", type=click.Choice(["linear", "exponential"]), default="linear", show_default=True,
+                "--gain",
+                type=click.Choice(["linear", "exponential"]),
+                default="linear",
+                show_default=True,
                 help="NDCG gain of a grade g: g (trec_eval) or 2^g - 1.",
             ),
         ]
         if names:
             options.append(click.option(
                 "--captions-json", type=click.Path(dir_okay=False, path_type=Path),
-                help="COCO's captions_val2014.json for --judgments eccv/cxc/coco (default: ROOT/annotations/captions_val2014.json).",
+                help="COCO's captions_val2014.json for --judgments eccv/cxc/coco "
+                "(default: ROOT/annotations/captions_val2014.json).",
             ))  # fmt: skip
         if ids:
             options += [
-                click.option("--image-ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Text file, one image id a line (qrels ids; default: 0, 1, ...)."),
-                click.option("--caption-ids", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Text file, one caption id a line (qrels ids; default: 0, 1, ...)."),
+                click.option("--image-ids", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                             help="Text file, one image id a line (qrels ids; default: 0, 1, ...)."),
+                click.option("--caption-ids", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                             help="Text file, one caption id a line (qrels ids; default: 0, 1, ...)."),
             ]  # fmt: skip
         for option in reversed(options):
             func = option(func)
@@ -95,7 +101,11 @@ def read_ids(path: Path | None, count: int, what: str) -> list[str]:
 
 
 def _direction_of(path: Path, image_ids: Sequence[str], caption_ids: Sequence[str], name: str) -> str:
-    queries = {line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.split() and not line.startswith("#")}
+    queries = {
+        line.split()[0]
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.split() and not line.startswith("#")
+    }
     images, captions = queries <= set(image_ids), queries <= set(caption_ids)
     if images != captions:
         return "i2t" if images else "t2i"

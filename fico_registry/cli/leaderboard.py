@@ -36,12 +36,31 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 
 
 @click.command("submit")
-@click.option("--corpus", "corpus_path", required=True, type=click.Path(exists=True, path_type=Path), help="The saved Corpus the board uses (Corpus.save folder).")
-@click.option("--model-name", help="The name shown on the board (default with --from-embeddings / --model: the model's name).")
-@click.option("--from-embeddings", "saved_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), help="A folder written by `fico evaluate ... --save-embeddings` (its outputs and report).")
-@click.option("--model", "registered_model", help="A registered model to encode the corpus with now (instead of --images/--texts).")
 @click.option(
-    "--cascade-from", "cascade_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    "--corpus",
+    "corpus_path",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="The saved Corpus the board uses (Corpus.save folder).",
+)
+@click.option(
+    "--model-name", help="The name shown on the board (default with --from-embeddings / --model: the model's name)."
+)
+@click.option(
+    "--from-embeddings",
+    "saved_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A folder written by `fico evaluate ... --save-embeddings` (its outputs and report).",
+)
+@click.option(
+    "--model",
+    "registered_model",
+    help="A registered model to encode the corpus with now (instead of --images/--texts).",
+)
+@click.option(
+    "--cascade-from",
+    "cascade_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A folder written by `fico evaluate-cascade ... --save-evidence` (with --k: which depth to submit).",
 )
 @click.option("--k", "cascade_k", help="With --cascade-from: the entry's re-rank depth (one of the run's ks, or N).")
@@ -51,7 +70,8 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 )
 @click.option("--batch-size", type=int, default=32, show_default=True, help="With --model: encoder batch size.")
 @click.option(
-    "--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path),
+    "--image-root",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="With --model: where the corpus images are now, if they moved.",
 )
 @click.option(
@@ -60,22 +80,29 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 )
 @click.option("--texts", help="(n_texts, d) embeddings or codes.")
 @click.option(
-    "--measure", type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]),
+    "--measure",
+    type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]),
     help="Similarity of --images/--texts  [default: cosine]",
 )
 @click.option("--bits", type=int, help="Code length of packed uint8 hash codes.")
 @click.option("--i2t", help="(n_images, n_texts) scores, higher = more similar (query-time attention models).")
 @click.option("--t2i", help="(n_texts, n_images) scores when the directions differ (fusion re-rank).")
 @click.option(
-    "-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
     help="New folder for the submission.",
 )
 @click.option(
-    "--report", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    "--report",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="`fico evaluate -o` report of this model on this corpus: carries provenance and costs over.",
 )
 @click.option(
-    "--family", type=click.Choice(["vlp", "fg", "cg"]),
+    "--family",
+    type=click.Choice(["vlp", "fg", "cg"]),
     help="Model family (default: from the model card if the name is registered).",
 )
 @click.option("--description", help="One or two sentences shown under the name.")
@@ -88,10 +115,28 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 @click.option("--evidence-format", type=click.Choice(["npy", "safetensors"]), default="npy", show_default=True)
 @click.option("--device", default="auto", show_default=True, help="Where the claimed metrics are computed.")
 def submit_cmd(
-    corpus_path: Path, model_name: str | None, saved_dir: Path | None, registered_model: str | None, checkpoint: str | None,
-    model_config: str, batch_size: int, image_root: Path | None, images: str | None, texts: str | None, measure: str | None,
-    bits: int | None, i2t: str | None, t2i: str | None, out_dir: Path, report: Path | None, submitter: str | None,
-    evidence_format: str, device: str, cascade_dir: Path | None, cascade_k: str | None, **model_fields: Any,
+    corpus_path: Path,
+    model_name: str | None,
+    saved_dir: Path | None,
+    registered_model: str | None,
+    checkpoint: str | None,
+    model_config: str,
+    batch_size: int,
+    image_root: Path | None,
+    images: str | None,
+    texts: str | None,
+    measure: str | None,
+    bits: int | None,
+    i2t: str | None,
+    t2i: str | None,
+    out_dir: Path,
+    report: Path | None,
+    submitter: str | None,
+    evidence_format: str,
+    device: str,
+    cascade_dir: Path | None,
+    cascade_k: str | None,
+    **model_fields: Any,
 ) -> None:
     """Build a leaderboard submission: evaluate the evidence, write submission.json + evidence files.
 
@@ -103,8 +148,12 @@ def submit_cmd(
     from fico_registry.data import Corpus
     from fico_registry.leaderboard.submit import make_submission
 
-    given = {"--images/--texts/--i2t/--t2i": bool(images or texts or i2t or t2i), "--from-embeddings": saved_dir is not None,
-             "--model": registered_model is not None, "--cascade-from": cascade_dir is not None}
+    given = {
+        "--images/--texts/--i2t/--t2i": bool(images or texts or i2t or t2i),
+        "--from-embeddings": saved_dir is not None,
+        "--model": registered_model is not None,
+        "--cascade-from": cascade_dir is not None,
+    }
     if not any(given.values()):
         raise OptionError(
             "give embeddings (--images and --texts), similarity scores (--i2t, optionally --t2i), a folder written by "
@@ -123,12 +172,28 @@ def submit_cmd(
     corpus = Corpus.load(corpus_path, image_root=image_root)
     if cascade_dir is not None:
         _submit_cascade(
-            corpus, cascade_dir, cascade_k, out_dir, model_name, measure, bits, submitter, evidence_format, device,
+            corpus,
+            cascade_dir,
+            cascade_k,
+            out_dir,
+            model_name,
+            measure,
+            bits,
+            submitter,
+            evidence_format,
+            device,
             model_fields,
         )
         click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
         return
-    arrays: dict[str, Any] = {"images": images, "texts": texts, "i2t": i2t, "t2i": t2i, "measure": measure or "cosine", "bits": bits}
+    arrays: dict[str, Any] = {
+        "images": images,
+        "texts": texts,
+        "i2t": i2t,
+        "t2i": t2i,
+        "measure": measure or "cosine",
+        "bits": bits,
+    }
     with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
         if registered_model is not None:
             saved_dir = _encode_now(
@@ -145,8 +210,15 @@ def submit_cmd(
         if not model_name:
             raise OptionError("give --model-name: the name shown on the board")
         result = make_submission(
-            corpus, model_name, out_dir, **arrays, model={k: v for k, v in model_fields.items() if v is not None},
-            report=report, submitter=submitter, evidence_format=evidence_format, device=device,
+            corpus,
+            model_name,
+            out_dir,
+            **arrays,
+            model={k: v for k, v in model_fields.items() if v is not None},
+            report=report,
+            submitter=submitter,
+            evidence_format=evidence_format,
+            device=device,
         )
     inst = result.metrics.instance
     click.echo(
@@ -161,8 +233,17 @@ def submit_cmd(
 
 
 def _submit_cascade(
-    corpus: Any, folder: Path, k: Any, out_dir: Path, model_name: str | None, measure: str | None, bits: int | None,
-    submitter: str | None, evidence_format: str, device: str, model_fields: dict[str, Any],
+    corpus: Any,
+    folder: Path,
+    k: Any,
+    out_dir: Path,
+    model_name: str | None,
+    measure: str | None,
+    bits: int | None,
+    submitter: str | None,
+    evidence_format: str,
+    device: str,
+    model_fields: dict[str, Any],
 ) -> None:
     from fico_registry.leaderboard.cascade_entry import make_cascade_submission, read_cascade_run
 
@@ -170,8 +251,14 @@ def _submit_cascade(
         raise OptionError("--measure and --bits come from the saved cascade run with --cascade-from")
     run = read_cascade_run(folder, k, corpus)
     result = make_cascade_submission(
-        corpus, out_dir, run, model_name=model_name, model={k: v for k, v in model_fields.items() if v is not None},
-        submitter=submitter, evidence_format=evidence_format, device="cpu" if device == "auto" else device,
+        corpus,
+        out_dir,
+        run,
+        model_name=model_name,
+        model={k: v for k, v in model_fields.items() if v is not None},
+        submitter=submitter,
+        evidence_format=evidence_format,
+        device="cpu" if device == "auto" else device,
     )
     _echo_written(result, corpus, out_dir)
 
@@ -217,11 +304,18 @@ def leaderboard() -> None:
 def _verification_options(func: Any) -> Any:
     options = [
         click.option(
-            "--corpus", "corpus_paths", multiple=True, required=True, type=click.Path(exists=True, path_type=Path),
+            "--corpus",
+            "corpus_paths",
+            multiple=True,
+            required=True,
+            type=click.Path(exists=True, path_type=Path),
             help="A saved Corpus; repeat for several boards.",
         ),
         click.option(
-            "--tolerance", type=float, default=standard.FRACTION_TOLERANCE, show_default=True,
+            "--tolerance",
+            type=float,
+            default=standard.FRACTION_TOLERANCE,
+            show_default=True,
             help="Largest accepted difference of a claimed fraction.",
         ),
         click.option("--max-file-size", default="2GB", show_default=True, help="Largest accepted evidence file."),
@@ -236,7 +330,11 @@ def _verification_options(func: Any) -> Any:
 @click.argument("submissions_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_verification_options
 @click.option(
-    "-o", "--output", "site_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+    "-o",
+    "--output",
+    "site_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the site (replaced if an earlier build made it).",
 )
 @click.option(
@@ -245,22 +343,40 @@ def _verification_options(func: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print accepted and rejected submissions as JSON.")
 @click.option("--no-plots", is_flag=True, help="Skip the plots (quicker, e.g. to check a pull request).")
 def build_cmd(
-    submissions_dir: Path, corpus_paths: tuple[Path, ...], tolerance: float, max_file_size: str, device: str,
-    site_dir: Path, strict: bool, as_json: bool, no_plots: bool,
+    submissions_dir: Path,
+    corpus_paths: tuple[Path, ...],
+    tolerance: float,
+    max_file_size: str,
+    device: str,
+    site_dir: Path,
+    strict: bool,
+    as_json: bool,
+    no_plots: bool,
 ) -> None:
     """Verify every submission in SUBMISSIONS_DIR, recompute its metrics and write the site."""
     from fico_registry.leaderboard.build import build_leaderboard
 
     result = build_leaderboard(
-        submissions_dir, _load_corpora(corpus_paths), site_dir, tolerance=tolerance,
-        max_file_bytes=parse_size(max_file_size), device=device, plots=not no_plots,
+        submissions_dir,
+        _load_corpora(corpus_paths),
+        site_dir,
+        tolerance=tolerance,
+        max_file_bytes=parse_size(max_file_size),
+        device=device,
+        plots=not no_plots,
     )
     if as_json:
-        click.echo(json.dumps({
-            "accepted": [v.submission for v in result.accepted],
-            "rejected": [v.to_rejection() for v in result.rejected],
-            "site": str(site_dir / "index.html"),
-        }, indent=2, ensure_ascii=False))
+        click.echo(
+            json.dumps(
+                {
+                    "accepted": [v.submission for v in result.accepted],
+                    "rejected": [v.to_rejection() for v in result.rejected],
+                    "site": str(site_dir / "index.html"),
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
     else:
         click.echo(f"{len(result.accepted)} accepted, {len(result.rejected)} rejected")
         for verdict in result.rejected:

@@ -198,8 +198,20 @@ def info_cmd(model: str, as_json: bool) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     for key in (
-        "family", "output", "dim", "bits", "dtype", "measure", "query_time_attention", "rerank_k", "image_input",
-        "text_input", "paper", "url", "license", "description",
+        "family",
+        "output",
+        "dim",
+        "bits",
+        "dtype",
+        "measure",
+        "query_time_attention",
+        "rerank_k",
+        "image_input",
+        "text_input",
+        "paper",
+        "url",
+        "license",
+        "description",
     ):
         value = data.get(key)
         if value not in (None, ""):

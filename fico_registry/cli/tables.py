@@ -23,16 +23,18 @@ def model_rows(specs: Sequence[Any], owner: Callable[[Any], str] | None = None) 
         measure = s.measure or ""
         if s.query_time_attention is not None:
             measure = f"{s.query_time_attention}" + (f" (1st: {s.measure})" if s.measure else "")
-        rows.append((
-            s.name + (f" ({', '.join(s.aliases)})" if s.aliases else ""),
-            str(s.family),
-            str(s.output),
-            width,
-            measure,
-            f"{s.image_input} + {s.text_input}",
-            owner(s) if owner else (s.distribution or ""),
-            ", ".join(s.checkpoints) or "-",
-        ))
+        rows.append(
+            (
+                s.name + (f" ({', '.join(s.aliases)})" if s.aliases else ""),
+                str(s.family),
+                str(s.output),
+                width,
+                measure,
+                f"{s.image_input} + {s.text_input}",
+                owner(s) if owner else (s.distribution or ""),
+                ", ".join(s.checkpoints) or "-",
+            )
+        )
     return rows
 
 

@@ -60,7 +60,12 @@ def resolve_config(model_spec: Any, name: str, overrides: dict[str, Any]) -> str
 
 
 def load_splits(
-    dataset: str, root: Path | None, train_split: str, val_split: str, sizes: dict[str, int | None], dataset_options: dict[str, Any],
+    dataset: str,
+    root: Path | None,
+    train_split: str,
+    val_split: str,
+    sizes: dict[str, int | None],
+    dataset_options: dict[str, Any],
     features: Sequence[Any] = (),
 ) -> tuple[Any, Any]:
     """The train and validation corpora, with any --features files attached. Synthetic: generated at
@@ -69,7 +74,9 @@ def load_splits(
     from fico_registry.data.attach import attach_feature_files
 
     if train_split == val_split:
-        raise OptionError("the validation split must differ from the training split (model selection never sees training data)")
+        raise OptionError(
+            "the validation split must differ from the training split (model selection never sees training data)"
+        )
     if val_split == "test":
         raise OptionError("model selection on the test split is not allowed: pass --val-split val (or dev)")
     corpora = []
@@ -82,7 +89,9 @@ def load_splits(
             corpus = load_dataset("synthetic", split=split, root=where, n_images=n, **dataset_options)
             corpora.append(attach_feature_files(corpus, features, split))
         else:
-            corpus = attach_feature_files(load_dataset(dataset, split=split, root=root, **dataset_options), features, split)
+            corpus = attach_feature_files(
+                load_dataset(dataset, split=split, root=root, **dataset_options), features, split
+            )
             corpora.append(corpus.subset(size) if size else corpus)
     return corpora[0], corpora[1]
 
@@ -107,7 +116,12 @@ def saved_corpora(
 
 
 def evaluate_hint(
-    model: str, config: str | dict[str, Any], checkpoint: Path, dataset: str, root: Path | None, out: Path,
+    model: str,
+    config: str | dict[str, Any],
+    checkpoint: Path,
+    dataset: str,
+    root: Path | None,
+    out: Path,
     feature_files: Sequence[str] = (),
 ) -> str:
     """The exact `fico evaluate` command that scores the trained checkpoint on the test split."""
@@ -119,7 +133,8 @@ def evaluate_hint(
     else:  # a changed config travels as the run's config.json
         cfg = f" --config {shlex.quote(str(out / 'config.json'))}"
     features = "".join(f" --features {shlex.quote(value)}" for value in feature_files)
-    return f"fico evaluate {model}{cfg} --checkpoint {shlex.quote(str(checkpoint))} --dataset {dataset}{where} --split test{features}"
+    weights = shlex.quote(str(checkpoint))
+    return f"fico evaluate {model}{cfg} --checkpoint {weights} --dataset {dataset}{where} --split test{features}"
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -132,39 +147,83 @@ def _write_json(path: Path, data: Any) -> None:
 @click.argument("model")
 @click.option("--dataset", default=None, help="A registered dataset (`fico datasets`); default: synthetic.")
 @click.option(
-    "--corpus", type=click.Path(exists=True, path_type=Path),
+    "--corpus",
+    type=click.Path(exists=True, path_type=Path),
     help="A saved Corpus (Corpus.save) to train on, instead of --dataset; needs --val-corpus.",
 )
 @click.option(
-    "--val-corpus", type=click.Path(exists=True, path_type=Path),
+    "--val-corpus",
+    type=click.Path(exists=True, path_type=Path),
     help="A saved Corpus for model selection (with --corpus).",
 )
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--val-split", default="val", show_default=True, help="Model selection split (never test).")
-@click.option("--train-images", type=int, help="Synthetic: train size (default 1000); other datasets: use the first N images.")
-@click.option("--val-images", type=int, help="Synthetic: validation size (default 200); other datasets: the first N images.")
-@click.option("--config", "config_name", default="default", show_default=True, help="Named config of the model card (`fico info MODEL`).")
-@click.option("--set", "settings", multiple=True, help="key=value recipe option (see the recipe's defaults); config.KEY=value changes the model config.")
+@click.option(
+    "--train-images", type=int, help="Synthetic: train size (default 1000); other datasets: use the first N images."
+)
+@click.option(
+    "--val-images", type=int, help="Synthetic: validation size (default 200); other datasets: the first N images."
+)
+@click.option(
+    "--config",
+    "config_name",
+    default="default",
+    show_default=True,
+    help="Named config of the model card (`fico info MODEL`).",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    help="key=value recipe option (see the recipe's defaults); config.KEY=value changes the model config.",
+)
 @click.option("--epochs", type=int, help="Number of epochs (default: the recipe's published one).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "-o", "--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder (default: runs/MODEL-DATASET)."
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (under torchrun: one GPU per rank).")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True, help="Autocast precision (fp16 needs CUDA).")
-@click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from the run folder's last checkpoint.")
+@click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1 (under torchrun: one GPU per rank)."
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="Autocast precision (fp16 needs CUDA).",
+)
+@click.option(
+    "--resume/--no-resume", default=True, show_default=True, help="Continue from the run folder's last checkpoint."
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON instead of a summary.")
 @click.option("--show-recipe", is_flag=True, help="Print the recipe (defaults, where they come from) and exit.")
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 def train_cmd(
-    model: str, dataset: str | None, corpus: Path | None, val_corpus: Path | None, root: Path | None,
-    dataset_options: tuple[str, ...], train_split: str, val_split: str,
-    train_images: int | None, val_images: int | None, config_name: str, settings: tuple[str, ...], epochs: int | None,
-    seed: int, out: Path | None, device: str, precision: str, resume: bool, progress: bool | None, as_json: bool,
-    show_recipe: bool, feature_files: tuple[str, ...],
+    model: str,
+    dataset: str | None,
+    corpus: Path | None,
+    val_corpus: Path | None,
+    root: Path | None,
+    dataset_options: tuple[str, ...],
+    train_split: str,
+    val_split: str,
+    train_images: int | None,
+    val_images: int | None,
+    config_name: str,
+    settings: tuple[str, ...],
+    epochs: int | None,
+    seed: int,
+    out: Path | None,
+    device: str,
+    precision: str,
+    resume: bool,
+    progress: bool | None,
+    as_json: bool,
+    show_recipe: bool,
+    feature_files: tuple[str, ...],
 ) -> None:
     """Train MODEL with its registered recipe (--show-recipe prints it); writes checkpoints in the original layout."""
     from fico_registry.cli.evaluate import _parse_options
@@ -203,7 +262,12 @@ def train_cmd(
     out = out or Path("runs") / f"{name}-{dataset}"
     try:
         train, val = saved or load_splits(
-            dataset, root, train_split, val_split, {"train": train_images, "val": val_images}, _parse_options(dataset_options),
+            dataset,
+            root,
+            train_split,
+            val_split,
+            {"train": train_images, "val": val_images},
+            _parse_options(dataset_options),
             files,
         )
         if main:
@@ -216,21 +280,38 @@ def train_cmd(
         if main and not show:
             _log_epochs_to_stderr()  # recipes' per-epoch lines, without bars
         started = time.time()
-        result = factory(model=name, train=train, val=val, out=out, options=options, device=device, progress=bool(main and show))
+        result = factory(
+            model=name, train=train, val=val, out=out, options=options, device=device, progress=bool(main and show)
+        )
         finished = time.time()
         if not isinstance(result, dict) or "checkpoint" not in result:
             raise ConfigError(f"the {name} recipe ({trainer.factory}) returned no run record with a 'checkpoint'")
         if not main:
             return
         record = run_record(
-            model=name, train_corpus=train, val_corpus=val, seed=seed, epochs=int(options.get("epochs", 0)),
-            options=options, started=started, finished=finished,
+            model=name,
+            train_corpus=train,
+            val_corpus=val,
+            seed=seed,
+            epochs=int(options.get("epochs", 0)),
+            options=options,
+            started=started,
+            finished=finished,
         )
         record.update({k: v for k, v in result.items() if k not in ("model",)})
         if trainer.distribution:
             record["versions"].update(package_versions((trainer.distribution,)))
-        record["recipe"] = {"factory": trainer.factory, "paper_recipe": trainer.paper_recipe, "distribution": trainer.distribution}
-        record["dataset"] = {"name": dataset, "root": None if root is None else str(root), "train_split": train_split, "val_split": val_split}
+        record["recipe"] = {
+            "factory": trainer.factory,
+            "paper_recipe": trainer.paper_recipe,
+            "distribution": trainer.distribution,
+        }
+        record["dataset"] = {
+            "name": dataset,
+            "root": None if root is None else str(root),
+            "train_split": train_split,
+            "val_split": val_split,
+        }
         if saved:
             record["dataset"].update(
                 train_corpus=str(corpus), val_corpus=str(val_corpus), train_split=train.split, val_split=val.split
@@ -245,8 +326,10 @@ def train_cmd(
             _write_json(out / "config.json", config)
         record["evaluate"] = evaluate_hint(name, config, checkpoint, dataset, root, out, feature_files)
         if saved:  # the test split is not among the saved corpora: the user names it
-            record["evaluate"] = record["evaluate"].split(" --dataset ")[0] + " --corpus TEST_CORPUS" + "".join(
-                f" --features {shlex.quote(value)}" for value in feature_files
+            record["evaluate"] = (
+                record["evaluate"].split(" --dataset ")[0]
+                + " --corpus TEST_CORPUS"
+                + "".join(f" --features {shlex.quote(value)}" for value in feature_files)
             )
         _write_json(out / "run.json", record)
         _summary(record, out, as_json)

@@ -104,7 +104,8 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise DataFormatError(
-            f"{path}: holds objects other than tensors, which are not loaded (safety); save a tensor or a dict of tensors"
+            f"{path}: holds objects other than tensors, which are not loaded (safety); save a tensor or a dict of "
+            "tensors"
         ) from exc
     if isinstance(obj, torch.Tensor):
         return {"": _tensor_to_numpy(obj)}

@@ -204,7 +204,9 @@ class Corpus:
     def with_labels(self, labels: np.ndarray, class_names: Sequence[str] | None = None) -> Corpus:
         labels = _check_labels(labels, self.n_images, class_names)
         return replace(
-            self, labels=labels, class_names=list(class_names) if class_names is not None else None,
+            self,
+            labels=labels,
+            class_names=list(class_names) if class_names is not None else None,
             meta=_fresh(self.meta),
         )
 
@@ -212,7 +214,9 @@ class Corpus:
         """Attach a JudgmentSet (or an (i2t, t2i) pair of Judgments) under `name`, replacing one of that name."""
         from fico_registry.data.judgments import as_judgment_sets
 
-        return replace(self, judgments={**self.judgments, **as_judgment_sets({name: judgments})}, meta=_fresh(self.meta))
+        return replace(
+            self, judgments={**self.judgments, **as_judgment_sets({name: judgments})}, meta=_fresh(self.meta)
+        )
 
     def without_judgments(self) -> Corpus:
         """The same corpus without judgments: what the models' inputs (and the embedding cache) depend on."""

@@ -84,7 +84,9 @@ def load_judgments(folder: Path, doc: Mapping[str, Any]) -> dict[str, JudgmentSe
                     n_q, n_c = (int(x) for x in data["shape"])
                     parts[direction] = Judgments(n_q, n_c, data["indptr"], data["indices"], data["grades"])
             except FileNotFoundError:
-                raise DataFormatError(f"{folder}: corpus.json lists judgments {name!r} ({direction}) but {path} is missing") from None
+                raise DataFormatError(
+                    f"{folder}: corpus.json lists judgments {name!r} ({direction}) but {path} is missing"
+                ) from None
             except (KeyError, ValueError, ShapeError) as err:
                 raise DataFormatError(f"{path} is not a judgments file written by Corpus.save ({err})") from None
         out[name] = JudgmentSet(name, parts["i2t"], parts["t2i"], source=entry.get("source", ""))

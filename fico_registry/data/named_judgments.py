@@ -24,10 +24,12 @@ KNOWN = COCO_SETS + SYNTHETIC_SETS
 
 
 def parse_names(judgments: str | Sequence[str] | None) -> list[str]:
-    """"eccv,cxc" or ("eccv", "cxc") -> ["eccv", "cxc"]; unknown names are an OptionError."""
+    """ "eccv,cxc" or ("eccv", "cxc") -> ["eccv", "cxc"]; unknown names are an OptionError."""
     if judgments is None:
         return []
-    names = [x.strip() for x in judgments.split(",")] if isinstance(judgments, str) else [str(x).strip() for x in judgments]
+    names = (
+        [x.strip() for x in judgments.split(",")] if isinstance(judgments, str) else [str(x).strip() for x in judgments]
+    )
     names = [x for x in names if x]
     for name in names:
         if name not in KNOWN:

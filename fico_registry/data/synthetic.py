@@ -59,7 +59,14 @@ from fico_registry.errors import DataFormatError
 from fico_registry.runtime.progress import progress_bar
 
 __all__ = [
-    "SHAPES", "generate_scenes", "graded_judgments", "load", "region_features", "render", "scene_captions", "synthetic",
+    "SHAPES",
+    "generate_scenes",
+    "graded_judgments",
+    "load",
+    "region_features",
+    "render",
+    "scene_captions",
+    "synthetic",
 ]
 
 # -- region features -----------------------------------------------------------------------------

@@ -21,7 +21,9 @@ class BlockBuffers:
     def __init__(self) -> None:
         self._store: dict[str, torch.Tensor] = {}
 
-    def get(self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    def get(
+        self, name: str, rows: int, cols: int, dtype: torch.dtype, device: torch.device | None = None
+    ) -> torch.Tensor:
         buf = self._store.get(name)
         device = device or torch.device("cpu")
         if buf is None or buf.dtype != dtype or buf.device != device or buf.shape[1] != cols or buf.shape[0] < rows:

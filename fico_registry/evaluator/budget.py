@@ -13,7 +13,8 @@ from fico_registry.runtime.sizes import format_size, parse_size
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """A safe share of free memory: half the free GPU memory, or a quarter of available RAM (<= 4 GiB, split among this host's torchrun ranks)."""
+    """A safe share of free memory: half the free GPU memory, or a quarter of available RAM
+    (<= 4 GiB, split among this host's torchrun ranks)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * 0.5)

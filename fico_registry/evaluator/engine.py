@@ -76,7 +76,9 @@ def _fits_32bit_keys(scores: torch.Tensor) -> bool:
     return -bound < float(low) and float(high) < bound
 
 
-def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool = False, narrow: bool = False) -> np.ndarray:
+def _composite_keys_cpu(
+    scores: torch.Tensor, rel: torch.Tensor, consume: bool = False, narrow: bool = False
+) -> np.ndarray:
     """2 * order_key + relevant, built with in-place numpy passes (int32 when narrow, else int64).
 
     consume=True lets it overwrite a float32 `scores` block the engine owns (saves a copy);
@@ -86,7 +88,11 @@ def _composite_keys_cpu(scores: torch.Tensor, rel: torch.Tensor, consume: bool =
         keys = scores.numpy().astype(np.int32 if narrow else np.int64)
         np.negative(keys, out=keys)
     else:
-        x = scores.numpy() if scores.dtype == torch.float32 and consume else scores.numpy().astype(np.float32, copy=True)
+        x = (
+            scores.numpy()
+            if scores.dtype == torch.float32 and consume
+            else scores.numpy().astype(np.float32, copy=True)
+        )
         x += 0.0  # -0.0 -> +0.0 so both zeros tie
         bits = x.view(np.int32)
         sign = bits >> 31
@@ -117,7 +123,9 @@ def _sorted_keys_with_relevance(scores: torch.Tensor, rel: torch.Tensor, consume
     return keys
 
 
-def groups_from_sorted(keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> metrics.Groups:
+def groups_from_sorted(
+    keys: np.ndarray, n_candidates: int, prefix_of: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+) -> metrics.Groups:
     """Tie groups with relevant items from rows of sorted composite keys (2 * order + relevant).
 
     Every relevant item starts as a single-item group; the items that tie with a neighbour are
@@ -345,7 +353,11 @@ def _run_direction_by_candidate_blocks(
                 pos_scores = torch.where(inside, scores.gather(1, (pos - lo).clamp(0, hi - lo - 1)), pos_scores)
                 if want_category:
                     values, index = scores.topk(min(top_k, hi - lo), dim=1, largest=True, sorted=True)
-                    parts = [(values, index + lo)] if top_values is None or top_index is None else [(top_values, top_index), (values, index + lo)]
+                    parts = (
+                        [(values, index + lo)]
+                        if top_values is None or top_index is None
+                        else [(top_values, top_index), (values, index + lo)]
+                    )
                     top_values, top_index = merge_top_k(parts, top_k)
             best = pos_scores.max(dim=1, keepdim=True).values  # type: ignore[union-attr]
             p_all[start:stop] = ((pos_scores == best) & valid).sum(1).cpu().numpy()
@@ -410,7 +422,11 @@ def _instance_from_sorted(keys: np.ndarray, scores: torch.Tensor, best: torch.Te
     b = best.cpu()
     bound = _narrow_bound(b)
     inside = (b > -bound) & (b < bound)
-    target = torch.from_numpy(_composite_keys_cpu(torch.where(inside, b, torch.zeros_like(b)), torch.zeros(b.shape, dtype=torch.bool), narrow=True))
+    target = torch.from_numpy(
+        _composite_keys_cpu(
+            torch.where(inside, b, torch.zeros_like(b)), torch.zeros(b.shape, dtype=torch.bool), narrow=True
+        )
+    )
     g = torch.searchsorted(sorted_keys, target, side="left")
     end = torch.searchsorted(sorted_keys, target + 1, side="right")
     outside_g = torch.where(b >= bound, 0, keys.shape[1])

@@ -74,8 +74,21 @@ def evaluate_embeddings(
         t2i = unique_candidates(EmbeddingScores(img, txt, measure, "text", n_bits))
     settings = {"measure": measure, **info}
     return _evaluate(
-        i2t, t2i, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings, started,
-        sharded=sharded, judged=(judgments, ndcg_ks, gain),
+        i2t,
+        t2i,
+        c2i,
+        labels,
+        recall_ks,
+        map_ks,
+        ties,
+        map_variant,
+        dev,
+        memory_budget,
+        progress,
+        settings,
+        started,
+        sharded=sharded,
+        judged=(judgments, ndcg_ks, gain),
     )
 
 
@@ -127,10 +140,26 @@ def evaluate_similarity(
             )
         t2i_source = MatrixScores(t2i_mat, device=dev, name="t2i")
     i2t_source = MatrixScores(i2t_mat, device=dev, name="i2t")
-    settings = {"measure": "precomputed", "input_dtype": str(i2t_mat.dtype).replace("torch.", ""), "separate_t2i": t2i is not None}
+    settings = {
+        "measure": "precomputed",
+        "input_dtype": str(i2t_mat.dtype).replace("torch.", ""),
+        "separate_t2i": t2i is not None,
+    }
     return _evaluate(
-        i2t_source, t2i_source, c2i, labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress, settings,
-        started, judged=(judgments, ndcg_ks, gain),
+        i2t_source,
+        t2i_source,
+        c2i,
+        labels,
+        recall_ks,
+        map_ks,
+        ties,
+        map_variant,
+        dev,
+        memory_budget,
+        progress,
+        settings,
+        started,
+        judged=(judgments, ndcg_ks, gain),
     )
 
 
@@ -253,17 +282,26 @@ def _evaluate(
         {"i2t": i2t, "t2i": t2i}, judgment_sets, recall_ks=recall_ks, ndcg_ks=judged[1], ties=ties, gain=judged[2]
     )
     common = dict(
-        recall_ks=recall_ks, map_ks=map_ks, map_variant=map_variant, ties=ties, device=device, progress=progress,
+        recall_ks=recall_ks,
+        map_ks=map_ks,
+        map_variant=map_variant,
+        ties=ties,
+        device=device,
+        progress=progress,
         budget=budget // 2 if parallel else budget,
     )
     if sharded is None and histogram_path_applies(i2t, t2i):  # Hamming codes: per-query distance histograms
         stats = histogram_stats(
-            i2t, c2i, lab if labels is not None else None, map_ks=map_ks, map_variant=map_variant, ties=ties, budget=budget,  # type: ignore[arg-type]
+            i2t, c2i, lab if labels is not None else None,  # type: ignore[arg-type]
+            map_ks=map_ks, map_variant=map_variant, ties=ties, budget=budget,
         )  # fmt: skip
     elif sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
         stats = sharded.run_directions(
-            jobs, labels=lab if labels is not None else None, caption_map=c2i_t if labels is not None else None,
-            parallel=parallel, **common,
+            jobs,
+            labels=lab if labels is not None else None,
+            caption_map=c2i_t if labels is not None else None,
+            parallel=parallel,
+            **common,
         )
     else:
         with budget_shared_by(2 if parallel else 1, budget):
@@ -304,7 +342,8 @@ def _run_directions(
     hooks = collect or {}
     if not parallel:
         return {
-            d: run_direction(src, pos, rel, label=d, on_block=hooks.get(d), **common) for d, (src, pos, rel) in jobs.items()
+            d: run_direction(src, pos, rel, label=d, on_block=hooks.get(d), **common)
+            for d, (src, pos, rel) in jobs.items()
         }
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="fico-direction") as pool:
         futures = {
@@ -322,7 +361,7 @@ def _join_torchrun(device: Any) -> None:
 
 
 def _sharding(device: Any) -> Any:
-    """The torch.distributed sharding of this evaluation (fico_registry.evaluator.sharded), or None in a single process."""
+    """The torch.distributed sharding of this evaluation (evaluator.sharded), or None in one process."""
     from fico_registry.evaluator.sharded import sharding
 
     return sharding(device)
@@ -395,7 +434,9 @@ def evaluate(
     if sharded is not None:  # before any encoding: judged metrics are not computed sharded
         judged_pass.refuse_sharded(getattr(corpus, "judgments", None) or {})
     if not isinstance(model, Model):
-        model = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device))
+        model = load_model(
+            model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device)
+        )
     dev = resolve_device(model.device if device == "auto" else device)
     spec = model.spec
     encoded = _encode_corpus(model, corpus, dev, _embedding_store(cache), sharded, batch_size, progress)
@@ -405,8 +446,14 @@ def evaluate(
         keep_outputs.update(images=img_out, texts=txt_out)
     costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
     metric_options: dict[str, Any] = {
-        "recall_ks": recall_ks, "map_ks": map_ks, "ties": ties, "map_variant": map_variant,
-        "memory_budget": memory_budget, "progress": progress, "ndcg_ks": ndcg_ks, "gain": gain,
+        "recall_ks": recall_ks,
+        "map_ks": map_ks,
+        "ties": ties,
+        "map_variant": map_variant,
+        "memory_budget": memory_budget,
+        "progress": progress,
+        "ndcg_ks": ndcg_ks,
+        "gain": gain,
     }
     cost = None
     if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
@@ -414,8 +461,15 @@ def evaluate(
         txt = txt_out["embeds"] if isinstance(txt_out, dict) else txt_out
         bits = getattr(model, "width", None) if spec.output is OutputKind.BINARY else None
         report = evaluate_embeddings(
-            img, txt, corpus.caption_to_image, corpus.labels, measure=spec.measure, device=dev, bits=bits,
-            judgments=corpus.judgments, **metric_options,
+            img,
+            txt,
+            corpus.caption_to_image,
+            corpus.labels,
+            measure=spec.measure,
+            device=dev,
+            bits=bits,
+            judgments=corpus.judgments,
+            **metric_options,
         )
     elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
         report, cost = _evaluate_cross_attention(
@@ -502,8 +556,16 @@ def _encode_corpus(
 
 
 def _evaluate_cross_attention(
-    model: Any, corpus: Any, img_out: Any, txt_out: Any, dev: torch.device, sharded: Any, started: float,
-    keep_outputs: dict[str, Any] | None, costs: dict[str, Any], options: dict[str, Any],
+    model: Any,
+    corpus: Any,
+    img_out: Any,
+    txt_out: Any,
+    dev: torch.device,
+    sharded: Any,
+    started: float,
+    keep_outputs: dict[str, Any] | None,
+    costs: dict[str, Any],
+    options: dict[str, Any],
 ) -> tuple[Report, Any]:
     """Cross-attention over all pairs: each rank's rows when sharded, else the whole matrix (kept if asked)."""
     from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
@@ -519,9 +581,21 @@ def _evaluate_cross_attention(
         recall_ks, map_ks = _check_options(options["recall_ks"], options["map_ks"], ties, variant)
         settings = {"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False}
         report = _evaluate(
-            i2t_rows, t2i_rows, _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions),
-            corpus.labels, recall_ks, map_ks, ties, variant, dev, options["memory_budget"], progress, settings, started,
-            sharded=sharded, judged=(corpus.judgments, options["ndcg_ks"], options["gain"]),
+            i2t_rows,
+            t2i_rows,
+            _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions),
+            corpus.labels,
+            recall_ks,
+            map_ks,
+            ties,
+            variant,
+            dev,
+            options["memory_budget"],
+            progress,
+            settings,
+            started,
+            sharded=sharded,
+            judged=(corpus.judgments, options["ndcg_ks"], options["gain"]),
         )
     else:
         score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
@@ -536,8 +610,16 @@ def _evaluate_cross_attention(
 
 
 def _evaluate_fusion_rerank(
-    model: Any, corpus: Any, img_out: Any, txt_out: Any, dev: torch.device, rerank_k: int | None, outside_topk: str,
-    started: float, costs: dict[str, Any], options: dict[str, Any],
+    model: Any,
+    corpus: Any,
+    img_out: Any,
+    txt_out: Any,
+    dev: torch.device,
+    rerank_k: int | None,
+    outside_topk: str,
+    started: float,
+    costs: dict[str, Any],
+    options: dict[str, Any],
 ) -> tuple[Report, Any]:
     """Fusion re-rank: each query's first-stage top-k re-scored by the model, the rest per outside_topk."""
     from fico_registry.evaluator.query_time import RerankScores, ScorerCost
@@ -552,15 +634,31 @@ def _evaluate_fusion_rerank(
     cost = ScorerCost()
     sources = {
         side: RerankScores(
-            EmbeddingScores(first_img, first_txt, spec.measure, side), model, img_out, txt_out, k, outside_topk, dev,
+            EmbeddingScores(first_img, first_txt, spec.measure, side),
+            model,
+            img_out,
+            txt_out,
+            k,
+            outside_topk,
+            dev,
             cost=cost,
         )
         for side in ("image", "text")
     }
     report = _evaluate(
-        sources["image"], sources["text"], corpus.caption_to_image, corpus.labels, options["recall_ks"],
-        options["map_ks"], options["ties"], options["map_variant"], dev, options["memory_budget"], options["progress"],
-        {"measure": f"fusion-rerank ({spec.measure} first stage)"}, started,
+        sources["image"],
+        sources["text"],
+        corpus.caption_to_image,
+        corpus.labels,
+        options["recall_ks"],
+        options["map_ks"],
+        options["ties"],
+        options["map_variant"],
+        dev,
+        options["memory_budget"],
+        options["progress"],
+        {"measure": f"fusion-rerank ({spec.measure} first stage)"},
+        started,
         ranked_to=k if outside_topk == "exclude" else None,
         judged=(corpus.judgments, options["ndcg_ks"], options["gain"]),
     )

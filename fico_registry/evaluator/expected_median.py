@@ -195,7 +195,6 @@ class _Ranks:
         return a, h, need
 
 
-
 def _hoeffding(a: np.ndarray, need: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows where P(count <= need) is provably below NEGLIGIBLE, and rows where P(count > need) is.
 

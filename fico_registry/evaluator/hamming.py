@@ -89,7 +89,9 @@ def histogram_stats(
 class Codes:
     """Packed codes of both sides as uint64 words, label sets as uint64 words, and their histograms."""
 
-    def __init__(self, images: torch.Tensor, texts: torch.Tensor, n_bits: int, c2i: np.ndarray, labels: torch.Tensor | None) -> None:
+    def __init__(
+        self, images: torch.Tensor, texts: torch.Tensor, n_bits: int, c2i: np.ndarray, labels: torch.Tensor | None
+    ) -> None:
         self.images, self.texts, self.n_bits, self.c2i = images, texts, n_bits, c2i
         self.labels = labels
         self.n_images, self.n_texts = images.shape[0], texts.shape[0]
@@ -144,7 +146,9 @@ class Codes:
         if self.kernels is None:
             return self._tiled(0, self.n_images, 0, self.n_texts, fill=("i2t", "t2i"))
         img, txt, lab, cap_lab = self._kernel_inputs()
-        h_img, h_txt = self.kernels.pair_histograms(img, np.ascontiguousarray(txt.T), lab, np.ascontiguousarray(cap_lab.T), self.n_bins, parts)
+        h_img, h_txt = self.kernels.pair_histograms(
+            img, np.ascontiguousarray(txt.T), lab, np.ascontiguousarray(cap_lab.T), self.n_bins, parts
+        )
         return h_img.sum(axis=0), h_txt
 
     def _query_histograms(self, direction: str, start: int, stop: int, budget: int) -> np.ndarray:
@@ -158,10 +162,13 @@ class Codes:
         else:
             q, c, q_lab, c_lab = txt[start:stop], img, cap_lab[start:stop], lab
         return self.kernels.query_histograms(
-            np.ascontiguousarray(q), np.ascontiguousarray(c.T), np.ascontiguousarray(q_lab), np.ascontiguousarray(c_lab.T), self.n_bins
+            np.ascontiguousarray(q), np.ascontiguousarray(c.T),
+            np.ascontiguousarray(q_lab), np.ascontiguousarray(c_lab.T), self.n_bins,
         )  # fmt: skip
 
-    def _tiled(self, i0: int, i1: int, j0: int, j1: int, *, fill: Sequence[str], budget: int | None = None) -> tuple[Any, Any]:
+    def _tiled(
+        self, i0: int, i1: int, j0: int, j1: int, *, fill: Sequence[str], budget: int | None = None
+    ) -> tuple[Any, Any]:
         """numpy / torch path (no numba, or CUDA): tiles of (image, caption) distances, torch.bincount.
 
         Over images i0..i1-1 x captions j0..j1-1, fills the images' histograms ("i2t" in fill)
@@ -186,10 +193,14 @@ class Codes:
                     bins += (lab[a:b] @ lab[c2i[c:d]].T > 0).to(torch.int64)
                 if h_img is not None:
                     offset = (torch.arange(b - a, device=dev) * nb)[:, None]
-                    h_img[(a - i0) * nb : (b - i0) * nb] += torch.bincount((bins + offset).ravel(), minlength=(b - a) * nb)
+                    h_img[(a - i0) * nb : (b - i0) * nb] += torch.bincount(
+                        (bins + offset).ravel(), minlength=(b - a) * nb
+                    )
                 if h_txt is not None:
                     offset = (torch.arange(d - c, device=dev) * nb)[None, :]
-                    h_txt[(c - j0) * nb : (d - j0) * nb] += torch.bincount((bins + offset).T.ravel(), minlength=(d - c) * nb)
+                    h_txt[(c - j0) * nb : (d - j0) * nb] += torch.bincount(
+                        (bins + offset).T.ravel(), minlength=(d - c) * nb
+                    )
         shape = (-1, nb)
         return (
             None if h_img is None else h_img.reshape(shape).cpu().numpy(),
@@ -251,7 +262,9 @@ def groups_from_histograms(hist: np.ndarray, n_candidates: int) -> metrics.Group
     before = np.cumsum(count, axis=1) - count
     rel_before = np.cumsum(rel, axis=1) - rel
     row, dist = np.nonzero(rel)  # row-major: rows ascending, then distance ascending = rank order
-    return metrics.Groups(row, before[row, dist], count[row, dist], rel[row, dist], rel_before[row, dist], rel.sum(axis=1), n_candidates)
+    return metrics.Groups(
+        row, before[row, dist], count[row, dist], rel[row, dist], rel_before[row, dist], rel.sum(axis=1), n_candidates
+    )
 
 
 def _map_name(k: int | None) -> str:
@@ -267,9 +280,14 @@ def hamming_topk(queries: Any, database: Any, k: int) -> tuple[np.ndarray, np.nd
     pair, like a heap); else faiss.IndexBinaryFlat when installed and the width is whole bytes;
     else blocks of numpy popcounts and torch.topk over (distance, index) keys.
     """
-    q, db = (np.ascontiguousarray(x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)) for x in (queries, database))
+    q, db = (
+        np.ascontiguousarray(x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+        for x in (queries, database)
+    )
     if q.dtype != np.uint8 or db.dtype != np.uint8 or q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
-        raise ShapeError(f"hamming_topk takes packed uint8 codes of one width, got {q.dtype}{q.shape} and {db.dtype}{db.shape}")
+        raise ShapeError(
+            f"hamming_topk takes packed uint8 codes of one width, got {q.dtype}{q.shape} and {db.dtype}{db.shape}"
+        )
     if not 1 <= k <= db.shape[0]:
         raise OptionError(f"k must lie in [1, {db.shape[0]}] (the database size), got {k}")
     from fico_registry.evaluator.hamming_kernels import kernels
@@ -277,7 +295,9 @@ def hamming_topk(queries: Any, database: Any, k: int) -> tuple[np.ndarray, np.nd
     compiled = kernels()
     n_dist = 8 * q.shape[1] + 1
     if compiled is not None:
-        return compiled.top_k(code_words_of(q), np.ascontiguousarray(code_words_of(db).T), int(k), n_dist, compiled.threads())
+        return compiled.top_k(
+            code_words_of(q), np.ascontiguousarray(code_words_of(db).T), int(k), n_dist, compiled.threads()
+        )
     try:
         import faiss
     except ImportError:

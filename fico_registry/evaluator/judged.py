@@ -316,7 +316,9 @@ def judged_metrics(
             continue
         depth = depth_needed(judged, lo, hi, [*recall_ks, *ndcg_ks])
         above, tied = judged_counts(score_rows(lo, hi), row, col, depth)
-        part, count = block_sums(row, above, tied, grade, hi - lo, recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain)
+        part, count = block_sums(
+            row, above, tied, grade, hi - lo, recall_ks=recall_ks, ndcg_ks=ndcg_ks, ties=ties, gain=gain
+        )
         judged_total += count
         for name, value in part.items():
             sums[name] = sums.get(name, 0.0) + value

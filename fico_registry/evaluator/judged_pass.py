@@ -87,7 +87,10 @@ class DirectionCollector:
         depth = max(judged_metrics.depth_needed(j, lo, hi, self.ks) for j in self.present.values())
         # one count for the judged items of every set (duplicates across sets are harmless)
         above_all, tied_all = judged_metrics.judged_counts(
-            scores, np.concatenate([p[0] for p in parts.values()]), np.concatenate([p[1] for p in parts.values()]), depth
+            scores,
+            np.concatenate([p[0] for p in parts.values()]),
+            np.concatenate([p[1] for p in parts.values()]),
+            depth,
         )
         start = 0
         for name, (row, _col, grade) in parts.items():
@@ -103,7 +106,10 @@ class DirectionCollector:
 
     def results(self) -> dict[str, dict[str, Any]]:
         o = self.options
-        return {n: judged_metrics.finish(self.sums[n], self.totals[n], o["gain"], o["recall_ks"], o["ndcg_ks"]) for n in self.present}
+        return {
+            n: judged_metrics.finish(self.sums[n], self.totals[n], o["gain"], o["recall_ks"], o["ndcg_ks"])
+            for n in self.present
+        }
 
 
 def collectors(

@@ -112,7 +112,9 @@ class Groups:
         return len(self.relevant)
 
     def select(self, mask: np.ndarray) -> Groups:
-        return Groups(self.row[mask], self.a[mask], self.n[mask], self.r[mask], self.rb[mask], self.relevant, self.n_candidates)
+        return Groups(
+            self.row[mask], self.a[mask], self.n[mask], self.r[mask], self.rb[mask], self.relevant, self.n_candidates
+        )
 
     @property
     def offsets(self) -> np.ndarray:
@@ -145,7 +147,9 @@ class Groups:
         starts = self.offsets[:-1]
         cut = _lower_bound(lambda i: self.a[i], starts, self.offsets[1:], k)
         idx = _ragged_range(starts, cut - starts)
-        return Groups(self.row[idx], self.a[idx], self.n[idx], self.r[idx], self.rb[idx], self.relevant, self.n_candidates)
+        return Groups(
+            self.row[idx], self.a[idx], self.n[idx], self.r[idx], self.rb[idx], self.relevant, self.n_candidates
+        )
 
 
 def _lower_bound(value_at, lo: np.ndarray, hi: np.ndarray, target) -> np.ndarray:
@@ -399,6 +403,7 @@ def pr11(groups: Groups, ties: str) -> np.ndarray:
 
         def last_at(g: np.ndarray) -> np.ndarray:
             return last[g]
+
     offsets = groups.offsets
     ends = offsets[1:]
     # targets in units of R/10 so every level's target is an exact integer

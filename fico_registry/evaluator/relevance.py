@@ -62,7 +62,9 @@ class LabelRelevance:
 
     def shifted(self, lo: int) -> LabelRelevance:
         """The same relevance for queries counted from `lo` (a rank's slice of the queries)."""
-        return LabelRelevance(self.query_labels, self.candidate_labels, self.candidate_map, self.query_map, self.offset + lo)
+        return LabelRelevance(
+            self.query_labels, self.candidate_labels, self.candidate_map, self.query_map, self.offset + lo
+        )
 
     def _rows(self, start: int, stop: int) -> torch.Tensor | slice:
         start, stop = start + self.offset, stop + self.offset
@@ -110,7 +112,9 @@ class LabelRelevance:
         columns = index if self.candidate_map is None else self.candidate_map[index]
         return ((candidate_words[columns] & rows[:, None, :]) != 0).any(-1)
 
-    def count_where(self, start: int, stop: int, mask: torch.Tensor, max_pairs: int = 1 << 20, first_column: int = 0) -> torch.Tensor:
+    def count_where(
+        self, start: int, stop: int, mask: torch.Tensor, max_pairs: int = 1 << 20, first_column: int = 0
+    ) -> torch.Tensor:
         """Relevant candidates among those where `mask` is True, per query, (b,) int64.
 
         `mask` covers candidates first_column.. (all of them by default).

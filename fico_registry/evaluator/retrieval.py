@@ -22,9 +22,7 @@ from fico_registry.evaluator.judged import judged_metrics
 from fico_registry.evaluator.similarity import as_tensor, prepare_embeddings, score_block
 
 
-def fuse_keys(
-    images: Any, texts: Any, weights: tuple[float, float] = (0.5, 0.5)
-) -> tuple[np.ndarray, dict[str, Any]]:
+def fuse_keys(images: Any, texts: Any, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[np.ndarray, dict[str, Any]]:
     """One key per (image, text) pair: w_image * unit(image) + w_text * unit(text), row by row.
 
     Returns the (n, d) float32 keys and a record of how they were made (goes into reports).

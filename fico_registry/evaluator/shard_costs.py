@@ -23,8 +23,10 @@ def annotate(sharding: Sharding, report: Any) -> None:
     per_rank = sharding.all_gather_object(mine)
     costs = dict(report.costs or {})
     costs["distributed"] = {
-        "world_size": sharding.world_size, "backend": sharding.backend,
-        "sharding": dict(sharding.modes), "per_rank": per_rank,
+        "world_size": sharding.world_size,
+        "backend": sharding.backend,
+        "sharding": dict(sharding.modes),
+        "per_rank": per_rank,
     }
     report.costs = costs
 

@@ -79,7 +79,18 @@ class ShardEmbeddingScores:
     trusted = True  # products of finite embeddings: no NaN scan needed
     fresh_blocks = True
 
-    def __init__(self, *, sharding: Any, queries: Any, candidates: Any, measure: str, query_side: str, n_bits: int, n_queries: int, n_candidates: int) -> None:
+    def __init__(
+        self,
+        *,
+        sharding: Any,
+        queries: Any,
+        candidates: Any,
+        measure: str,
+        query_side: str,
+        n_bits: int,
+        n_queries: int,
+        n_candidates: int,
+    ) -> None:
         self.sharding, self.queries, self.candidates = sharding, queries, candidates
         self.measure, self.query_side, self.n_bits = measure, query_side, n_bits
         self.n_queries, self.n_candidates = n_queries, n_candidates
@@ -93,10 +104,18 @@ class ShardEmbeddingScores:
     def local(self, lo: int, hi: int) -> ShardEmbeddingScores:
         """The same source seen as its candidate slice (n_candidates = this rank's rows)."""
         if hi - lo != self.candidates.shape[0]:
-            raise ShapeError(f"candidate slice {lo}..{hi} does not match this rank's shard of {self.candidates.shape[0]} rows")
+            raise ShapeError(
+                f"candidate slice {lo}..{hi} does not match this rank's shard of {self.candidates.shape[0]} rows"
+            )
         view = ShardEmbeddingScores(
-            sharding=self.sharding, queries=self.queries, candidates=self.candidates, measure=self.measure,
-            query_side=self.query_side, n_bits=self.n_bits, n_queries=self.n_queries, n_candidates=hi - lo,
+            sharding=self.sharding,
+            queries=self.queries,
+            candidates=self.candidates,
+            measure=self.measure,
+            query_side=self.query_side,
+            n_bits=self.n_bits,
+            n_queries=self.n_queries,
+            n_candidates=hi - lo,
         )
         return view
 
@@ -114,7 +133,9 @@ class ShardEmbeddingScores:
             if owner == me:
                 piece = self.queries[a - my_lo : b - my_lo]
             else:
-                piece = torch.empty((b - a, *self.queries.shape[1:]), dtype=self.queries.dtype, device=self.queries.device)
+                piece = torch.empty(
+                    (b - a, *self.queries.shape[1:]), dtype=self.queries.dtype, device=self.queries.device
+                )
             pieces.append(self.sharding.broadcast(piece, src=owner))
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 

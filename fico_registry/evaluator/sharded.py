@@ -121,13 +121,19 @@ class Sharding:
         return work.to(tensor.device)
 
     # -- embeddings held as shards ------------------------------------------------------------------
-    def follows_shard(self, n_images: int, n_texts: int, labelled: bool, map_ks: Sequence[int | None], variant: str) -> bool:
+    def follows_shard(
+        self, n_images: int, n_texts: int, labelled: bool, map_ks: Sequence[int | None], variant: str
+    ) -> bool:
         """Both directions rank candidate slices, so each rank need only hold its shard of each side."""
         if shard_mode() == "queries":
             return False
-        return all(n >= self.world_size and not _needs_whole_rows(labelled, map_ks, variant, n) for n in (n_images, n_texts))
+        return all(
+            n >= self.world_size and not _needs_whole_rows(labelled, map_ks, variant, n) for n in (n_images, n_texts)
+        )
 
-    def embedding_shards(self, images: Any, texts: Any, n_img: int, n_txt: int, measure: str, device: Any, bits: int | None) -> tuple[Any, Any, dict[str, Any]]:
+    def embedding_shards(
+        self, images: Any, texts: Any, n_img: int, n_txt: int, measure: str, device: Any, bits: int | None
+    ) -> tuple[Any, Any, dict[str, Any]]:
         """The two directions' score sources over this rank's shards of the images and texts.
 
         Rank r validates and prepares (normalises, packs) only rows split(n, world, r) of each
@@ -150,12 +156,18 @@ class Sharding:
         assert info is not None  # prepare_embeddings returned, or raise_if_any_failed raised
         infos = self.all_gather_object(info)
         if any(other != info for other in infos):  # e.g. one shard in float64, another in float32
-            raise ConfigError(f"the ranks' shards of the embeddings differ in kind ({infos}); pass the same arrays on every rank")
+            raise ConfigError(
+                f"the ranks' shards of the embeddings differ in kind ({infos}); pass the same arrays on every rank"
+            )
         n_bits = info.get("bits", 0)
         self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(img) + _nbytes(txt)}
         common = {"sharding": self, "measure": measure, "n_bits": n_bits}
-        i2t = ShardEmbeddingScores(queries=img, candidates=txt, query_side="image", n_queries=n_img, n_candidates=n_txt, **common)
-        t2i = ShardEmbeddingScores(queries=txt, candidates=img, query_side="text", n_queries=n_txt, n_candidates=n_img, **common)
+        i2t = ShardEmbeddingScores(
+            queries=img, candidates=txt, query_side="image", n_queries=n_img, n_candidates=n_txt, **common
+        )
+        t2i = ShardEmbeddingScores(
+            queries=txt, candidates=img, query_side="text", n_queries=n_txt, n_candidates=n_img, **common
+        )
         return i2t, t2i, info
 
     def _agree_on_codes(self, images: Any, texts: Any, bits: int | None) -> int | None:
@@ -261,18 +273,30 @@ class Sharding:
         from fico_registry.evaluator.relevance import label_relevance
 
         forced = shard_mode()
-        self.check_same_call({
-            "directions": {d: (s.n_queries, s.n_candidates, type(s).__name__) for d, (s, _, _) in jobs.items()},
-            "labels": None if labels is None else tuple(labels.shape),
-            "recall_ks": list(recall_ks), "map_ks": list(map_ks), "ties": ties, "map_variant": map_variant,
-            "FICO_SHARD": forced,
-        })
+        self.check_same_call(
+            {
+                "directions": {d: (s.n_queries, s.n_candidates, type(s).__name__) for d, (s, _, _) in jobs.items()},
+                "labels": None if labels is None else tuple(labels.shape),
+                "recall_ks": list(recall_ks),
+                "map_ks": list(map_ks),
+                "ties": ties,
+                "map_variant": map_variant,
+                "FICO_SHARD": forced,
+            }
+        )
         plans = {}
         for direction, (source, _positives, relevance) in jobs.items():
             plans[direction] = self._plan(source, relevance is not None, map_ks, map_variant, forced)
         self.modes = dict(plans)
         shown = progress if self.rank == 0 else False
-        common = {"recall_ks": recall_ks, "map_ks": map_ks, "map_variant": map_variant, "ties": ties, "device": device, "progress": shown}
+        common = {
+            "recall_ks": recall_ks,
+            "map_ks": map_ks,
+            "map_variant": map_variant,
+            "ties": ties,
+            "device": device,
+            "progress": shown,
+        }
 
         def run(direction: str, job_budget: int) -> Any:
             source, positives, relevance = jobs[direction]
@@ -286,9 +310,13 @@ class Sharding:
                     local_relevance = label_relevance(labels, labels, candidate_map=caption_map[lo:hi])
                 else:  # candidates are images
                     local_relevance = label_relevance(labels, labels[lo:hi], query_map=caption_map)
-                stats = self._run_candidates(source, lo, hi, positives, local_relevance, budget=job_budget, label=direction, **common)
+                stats = self._run_candidates(
+                    source, lo, hi, positives, local_relevance, budget=job_budget, label=direction, **common
+                )
             else:
-                stats = self._run_queries(source, positives, relevance, mode, budget=job_budget, label=direction, **common)
+                stats = self._run_queries(
+                    source, positives, relevance, mode, budget=job_budget, label=direction, **common
+                )
             self.timings[direction] = time.perf_counter() - began
             return stats
 
@@ -305,11 +333,15 @@ class Sharding:
             if plans[direction] == "candidates":
                 out[direction] = run(direction, full_budget)
             else:
-                out[direction] = self._finish_queries(jobs[direction][0], plans[direction], self._ranked_locally(run, direction, full_budget))
+                out[direction] = self._finish_queries(
+                    jobs[direction][0], plans[direction], self._ranked_locally(run, direction, full_budget)
+                )
         return out
 
     @staticmethod
-    def _ranked_locally(run: Callable[[str, int], Any], direction: str, budget: int) -> tuple[Any, BaseException | None]:
+    def _ranked_locally(
+        run: Callable[[str, int], Any], direction: str, budget: int
+    ) -> tuple[Any, BaseException | None]:
         """Rank this rank's share, keeping a failure to report collectively instead of raising alone."""
         try:
             return run(direction, budget), None
@@ -322,7 +354,10 @@ class Sharding:
         n_q, n_c = source.n_queries, source.n_candidates
         if isinstance(source, LocalRows):
             if forced == "candidates":
-                raise OptionError("FICO_SHARD=candidates: cross-attention scores are held as each rank's query rows; use FICO_SHARD=queries (or auto)")
+                raise OptionError(
+                    "FICO_SHARD=candidates: cross-attention scores are held as each rank's query rows; use "
+                    "FICO_SHARD=queries (or auto)"
+                )
             return "queries"  # the rows this rank holds are its queries, whole
         needs_whole_rows = _needs_whole_rows(labelled, map_ks, variant, n_c)
         shardable = isinstance(source, (EmbeddingScores, MatrixScores, ShardEmbeddingScores)) and n_c >= self.world_size
@@ -334,7 +369,8 @@ class Sharding:
                 )
             if not shardable:
                 raise OptionError(
-                    f"FICO_SHARD=candidates needs embedding or matrix scores with at least {self.world_size} candidates; "
+                    f"FICO_SHARD=candidates needs embedding or matrix scores with at least {self.world_size} "
+                    "candidates; "
                     f"{type(source).__name__} with {n_c} candidates: use FICO_SHARD=queries (or auto)"
                 )
             return "candidates"
@@ -342,7 +378,9 @@ class Sharding:
             return "replicated" if n_q < self.world_size else "queries"
         return "candidates"
 
-    def _run_queries(self, source: Any, positives: Any, relevance: Any, mode: str, *, budget: int, label: str, **common: Any) -> Any:
+    def _run_queries(
+        self, source: Any, positives: Any, relevance: Any, mode: str, *, budget: int, label: str, **common: Any
+    ) -> Any:
         from fico_registry.evaluator.engine import run_direction
 
         if mode == "replicated":
@@ -453,20 +491,36 @@ class Sharding:
                     values, rel_top = merge_top_k(list(zip(every_values, every_rel, strict=True)), top_k)
                     values, rel_top = values.to(scores.dtype), rel_top.bool()
                     at_boundary = scores == values[:, -1:]
-                    counts += [at_boundary.sum(1), relevance.count_where(start, stop, at_boundary), relevance.totals(start, stop)]
+                    counts += [
+                        at_boundary.sum(1),
+                        relevance.count_where(start, stop, at_boundary),
+                        relevance.totals(start, stop),
+                    ]
                 totals = self.all_reduce(torch.stack(counts, dim=1).to(torch.int64)).cpu().numpy()
                 g_all[start:stop], eq_all[start:stop], p_all[start:stop] = totals[:, 0], totals[:, 1], totals[:, 2]
                 if want_category:
                     keys = _sorted_keys_with_relevance(values, rel_top)
                     groups = groups_from_sorted(keys, n_c, prefix_of=(totals[:, 3], totals[:, 4], totals[:, 5]))
                     for k in map_ks:
-                        ap["mAP@N" if k is None else f"mAP@{k}"][start:stop] = metrics.average_precision(groups, k, map_variant, ties)
+                        ap["mAP@N" if k is None else f"mAP@{k}"][start:stop] = metrics.average_precision(
+                            groups, k, map_variant, ties
+                        )
                     relevant[start:stop] = groups.relevant  # type: ignore[index]
                 advance(stop - start)
         return DirectionStats(g_all, eq_all - p_all, p_all, ap, None, relevant)
 
     # -- encoding and query-time scoring ------------------------------------------------------------
-    def cross_attention_matrix(self, model: Any, image_features: Any, text_features: Any, *, device: Any, cost: Any, progress: bool | None = None, image_block: int = 128) -> np.ndarray:
+    def cross_attention_matrix(
+        self,
+        model: Any,
+        image_features: Any,
+        text_features: Any,
+        *,
+        device: Any,
+        cost: Any,
+        progress: bool | None = None,
+        image_block: int = 128,
+    ) -> np.ndarray:
         """The full (n_images, n_texts) cross-attention matrix on every rank; each rank scores its image rows.
 
         The plugin contract makes model.score identical for any block split, so the slices need
@@ -481,7 +535,12 @@ class Sharding:
         try:
             if hi > lo:
                 part = cross_attention_matrix(
-                    model, take(image_features, slice(lo, hi), "cpu"), text_features, device=device, image_block=image_block, cost=cost,
+                    model,
+                    take(image_features, slice(lo, hi), "cpu"),
+                    text_features,
+                    device=device,
+                    image_block=image_block,
+                    cost=cost,
                     progress=progress if self.rank == 0 else False,
                 )
         except Exception as exc:
@@ -496,7 +555,17 @@ class Sharding:
         counts = [b - a for a, b in (split(n_img, self.world_size, r) for r in range(self.world_size))]
         return self.gather_rows(part, counts)
 
-    def cross_attention_shards(self, model: Any, image_features: Any, text_features: Any, *, device: Any, cost: Any, progress: bool | None = None, image_block: int = 128) -> tuple[Any, Any] | None:
+    def cross_attention_shards(
+        self,
+        model: Any,
+        image_features: Any,
+        text_features: Any,
+        *,
+        device: Any,
+        cost: Any,
+        progress: bool | None = None,
+        image_block: int = 128,
+    ) -> tuple[Any, Any] | None:
         """Each rank's rows of both directions' cross-attention scores, or None when a shard would be empty.
 
         Rank r scores its images (rows split(n_images, world, r)) against all captions; one
@@ -516,7 +585,12 @@ class Sharding:
         part, error = None, None
         try:
             part = cross_attention_matrix(
-                model, take(image_features, slice(lo_i, hi_i), "cpu"), text_features, device=device, image_block=image_block, cost=cost,
+                model,
+                take(image_features, slice(lo_i, hi_i), "cpu"),
+                text_features,
+                device=device,
+                image_block=image_block,
+                cost=cost,
                 progress=progress if self.rank == 0 else False,
             )
         except Exception as exc:
@@ -527,7 +601,9 @@ class Sharding:
         began = time.perf_counter()
         dtypes = self.all_gather_object(str(part.dtype))
         if len(set(dtypes)) != 1:
-            raise ConfigError(f"the ranks' cross-attention scores differ in dtype ({dtypes}); the model must score in one dtype")
+            raise ConfigError(
+                f"the ranks' cross-attention scores differ in dtype ({dtypes}); the model must score in one dtype"
+            )
         rows = torch.from_numpy(np.ascontiguousarray(part)) if isinstance(part, np.ndarray) else part.cpu().contiguous()
         text_cuts = [split(n_txt, self.world_size, q) for q in range(self.world_size)]
         image_cuts = [split(n_img, self.world_size, q) for q in range(self.world_size)]
@@ -537,19 +613,23 @@ class Sharding:
         send = send.to(self._comm_device(send))  # an NCCL-only group needs them on the GPU
         received = torch.empty((n_img * (hi_t - lo_t),), dtype=rows.dtype, device=send.device)
         self.dist.all_to_all_single(
-            received, send,
+            received,
+            send,
             output_split_sizes=[(b - a) * (hi_t - lo_t) for a, b in image_cuts],
             input_split_sizes=[(hi_i - lo_i) * (b - a) for a, b in text_cuts],
         )
         del send
         t2i_rows = received.cpu().reshape(n_img, hi_t - lo_t).T.contiguous()
         self.timings["exchange_s"] = time.perf_counter() - began
-        self.resident = {"image_rows": hi_i - lo_i, "text_rows": hi_t - lo_t, "bytes": _nbytes(rows) + _nbytes(t2i_rows)}
+        self.resident = {
+            "image_rows": hi_i - lo_i,
+            "text_rows": hi_t - lo_t,
+            "bytes": _nbytes(rows) + _nbytes(t2i_rows),
+        }
         return (
             LocalRows(rows.numpy(), n_queries=n_img, lo=lo_i, name="i2t", device=device),
             LocalRows(t2i_rows.numpy(), n_queries=n_txt, lo=lo_t, name="t2i", device=device),
         )
-
 
 
 def _offset_relevance(relevance: Any, lo: int) -> Any:
@@ -570,10 +650,10 @@ def _find_class(module: str, qualname: str) -> Any:
 
 def _needs_whole_rows(labelled: bool, map_ks: Sequence[int | None], variant: str, n_candidates: int) -> bool:
     """mAP@N, PR11 (any K >= n_candidates) and the dcmh variant need each query's whole ranking."""
-    return labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_candidates for k in map_ks))
+    return (
+        labelled and len(map_ks) > 0 and (variant == "dcmh" or any(k is None or int(k) >= n_candidates for k in map_ks))
+    )
 
 
 def _nbytes(t: Any) -> int:
     return int(t.numel() * t.element_size())
-
-

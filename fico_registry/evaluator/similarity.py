@@ -169,7 +169,10 @@ def pack_codes(codes: torch.Tensor, name: str, bits: int | None = None) -> tuple
     if codes.ndim != 2:
         raise ShapeError(f"{name}: hash codes must be 2-d (n, bits) or packed (n, bytes); got {tuple(codes.shape)}")
     if bits is not None and codes.shape[1] not in (bits, (bits + 7) // 8):
-        raise ShapeError(f"{name}: {codes.shape[1]} columns for {bits}-bit codes (expected {bits}, or {(bits + 7) // 8} packed bytes)")
+        raise ShapeError(
+            f"{name}: {codes.shape[1]} columns for {bits}-bit codes (expected {bits}, or {(bits + 7) // 8} packed "
+            "bytes)"
+        )
     if codes.dtype == torch.uint8:
         if bits is not None and codes.shape[1] == (bits + 7) // 8 and codes.shape[1] != bits:
             return mask_padding_bits(codes, bits), bits
@@ -310,7 +313,9 @@ def score_block(
         dots = image_text_dot(images, texts)
     if measure == "euclidean":
         # -|q - c|^2 up to |q|^2, which is constant along a query's row
-        dots = 2 * dots - ((texts * texts).sum(-1)[None, :] if query_side == "image" else (images * images).sum(-1)[:, None])
+        dots = 2 * dots - (
+            (texts * texts).sum(-1)[None, :] if query_side == "image" else (images * images).sum(-1)[:, None]
+        )
     elif measure not in ("cosine", "inner_product", "maxsim"):
         raise OptionError(f"unknown measure {measure!r}")
     return dots if query_side == "image" else dots.T.contiguous()

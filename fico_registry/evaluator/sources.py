@@ -179,7 +179,9 @@ class MatrixColumns:
     def block(self, start: int, stop: int) -> torch.Tensor:
         matrix, lo, hi = self.source.matrix, self.lo, self.hi
         rows = matrix[lo:hi, start:stop].T if self.source.transpose else matrix[start:stop, lo:hi]  # type: ignore[index]
-        block = as_tensor(np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.source.name)
+        block = as_tensor(
+            np.ascontiguousarray(rows) if isinstance(rows, np.ndarray) else rows.contiguous(), self.source.name
+        )
         return block.to(self.source.device)
 
 
@@ -200,7 +202,13 @@ def candidate_columns(source: ScoreSource, lo: int, hi: int) -> ScoreSource | No
 
 
 def checked_block(
-    source: ScoreSource, start: int, stop: int, *, label: str = "", first_candidate: int | None = None, buffers: BlockBuffers | None = None
+    source: ScoreSource,
+    start: int,
+    stop: int,
+    *,
+    label: str = "",
+    first_candidate: int | None = None,
+    buffers: BlockBuffers | None = None,
 ) -> tuple[torch.Tensor, float | int]:
     """The source's scores for queries start..stop-1, checked (shape, dtype, NaN / inf), fp16/bf16 as
     float32; and the lowest score of its dtype (the floor a missing positive takes). With `buffers`,

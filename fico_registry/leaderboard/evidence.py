@@ -87,8 +87,7 @@ def _read_head(path: Path, n: int = 16) -> bytes:
 def _check_dtype(dtype: np.dtype, name: str) -> None:
     if dtype.hasobject:
         raise EvidenceError(
-            f"{name} holds Python objects (an object array needs unpickling, which is never done); "
-            "save a numeric array"
+            f"{name} holds Python objects (an object array needs unpickling, which is never done); save a numeric array"
         )
     if dtype.kind not in NUMERIC_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise EvidenceError(
@@ -159,7 +158,8 @@ def inspect_safetensors(path: Path, tensor: str | None) -> tuple[str, ArrayInfo]
     if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
         raise EvidenceError(f"{path.name}: malformed shape {shape!r}")
     if not (
-        isinstance(offsets, list) and len(offsets) == 2
+        isinstance(offsets, list)
+        and len(offsets) == 2
         and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
     ):
         raise EvidenceError(f"{path.name}: malformed data_offsets {offsets!r}")

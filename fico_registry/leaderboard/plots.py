@@ -14,8 +14,26 @@ from typing import Any
 # one colour per entry (colouring by family made every model of a family look the same): matplotlib's
 # tab10, then tab20's light shades, so that neighbours in the ranking differ strongly; beyond 20 they repeat
 ENTRY_COLOURS = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#aec7e8",
+    "#ffbb78",
+    "#98df8a",
+    "#ff9896",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#c7c7c7",
+    "#dbdb8d",
+    "#9edae5",
 )
 OUTPUT_MARKERS = {"continuous": "o", "binary": "s", "similarity": "^", "unknown": "x"}
 MAX_CURVES = 12  # more lines than this make a PR plot unreadable: the best by RSUM are drawn
@@ -80,8 +98,15 @@ def pr_curves_svg(entries: list[PlotEntry]) -> bytes | None:
             if not curve:
                 continue
             values = [float("nan") if v is None else v for v in curve]
-            ax.plot(levels, values, marker=OUTPUT_MARKERS.get(entry.output, "x"), markersize=3, linewidth=1.2,
-                    color=colours[id(entry)], label=safe_label(entry.label))
+            ax.plot(
+                levels,
+                values,
+                marker=OUTPUT_MARKERS.get(entry.output, "x"),
+                markersize=3,
+                linewidth=1.2,
+                color=colours[id(entry)],
+                label=safe_label(entry.label),
+            )
         ax.set_title(f"category-level PR, {title}", fontsize=10)
         ax.set_xlabel("recall")
         ax.set_xlim(0, 1)
@@ -114,10 +139,15 @@ def accuracy_cost_svg(entries: list[PlotEntry]) -> bytes | None:
         points = [e for e in entries if e.rsum is not None and getattr(e, attr)]
         for entry in points:
             x = getattr(entry, attr)
-            ax.scatter([x], [entry.rsum], s=28, marker=OUTPUT_MARKERS.get(entry.output, "x"),
-                       color=colours[id(entry)])
-            ax.annotate(safe_label(entry.label, 24), (x, entry.rsum), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points", parse_math=False)
+            ax.scatter([x], [entry.rsum], s=28, marker=OUTPUT_MARKERS.get(entry.output, "x"), color=colours[id(entry)])
+            ax.annotate(
+                safe_label(entry.label, 24),
+                (x, entry.rsum),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+                parse_math=False,
+            )
         if points:
             from matplotlib.ticker import NullFormatter
 

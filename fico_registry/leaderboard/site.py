@@ -107,43 +107,64 @@ def columns(has_labels: bool, judged: Sequence[str] = ()) -> list[tuple[str, lis
     """The table's column groups: instance R@K both ways, RSUM, category mAP@K, judged metrics of each
     judgment set the corpus carries (standard.JUDGED_COLUMNS), costs, submission."""
     groups: list[tuple[str, list[Column]]] = [
-        ("Model", [
-            Column("rank", "#", better="lower", title="rank by RSUM"),
-            Column("name", "model", "text"),
-            Column("family", "family", "text"),
-            Column("output", "output", "text"),
-            Column("measure", "measure", "text"),
-        ]),
-        ("Image → text", [
-            Column(f"i2t R@{k}", f"R@{k}", title=f"image-to-text Recall@{k}, %") for k in standard.RECALL_KS
-        ]),
-        ("Text → image", [
-            Column(f"t2i R@{k}", f"R@{k}", title=f"text-to-image Recall@{k}, %") for k in standard.RECALL_KS
-        ]),
+        (
+            "Model",
+            [
+                Column("rank", "#", better="lower", title="rank by RSUM"),
+                Column("name", "model", "text"),
+                Column("family", "family", "text"),
+                Column("output", "output", "text"),
+                Column("measure", "measure", "text"),
+            ],
+        ),
+        (
+            "Image → text",
+            [Column(f"i2t R@{k}", f"R@{k}", title=f"image-to-text Recall@{k}, %") for k in standard.RECALL_KS],
+        ),
+        (
+            "Text → image",
+            [Column(f"t2i R@{k}", f"R@{k}", title=f"text-to-image Recall@{k}, %") for k in standard.RECALL_KS],
+        ),
         ("", [Column("rsum", "RSUM", title="sum of the six R@K, %")]),
     ]
     if has_labels:
         for direction, label in (("i2t", "Category mAP, i2t"), ("t2i", "Category mAP, t2i")):
-            groups.append((label, [
-                Column(
-                    f"{direction} mAP@{'N' if k is None else k}", f"mAP@{'N' if k is None else k}",
-                    title=f"{direction} category mAP@{'N' if k is None else k}, %",
+            groups.append(
+                (
+                    label,
+                    [
+                        Column(
+                            f"{direction} mAP@{'N' if k is None else k}",
+                            f"mAP@{'N' if k is None else k}",
+                            title=f"{direction} category mAP@{'N' if k is None else k}, %",
+                        )
+                        for k in standard.MAP_KS
+                    ],
                 )
-                for k in standard.MAP_KS
-            ]))
+            )
     for name in judged:
         for direction in DIRECTIONS:
-            groups.append((f"{name.upper()} {direction}", [
-                Column(f"judged {name} {direction} {key}", key, title=f"{name} judgments, {direction} {key}, %")
-                for key in standard.JUDGED_COLUMNS
-            ]))
-    groups.append(("Costs", [
-        Column("bytes_img", "B/image", better="lower", title="bytes per image item, from the evidence"),
-        Column("bytes_txt", "B/text", better="lower", title="bytes per text item, from the evidence"),
-        Column("enc_img", "ms/image", better="lower", title="encode time per image, claimed"),
-        Column("enc_txt", "ms/text", better="lower", title="encode time per text, claimed"),
-        Column("qt", "query s", better="lower", title="query-time attention / re-rank seconds, claimed"),
-    ]))
+            groups.append(
+                (
+                    f"{name.upper()} {direction}",
+                    [
+                        Column(f"judged {name} {direction} {key}", key, title=f"{name} judgments, {direction} {key}, %")
+                        for key in standard.JUDGED_COLUMNS
+                    ],
+                )
+            )
+    groups.append(
+        (
+            "Costs",
+            [
+                Column("bytes_img", "B/image", better="lower", title="bytes per image item, from the evidence"),
+                Column("bytes_txt", "B/text", better="lower", title="bytes per text item, from the evidence"),
+                Column("enc_img", "ms/image", better="lower", title="encode time per image, claimed"),
+                Column("enc_txt", "ms/text", better="lower", title="encode time per text, claimed"),
+                Column("qt", "query s", better="lower", title="query-time attention / re-rank seconds, claimed"),
+            ],
+        )
+    )
     groups.append(("Submission", [Column("submitter", "by", "text"), Column("date", "date", "text")]))
     return groups
 
@@ -248,15 +269,17 @@ def _plot_entries(entries: list[Verdict]) -> list[charts.PlotEntry]:
         r = v.result
         assert r is not None
         category = r.metrics.category or {}
-        out.append(charts.PlotEntry(
-            label=r.model.name,
-            family=r.model.family or "unknown",
-            output=r.model.output or "unknown",
-            rsum=r.rsum(),
-            pr11={d: _curve(category.get(d, {}).get("PR11")) for d in DIRECTIONS},
-            bytes_per_item=v.storage.get("images"),
-            encode_ms_per_item=_per_item_ms(r, "images"),
-        ))
+        out.append(
+            charts.PlotEntry(
+                label=r.model.name,
+                family=r.model.family or "unknown",
+                output=r.model.output or "unknown",
+                rsum=r.rsum(),
+                pr11={d: _curve(category.get(d, {}).get("PR11")) for d in DIRECTIONS},
+                bytes_per_item=v.storage.get("images"),
+                encode_ms_per_item=_per_item_ms(r, "images"),
+            )
+        )
     return out
 
 
@@ -279,8 +302,15 @@ def _write(path: Path, text: str) -> Path:
 
 
 def write_corpus_page(
-    folder: Path, slug: str, corpus: Any, entries: list[Verdict], rejected: list[Verdict], tolerance: float,
-    built_at: datetime, *, plots: bool = True,
+    folder: Path,
+    slug: str,
+    corpus: Any,
+    entries: list[Verdict],
+    rejected: list[Verdict],
+    tolerance: float,
+    built_at: datetime,
+    *,
+    plots: bool = True,
 ) -> Path:
     has_labels = corpus.labels is not None
     judged = sorted(getattr(corpus, "judgments", None) or {})
@@ -295,17 +325,29 @@ def write_corpus_page(
             (folder / file).write_bytes(svg)
             figures.append({"title": title, "src": _data_uri(svg), "file": file.as_posix()})
     css, js = _assets()
-    html = _environment().get_template("corpus.html.j2").render(
-        css=css, js=js, csp=content_security_policy(css, js),
-        corpus=corpus_facts(corpus), protocol=protocol_facts(corpus, tolerance),
-        groups=[(label, len(cols)) for label, cols in groups], flat_columns=[c for _, cols in groups for c in cols],
-        rows=rows, figures=figures,
-        families=FAMILIES, outputs=OUTPUTS,
-        rejected=[
-            {"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""}
-            for v in rejected
-        ],
-        results_file=f"results/{slug}.json", built_at=built_at.isoformat(), tool_version=_tool_version(),
+    html = (
+        _environment()
+        .get_template("corpus.html.j2")
+        .render(
+            css=css,
+            js=js,
+            csp=content_security_policy(css, js),
+            corpus=corpus_facts(corpus),
+            protocol=protocol_facts(corpus, tolerance),
+            groups=[(label, len(cols)) for label, cols in groups],
+            flat_columns=[c for _, cols in groups for c in cols],
+            rows=rows,
+            figures=figures,
+            families=FAMILIES,
+            outputs=OUTPUTS,
+            rejected=[
+                {"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""}
+                for v in rejected
+            ],
+            results_file=f"results/{slug}.json",
+            built_at=built_at.isoformat(),
+            tool_version=_tool_version(),
+        )
     )
     return _write(folder / f"{slug}.html", html)
 
@@ -325,9 +367,17 @@ def write_index_page(folder: Path, corpora: list[Any], result: Any, pages: dict[
         {"submission": v.submission, "reasons": v.reasons, "model": v.claimed.model.name if v.claimed else ""}
         for v in result.rejected
     ]
-    html = _environment().get_template("index.html.j2").render(
-        css=css, csp=content_security_policy(css, None), boards=boards, rejected=rejected,
-        built_at=built_at.isoformat(), tool_version=_tool_version(),
+    html = (
+        _environment()
+        .get_template("index.html.j2")
+        .render(
+            css=css,
+            csp=content_security_policy(css, None),
+            boards=boards,
+            rejected=rejected,
+            built_at=built_at.isoformat(),
+            tool_version=_tool_version(),
+        )
     )
     return _write(folder / "index.html", html)
 

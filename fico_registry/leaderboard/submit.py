@@ -31,8 +31,16 @@ from fico_registry.results.record import (
 )
 
 MODEL_FIELDS = (
-    "family", "description", "url", "paper", "distribution", "version", "config_name", "config",
-    "checkpoint_sha256", "checkpoint_source",
+    "family",
+    "description",
+    "url",
+    "paper",
+    "distribution",
+    "version",
+    "config_name",
+    "config",
+    "checkpoint_sha256",
+    "checkpoint_source",
 )
 INPUT_SUFFIXES = (".npy", ".npz", ".safetensors")
 
@@ -79,9 +87,13 @@ def _model_fields(model_name: str, output: str, provenance: Any, extra: Mapping[
     if prov:
         checkpoint = prov.get("checkpoint") or {}
         info.update(
-            family=prov.get("family"), distribution=prov.get("distribution"), version=prov.get("version"),
-            config_name=prov.get("config_name"), config=prov.get("config") or {},
-            checkpoint_sha256=checkpoint.get("sha256"), checkpoint_source=checkpoint.get("source"),
+            family=prov.get("family"),
+            distribution=prov.get("distribution"),
+            version=prov.get("version"),
+            config_name=prov.get("config_name"),
+            config=prov.get("config") or {},
+            checkpoint_sha256=checkpoint.get("sha256"),
+            checkpoint_source=checkpoint.get("source"),
         )
     elif "family" not in (extra or {}):
         info["family"] = _registered_family(model_name)
@@ -162,21 +174,36 @@ def make_submission(
         if array.ndim == 0:
             raise DataFormatError(f"{name} is a scalar, not an array")
     ev.check_shapes(
-        kind, {k: a.shape for k, a in arrays.items()}, corpus.n_images, corpus.n_captions,
+        kind,
+        {k: a.shape for k, a in arrays.items()},
+        corpus.n_images,
+        corpus.n_captions,
         measure if embeddings else None,
     )
 
     kwargs = standard.evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
     if embeddings:
         result_report = evaluate_embeddings(
-            arrays["images"], arrays["texts"], corpus.caption_to_image, corpus.labels, measure=measure, bits=bits,
-            device=device, progress=False, **kwargs,
+            arrays["images"],
+            arrays["texts"],
+            corpus.caption_to_image,
+            corpus.labels,
+            measure=measure,
+            bits=bits,
+            device=device,
+            progress=False,
+            **kwargs,
         )
         output = "binary" if measure == "hamming" else "continuous"
     else:
         result_report = evaluate_similarity(
-            arrays["i2t"], corpus.caption_to_image, t2i=arrays.get("t2i"), labels=corpus.labels, device=device,
-            progress=False, **kwargs,
+            arrays["i2t"],
+            corpus.caption_to_image,
+            t2i=arrays.get("t2i"),
+            labels=corpus.labels,
+            device=device,
+            progress=False,
+            **kwargs,
         )
         output = "similarity"
 

@@ -198,9 +198,8 @@ def _open_evidence(
                 f"{declared.file}: sha256 does not match submission.json (the file was changed after `fico submit`)"
             )
             continue
-        if (
-            list(info.shape) != list(declared.shape)
-            or str(info.dtype.newbyteorder("=")) != _plain_dtype(declared.dtype)
+        if list(info.shape) != list(declared.shape) or str(info.dtype.newbyteorder("=")) != _plain_dtype(
+            declared.dtype
         ):
             problems.append(
                 f"{declared.file}: holds {info.dtype} {list(info.shape)} but submission.json declares "
@@ -241,13 +240,25 @@ def _recompute(claimed: RunResult, corpus: Any, arrays: dict[str, Any], device: 
             report = recompute_entry(arrays, claimed.evidence.cascade, corpus, device)
         elif claimed.evidence is not None and claimed.evidence.kind == "embeddings":
             report = evaluate_embeddings(
-                arrays["images"], arrays["texts"], corpus.caption_to_image, corpus.labels,
-                measure=claimed.settings.measure, bits=claimed.settings.bits, device=device, progress=False, **kwargs,
+                arrays["images"],
+                arrays["texts"],
+                corpus.caption_to_image,
+                corpus.labels,
+                measure=claimed.settings.measure,
+                bits=claimed.settings.bits,
+                device=device,
+                progress=False,
+                **kwargs,
             )
         else:
             report = evaluate_similarity(
-                arrays["i2t"], corpus.caption_to_image, t2i=arrays.get("t2i"), labels=corpus.labels,
-                device=device, progress=False, **kwargs,
+                arrays["i2t"],
+                corpus.caption_to_image,
+                t2i=arrays.get("t2i"),
+                labels=corpus.labels,
+                device=device,
+                progress=False,
+                **kwargs,
             )
     except FicoError as exc:
         raise _stop(verdict, f"the evidence cannot be evaluated: {exc}") from None

@@ -190,8 +190,13 @@ def encode_side_sharded(
     if cache is not None and cache_key is not None:
         try:
             cache.encode(
-                cache_key, n, encode_block, block_size=batch_size * 4, rank=sharding.rank,
-                world_size=sharding.world_size, progress=bool(shown) if shown is not None else True,
+                cache_key,
+                n,
+                encode_block,
+                block_size=batch_size * 4,
+                rank=sharding.rank,
+                world_size=sharding.world_size,
+                progress=bool(shown) if shown is not None else True,
             )
         except Exception as exc:
             error = exc
@@ -208,7 +213,12 @@ def encode_side_sharded(
         if encode_block.items == 0 and sharding.rank == 0:
             cache_notice(cache, cache_key, n, side, shown)
         return EncodeResult(
-            _as_torch(outputs), n, encode_block.seconds, encode_block.items == 0, encode_block.batches, batch_size,
+            _as_torch(outputs),
+            n,
+            encode_block.seconds,
+            encode_block.items == 0,
+            encode_block.batches,
+            batch_size,
             extra={"encoded_items": encode_block.items},
         )
     lo, hi = split(n, sharding.world_size, sharding.rank, align=batch_size)
@@ -232,7 +242,12 @@ def encode_side_sharded(
     else:
         outputs = sharding.gather_rows(part, counts)
     return EncodeResult(
-        outputs, n, encode_block.seconds, False, encode_block.batches, batch_size,
+        outputs,
+        n,
+        encode_block.seconds,
+        False,
+        encode_block.batches,
+        batch_size,
         extra={"encoded_items": encode_block.items},
     )
 

@@ -179,16 +179,22 @@ class Model:
         self.device = device
         for method in ("encode_images", "encode_texts"):
             if not callable(getattr(encoder, method, None)):
-                raise ModelOutputError(f"{spec.name}: the factory returned {type(encoder).__name__}, which has no {method}()")
+                raise ModelOutputError(
+                    f"{spec.name}: the factory returned {type(encoder).__name__}, which has no {method}()"
+                )
         # Tiny / custom configs change widths: the encoder may say its own (dim / bits attributes).
         own = getattr(encoder, "bits" if spec.output is OutputKind.BINARY else "dim", None)
         self.width: int | None = own if isinstance(own, int) else (spec.width if config_name == "default" else None)
-        if spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION and not callable(getattr(encoder, "score", None)):
+        if spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION and not callable(
+            getattr(encoder, "score", None)
+        ):
             raise ModelOutputError(f"{spec.name}: a cross-attention model's encoder must have score(images, texts)")
         if spec.query_time_attention is QueryTimeAttention.FUSION_RERANK and not callable(
             getattr(encoder, "score_pairs", None)
         ):
-            raise ModelOutputError(f"{spec.name}: a fusion re-rank model's encoder must have score_pairs(images, texts)")
+            raise ModelOutputError(
+                f"{spec.name}: a fusion re-rank model's encoder must have score_pairs(images, texts)"
+            )
 
     def __repr__(self) -> str:
         ck = "random init" if self.checkpoint is None else self.checkpoint.source
@@ -231,7 +237,9 @@ class Model:
         if isinstance(out, dict):
             for key, value in out.items():
                 if not isinstance(value, torch.Tensor):
-                    raise ModelOutputError(f"{self.name}.{method} returned {key!r} as {type(value).__name__}, not a tensor")
+                    raise ModelOutputError(
+                        f"{self.name}.{method} returned {key!r} as {type(value).__name__}, not a tensor"
+                    )
                 if n is not None and value.shape[0] != n:
                     raise ModelOutputError(f"{self.name}.{method}: {key!r} has {value.shape[0]} rows for {n} inputs")
         if self.spec.output is OutputKind.SIMILARITY and embeds is None:
@@ -244,11 +252,15 @@ class Model:
             _check_codes(embeds, self.name, self.width, method)
         elif embeds.is_floating_point():
             if self.width is not None and embeds.shape[-1] != self.width:
-                raise ModelOutputError(f"{self.name}.{method} returned width {embeds.shape[-1]}; expected dim={self.width}")
+                raise ModelOutputError(
+                    f"{self.name}.{method} returned width {embeds.shape[-1]}; expected dim={self.width}"
+                )
             if not torch.isfinite(embeds).all():
                 raise ModelOutputError(f"{self.name}.{method} returned NaN or infinite values")
         else:
-            raise ModelOutputError(f"{self.name}.{method} returned dtype {embeds.dtype}; a continuous model returns floats")
+            raise ModelOutputError(
+                f"{self.name}.{method} returned dtype {embeds.dtype}; a continuous model returns floats"
+            )
         return out
 
     def provenance(self) -> dict[str, Any]:

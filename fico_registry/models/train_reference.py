@@ -26,7 +26,9 @@ class TrainLog:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "epochs": self.epochs, "steps": self.steps, "seconds": round(self.seconds, 2),
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 2),
             "final_loss": self.losses[-1] if self.losses else None,
         }
 
@@ -76,7 +78,8 @@ def train_reference(
                 images = pixels[order[s : s + batch_size]].to(device)
                 ids, pad = tokenize(
                     [train.captions[j] for j in picks[s : s + batch_size]],
-                    network.config["vocab_size"], network.config["max_len"],
+                    network.config["vocab_size"],
+                    network.config["max_len"],
                 )
                 img_c, img_h = network.image_features(images)
                 txt_c, txt_h = network.text_features(ids.to(device), pad.to(device))

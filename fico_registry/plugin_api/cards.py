@@ -413,4 +413,3 @@ class ModelFactory(Protocol):
     def __call__(
         self, *, spec: ModelSpec, config: Mapping[str, Any], checkpoint: str | None, device: str
     ) -> Encoder: ...
-

@@ -18,8 +18,21 @@ from fico_registry.plugin_api import hookspecs
 # Modules that make every `fico` command slow when a plugin.py imports them at the top
 # (torch alone is 1-5 s); only top-level names newly imported by the plugin count.
 HEAVY_MODULES = frozenset(
-    {"torch", "torchvision", "transformers", "open_clip", "timm", "tensorflow", "jax", "faiss", "gensim", "cv2",
-     "lavis", "matplotlib", "sklearn"}
+    {
+        "torch",
+        "torchvision",
+        "transformers",
+        "open_clip",
+        "timm",
+        "tensorflow",
+        "jax",
+        "faiss",
+        "gensim",
+        "cv2",
+        "lavis",
+        "matplotlib",
+        "sklearn",
+    }
 )
 SLOW_IMPORT_MS = 100.0  # default threshold; FICO_SLOW_PLUGIN_MS overrides it
 _IMPL_MARK = f"{hookspecs.PROJECT}_impl"  # the attribute pluggy's HookimplMarker sets on a function
@@ -28,8 +41,7 @@ _IMPL_MARK = f"{hookspecs.PROJECT}_impl"  # the attribute pluggy's HookimplMarke
 def hook_names() -> list[str]:
     """Every hook a plugin may implement, as declared in fico_registry.plugin_api.hookspecs."""
     return sorted(
-        name for name, obj in vars(hookspecs).items()
-        if callable(obj) and hasattr(obj, f"{hookspecs.PROJECT}_spec")
+        name for name, obj in vars(hookspecs).items() if callable(obj) and hasattr(obj, f"{hookspecs.PROJECT}_spec")
     )
 
 

@@ -49,7 +49,8 @@ def _hypothesis() -> Any:
         import hypothesis
     except ImportError:  # a test extra, not a dependency of the evaluator
         raise FicoError(
-            "fico_registry.plugin_api.testing.check_evaluator_inputs needs hypothesis: pip install 'fico-registry[test]' "
+            "fico_registry.plugin_api.testing.check_evaluator_inputs needs hypothesis: pip install "
+            "'fico-registry[test]' "
             "(or pip install hypothesis)"
         ) from None
     return hypothesis

@@ -199,7 +199,8 @@ class Registry:
         if not info.hooks:
             example = "@hookimpl def fico_models(register): ..."
             self._report_on(
-                info, "hooks",
+                info,
+                "hooks",
                 f"implements no hook, so it registers nothing (expected e.g. `{example}` in {info.module})",
             )
 
@@ -207,15 +208,19 @@ class Registry:
         info.import_ms = round(ms, 1)
         if heavy:
             self._report_on(
-                info, "import",
+                info,
+                "import",
                 f"importing {info.module} imports {', '.join(heavy)} ({ms:.0f} ms), which slows down every "
-                "`fico` command: import it inside the factory (model.py) instead", level="warning",
+                "`fico` command: import it inside the factory (model.py) instead",
+                level="warning",
             )
         elif ms > plugin_checks.slow_import_ms():
             self._report_on(
-                info, "import",
+                info,
+                "import",
                 f"importing {info.module} takes {ms:.0f} ms (threshold {plugin_checks.slow_import_ms():.0f} ms, "
-                "FICO_SLOW_PLUGIN_MS): keep plugin.py to the cards", level="warning",
+                "FICO_SLOW_PLUGIN_MS): keep plugin.py to the cards",
+                level="warning",
             )
 
     def _load_entry_points(self) -> None:
@@ -302,7 +307,8 @@ class Registry:
         if missing is not None:
             field_name = "loader" if spec_type is DatasetSpec else "factory"
             self._report_on(
-                info, hook_name,
+                info,
+                hook_name,
                 f"{spec.name}: {field_name} {path!r} does not resolve ({missing}; looked up without importing "
                 f"it); {spec.name!r} skipped",
             )
@@ -316,9 +322,9 @@ class Registry:
         table, listed = tables[spec_type]
         if spec.name in table:
             self._report_on(
-                info, hook_name,
-                f"{spec_type.__name__} {spec.name!r} is already registered by "
-                f"{table[spec.name].distribution}; skipped",
+                info,
+                hook_name,
+                f"{spec_type.__name__} {spec.name!r} is already registered by {table[spec.name].distribution}; skipped",
             )
             return None
         table[spec.name] = spec
@@ -337,7 +343,8 @@ class Registry:
         same_owner = [n for n in names if any((o, n) in qualified for o in owners)]
         if same_owner:
             self._report_on(
-                info, hook_name,
+                info,
+                hook_name,
                 f"{kind.__name__} name {same_owner[0]!r} is already registered by "
                 f"{info.distribution or info.name}; {spec.name!r} skipped",
             )
@@ -366,7 +373,10 @@ class Registry:
         for who, rival in ((info, theirs), (other_info, mine)):
             self._report(
                 PluginProblem(
-                    who.name, who.distribution, who.version, hook_name if who is info else "names",
+                    who.name,
+                    who.distribution,
+                    who.version,
+                    hook_name if who is info else "names",
                     f"{word} name {name!r} is also registered by {rival}: the plain name is refused until one is "
                     f"uninstalled or disabled (FICO_DISABLE_PLUGINS); use '{mine}:{name}' or '{theirs}:{name}'",
                 )
@@ -420,7 +430,8 @@ class Registry:
         """The plugins (entry points) a distribution provides, matched by distribution or entry-point name."""
         wanted = _normalise(distribution)
         return [
-            i for i in self.infos.values()
+            i
+            for i in self.infos.values()
             if _normalise(i.name) == wanted or (i.distribution is not None and _normalise(i.distribution) == wanted)
         ]
 

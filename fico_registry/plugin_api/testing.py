@@ -83,7 +83,9 @@ def sample_batch(input_name: str, n: int = 4, *, seed: int = 0) -> Any:
 
         return [Image.fromarray(rng.integers(0, 256, (40 + 4 * i, 48, 3), dtype=np.uint8)) for i in range(n)]
     if input_name == Input.TEXT:
-        return [SAMPLE_CAPTIONS[i % len(SAMPLE_CAPTIONS)] + ("" if i < len(SAMPLE_CAPTIONS) else f" {i}") for i in range(n)]
+        return [
+            SAMPLE_CAPTIONS[i % len(SAMPLE_CAPTIONS)] + ("" if i < len(SAMPLE_CAPTIONS) else f" {i}") for i in range(n)
+        ]
     # feature inputs arrive as float32 numpy rows, as evaluation's ArraySource hands them over
     if input_name == Input.REGIONS:  # bottom-up-attention-like: non-negative (n, 36, 2048)
         return rng.gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)

@@ -92,8 +92,11 @@ def save_embeddings(folder: str | os.PathLike, model: Any, corpus: Any, outputs:
         "checkpoint_source": checkpoint.get("source"),
         "batch_size": report.settings.get("batch_size"),
         "corpus": {
-            "name": corpus.name, "split": corpus.split, "content_hash": corpus.content_hash,
-            "n_images": corpus.n_images, "n_texts": corpus.n_captions,
+            "name": corpus.name,
+            "split": corpus.split,
+            "content_hash": corpus.content_hash,
+            "n_images": corpus.n_images,
+            "n_texts": corpus.n_captions,
         },
         "files": files,
         "report": "report.json",
@@ -131,8 +134,10 @@ class SavedEmbeddings:
         if self.manifest["output"] == "similarity":
             return {"i2t": str(self.path("i2t"))}
         return {
-            "images": str(self.path("images")), "texts": str(self.path("texts")),
-            "measure": self.manifest["measure"], "bits": self.manifest.get("bits"),
+            "images": str(self.path("images")),
+            "texts": str(self.path("texts")),
+            "measure": self.manifest["measure"],
+            "bits": self.manifest.get("bits"),
         }
 
 

@@ -12,7 +12,11 @@ from typing import Any
 from fico_registry.results.schema import DIRECTIONS, Direction, RunResult, write_text_atomic
 
 _MTEB_DATASET_NAMES = {
-    "flickr30k": "Flickr30k", "flickr8k": "Flickr8k", "coco": "MSCOCO", "mscoco": "MSCOCO", "nus-wide": "NUSWIDE",
+    "flickr30k": "Flickr30k",
+    "flickr8k": "Flickr8k",
+    "coco": "MSCOCO",
+    "mscoco": "MSCOCO",
+    "nus-wide": "NUSWIDE",
 }
 
 

@@ -5,7 +5,6 @@ both are re-exported here, so `from fico_registry.results.record import RunResul
 keeps working. Files are strict JSON: NaN and Infinity are refused when reading and never written.
 """
 
-
 import contextlib
 import json
 import os
@@ -133,7 +132,7 @@ def result_from_dict(data: Any, where: str = "result") -> RunResult:
     if not isinstance(data, dict):
         raise DataFormatError(f"{where}: expected a JSON object, got {type(data).__name__}")
     if data.get("format") != RESULT_FORMAT:
-        raise DataFormatError(f"{where}: not a fico result (\"format\" must be {RESULT_FORMAT!r})")
+        raise DataFormatError(f'{where}: not a fico result ("format" must be {RESULT_FORMAT!r})')
     version = data.get("schema_version")
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise DataFormatError(
@@ -300,7 +299,11 @@ def from_report(
         "model": model_fields,
         "corpus": _corpus_info(corpus_source),
         "settings": _known(Settings, data["settings"]),
-        "metrics": {"instance": data["instance"], "category": data.get("category"), "judged": _judged_metrics(data.get("judged"))},
+        "metrics": {
+            "instance": data["instance"],
+            "category": data.get("category"),
+            "judged": _judged_metrics(data.get("judged")),
+        },
         "costs": costs_from_report(report),
         "hardware": hardware or detect_hardware(report.settings.get("device")),
         "packages": (

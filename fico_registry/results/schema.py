@@ -153,9 +153,9 @@ class Metrics(_Strict):
     category: dict[Direction, dict[str, float | int | list[float | None] | None]] | None = None
     # judged relevance (ECCV Caption, CxC, qrels): set name -> direction -> R@K, R-P, mAP@R, NDCG@K,
     # MRR@K, judged_queries, gain; a direction the set does not judge is null. Absent in older results.
-    judged: dict[Annotated[str, Field(max_length=100)], dict[Direction, dict[str, float | int | str | None] | None]] | None = Field(
-        None, max_length=20
-    )
+    judged: (
+        dict[Annotated[str, Field(max_length=100)], dict[Direction, dict[str, float | int | str | None] | None]] | None
+    ) = Field(None, max_length=20)
 
     @field_validator("judged")
     @classmethod
@@ -176,7 +176,10 @@ class Metrics(_Strict):
                         if number not in ("linear", "exponential"):
                             raise ValueError(f"{where} must be 'linear' or 'exponential'")
                     else:
-                        raise ValueError(f"unknown judged metric {key!r} (expected R@K, R-P, mAP@R, NDCG@K, MRR@K, judged_queries, gain)")
+                        raise ValueError(
+                            f"unknown judged metric {key!r} (expected R@K, R-P, mAP@R, NDCG@K, MRR@K, judged_queries, "
+                            "gain)"
+                        )
         return value
 
     @field_validator("instance")
@@ -350,7 +353,9 @@ class Evidence(_Strict):
         if self.kind == "embeddings" and given != {"images", "texts"}:
             raise ValueError(f"embeddings evidence needs exactly images and texts files; got {sorted(given) or 'none'}")
         if self.kind == "similarity" and not ({"i2t"} <= given <= {"i2t", "t2i"}):
-            raise ValueError(f"similarity evidence needs an i2t file (and optionally t2i); got {sorted(given) or 'none'}")
+            raise ValueError(
+                f"similarity evidence needs an i2t file (and optionally t2i); got {sorted(given) or 'none'}"
+            )
         if self.kind == "cascade" and given != set(CASCADE_ROLES):
             got = sorted(given) or "none"
             raise ValueError(f"cascade evidence needs exactly {', '.join(CASCADE_ROLES)} files; got {got}")

@@ -92,7 +92,6 @@ def split(n: int, parts: int, index: int, align: int = 1) -> tuple[int, int]:
     return min(n, lo * align), min(n, hi * align)
 
 
-
 # -- joining and leaving the group ----------------------------------------------------------------
 
 

@@ -315,8 +315,12 @@ def evaluate_cascade(
         "rerank": None if rerank_report is None else rerank_report.to_dict(),
         "by_k": by_k,
         "settings": {
-            "first": first.name, "rerank": rerank.name, "index": index, "index_depth": depth if index else None,
-            "ks": [str(k) for k in wanted], "first_stage": stage.kind,
+            "first": first.name,
+            "rerank": rerank.name,
+            "index": index,
+            "index_depth": depth if index else None,
+            "ks": [str(k) for k in wanted],
+            "first_stage": stage.kind,
             "boundary_ties": "the whole tie group at position k is re-ranked (counted in rerank_pairs)",
         },
     }

@@ -247,7 +247,9 @@ def engine_search(
     from fico_registry.evaluator.budget import rows_per_block
     from fico_registry.evaluator.sources import EmbeddingScores
 
-    if measure == "hamming":  # distance-count threshold kernel (fico_registry.evaluator.hamming): as fast as faiss or faster
+    if (
+        measure == "hamming"
+    ):  # distance-count threshold kernel (fico_registry.evaluator.hamming): as fast as faiss or faster
         from fico_registry.evaluator.hamming import hamming_topk
 
         distances, ids = hamming_topk(queries, database, min(k, len(database)))
@@ -411,7 +413,9 @@ class SearchStudy:
                         exact_kth: dict[int, np.ndarray]) -> dict[str, float]:  # fmt: skip
         return {str(k): hamming_recall(hamming_distances(q_codes, db_codes, ids[k]), exact_kth[k], k) for k in self.ks}
 
-    def _engine_hamming(self, db_codes: np.ndarray, q_codes: np.ndarray) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
+    def _engine_hamming(
+        self, db_codes: np.ndarray, q_codes: np.ndarray
+    ) -> tuple[dict[str, Any], dict[int, np.ndarray]]:
         """The exact engine on codes; its k-th distances are what approximate indexes are scored against."""
         exact_kth: dict[int, np.ndarray] = {}
         times, ids = {}, {}

@@ -108,7 +108,10 @@ class Checkpointer:
             return None
         state = load_torch_checkpoint(self.last_path)
         if not isinstance(state, dict):
-            raise ConfigError(f"{self.last_path} holds a {type(state).__name__}, not a checkpoint dict: remove it or pass another --out")
+            raise ConfigError(
+                f"{self.last_path} holds a {type(state).__name__}, not a checkpoint dict: remove it or pass another "
+                "--out"
+            )
         return state
 
     def save(self, epoch: int, state: dict[str, Any], *, is_best: bool) -> Path:
@@ -138,7 +141,9 @@ def validation_rsum(report: Any) -> float:
         metrics = instance.get(direction) or {}
         missing = [k for k in RECALL_KEYS if k not in metrics]
         if missing:
-            raise ConfigError(f"validation report lacks {direction} {', '.join(missing)}: evaluate with recall_ks including 1, 5, 10")
+            raise ConfigError(
+                f"validation report lacks {direction} {', '.join(missing)}: evaluate with recall_ks including 1, 5, 10"
+            )
         total += sum(float(metrics[k]) for k in RECALL_KEYS)
     return 100.0 * total
 

@@ -277,8 +277,10 @@ def run_epochs(recipe: EpochRecipe, *, progress: bool) -> dict[str, Any]:
     state = (recipe.restore() if opts.resume else None) or LoopState(best=recipe.initial_best)
     bar = TrainingProgress(progress, model)
     if state.start_epoch >= opts.epochs and recipe.main:
-        bar.log(f"{model}: {recipe.out} already holds {state.start_epoch} epochs (asked for {opts.epochs}); "
-                "nothing to train")
+        bar.log(
+            f"{model}: {recipe.out} already holds {state.start_epoch} epochs (asked for {opts.epochs}); "
+            "nothing to train"
+        )
     epochs_run = 0
     for epoch in range(state.start_epoch, opts.epochs):
         _run_epoch(recipe, state, epoch, bar)

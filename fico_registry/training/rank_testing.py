@@ -56,8 +56,15 @@ def spawn_ranks(worker: Callable[..., Any], *args: Any, world: int = 2) -> None:
     mp.spawn(worker, args=(world, free_port(), *args), nprocs=world, join=True)
 
 
-def train_on_rank(rank: int, world: int, port: int, train: Callable[..., Any], runs: Sequence[Mapping[str, Any]], *,
-                  watch: str | os.PathLike) -> list[str]:
+def train_on_rank(
+    rank: int,
+    world: int,
+    port: int,
+    train: Callable[..., Any],
+    runs: Sequence[Mapping[str, Any]],
+    *,
+    watch: str | os.PathLike,
+) -> list[str]:
     """In a spawned rank: join the group, call `train(**run, device=...)` for each run in turn (a later
     run into the same `out` resumes), leave the group; returns what this rank wrote under `watch`
     (`watch_writes`; rank 0, the one that should write, is not watched and returns [])."""

@@ -48,7 +48,12 @@ def _label(model: dict[str, Any]) -> str:
 
 
 def _plot_series(
-    ax: Any, measured: list[tuple[Any, Any]], predicted: list[tuple[Any, Any]], colour: Any, style: str, marker: str,
+    ax: Any,
+    measured: list[tuple[Any, Any]],
+    predicted: list[tuple[Any, Any]],
+    colour: Any,
+    style: str,
+    marker: str,
     label: str,
 ) -> None:
     """Measured points joined by `style`; predicted (DNF) ones hollow, dotted on from the last measured."""

@@ -49,7 +49,10 @@ def test_tiny_vocab_matches_tiny_bert():
 
 
 def test_listing_imports_nothing_heavy():
-    code = "import sys, fico_adv.plugin; print(sorted(m for m in ('torch', 'numpy', 'fico_adv.model') if m in sys.modules))"
+    code = (
+        "import sys, fico_adv.plugin; "
+        "print(sorted(m for m in ('torch', 'numpy', 'fico_adv.model') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

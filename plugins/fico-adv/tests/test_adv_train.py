@@ -58,7 +58,9 @@ def test_angular_loss_matches_the_per_negative_formula():
 
 def test_angular_weight_schedule_follows_forward_loss():
     opts = T.Options.from_dict({})
-    assert [T.angular_alpha(e, opts) for e in (0, 4, 5, 10, 20, 21)] == pytest.approx([0.5, 0.5, 0.05, 0.005, 0.5e-4, 0.0])
+    assert [T.angular_alpha(e, opts) for e in (0, 4, 5, 10, 20, 21)] == pytest.approx(
+        [0.5, 0.5, 0.05, 0.005, 0.5e-4, 0.0]
+    )
 
 
 def test_adversary_loss():
@@ -103,7 +105,9 @@ def corpora(tmp_path_factory):
     from fico_registry.data import synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    return synthetic(n_images=24, split="train", root=root / "train"), synthetic(n_images=8, split="val", root=root / "val")
+    return synthetic(n_images=24, split="train", root=root / "train"), synthetic(
+        n_images=8, split="val", root=root / "val"
+    )
 
 
 def _train(corpora, out, **options):
@@ -196,7 +200,9 @@ def test_adversarial_captions_are_generated_and_trained_on(corpora, tmp_path):
 
 def test_adversaries_from_the_original_json(corpora, tmp_path):
     captions = list(corpora[0].captions)
-    data = {str(j): {"raw": c, "adversary": {"noun": [c + " x"], "num": [], "rela": []}} for j, c in enumerate(captions)}
+    data = {
+        str(j): {"raw": c, "adversary": {"noun": [c + " x"], "num": [], "rela": []}} for j, c in enumerate(captions)
+    }
     path = tmp_path / "train_caps+rephrase+30advs.json"
     path.write_text(json.dumps(data))
     advs = T.file_adversaries(str(path), captions, "noun", 2)
@@ -216,7 +222,9 @@ def test_bert_init_reads_transformers_names(tmp_path):
     source = T.BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels)
     renamed = {}
     for key, value in source.bert.state_dict().items():
-        renamed["bert." + key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")] = value.clone()
+        renamed[
+            "bert." + key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        ] = value.clone()
     renamed["cls.predictions.bias"] = torch.zeros(3)  # heads of the pretraining checkpoint are ignored
     save_file(renamed, tmp_path / "model.safetensors")
     torch.save(renamed, tmp_path / "pytorch_model.bin")
@@ -228,7 +236,9 @@ def test_bert_init_reads_transformers_names(tmp_path):
     del renamed["bert.pooler.dense.weight"]
     save_file(renamed, tmp_path / "model.safetensors")
     with pytest.raises(CheckpointError, match="pooler"):
-        T.load_bert_init(T.BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels), str(tmp_path / "model.safetensors"))
+        T.load_bert_init(
+            T.BertBinaryMapping(cfg.bert_shape, cfg.final_dims, cfg.cnn_channels), str(tmp_path / "model.safetensors")
+        )
 
 
 def test_registered_defaults_are_the_published_ones():

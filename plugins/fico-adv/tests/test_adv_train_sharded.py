@@ -26,13 +26,23 @@ def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
 
     root = tmp_path_factory.mktemp("synthetic")
     # 120 captions: 7 batches of 16 and a last one of 8 (4 per rank)
-    return synthetic(n_images=24, split="train", root=root / "train"), synthetic(n_images=8, split="val", root=root / "val")
+    return synthetic(n_images=24, split="train", root=root / "train"), synthetic(
+        n_images=8, split="val", root=root / "val"
+    )
 
 
 def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str) -> None:
     """One rank: 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint); rank 1 records its writes."""
-    runs = [{"model": "adv-64", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, "epochs": e}}
-            for e in (1, 2)]
+    runs = [
+        {
+            "model": "adv-64",
+            "train": corpora[0],
+            "val": corpora[1],
+            "out": Path(out),
+            "options": {**OPTIONS, "epochs": e},
+        }
+        for e in (1, 2)
+    ]
     writes = train_on_rank(rank, world, port, T.train, runs, watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 

@@ -28,10 +28,12 @@ def original_gen(image_dim: int, text_dim: int, hidden: int, bits: int, dropout:
     gen = nn.Module()
     gen.image_module = branch(image_dim)
     gen.text_module = branch(text_dim)
-    gen.hash_module = nn.ModuleDict({
-        "image": nn.Sequential(nn.Linear(hidden // 4, bits, bias=True), nn.Tanh()),
-        "text": nn.Sequential(nn.Linear(hidden // 4, bits, bias=True), nn.Tanh()),
-    })
+    gen.hash_module = nn.ModuleDict(
+        {
+            "image": nn.Sequential(nn.Linear(hidden // 4, bits, bias=True), nn.Tanh()),
+            "text": nn.Sequential(nn.Linear(hidden // 4, bits, bias=True), nn.Tanh()),
+        }
+    )
     return gen
 
 

@@ -61,10 +61,14 @@ def reference_forward(state: dict, prefix: str, x: torch.Tensor, norm: tuple[flo
     linear = sorted({int(k.split(".")[1]) for k in state if k.startswith(f"{prefix}_module.") and state[k].ndim == 2})
     for i in linear:
         h = h @ state[f"{prefix}_module.{i}.weight"].double().T + state[f"{prefix}_module.{i}.bias"].double()
-        bn = {p: state[f"{prefix}_module.{i + 1}.{p}"].double() for p in ("weight", "bias", "running_mean", "running_var")}
+        bn = {
+            p: state[f"{prefix}_module.{i + 1}.{p}"].double() for p in ("weight", "bias", "running_mean", "running_var")
+        }
         h = (h - bn["running_mean"]) / torch.sqrt(bn["running_var"] + 1e-5) * bn["weight"] + bn["bias"]
         h = torch.clamp(h, min=0)
-    return torch.tanh(h @ state[f"hash_module.{prefix}.0.weight"].double().T + state[f"hash_module.{prefix}.0.bias"].double())
+    return torch.tanh(
+        h @ state[f"hash_module.{prefix}.0.weight"].double().T + state[f"hash_module.{prefix}.0.bias"].double()
+    )
 
 
 @pytest.mark.parametrize("dropout", [False, True])
@@ -89,7 +93,9 @@ def test_image_norm_from_config_and_its_absence(tmp_path, features, write_gen):
         load_model("dadh", config="tiny", checkpoint=path)
     model = load_model("dadh", config={**_tiny(), "image_mean": 0.7, "image_std": 1.9}, checkpoint=path)
     with_file = write_gen(tmp_path / "ck2", norm=(0.7, 1.9))
-    assert torch.equal(model.encode_images(images), load_model("dadh", config="tiny", checkpoint=with_file).encode_images(images))
+    assert torch.equal(
+        model.encode_images(images), load_model("dadh", config="tiny", checkpoint=with_file).encode_images(images)
+    )
     with pytest.raises(ConfigError, match="both"):
         load_model("dadh", config={**_tiny(), "image_mean": 0.5})
     (tmp_path / "ck2" / "image_norm.json").write_text('{"mean": 1.0, "std": 0}')
@@ -112,7 +118,9 @@ def test_dims_come_from_the_weights_and_folders_work(tmp_path, features, caplog,
     assert model.encoder.bits == 32 and model.encoder.generator.image_widths == (40, 20, 10)
     assert model.encode_texts(texts).shape == (6, 32)
     packed = load_model("dadh", config={**_tiny(), "code_format": "packed"}, checkpoint=path)
-    np.testing.assert_array_equal(packed.encode_images(images).numpy(), np.packbits(model.encode_images(images).numpy() > 0, axis=1))
+    np.testing.assert_array_equal(
+        packed.encode_images(images).numpy(), np.packbits(model.encode_images(images).numpy() > 0, axis=1)
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,8 +131,12 @@ def test_dims_come_from_the_weights_and_folders_work(tmp_path, features, caplog,
         (lambda s: s.__setitem__("feature_dis.0.weight", torch.zeros(1)), "discriminator"),
         (lambda s: s.pop("image_module.6.weight"), r"Linear layers at \[0, 3\]"),
         (lambda s: s.pop("hash_module.text.0.weight"), "missing 'hash_module.text.0.weight'"),
-        (lambda s: s.update({"hash_module.text.0.weight": torch.zeros(8, 6), "hash_module.text.0.bias": torch.zeros(8)}),
-         "image codes have 16 bits but text codes 8"),
+        (
+            lambda s: s.update(
+                {"hash_module.text.0.weight": torch.zeros(8, 6), "hash_module.text.0.bias": torch.zeros(8)}
+            ),
+            "image codes have 16 bits but text codes 8",
+        ),
         (lambda s: s.__setitem__("image_module.3.weight", torch.zeros(12, 23)), r"image_module\.3 takes 23 inputs"),
         (lambda s: s.__setitem__("extra", fractions.Fraction(1, 2)), "allow-list"),
     ],

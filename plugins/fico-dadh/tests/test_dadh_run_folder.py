@@ -21,7 +21,9 @@ def _write_mat(path: Path, matrix: str, rows: int = 40, width: int = 4096) -> np
     images = (np.maximum(rng.standard_normal((rows, width)), 0) * 3 + 0.5).astype(np.float32)
     text, labels = ("YAll", "LAll") if matrix == "images" else ("text", "label")
     path.parent.mkdir(parents=True, exist_ok=True)
-    scipy_io.savemat(path, {matrix: images, text: rng.integers(0, 2, (rows, 12)), labels: rng.integers(0, 2, (rows, 5))})
+    scipy_io.savemat(
+        path, {matrix: images, text: rng.integers(0, 2, (rows, 12)), labels: rng.integers(0, 2, (rows, 5))}
+    )
     return images
 
 

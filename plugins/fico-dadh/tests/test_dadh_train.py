@@ -22,8 +22,10 @@ def corpora(tmp_path_factory):
     from fico_registry.data import synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    return {split: synthetic(n_images=n, split=split, seed=0, root=root / split)
-            for split, n in (("train", 41), ("val", 12), ("test", 12))}
+    return {
+        split: synthetic(n_images=n, split=split, seed=0, root=root / split)
+        for split, n in (("train", 41), ("val", 12), ("test", 12))
+    }
 
 
 def test_registered_trainer():
@@ -56,7 +58,7 @@ def test_triplet_loss_against_a_direct_transcription():
     total_weighted, total_plain = 0.0, 0.0
     for a in range(5):
         ideal = sorted(shared[a], reverse=True)
-        idcg = sum((2 ** g - 1) / math.log2(r + 2) for r, g in enumerate(ideal))
+        idcg = sum((2**g - 1) / math.log2(r + 2) for r, g in enumerate(ideal))
         for p in range(5):
             for q in range(5):
                 if not (shared[a][p] > 0 and shared[a][q] == 0):
@@ -69,7 +71,9 @@ def test_triplet_loss_against_a_direct_transcription():
                 total_plain += max(0.0, (flag + 0.1) * hinge)
     got = triplet_loss(src, tgt, labels, margin=margin, alpha=10, flag=flag)
     assert float(got) == pytest.approx(total_weighted, rel=1e-5)
-    assert float(triplet_loss(src, tgt, labels, margin=margin, alpha=1, flag=flag)) == pytest.approx(total_plain, rel=1e-5)
+    assert float(triplet_loss(src, tgt, labels, margin=margin, alpha=1, flag=flag)) == pytest.approx(
+        total_plain, rel=1e-5
+    )
 
 
 def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
@@ -87,7 +91,10 @@ def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
     raw = torch.load(best, weights_only=True)  # main.py's save_model: the generator's state dict, nothing else
     assert all(k.startswith(("image_module.", "text_module.", "hash_module.")) for k in raw)
     model = load_model("dadh", config="tiny", checkpoint=best)
-    assert model.encoder.bits == 16 and (model.encoder.image_mean, model.encoder.image_std) == (norm["mean"], norm["std"])
+    assert model.encoder.bits == 16 and (model.encoder.image_mean, model.encoder.image_std) == (
+        norm["mean"],
+        norm["std"],
+    )
     assert set(model.encoder.input_pipelines) == {"vgg19-fc7", "doc2vec"}
 
     split = tmp_path / "split"
@@ -128,14 +135,24 @@ def test_world_size_without_a_process_group_is_refused(corpora, tmp_path, monkey
 def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
     from fico_dadh.train import train
 
-    record = train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path,
-                   options={**OPTIONS, "epochs": 1, "precision": "bf16"})
+    record = train(
+        model="dadh",
+        train=corpora["train"],
+        val=corpora["val"],
+        out=tmp_path,
+        options={**OPTIONS, "epochs": 1, "precision": "bf16"},
+    )
     state = torch.load(record["last_checkpoint"], weights_only=True)
     assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
     assert math.isfinite(record["history"][0]["loss"])
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path / "fp16",
-              options={**OPTIONS, "epochs": 1, "precision": "fp16"})
+        train(
+            model="dadh",
+            train=corpora["train"],
+            val=corpora["val"],
+            out=tmp_path / "fp16",
+            options={**OPTIONS, "epochs": 1, "precision": "fp16"},
+        )
 
 
 # -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------
@@ -150,7 +167,10 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) ->
     torch.set_num_threads(1)
     common = {"model": "dadh", "train": corpora["train"], "val": corpora["val"]}
     runs = [{**common, "out": Path(folder) / "ddp", "options": DDP_OPTIONS}]
-    runs += [{**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}} for epochs in (1, 2)]
+    runs += [
+        {**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}}
+        for epochs in (1, 2)
+    ]
     writes = train_on_rank(rank, world, port, train, runs, watch=folder)
     Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
 

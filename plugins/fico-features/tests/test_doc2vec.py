@@ -68,8 +68,9 @@ def test_trained_vectors_mean_something():
     captions = [f"a {rng.choice(animals)} {rng.choice(['runs', 'sleeps', 'eats'])} on the grass" for _ in range(150)]
     captions += [f"a {rng.choice(things)} {rng.choice(['drives', 'stops', 'parks'])} on the road" for _ in range(150)]
     pipe = trained(captions, epochs=20, infer_epochs=100)
-    v = torch.nn.functional.normalize(pipe.compute(["a dog eats on the grass", "a cat runs on the grass",
-                                                    "a bus stops on the road"]), dim=1)
+    v = torch.nn.functional.normalize(
+        pipe.compute(["a dog eats on the grass", "a cat runs on the grass", "a bus stops on the road"]), dim=1
+    )
     assert v[0] @ v[1] > v[0] @ v[2]
 
 
@@ -78,7 +79,12 @@ def test_model_folder_round_trip_without_pickles(tmp_path, captions):
     pipe = Doc2VecPipeline(dict(TINY))
     sha = pipe.train(captions, save_to=folder)
     assert sorted(p.name for p in folder.iterdir()) == [
-        "cum_table.npy", "doc2vec.json", "sample_int.npy", "syn1neg.npy", "word_vectors.npy"]
+        "cum_table.npy",
+        "doc2vec.json",
+        "sample_int.npy",
+        "syn1neg.npy",
+        "word_vectors.npy",
+    ]
     for npy in folder.glob("*.npy"):
         np.load(npy, allow_pickle=False)
     header = json.loads((folder / "doc2vec.json").read_text())
@@ -122,8 +128,9 @@ def test_training_is_reproducible_in_a_fresh_process(tmp_path, captions):
         f"print(Doc2VecPipeline(D2V_CONFIGS['tiny']).train({captions!r}))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "777", "OMP_NUM_THREADS": "1"}
-    other = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True,
-                           timeout=120).stdout.split()[-1]
+    other = subprocess.run(
+        [sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True, timeout=120
+    ).stdout.split()[-1]
     assert other == Doc2VecPipeline(dict(TINY)).train(captions)
 
 
@@ -177,8 +184,13 @@ def test_through_the_core_runner(captions):
     from fico_registry.plugin_api.registry import get_registry
 
     spec = get_registry().feature_pipeline("doc2vec")
-    corpus = Corpus(name="toy", split="test", image_ids=[str(i) for i in range(len(captions))], captions=captions,
-                    caption_to_image=np.arange(len(captions)))
+    corpus = Corpus(
+        name="toy",
+        split="test",
+        image_ids=[str(i) for i in range(len(captions))],
+        captions=captions,
+        caption_to_image=np.arange(len(captions)),
+    )
     array, identity = pipeline_features(spec, corpus, "text", config="tiny", batch_size=5)
     assert array.shape == (len(captions), 300) and identity.startswith("doc2vec:tiny:doc2vec/v1")
     again, same = pipeline_features(spec, corpus, "text", config="tiny", batch_size=48)

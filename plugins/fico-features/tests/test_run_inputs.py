@@ -16,7 +16,10 @@ def corpora(tmp_path_factory):
     from fico_registry.data import synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    return {split: synthetic(n_images=6, split=split, seed=0, root=root / split, regions=False) for split in ("train", "test")}
+    return {
+        split: synthetic(n_images=6, split=split, seed=0, root=root / split, regions=False)
+        for split in ("train", "test")
+    }
 
 
 def tiny(tmp_path) -> RunInputs:
@@ -33,7 +36,12 @@ def test_fit_save_load_attach(corpora, tmp_path):
     run = tmp_path / "run"
     inputs.save(run)
     info = json.loads((run / "inputs.json").read_text())
-    assert info["image"] == {"pipeline": "vgg19-fc7", "config": "tiny", "fingerprint": inputs.fingerprint("image"), "attached": False}
+    assert info["image"] == {
+        "pipeline": "vgg19-fc7",
+        "config": "tiny",
+        "fingerprint": inputs.fingerprint("image"),
+        "attached": False,
+    }
     assert info["text"]["model_folder"] == "doc2vec" and (run / "doc2vec" / "doc2vec.json").is_file()
 
     again = RunInputs.load(run, cache=tmp_path / "other-cache")
@@ -43,7 +51,9 @@ def test_fit_save_load_attach(corpora, tmp_path):
     assert set(attached.features) == {"vgg19-fc7", "doc2vec"}
     np.testing.assert_array_equal(attached.features["doc2vec"].rows(np.arange(30)), texts)
     overrides = pipeline_overrides(run)
-    assert overrides["doc2vec"]["model"] == str((run / "doc2vec").resolve()) and overrides["vgg19-fc7"]["arch"] == "tiny"
+    assert (
+        overrides["doc2vec"]["model"] == str((run / "doc2vec").resolve()) and overrides["vgg19-fc7"]["arch"] == "tiny"
+    )
 
 
 def test_a_changed_pipeline_is_refused(corpora, tmp_path):

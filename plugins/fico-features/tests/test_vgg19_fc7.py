@@ -58,14 +58,24 @@ def test_dropout_is_off_and_readout_is_fc7_relu(images):
 def test_preprocessing_matches_torchvision_eval_transform():
     from PIL import Image
 
-    pipe = Vgg19Fc7Pipeline({**VGG_CONFIGS["random"], "arch": "tiny", **{k: TINY[k] for k in TINY if k.startswith("tiny_")}})
+    pipe = Vgg19Fc7Pipeline(
+        {**VGG_CONFIGS["random"], "arch": "tiny", **{k: TINY[k] for k in TINY if k.startswith("tiny_")}}
+    )
     image = Image.new("RGB", (320, 240), (124, 116, 104))
     pixels = pipe.preprocess(image)
     assert pixels.shape == (3, 224, 224)
-    expected = torch.tensor([(v / 255 - m) / s for v, m, s in zip((124, 116, 104), IMAGENET_MEAN, IMAGENET_STD, strict=True)])
+    expected = torch.tensor(
+        [(v / 255 - m) / s for v, m, s in zip((124, 116, 104), IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+    )
     torch.testing.assert_close(pixels.mean(dim=(1, 2)), expected, atol=1e-4, rtol=0)
-    warp = Vgg19Fc7Pipeline({**VGG_CONFIGS["warp224"], "weights": None, "arch": "tiny",
-                             **{k: TINY[k] for k in TINY if k.startswith("tiny_")}})
+    warp = Vgg19Fc7Pipeline(
+        {
+            **VGG_CONFIGS["warp224"],
+            "weights": None,
+            "arch": "tiny",
+            **{k: TINY[k] for k in TINY if k.startswith("tiny_")},
+        }
+    )
     assert warp.preprocess(Image.new("RGB", (500, 100))).shape == (3, 224, 224)
     assert pipe.preprocess(Image.new("L", (300, 300))).shape == (3, 224, 224)  # grey -> RGB
 
@@ -112,7 +122,9 @@ def test_wrong_keys_are_named(tmp_path):
 
 def test_unsafe_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
-    torch.save({"features.0.weight": torch.zeros(1), "hook": fractions.Fraction(1, 3)}, path)  # any class not allow-listed
+    torch.save(
+        {"features.0.weight": torch.zeros(1), "hook": fractions.Fraction(1, 3)}, path
+    )  # any class not allow-listed
     with pytest.raises(CheckpointError, match="allow-list"):
         tiny(weights=str(path), weights_sha256=None)
 
@@ -168,8 +180,15 @@ def test_through_the_registry_and_the_core_runner(tmp_path, images):
     for i, image in enumerate(images):
         paths.append(f"img{i}.png")
         image.save(tmp_path / paths[-1])
-    corpus = Corpus(name="toy", split="test", image_ids=[str(i) for i in range(5)], captions=["x"] * 5,
-                    caption_to_image=np.arange(5), image_paths=paths, root=str(tmp_path))
+    corpus = Corpus(
+        name="toy",
+        split="test",
+        image_ids=[str(i) for i in range(5)],
+        captions=["x"] * 5,
+        caption_to_image=np.arange(5),
+        image_paths=paths,
+        root=str(tmp_path),
+    )
     array, identity = pipeline_features(spec, corpus, "image", config="tiny", batch_size=2)
     assert array.shape == (5, 4096) and identity.startswith("vgg19-fc7:tiny:vgg19-fc7/v1")
     np.testing.assert_allclose(array, pipe.compute([corpus.load_image(i) for i in range(5)]).numpy(), atol=1e-5)

@@ -16,7 +16,22 @@ import numpy as np
 import torch
 
 SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
-WORDS = ["a", "red", "circle", "above", "small", "blue", "square", "two", "green", "triangles", "next", "to", "yellow", "star"]
+WORDS = [
+    "a",
+    "red",
+    "circle",
+    "above",
+    "small",
+    "blue",
+    "square",
+    "two",
+    "green",
+    "triangles",
+    "next",
+    "to",
+    "yellow",
+    "star",
+]
 
 # opts.py parse_opt() with script/tune_f30k.sh's flags
 IMRAM_OPT = {
@@ -63,7 +78,11 @@ def regions(n: int = 4, seed: int = 0) -> np.ndarray:
 
 def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
     tokens = SPECIALS + list(words)
-    data = {"word2idx": {w: i for i, w in enumerate(tokens)}, "idx2word": {str(i): w for i, w in enumerate(tokens)}, "idx": len(tokens)}
+    data = {
+        "word2idx": {w: i for i, w in enumerate(tokens)},
+        "idx2word": {str(i): w for i, w in enumerate(tokens)},
+        "idx": len(tokens),
+    }
     path.write_text(json.dumps(data))
     return path
 
@@ -87,7 +106,13 @@ def imram_shapes(opt: dict[str, Any], vocab_size: int) -> dict[str, tuple[int, .
 
 
 def write_imram_checkpoint(
-    folder: Path, *, words: list[str] = WORDS, name: str = "model_best.pth.tar", seed: int = 0, vocab: bool = True, **overrides: Any
+    folder: Path,
+    *,
+    words: list[str] = WORDS,
+    name: str = "model_best.pth.tar",
+    seed: int = 0,
+    vocab: bool = True,
+    **overrides: Any,
 ) -> Path:
     """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -95,7 +120,9 @@ def write_imram_checkpoint(
     vocab_size = len(SPECIALS) + len(words)
     opt["vocab_size"] = vocab_size
     g = torch.Generator().manual_seed(seed)
-    model = {f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in imram_shapes(opt, vocab_size).items()}
+    model = {
+        f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in imram_shapes(opt, vocab_size).items()
+    }
     torch.save({"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}, folder / name)
     if vocab:
         write_vocab_json(folder / f"{opt['data_name']}_vocab.json", words)

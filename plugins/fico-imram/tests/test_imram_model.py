@@ -41,7 +41,13 @@ def test_tiny_conforms(config: str) -> None:
     [
         {},
         {"model_mode": "text_IMRAM", "iteration_step": 3, "lambda_softmax": 11.0, "data_name": "coco_precomp"},
-        {"model_mode": "full_IMRAM", "iteration_step": 2, "no_IMRAM_norm": False, "raw_feature_norm": "softmax", "num_layers": 2},
+        {
+            "model_mode": "full_IMRAM",
+            "iteration_step": 2,
+            "no_IMRAM_norm": False,
+            "raw_feature_norm": "softmax",
+            "num_layers": 2,
+        },
     ],
 )
 def test_original_checkpoint_conforms(tmp_path: Path, opt: dict[str, Any]) -> None:
@@ -90,13 +96,19 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
 
 
 def test_unexpected_key_is_named(tmp_path: Path) -> None:
-    path = _rewrite(write_imram_checkpoint(tmp_path), lambda ck: ck["model"].__setitem__("module.img_enc.fc_global.weight", torch.zeros(2)))
+    path = _rewrite(
+        write_imram_checkpoint(tmp_path),
+        lambda ck: ck["model"].__setitem__("module.img_enc.fc_global.weight", torch.zeros(2)),
+    )
     with pytest.raises(CheckpointError, match=r"unexpected keys: img_enc\.fc_global\.weight"):
         load_model("imram", checkpoint=path, device="cpu")
 
 
 def test_mixed_prefixes_are_an_error(tmp_path: Path) -> None:
-    path = _rewrite(write_imram_checkpoint(tmp_path), lambda ck: ck["model"].__setitem__("gate_i2t.bias", ck["model"].pop("module.gate_i2t.bias")))
+    path = _rewrite(
+        write_imram_checkpoint(tmp_path),
+        lambda ck: ck["model"].__setitem__("gate_i2t.bias", ck["model"].pop("module.gate_i2t.bias")),
+    )
     with pytest.raises(CheckpointError, match="some keys have the DataParallel prefix"):
         load_model("imram", checkpoint=path, device="cpu")
 
@@ -109,7 +121,10 @@ def test_scan_layout_is_refused(tmp_path: Path) -> None:
 
 def test_shape_mismatch_is_named(tmp_path: Path) -> None:
     path = _rewrite(write_imram_checkpoint(tmp_path), lambda ck: setattr(ck["opt"], "embed_size", 16))
-    with pytest.raises(CheckpointError, match=r"shape mismatches: img_enc\.fc_local\.weight: checkpoint \(8, 2048\) vs model \(16, 2048\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"shape mismatches: img_enc\.fc_local\.weight: checkpoint \(8, 2048\) vs model \(16, 2048\)",
+    ):
         load_model("imram", checkpoint=path, device="cpu")
 
 

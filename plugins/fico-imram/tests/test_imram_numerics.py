@@ -41,7 +41,9 @@ def _cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
 
 
-def _gated_memory(linear: torch.nn.Linear, gate: torch.nn.Linear, query: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+def _gated_memory(
+    linear: torch.nn.Linear, gate: torch.nn.Linear, query: torch.Tensor, attended: torch.Tensor
+) -> torch.Tensor:
     both = torch.cat([query, attended], 1)
     g = torch.sigmoid(F.linear(both, gate.weight.double(), gate.bias.double()))
     return query * g + torch.tanh(F.linear(both, linear.weight.double(), linear.bias.double())) * (1 - g)
@@ -83,7 +85,11 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: f"{s['model_mode']}-{s['iteration_step']}-{s.get('raw_feature_norm', 'clipped_l2norm')}")
+@pytest.mark.parametrize(
+    "setting",
+    SETTINGS,
+    ids=lambda s: f"{s['model_mode']}-{s['iteration_step']}-{s.get('raw_feature_norm', 'clipped_l2norm')}",
+)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matches_the_per_pair_reference(setting: dict, dtype: str) -> None:
     model = load_model("imram", config={**_tiny(), **setting, "score_dtype": dtype}, device="cpu")
@@ -91,7 +97,9 @@ def test_matches_the_per_pair_reference(setting: dict, dtype: str) -> None:
     texts = model.encode_texts(CAPTIONS)
     got = model.score(images, texts)
     assert got.dtype == getattr(torch, dtype) and got.shape == (3, len(CAPTIONS))
-    want = reference_scores(model.encoder.net, images["regions"], texts["words"], texts["lengths"], model.encoder.options)
+    want = reference_scores(
+        model.encoder.net, images["regions"], texts["words"], texts["lengths"], model.encoder.options
+    )
     torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 if dtype == "float32" else 1e-10)
 
 

@@ -36,6 +36,7 @@ def test_score_pairs_is_score_on_the_same_pairs(setting: dict, dtype: str) -> No
     ii, jj = ii.ravel()[order], jj.ravel()[order]
     got = model.encoder.score_pairs({k: v[ii] for k, v in images.items()}, {k: v[jj] for k, v in texts.items()})
     assert got.dtype == getattr(torch, dtype) and got.shape == (len(ii),)
+
     def alone(i: int, j: int) -> torch.Tensor:
         image, text = {k: v[i : i + 1] for k, v in images.items()}, {k: v[j : j + 1] for k, v in texts.items()}
         return model.score(image, text)[0, 0]

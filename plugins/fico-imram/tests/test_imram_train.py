@@ -32,7 +32,14 @@ def test_recipe_defaults_are_the_published_ones() -> None:
     spec = get_trainer_spec("imram")
     assert spec.factory == "fico_imram.train:train"
     d = spec.defaults
-    assert (d["epochs"], d["learning_rate"], d["lr_update"], d["grad_clip"], d["margin"], d["max_violation"]) == (30, 0.0002, 15, 2.0, 0.2, True)
+    assert (d["epochs"], d["learning_rate"], d["lr_update"], d["grad_clip"], d["margin"], d["max_violation"]) == (
+        30,
+        0.0002,
+        15,
+        2.0,
+        0.2,
+        True,
+    )
 
 
 def _train(corpora: tuple[Any, Any], out: Path, **options: Any) -> dict[str, Any]:
@@ -50,7 +57,13 @@ def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_pat
     assert {"module.img_enc.fc_local.weight", "module.linear_t2i.weight", "module.gate_i2t.bias"} <= set(ck["model"])
     opt = ck["opt"]
     assert isinstance(opt, argparse.Namespace)
-    assert (opt.model_mode, opt.iteration_step, opt.no_IMRAM_norm, opt.agg_func, opt.gpuid) == ("full_IMRAM", 3, False, "Mean", "0")
+    assert (opt.model_mode, opt.iteration_step, opt.no_IMRAM_norm, opt.agg_func, opt.gpuid) == (
+        "full_IMRAM",
+        3,
+        False,
+        "Mean",
+        "0",
+    )
     assert opt.vocab_size == ck["model"]["module.txt_enc.embed.weight"].shape[0]
 
     model = load_model("imram", checkpoint=record["checkpoint"], device="cpu")
@@ -84,7 +97,13 @@ def test_bf16_autocast_trains_and_saves_float32(corpora: tuple[Any, Any], tmp_pa
 # -- torch.distributed: 2 gloo ranks on CPU train like one process with the whole batch ------------------
 def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str) -> None:
     """One rank: one epoch of the recipe; rank 1 records what it writes in the run folder."""
-    run = {"model": "imram", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, "epochs": 1}}
+    run = {
+        "model": "imram",
+        "train": corpora[0],
+        "val": corpora[1],
+        "out": Path(out),
+        "options": {**OPTIONS, "epochs": 1},
+    }
     writes = train_on_rank(rank, world, port, T.train, [run], watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 

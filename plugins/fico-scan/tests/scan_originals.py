@@ -16,7 +16,22 @@ import numpy as np
 import torch
 
 SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
-WORDS = ["a", "red", "circle", "above", "small", "blue", "square", "two", "green", "triangles", "next", "to", "yellow", "star"]
+WORDS = [
+    "a",
+    "red",
+    "circle",
+    "above",
+    "small",
+    "blue",
+    "square",
+    "two",
+    "green",
+    "triangles",
+    "next",
+    "to",
+    "yellow",
+    "star",
+]
 
 # train.py's argparse namespace (defaults), as pickled into every checkpoint
 SCAN_OPT = {
@@ -60,16 +75,22 @@ def regions(n: int = 4, seed: int = 0) -> np.ndarray:
 def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
     """vocab.py serialize_vocab: {"word2idx": ..., "idx2word": {"0": ...}, "idx": N}."""
     tokens = SPECIALS + list(words)
-    data = {"word2idx": {w: i for i, w in enumerate(tokens)}, "idx2word": {str(i): w for i, w in enumerate(tokens)}, "idx": len(tokens)}
+    data = {
+        "word2idx": {w: i for i, w in enumerate(tokens)},
+        "idx2word": {str(i): w for i, w in enumerate(tokens)},
+        "idx": len(tokens),
+    }
     path.write_text(json.dumps(data))
     return path
 
 
-def gru_keys(prefix: str, word_dim: int, hidden: int, num_layers: int, bidirectional: bool) -> dict[str, tuple[int, ...]]:
+def gru_keys(
+    prefix: str, word_dim: int, hidden: int, num_layers: int, bidirectional: bool
+) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {}
     for layer in range(num_layers):
         in_dim = word_dim if layer == 0 else hidden * (2 if bidirectional else 1)
-        for suffix in ([""] + (["_reverse"] if bidirectional else [])):
+        for suffix in [""] + (["_reverse"] if bidirectional else []):
             shapes[f"{prefix}weight_ih_l{layer}{suffix}"] = (3 * hidden, in_dim)
             shapes[f"{prefix}weight_hh_l{layer}{suffix}"] = (3 * hidden, hidden)
             shapes[f"{prefix}bias_ih_l{layer}{suffix}"] = (3 * hidden,)

@@ -104,7 +104,9 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
 
 
 def test_unexpected_key_is_named(tmp_path: Path) -> None:
-    path = _rewrite(write_scan_checkpoint(tmp_path), lambda ck: ck["model"][0].__setitem__("fc_global.weight", torch.zeros(2)))
+    path = _rewrite(
+        write_scan_checkpoint(tmp_path), lambda ck: ck["model"][0].__setitem__("fc_global.weight", torch.zeros(2))
+    )
     with pytest.raises(CheckpointError, match=r"model\[0\] \(img_enc\).*unexpected keys: fc_global\.weight"):
         load_model("scan", checkpoint=path, device="cpu")
 
@@ -118,7 +120,10 @@ def test_architecture_comes_from_opt(tmp_path: Path) -> None:
 
 
 def test_imram_layout_is_refused(tmp_path: Path) -> None:
-    path = _rewrite(write_scan_checkpoint(tmp_path), lambda ck: ck.__setitem__("model", {"module.img_enc.fc_local.weight": torch.zeros(1)}))
+    path = _rewrite(
+        write_scan_checkpoint(tmp_path),
+        lambda ck: ck.__setitem__("model", {"module.img_enc.fc_local.weight": torch.zeros(1)}),
+    )
     with pytest.raises(CheckpointError, match="IMRAM-style"):
         load_model("scan", checkpoint=path, device="cpu")
 
@@ -183,7 +188,9 @@ def test_plugin_module_is_light() -> None:
 def test_ensemble_averages_its_two_members(tmp_path: Path) -> None:
     folder = tmp_path / "ensemble"
     write_scan_checkpoint(folder, name="scan_t2i_avg.pth.tar", agg_func="Mean", seed=1)
-    write_scan_checkpoint(folder, name="scan_i2t_lse.pth.tar", cross_attn="i2t", lambda_lse=5.0, lambda_softmax=4.0, seed=2)
+    write_scan_checkpoint(
+        folder, name="scan_i2t_lse.pth.tar", cross_attn="i2t", lambda_lse=5.0, lambda_softmax=4.0, seed=2
+    )
     ensemble = check_model("scan-ensemble", checkpoint=folder, image_batch=regions())
     got = ensemble.score(ensemble.encode_images(regions()), ensemble.encode_texts(CAPTIONS))
     parts = []
@@ -194,7 +201,9 @@ def test_ensemble_averages_its_two_members(tmp_path: Path) -> None:
     assert [m.options["cross_attn"] for m in ensemble.encoder.members] == ["i2t", "t2i"]
     listed = [str(folder / "scan_i2t_lse.pth.tar"), str(folder / "scan_t2i_avg.pth.tar")]
     again = load_model("scan-ensemble", config={"member_checkpoints": listed}, device="cpu")
-    torch.testing.assert_close(again.score(again.encode_images(regions()), again.encode_texts(CAPTIONS)), got, rtol=0, atol=0)
+    torch.testing.assert_close(
+        again.score(again.encode_images(regions()), again.encode_texts(CAPTIONS)), got, rtol=0, atol=0
+    )
 
 
 def test_ensemble_needs_exactly_two_members(tmp_path: Path) -> None:

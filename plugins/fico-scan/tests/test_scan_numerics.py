@@ -81,7 +81,9 @@ SETTINGS = [
 ]
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: f"{s['cross_attn']}-{s['raw_feature_norm']}-{s['agg_func']}")
+@pytest.mark.parametrize(
+    "setting", SETTINGS, ids=lambda s: f"{s['cross_attn']}-{s['raw_feature_norm']}-{s['agg_func']}"
+)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matches_the_per_pair_reference(setting: dict, dtype: str) -> None:
     model = load_model("scan", config={**_tiny(), **setting, "score_dtype": dtype}, device="cpu")

@@ -46,9 +46,7 @@ def test_a_custom_vocab_folder_relative_to_the_training_folder(tmp_path: Path) -
     root = tmp_path / "SCAN"
     (root / "data" / "my_vocab").mkdir(parents=True)
     write_vocab_json(root / "data" / "my_vocab" / VOCAB)
-    path = write_scan_checkpoint(
-        root / "out" / "exp1", vocab=False, vocab_path="data/my_vocab", model_name="out/exp1"
-    )
+    path = write_scan_checkpoint(root / "out" / "exp1", vocab=False, vocab_path="data/my_vocab", model_name="out/exp1")
     model = load_model("scan", checkpoint=path, device="cpu")
     assert model.encoder.scorer.captions.vocab.source == str(root / "data" / "my_vocab" / VOCAB)
 

@@ -82,8 +82,20 @@ def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_pat
     assert set(img_state) == {"fc.weight", "fc.bias"} and "rnn.weight_hh_l0_reverse" in txt_state
     opt = ck["opt"]
     assert isinstance(opt, argparse.Namespace)
-    assert (opt.margin, opt.max_violation, opt.learning_rate, opt.grad_clip, opt.num_epochs) == (0.2, True, 0.0002, 2.0, 2)
-    assert (opt.embed_size, opt.cross_attn, opt.agg_func, opt.bi_gru, opt.data_name) == (16, "t2i", "LogSumExp", True, "synthetic_precomp")
+    assert (opt.margin, opt.max_violation, opt.learning_rate, opt.grad_clip, opt.num_epochs) == (
+        0.2,
+        True,
+        0.0002,
+        2.0,
+        2,
+    )
+    assert (opt.embed_size, opt.cross_attn, opt.agg_func, opt.bi_gru, opt.data_name) == (
+        16,
+        "t2i",
+        "LogSumExp",
+        True,
+        "synthetic_precomp",
+    )
     vocab = load_vocab_json(Path(record["vocab_file"]))
     assert Path(record["vocab_file"]).name == "synthetic_precomp_vocab.json"
     assert opt.vocab_size == len(vocab) == txt_state["embed.weight"].shape[0]
@@ -91,7 +103,9 @@ def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_pat
 
     # the evaluator loads it strictly, with the vocabulary beside it, and scores like the last validation
     model = load_model("scan", checkpoint=record["checkpoint"], device="cpu")
-    for mine, theirs in zip([model.encoder.scorer.img_enc.state_dict(), model.encoder.scorer.txt_enc.state_dict()], ck["model"], strict=True):
+    for mine, theirs in zip(
+        [model.encoder.scorer.img_enc.state_dict(), model.encoder.scorer.txt_enc.state_dict()], ck["model"], strict=True
+    ):
         for key in theirs:
             torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=0)
     report = fico_registry.evaluate(model, corpora[1], cache=False, device="cpu")
@@ -128,10 +142,14 @@ def test_bf16_autocast_trains_and_saves_float32(corpora: tuple[Any, Any], tmp_pa
 
 
 # -- torch.distributed: 2 gloo ranks on CPU train like one process with the whole batch ------------------
-def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str, runs: list[dict[str, Any]]) -> None:
+def _sharded_worker(
+    rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str, runs: list[dict[str, Any]]
+) -> None:
     """One rank: the recipe once per options dict in `runs` (later ones resume); rank 1 records its writes."""
-    calls = [{"model": "scan", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, **options}}
-             for options in runs]
+    calls = [
+        {"model": "scan", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, **options}}
+        for options in runs
+    ]
     writes = train_on_rank(rank, world, port, T.train, calls, watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
@@ -154,4 +172,6 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
         assert part_a.keys() == part_b.keys()
         for key, value in part_a.items():
             torch.testing.assert_close(part_b[key], value, rtol=0, atol=1e-5, msg=key)
-    assert [h["loss"] for h in b["fico_resume"]["history"]] == pytest.approx([h["loss"] for h in single["history"]], rel=1e-5)
+    assert [h["loss"] for h in b["fico_resume"]["history"]] == pytest.approx(
+        [h["loss"] for h in single["history"]], rel=1e-5
+    )

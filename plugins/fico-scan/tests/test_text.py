@@ -1,4 +1,5 @@
-"""fico_registry.plugin_api.captions: caption tokens as nltk.word_tokenize(caption.lower()), the original vocabulary files."""
+"""fico_registry.plugin_api.captions: caption tokens as nltk.word_tokenize(caption.lower()), and the
+original vocabulary files."""
 
 from __future__ import annotations
 

@@ -52,11 +52,18 @@ def test_full_size_architecture_on_meta():
     with torch.device("meta"):
         image_net, text_net = build_nets(UcchConfig.from_dict(CONFIGS["default"]).architecture)
     assert {k: tuple(v.shape) for k, v in image_net.state_dict().items()} == {
-        "fc.0.weight": (8192, 4096), "fc.0.bias": (8192,), "fc.2.weight": (8192, 8192), "fc.2.bias": (8192,),
-        "fc.4.weight": (64, 8192), "fc.4.bias": (64,),
+        "fc.0.weight": (8192, 4096),
+        "fc.0.bias": (8192,),
+        "fc.2.weight": (8192, 8192),
+        "fc.2.bias": (8192,),
+        "fc.4.weight": (64, 8192),
+        "fc.4.bias": (64,),
     }
     assert {k: tuple(v.shape) for k, v in text_net.state_dict().items()} == {
-        "fc.0.weight": (8192, 300), "fc.0.bias": (8192,), "fc.2.weight": (64, 8192), "fc.2.bias": (64,),
+        "fc.0.weight": (8192, 300),
+        "fc.0.bias": (8192,),
+        "fc.2.weight": (64, 8192),
+        "fc.2.bias": (64,),
     }
 
 
@@ -116,7 +123,9 @@ def test_legacy_serialisation_and_folders(tmp_path, features, write_t7):
     legacy = write_t7(tmp_path / "old", legacy=True)
     new = write_t7(tmp_path / "new")
     a = load_model("ucch", config="tiny", checkpoint=legacy).encode_images(images)
-    b = load_model("ucch", config="tiny", checkpoint=new.parent).encode_images(images)  # folder: its *_best_checkpoint.t7
+    b = load_model("ucch", config="tiny", checkpoint=new.parent).encode_images(
+        images
+    )  # folder: its *_best_checkpoint.t7
     assert torch.equal(a, b)
     write_t7(tmp_path / "new", arch="resnet18")
     with pytest.raises(CheckpointError, match="2 files matching"):
@@ -152,16 +161,31 @@ def test_numpy1_scalar_names_load(tmp_path, write_t7):
         (lambda s: s.pop("text_model_state_dict"), "not a UCCH checkpoint"),
         (lambda s: s.__setitem__("image_model_state_dict", [1, 2]), "not a UCCH checkpoint"),
         (
-            lambda s: s.__setitem__("image_model_state_dict", {f"module.{k}": v for k, v in s["image_model_state_dict"].items()}),
+            lambda s: s.__setitem__(
+                "image_model_state_dict", {f"module.{k}": v for k, v in s["image_model_state_dict"].items()}
+            ),
             "nn.DataParallel",
         ),
         (
-            lambda s: s.__setitem__("image_model_state_dict", {"0.features.0.weight": torch.zeros(2, 3, 3, 3), **{f"1.{k}": v for k, v in s["image_model_state_dict"].items()}}),
+            lambda s: s.__setitem__(
+                "image_model_state_dict",
+                {
+                    "0.features.0.weight": torch.zeros(2, 3, 3, 3),
+                    **{f"1.{k}": v for k, v in s["image_model_state_dict"].items()},
+                },
+            ),
             "raw-image UCCH model",
         ),
-        (lambda s: s["text_model_state_dict"].update({"fc.2.weight": torch.zeros(8, 12), "fc.2.bias": torch.zeros(8)}),
-         "image codes have 16 bits but text codes 8"),
-        (lambda s: s["image_model_state_dict"].__setitem__("fc.2.weight", torch.zeros(10, 11)), r"fc\.2 takes 11 inputs"),
+        (
+            lambda s: s["text_model_state_dict"].update(
+                {"fc.2.weight": torch.zeros(8, 12), "fc.2.bias": torch.zeros(8)}
+            ),
+            "image codes have 16 bits but text codes 8",
+        ),
+        (
+            lambda s: s["image_model_state_dict"].__setitem__("fc.2.weight", torch.zeros(10, 11)),
+            r"fc\.2 takes 11 inputs",
+        ),
         (lambda s: s.__setitem__("hook", fractions.Fraction(1, 3)), "allow-list"),
     ],
     ids=["missing", "unexpected", "no-text", "not-a-dict", "dataparallel", "raw-image", "bits", "chain", "unsafe"],
@@ -178,8 +202,10 @@ def test_missing_files_and_hub_ids(tmp_path):
     from fico_ucch.model import build
 
     with pytest.raises(CheckpointError, match="no published weights"):
-        build(config={"image_dim": 4096, "text_dim": 300, "bits": 16, "image_hidden": [8], "text_hidden": [8]},
-              checkpoint="penghu-cs/UCCH")
+        build(
+            config={"image_dim": 4096, "text_dim": 300, "bits": 16, "image_hidden": [8], "text_hidden": [8]},
+            checkpoint="penghu-cs/UCCH",
+        )
 
 
 def test_input_checks(features):
@@ -190,7 +216,9 @@ def test_input_checks(features):
     with pytest.raises(DTypeError):
         model.encode_texts(np.zeros((2, 300), dtype=np.int64))
     assert torch.equal(model.encode_images(torch.from_numpy(images)), model.encode_images(images))
-    assert torch.equal(load_model("ucch", config="tiny").encode_images(images), model.encode_images(images)), "seeded init"
+    assert torch.equal(load_model("ucch", config="tiny").encode_images(images), model.encode_images(images)), (
+        "seeded init"
+    )
 
 
 def test_evaluates_a_synthetic_corpus_end_to_end(tmp_path):

@@ -22,8 +22,10 @@ def corpora(tmp_path_factory):
     from fico_registry.data import synthetic
 
     root = tmp_path_factory.mktemp("synthetic")
-    return {split: synthetic(n_images=n, split=split, seed=0, root=root / split)
-            for split, n in (("train", 40), ("val", 12), ("test", 12))}
+    return {
+        split: synthetic(n_images=n, split=split, seed=0, root=root / split)
+        for split, n in (("train", 40), ("val", 12), ("test", 12))
+    }
 
 
 def test_registered_trainer():
@@ -38,7 +40,9 @@ def test_learning_rate_follows_ucch_scheduler_stepping():
     from fico_ucch.train import Options, learning_rate
 
     linear = Options.from_dict({})
-    assert [learning_rate(e, linear) for e in (0, 30, 31, 60, 61, 91)] == pytest.approx([1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7])
+    assert [learning_rate(e, linear) for e in (0, 30, 31, 60, 61, 91)] == pytest.approx(
+        [1e-4, 1e-4, 1e-5, 1e-5, 1e-6, 1e-7]
+    )
     cos = Options.from_dict({"ls": "cos", "epochs": 10})
     assert learning_rate(0, cos) == learning_rate(1, cos) == pytest.approx(1e-4)
     assert learning_rate(6, cos) == pytest.approx(0.5e-4)
@@ -84,7 +88,9 @@ def test_code_memory_scores_and_updates():
     assert torch.allclose(out_u[:, 0], (before.sign() * u).sum(1) / (0.9 * math.sqrt(8)))
     moved = before * 0.4 + torch.nn.functional.normalize((u + v) / 2, dim=1) * 0.6
     assert torch.allclose(memory.memory[index], torch.nn.functional.normalize(moved, dim=1))
-    assert float(nce_softmax_loss(torch.tensor([[2.0, 0.0, 0.0]]))) == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 2)))
+    assert float(nce_softmax_loss(torch.tensor([[2.0, 0.0, 0.0]]))) == pytest.approx(
+        -math.log(math.exp(2) / (math.exp(2) + 2))
+    )
 
 
 def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
@@ -96,12 +102,23 @@ def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
     best = out / "vgg11_16_best_checkpoint.t7"
     assert record["checkpoint"] == str(best) and (out / "vgg11_16_last_checkpoint.t7").is_file()
     assert len(record["history"]) == 3 and all(math.isfinite(h["loss"]) for h in record["history"])
-    assert 0 <= record["best_epoch"] <= 2 and (out / "inputs.json").is_file() and (out / "doc2vec" / "doc2vec.json").is_file()
+    assert (
+        0 <= record["best_epoch"] <= 2
+        and (out / "inputs.json").is_file()
+        and (out / "doc2vec" / "doc2vec.json").is_file()
+    )
 
     # the original layout: what UCCH.py saves, loaded strictly by the adapter
     raw = torch.load(best, weights_only=True)
-    assert {"image_model_state_dict", "text_model_state_dict", "optimizer_state_dict", "Avg", "Img2Txt", "Txt2Img",
-            "epoch"} <= set(raw)
+    assert {
+        "image_model_state_dict",
+        "text_model_state_dict",
+        "optimizer_state_dict",
+        "Avg",
+        "Img2Txt",
+        "Txt2Img",
+        "epoch",
+    } <= set(raw)
     assert raw["epoch"] == record["best_epoch"]
     model = load_model("ucch", config="tiny", checkpoint=best)
     assert model.encoder.bits == 16 and set(model.encoder.input_pipelines) == {"vgg19-fc7", "doc2vec"}
@@ -129,7 +146,13 @@ def test_option_checks(corpora, tmp_path):
     from fico_ucch.train import train
 
     with pytest.raises(ConfigError, match="exceeds the 40 training images"):
-        train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "batch_size": 64})
+        train(
+            model="ucch",
+            train=corpora["train"],
+            val=corpora["val"],
+            out=tmp_path,
+            options={**OPTIONS, "batch_size": 64},
+        )
     np.testing.assert_equal(OPTIONS["config"], "tiny")
 
 
@@ -145,15 +168,25 @@ def test_world_size_without_a_process_group_is_refused(corpora, tmp_path, monkey
 def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
     from fico_ucch.train import train
 
-    record = train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path,
-                   options={**OPTIONS, "epochs": 1, "precision": "bf16"})
+    record = train(
+        model="ucch",
+        train=corpora["train"],
+        val=corpora["val"],
+        out=tmp_path,
+        options={**OPTIONS, "epochs": 1, "precision": "bf16"},
+    )
     state = torch.load(record["last_checkpoint"], weights_only=True)
     for key in ("image_model_state_dict", "text_model_state_dict"):
         assert all(t.dtype == torch.float32 for t in state[key].values())
     assert state["fico_resume"]["memory"].dtype == torch.float32 and math.isfinite(record["history"][0]["loss"])
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path / "fp16",
-              options={**OPTIONS, "epochs": 1, "precision": "fp16"})
+        train(
+            model="ucch",
+            train=corpora["train"],
+            val=corpora["val"],
+            out=tmp_path / "fp16",
+            options={**OPTIONS, "epochs": 1, "precision": "fp16"},
+        )
 
 
 # -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------
@@ -168,7 +201,10 @@ def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) ->
     torch.set_num_threads(1)
     common = {"model": "ucch", "train": corpora["train"], "val": corpora["val"]}
     runs = [{**common, "out": Path(folder) / "ddp", "options": DDP_OPTIONS}]
-    runs += [{**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}} for epochs in (1, 2)]
+    runs += [
+        {**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}}
+        for epochs in (1, 2)
+    ]
     writes = train_on_rank(rank, world, port, train, runs, watch=folder)
     Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
 

@@ -41,7 +41,9 @@ def test_run_folder_alone_loads(tmp_path: Path) -> None:
 
 
 def test_absolute_paths_of_the_training_machine(tmp_path: Path) -> None:
-    path = _original_repo(tmp_path / "VSRN", vocab_path="/home/u/VSRN/vocab/", logger_name="/home/u/VSRN/runs/flickr_VSRN")
+    path = _original_repo(
+        tmp_path / "VSRN", vocab_path="/home/u/VSRN/vocab/", logger_name="/home/u/VSRN/runs/flickr_VSRN"
+    )
     assert _vocab_source(load_model("vsrn", checkpoint=path, device="cpu")) == str(tmp_path / "VSRN" / "vocab" / VOCAB)
 
 
@@ -50,4 +52,6 @@ def test_missing_vocabulary_names_the_original_file_and_the_option(tmp_path: Pat
     path = write_checkpoint(tmp_path / "runs" / "model_best.pth.tar", vocab_size=len(SPECIALS) + len(WORDS))
     with pytest.raises(CheckpointError) as err:
         load_model("vsrn", checkpoint=path, device="cpu")
-    assert VOCAB in str(err.value) and "opt.vocab_path = './vocab/'" in str(err.value) and "'vocab_path'" in str(err.value)
+    assert (
+        VOCAB in str(err.value) and "opt.vocab_path = './vocab/'" in str(err.value) and "'vocab_path'" in str(err.value)
+    )

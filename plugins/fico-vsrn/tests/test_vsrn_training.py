@@ -115,8 +115,16 @@ def _sharded_worker(rank: int, world: int, port: int, root: str, out: str) -> No
     from fico_vsrn.train import train
 
     corpora = _corpora(Path(root))
-    runs = [{"model": "vsrn", "train": corpora["train"], "val": corpora["val"], "out": Path(out),
-             "options": {**OPTIONS, "epochs": epochs}} for epochs in (1, 2)]
+    runs = [
+        {
+            "model": "vsrn",
+            "train": corpora["train"],
+            "val": corpora["val"],
+            "out": Path(out),
+            "options": {**OPTIONS, "epochs": epochs},
+        }
+        for epochs in (1, 2)
+    ]
     writes = train_on_rank(rank, world, port, train, runs, watch=out)
     Path(root, f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
@@ -203,4 +211,12 @@ def test_global_batchnorm_is_batchnorm_in_one_process() -> None:
     assert type(net[1]) is GlobalBatchNorm1d and net[1].weight is bn.weight and net[1].running_var is bn.running_var
     x = torch.randn(5, 3)
     torch.testing.assert_close(net(x), bn(net[0](x)), rtol=0, atol=0)
-    assert list(net.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked"]
+    assert list(net.state_dict()) == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+    ]

@@ -63,7 +63,9 @@ def test_missing_key_is_named_by_its_original_name(tmp_path, tiny_state, key):
 
 
 # an extra key is named, and a head of another task (vqa_head) is not silently ignored
-@pytest.mark.parametrize(("key", "shape"), [("text_encoder.pooler.dense.weight", (12, 12)), ("vqa_head.0.weight", (2, 2))])
+@pytest.mark.parametrize(
+    ("key", "shape"), [("text_encoder.pooler.dense.weight", (12, 12)), ("vqa_head.0.weight", (2, 2))]
+)
 def test_unexpected_key_is_named(tmp_path, tiny_state, key, shape):
     state = {**tiny_state, key: torch.zeros(*shape)}
     with pytest.raises(CheckpointError, match="unexpected keys: " + key.replace(".", r"\.")):

@@ -35,6 +35,9 @@ def test_cards():
 
 
 def test_listing_imports_nothing_heavy():
-    code = "import sys, fico_xvlm.plugin; print(','.join(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys, fico_xvlm.plugin; "
+        "print(','.join(m for m in ('torch', 'timm', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

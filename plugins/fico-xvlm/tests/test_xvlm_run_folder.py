@@ -27,8 +27,10 @@ def _original_repo(root: Path, tiny_state: dict) -> Path:
             "window_size": TINY["window_size"], "embed_dim": TINY["swin_embed_dim"], "depths": TINY["swin_depths"],
             "num_heads": TINY["swin_num_heads"]}  # fmt: skip
     (root / SWIN).write_text(json.dumps(swin))
-    bert_keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                 "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id", "fusion_layer")  # fmt: skip
+    bert_keys = (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+        "max_position_embeddings", "type_vocab_size", "layer_norm_eps", "pad_token_id", "fusion_layer",
+    )  # fmt: skip
     bert = {"architectures": ["BertForMaskedLM"], "model_type": "bert", "hidden_act": "gelu", "encoder_width": 16,
             **{k: TINY[k] for k in bert_keys}}  # fmt: skip
     (root / BERT).write_text(json.dumps(bert))

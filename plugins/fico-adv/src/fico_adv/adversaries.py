@@ -24,7 +24,35 @@ if TYPE_CHECKING:
 ADVERSARY_TYPES = ("noun", "num", "rela", "mixed")
 NUMBER_WORDS = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 STOP_WORDS = frozenset(
-    ["a", "an", "the", "is", "are", "of", "in", "on", "at", "to", "with", "and", "or", "its", "their", "his", "her", "it", "this", "that", "there", "some", "while", "by", "for", "from", "as"]
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "with",
+        "and",
+        "or",
+        "its",
+        "their",
+        "his",
+        "her",
+        "it",
+        "this",
+        "that",
+        "there",
+        "some",
+        "while",
+        "by",
+        "for",
+        "from",
+        "as",
+    ]
 )
 
 
@@ -42,7 +70,9 @@ def build_vocab(captions: list[str], do_lower_case: bool) -> list[str]:
     return base + words
 
 
-def make_tokenizer(cfg: dict[str, Any], opts: Options, captions: list[str], out: Path, write: bool) -> tuple[WordPieceTokenizer, Path | None]:
+def make_tokenizer(
+    cfg: dict[str, Any], opts: Options, captions: list[str], out: Path, write: bool
+) -> tuple[WordPieceTokenizer, Path | None]:
     """The WordPiece tokenizer, and the vocab.txt placed next to the checkpoints (None: built-in)."""
     target = out / "vocab.txt"
     if opts.vocab == "build":
@@ -59,8 +89,10 @@ def make_tokenizer(cfg: dict[str, Any], opts: Options, captions: list[str], out:
     else:
         if not source:
             raise ConfigError(
-                "ADV tokenises captions with BERT-base uncased's WordPiece vocabulary: pass --set vocab_file=.../vocab.txt "
-                "(with --set bert_init=... for its weights), or --set vocab=build to train a random BERT on a new vocabulary"
+                "ADV tokenises captions with BERT-base uncased's WordPiece vocabulary: pass --set "
+                "vocab_file=.../vocab.txt "
+                "(with --set bert_init=... for its weights), or --set vocab=build to train a random BERT on a new "
+                "vocabulary"
             )
         path = Path(source).expanduser()
         tokenizer = WordPieceTokenizer(load_vocab(path), do_lower_case=cfg.get("do_lower_case", True))
@@ -115,9 +147,7 @@ def generated_adversaries(captions: list[str], kind: str, count: int, seed: int)
         return out
 
     kinds = ("noun", "num", "rela")
-    return [
-        [" ".join(swap(words, kinds[k % 3] if kind == "mixed" else kind)) for k in range(count)] for words in split
-    ]
+    return [[" ".join(swap(words, kinds[k % 3] if kind == "mixed" else kind)) for k in range(count)] for words in split]
 
 
 def file_adversaries(path: str, captions: list[str], kind: str, count: int) -> list[list[str]]:
@@ -136,7 +166,9 @@ def file_adversaries(path: str, captions: list[str], kind: str, count: int) -> l
             raise ConfigError(f"{path} entry {j} has no {kind} adversaries")
         out.append([pool[k % len(pool)] for k in range(count)])
     if mismatched > len(captions) // 100:
-        raise ConfigError(f"{path}: {mismatched} of {len(captions)} 'raw' captions differ from the corpus: wrong split or order")
+        raise ConfigError(
+            f"{path}: {mismatched} of {len(captions)} 'raw' captions differ from the corpus: wrong split or order"
+        )
     return out
 
 

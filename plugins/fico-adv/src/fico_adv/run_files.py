@@ -110,9 +110,7 @@ def explain_mismatch(error: CheckpointError, not_found: list[OriginalFile], ckpt
     """A size mismatch when the run's JSON configs were not found: name the file that would settle it."""
     if not not_found:
         return error
-    names = " and ".join(
-        f"{f.file_name}" + (f" ({f.option} = {f.stored!r})" if f.stored else "") for f in not_found
-    )
+    names = " and ".join(f"{f.file_name}" + (f" ({f.option} = {f.stored!r})" if f.stored else "") for f in not_found)
     return CheckpointError(
         f"{error} The run's own {names} would give the architecture: put it beside {ckpt.path} (or where the opt "
         "says, below the training folder)."

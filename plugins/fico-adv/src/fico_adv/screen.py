@@ -90,6 +90,7 @@ def build(*, spec: Any = None, config: dict[str, Any], checkpoint: Any = None, d
     cfg = AdvConfig.from_dict(config)
     if cfg.image_backbone != "resnet50":
         raise ConfigError("fico_adv.screen:build builds the screen model: its config needs image_backbone='resnet50'")
+
     def resnet(c: AdvConfig) -> nn.Module:
         return ResNetEncoder(c.final_dims, c.resnet_block, tuple(c.resnet_layers))
 

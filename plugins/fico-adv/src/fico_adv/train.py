@@ -95,7 +95,9 @@ class Options(loop.RecipeOptions):
         if self.batch_size < 2:
             raise ConfigError("batch_size must be at least 2: the ranking losses need in-batch negatives")
         if self.adversary_type not in ADVERSARY_TYPES:
-            raise ConfigError(f"adversary_type must be one of {', '.join(ADVERSARY_TYPES)}, got {self.adversary_type!r}")
+            raise ConfigError(
+                f"adversary_type must be one of {', '.join(ADVERSARY_TYPES)}, got {self.adversary_type!r}"
+            )
         if self.vocab not in ("config", "build"):
             raise ConfigError(f"vocab must be 'config' or 'build', got {self.vocab!r}")
         if self.vocab == "build" and self.bert_init:
@@ -131,7 +133,9 @@ def angular_loss(images: torch.Tensor, captions: torch.Tensor, angle_bound: floa
     return one_way(images, captions) + one_way(captions, images)
 
 
-def adversary_loss(captions: torch.Tensor, adversaries: torch.Tensor, images: torch.Tensor, margin: float) -> torch.Tensor:
+def adversary_loss(
+    captions: torch.Tensor, adversaries: torch.Tensor, images: torch.Tensor, margin: float
+) -> torch.Tensor:
     """(cos(image, adversarial caption) - cos(image, caption) + margin)_+, summed (loss.AdversaryLossWithImg)."""
     pair = F.cosine_similarity(images, captions, dim=-1).unsqueeze(1)
     adv = F.cosine_similarity(images.unsqueeze(1), adversaries, dim=-1)
@@ -140,7 +144,9 @@ def adversary_loss(captions: torch.Tensor, adversaries: torch.Tensor, images: to
 
 def weight_norms(module: nn.Module) -> torch.Tensor:
     """Sum of the L2 norms of the weights, skipping biases and LayerNorm gamma / beta."""
-    norms = [p.norm() for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] not in ("bias", "gamma", "beta")]
+    norms = [
+        p.norm() for name, p in module.named_parameters() if name.rsplit(".", 1)[-1] not in ("bias", "gamma", "beta")
+    ]
     return torch.stack(norms).sum()
 
 
@@ -219,7 +225,9 @@ def load_bert_init(text_net: BertBinaryMapping, path: str) -> None:
 
 
 # -- vocabulary and data ---------------------------------------------------------------------------
-def _opt_namespace(model: str, cfg: dict[str, Any], opts: Options, corpus: Any, concept_num: int, vocab: Path | None) -> argparse.Namespace:
+def _opt_namespace(
+    model: str, cfg: dict[str, Any], opts: Options, corpus: Any, concept_num: int, vocab: Path | None
+) -> argparse.Namespace:
     """The run's options under the original argparse names (what train_reranking.py pickles as `opt`)."""
     return argparse.Namespace(
         model_name="rerank_model",
@@ -259,8 +267,15 @@ def _opt_namespace(model: str, cfg: dict[str, Any], opts: Options, corpus: Any, 
 
 @torch.no_grad()
 def encode_codes(
-    img_net: nn.Module, txt_net: nn.Module, regions: RegionFeatures, n_images: int, ids: torch.Tensor,
-    mask: torch.Tensor, batch: int, device: str, precision: str,
+    img_net: nn.Module,
+    txt_net: nn.Module,
+    regions: RegionFeatures,
+    n_images: int,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    batch: int,
+    device: str,
+    precision: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     from fico_registry.plugin_api.training import autocast
 
@@ -276,14 +291,22 @@ def encode_codes(
 
 
 def validate(
-    img_net: nn.Module, txt_net: nn.Module, val: Any, regions: RegionFeatures, ids: torch.Tensor, mask: torch.Tensor,
-    opts: Options, device: str,
+    img_net: nn.Module,
+    txt_net: nn.Module,
+    val: Any,
+    regions: RegionFeatures,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    opts: Options,
+    device: str,
 ) -> tuple[float, dict[str, Any]]:
     """R@1+5+10 both ways (percent) of the sign codes on the validation split, by Hamming distance."""
     from fico_registry import evaluate_embeddings
     from fico_registry.plugin_api.training import validation_rsum
 
-    images, texts = encode_codes(img_net, txt_net, regions, val.n_images, ids, mask, opts.val_batch_size, device, opts.precision)
+    images, texts = encode_codes(
+        img_net, txt_net, regions, val.n_images, ids, mask, opts.val_batch_size, device, opts.precision
+    )
     report = evaluate_embeddings(images, texts, val.caption_to_image, measure="hamming", device="cpu", progress=False)
     return validation_rsum(report), report.instance
 
@@ -359,7 +382,9 @@ class TrainingData:
         return cls(np.asarray(corpus.caption_to_image), ids, mask, regions, labels, adv_ids, adv_mask)
 
 
-def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int, opts: Options, device: str, world: int) -> torch.Tensor:
+def batch_loss(
+    nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int, opts: Options, device: str, world: int
+) -> torch.Tensor:
     """ReRankSAEM.forward_loss on the captions `caps` (this rank's part of the batch)."""
     from fico_registry.plugin_api.training import all_gather_with_grad, autocast
 
@@ -369,7 +394,9 @@ def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int,
         img_code = nets.image_run(data.regions(images).to(device))
         cap_code = nets.text_run(data.ids[caps].to(device), data.mask[caps].to(device))
         if use_adversaries:
-            flat = nets.text_run(data.adv_ids[caps].flatten(0, 1).to(device), data.adv_mask[caps].flatten(0, 1).to(device))
+            flat = nets.text_run(
+                data.adv_ids[caps].flatten(0, 1).to(device), data.adv_mask[caps].flatten(0, 1).to(device)
+            )
     img_local, cap_local = img_code.float(), cap_code.float()
     # the ranking losses see the global batch, as under the original's DataParallel
     img_all, cap_all = all_gather_with_grad(img_local), all_gather_with_grad(cap_local)
@@ -382,7 +409,9 @@ def batch_loss(nets: Networks, data: TrainingData, caps: np.ndarray, epoch: int,
         predicted = nets.concept_run(cap_local).float()
         loss = loss + opts.concept_weight * F.binary_cross_entropy(predicted, data.concept_labels[images].to(device))
     if use_adversaries:
-        adv = adversary_loss(cap_local, flat.float().view(len(caps), opts.adversary_num, -1), img_local, opts.adv_margin)
+        adv = adversary_loss(
+            cap_local, flat.float().view(len(caps), opts.adversary_num, -1), img_local, opts.adv_margin
+        )
         # a sum over this rank's captions: DDP averages the ranks' gradients, so scale by the rank count
         loss = loss + opts.adversary_weight * world * adv
     return loss
@@ -430,8 +459,17 @@ class AdvRecipe(loop.EpochRecipe):
 
     def restore(self) -> loop.LoopState | None:
         state = self.checkpointer.latest()
-        return None if state is None else _restore(
-            state, self.nets.modules, self.optimizer, self.scaler, self.cfg, self.checkpointer.last_path,
+        return (
+            None
+            if state is None
+            else _restore(
+                state,
+                self.nets.modules,
+                self.optimizer,
+                self.scaler,
+                self.cfg,
+                self.checkpointer.last_path,
+            )
         )
 
     def learning_rate(self, epoch: int) -> float:
@@ -452,7 +490,13 @@ class AdvRecipe(loop.EpochRecipe):
 
     def validate(self, epoch: int) -> loop.Validation:
         rsum, metrics = validate(
-            self.nets.image, self.nets.text, self.val, self.val_regions, self.val_ids, self.val_mask, self.opts,
+            self.nets.image,
+            self.nets.text,
+            self.val,
+            self.val_regions,
+            self.val_ids,
+            self.val_mask,
+            self.opts,
             self.device,
         )
         return loop.Validation(rsum, {"val_rsum": rsum, "val": metrics})
@@ -478,7 +522,11 @@ train = loop.recipe_trainer(
 
 
 def _restore(
-    state: dict[str, Any], nets: list[nn.Module], optimizer: torch.optim.Optimizer, scaler: Any, cfg: dict[str, Any],
+    state: dict[str, Any],
+    nets: list[nn.Module],
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    cfg: dict[str, Any],
     path: Path,
 ) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
@@ -486,7 +534,10 @@ def _restore(
     saved = dict(vars(opt)) if opt is not None else {}
     for key in ("final_dims", "img_dim", "max_words"):
         if key in saved and saved[key] != cfg.get(key):
-            raise ConfigError(f"{path} was trained with {key}={saved[key]}, this run asks for {cfg.get(key)}: use another --out or --no-resume")
+            raise ConfigError(
+                f"{path} was trained with {key}={saved[key]}, this run asks for {cfg.get(key)}: use another --out or "
+                "--no-resume"
+            )
     models = state.get("model")
     if not isinstance(models, list) or len(models) != len(nets):
         raise ConfigError(
@@ -498,6 +549,9 @@ def _restore(
     extra = state.get("fico_resume") or {}
     loop.restore_optimizers(extra, optimizer, scaler)
     return loop.LoopState(
-        int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"), int(state.get("Eiters", 0)),
+        int(state["epoch"]),
+        float(state.get("best_rsum", 0.0)),
+        extra.get("best_epoch"),
+        int(state.get("Eiters", 0)),
         list(extra.get("history", [])),
     )

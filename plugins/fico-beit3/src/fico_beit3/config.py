@@ -86,7 +86,8 @@ class Beit3Config:
             raise ConfigError(f"{model}: config 'image_std' must be positive")
         if values["embed_dim"] % values["attention_heads"]:
             raise ConfigError(
-                f"{model}: embed_dim {values['embed_dim']} is not divisible by attention_heads {values['attention_heads']}"
+                f"{model}: embed_dim {values['embed_dim']} is not divisible by attention_heads "
+                f"{values['attention_heads']}"
             )
         if values["image_size"] % values["patch_size"]:
             raise ConfigError(

@@ -37,8 +37,14 @@ class Architecture:
     dropout: bool
 
     def as_config(self) -> dict[str, Any]:
-        return {"image_dim": self.image_dim, "text_dim": self.text_dim, "bits": self.bits,
-                "image_widths": list(self.image_widths), "text_widths": list(self.text_widths), "dropout": self.dropout}
+        return {
+            "image_dim": self.image_dim,
+            "text_dim": self.text_dim,
+            "bits": self.bits,
+            "image_widths": list(self.image_widths),
+            "text_widths": list(self.text_widths),
+            "dropout": self.dropout,
+        }
 
 
 @dataclass
@@ -60,10 +66,16 @@ def find_checkpoint_file(path: Path) -> Path:
 
 
 def _branch_widths(state: Mapping[str, Any], name: str, where: str) -> tuple[int, tuple[int, int, int], bool]:
-    linear = sorted({
-        int(m.group(2)) for k in state
-        if (m := _KEY.match(k)) and m.group(1) == name and m.group(3) == "weight" and getattr(state[k], "ndim", 0) == 2
-    })
+    linear = sorted(
+        {
+            int(m.group(2))
+            for k in state
+            if (m := _KEY.match(k))
+            and m.group(1) == name
+            and m.group(3) == "weight"
+            and getattr(state[k], "ndim", 0) == 2
+        }
+    )
     dropout = LAYOUTS.get(tuple(linear))
     if dropout is None:
         raise CheckpointError(
@@ -100,8 +112,10 @@ def infer_architecture(state: Mapping[str, Any], where: str) -> Architecture:
     if bits != text_bits:
         raise CheckpointError(f"{where}: image codes have {bits} bits but text codes {text_bits}")
     if hash_in != image_widths[-1] or text_hash_in != text_widths[-1]:
-        raise CheckpointError(f"{where}: the hash layers take {hash_in} / {text_hash_in} inputs but the branches give "
-                              f"{image_widths[-1]} / {text_widths[-1]}")
+        raise CheckpointError(
+            f"{where}: the hash layers take {hash_in} / {text_hash_in} inputs but the branches give "
+            f"{image_widths[-1]} / {text_widths[-1]}"
+        )
     return Architecture(image_dim, text_dim, bits, image_widths, text_widths, image_dropout)
 
 
@@ -113,7 +127,7 @@ def read_image_norm(folder: Path) -> tuple[float, float] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
         mean, std = float(data["mean"]), float(data["std"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: expected {{\"mean\": number, \"std\": number}} ({exc})") from None
+        raise CheckpointError(f'{path}: expected {{"mean": number, "std": number}} ({exc})') from None
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise CheckpointError(f"{path}: mean {mean} / std {std} must be finite with std > 0")
     return mean, std

@@ -27,8 +27,19 @@ from .nets import Generator, hidden_widths
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CONFIG_KEYS = ("image_dim", "text_dim", "hidden_dim", "bits", "dropout", "image_mean", "image_std", "code_format",
-               "precision", "seed", "data_file")
+CONFIG_KEYS = (
+    "image_dim",
+    "text_dim",
+    "hidden_dim",
+    "bits",
+    "dropout",
+    "image_mean",
+    "image_std",
+    "code_format",
+    "precision",
+    "seed",
+    "data_file",
+)
 
 
 @dataclass(frozen=True)
@@ -50,23 +61,39 @@ class DadhConfig:
         if missing:
             raise ConfigError(f"DADH config lacks {', '.join(missing)}")
         if config.get("code_format", "pm1") not in CODE_FORMATS:
-            raise ConfigError(f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}")
+            raise ConfigError(
+                f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}"
+            )
         if config.get("precision", "fp32") not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.get('precision')!r}")
         mean, std = config.get("image_mean"), config.get("image_std")
         if (mean is None) != (std is None):
-            raise ConfigError("give both image_mean and image_std (the training features' scalar mean and std), or neither")
+            raise ConfigError(
+                "give both image_mean and image_std (the training features' scalar mean and std), or neither"
+            )
         if std is not None and not (math.isfinite(float(mean)) and math.isfinite(float(std)) and float(std) > 0):
             raise ConfigError(f"image_mean {mean} / image_std {std} must be finite with image_std > 0")
         widths = hidden_widths(int(config["hidden_dim"]))
-        architecture = Architecture(int(config["image_dim"]), int(config["text_dim"]), int(config["bits"]), widths, widths,
-                                    bool(config.get("dropout", False)))
+        architecture = Architecture(
+            int(config["image_dim"]),
+            int(config["text_dim"]),
+            int(config["bits"]),
+            widths,
+            widths,
+            bool(config.get("dropout", False)),
+        )
         data_file = config.get("data_file")
         if data_file is not None and not isinstance(data_file, str):
             raise ConfigError(f"data_file must be the path of the original .mat file, got {data_file!r}")
-        return cls(architecture, None if mean is None else float(mean), None if std is None else float(std),
-                   config.get("code_format", "pm1"), config.get("precision", "fp32"), int(config.get("seed", 0)),
-                   data_file)
+        return cls(
+            architecture,
+            None if mean is None else float(mean),
+            None if std is None else float(std),
+            config.get("code_format", "pm1"),
+            config.get("precision", "fp32"),
+            int(config.get("seed", 0)),
+            data_file,
+        )
 
 
 def build_generator(architecture: Architecture, *, seed: int | None = None) -> Generator:
@@ -74,16 +101,27 @@ def build_generator(architecture: Architecture, *, seed: int | None = None) -> G
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
-        return Generator(architecture.image_dim, architecture.text_dim, architecture.bits,
-                         image_widths=architecture.image_widths, text_widths=architecture.text_widths,
-                         dropout=architecture.dropout)
+        return Generator(
+            architecture.image_dim,
+            architecture.text_dim,
+            architecture.bits,
+            image_widths=architecture.image_widths,
+            text_widths=architecture.text_widths,
+            dropout=architecture.dropout,
+        )
 
 
 class DadhEncoder:
     """Features -> {-1,+1} int8 codes (or packed uint8 bits) of `bits` bits, compared by Hamming distance."""
 
-    def __init__(self, generator: Generator, image_norm: tuple[float, float], config: DadhConfig, device: str,
-                 checkpoint: DadhCheckpoint | None = None) -> None:
+    def __init__(
+        self,
+        generator: Generator,
+        image_norm: tuple[float, float],
+        config: DadhConfig,
+        device: str,
+        checkpoint: DadhCheckpoint | None = None,
+    ) -> None:
         self.generator = generator
         self.image_mean, self.image_std = image_norm
         self.config = config
@@ -108,7 +146,9 @@ class DadhEncoder:
 
     @torch.inference_mode()
     def text_activations(self, batch: Any) -> torch.Tensor:
-        return self.generator.text_codes(feature_batch(batch, self.text_dim, "text", device=self.device, dtype=self.dtype))
+        return self.generator.text_codes(
+            feature_batch(batch, self.text_dim, "text", device=self.device, dtype=self.dtype)
+        )
 
     def encode_images(self, batch: Any) -> torch.Tensor:
         return to_codes(self.image_activations(batch), self.code_format)
@@ -151,7 +191,8 @@ def build(*, spec: Any = None, config: Mapping[str, Any], checkpoint: Any = None
     if checkpoint is not None:
         if isinstance(checkpoint, str) and not Path(checkpoint).exists():
             raise CheckpointError(
-                f"DADH has no published weights to fetch ({checkpoint!r}): pass the path of a GEN_module.pth written by "
+                f"DADH has no published weights to fetch ({checkpoint!r}): pass the path of a GEN_module.pth written "
+                "by "
                 "DADH's main.py or by `fico train dadh`"
             )
         ckpt = read_checkpoint(Path(checkpoint))
@@ -161,7 +202,9 @@ def build(*, spec: Any = None, config: Mapping[str, Any], checkpoint: Any = None
         if architecture != cfg.architecture:
             log.warning(
                 "%s: architecture from the weights %s differs from the config's %s; using the checkpoint's",
-                ckpt.path, architecture.as_config(), cfg.architecture.as_config(),
+                ckpt.path,
+                architecture.as_config(),
+                cfg.architecture.as_config(),
             )
     generator = build_generator(architecture, seed=None if ckpt is not None else cfg.seed)
     if ckpt is not None:

@@ -48,15 +48,19 @@ class Generator(nn.Module):
         super().__init__()
         widths = [image_dim, text_dim, bits, *image_widths, *text_widths]
         if len(image_widths) != 3 or len(text_widths) != 3 or any(int(w) <= 0 for w in widths):
-            raise ConfigError(f"DADH needs three positive hidden widths per modality, got {list(image_widths)} / {list(text_widths)}")
+            raise ConfigError(
+                f"DADH needs three positive hidden widths per modality, got {list(image_widths)} / {list(text_widths)}"
+            )
         if image_widths[-1] != text_widths[-1]:
             raise ConfigError("DADH's image and text branches must end in the same width (the discriminator input)")
         self.image_module = branch(image_dim, image_widths, dropout)
         self.text_module = branch(text_dim, text_widths, dropout)
-        self.hash_module = nn.ModuleDict({
-            "image": nn.Sequential(nn.Linear(image_widths[-1], bits, bias=True), nn.Tanh()),
-            "text": nn.Sequential(nn.Linear(text_widths[-1], bits, bias=True), nn.Tanh()),
-        })
+        self.hash_module = nn.ModuleDict(
+            {
+                "image": nn.Sequential(nn.Linear(image_widths[-1], bits, bias=True), nn.Tanh()),
+                "text": nn.Sequential(nn.Linear(text_widths[-1], bits, bias=True), nn.Tanh()),
+            }
+        )
         self.image_dim, self.text_dim, self.bits = int(image_dim), int(text_dim), int(bits)
         self.image_widths, self.text_widths = tuple(image_widths), tuple(text_widths)
         self.dropout = dropout

@@ -11,8 +11,14 @@ URL = "https://github.com/Zjut-MultimediaPlus/DADH"
 # image_mean / image_std: the scalar mean and std of the training image-feature matrix that
 # datasets/data_handler.py subtracts and divides by; null = read image_norm.json beside the checkpoint.
 _COMMON = {
-    "image_dim": 4096, "text_dim": 300, "dropout": False, "image_mean": None, "image_std": None,
-    "code_format": "pm1", "precision": "fp32", "seed": 0,
+    "image_dim": 4096,
+    "text_dim": 300,
+    "dropout": False,
+    "image_mean": None,
+    "image_std": None,
+    "code_format": "pm1",
+    "precision": "fp32",
+    "seed": 0,
     "data_file": None,  # the original .mat (z-scoring statistics of a checkpoint); found from the run folder
 }
 CONFIGS = {

@@ -107,8 +107,10 @@ class Discriminator(nn.Module):
         super().__init__()
         hidden_dim = max(1, hidden_dim)
         self.feature_dis = nn.Sequential(
-            nn.Linear(feature_dim, hidden_dim), nn.ReLU(True),
-            nn.Linear(hidden_dim, max(1, hidden_dim // 2)), nn.ReLU(True),
+            nn.Linear(feature_dim, hidden_dim),
+            nn.ReLU(True),
+            nn.Linear(hidden_dim, max(1, hidden_dim // 2)),
+            nn.ReLU(True),
             nn.Linear(max(1, hidden_dim // 2), 1),
         )
         self.hash_dis = nn.Sequential(nn.Linear(bits, 512), nn.ReLU(True), nn.Linear(512, 1))
@@ -124,8 +126,9 @@ class Discriminator(nn.Module):
         return self.hash_dis(codes).squeeze()
 
 
-def discriminator_step(score: Any, real: torch.Tensor, fake: torch.Tensor, optimizer: torch.optim.Optimizer,
-                       gamma: float, penalty: float) -> float:
+def discriminator_step(
+    score: Any, real: torch.Tensor, fake: torch.Tensor, optimizer: torch.optim.Optimizer, gamma: float, penalty: float
+) -> float:
     """One update of a discriminator: log loss on real / fake, plus the gradient penalty on random mixes."""
     optimizer.zero_grad(set_to_none=True)
     loss_real = -gamma * F.logsigmoid(score(real)).mean()
@@ -135,7 +138,9 @@ def discriminator_step(score: Any, real: torch.Tensor, fake: torch.Tensor, optim
     mix = torch.rand(real.shape, device=real.device)  # elementwise, as the original's alpha
     interpolates = (mix * real + (1 - mix) * fake).requires_grad_()
     out = score(interpolates)
-    gradients = autograd.grad(out, interpolates, grad_outputs=torch.ones_like(out), create_graph=True, retain_graph=True)[0]
+    gradients = autograd.grad(
+        out, interpolates, grad_outputs=torch.ones_like(out), create_graph=True, retain_graph=True
+    )[0]
     gp = ((gradients.view(gradients.shape[0], -1).norm(2, dim=1) - 1) ** 2).mean() * penalty
     gp.backward()
     optimizer.step()
@@ -151,16 +156,19 @@ def triplet_weights(labels: torch.Tensor, flag: float) -> tuple[torch.Tensor, to
     similar = (shared > 0).float()
     ideal = torch.sort(shared, dim=1, descending=True).values
     discount = torch.log2(torch.arange(batch, dtype=labels.dtype, device=labels.device) + 2)
-    idcg = ((2 ** ideal - 1) / discount).sum(dim=1, keepdim=True)
-    idcg = torch.where(idcg > 0, idcg, torch.ones_like(idcg))  # an unlabelled item: no gains (the original divides by 0)
-    gain = (2 ** shared - 1) / idcg
+    idcg = ((2**ideal - 1) / discount).sum(dim=1, keepdim=True)
+    idcg = torch.where(
+        idcg > 0, idcg, torch.ones_like(idcg)
+    )  # an unlabelled item: no gains (the original divides by 0)
+    gain = (2**shared - 1) / idcg
     weight = (gain.unsqueeze(2) - gain.unsqueeze(1)) * (flag + 0.1)
     mask = similar.unsqueeze(2) * (1 - similar.unsqueeze(1)) * (flag + 0.1)
     return mask, weight
 
 
-def triplet_loss(source: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, *, margin: float, alpha: float,
-                 flag: float) -> torch.Tensor:
+def triplet_loss(
+    source: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, *, margin: float, alpha: float, flag: float
+) -> torch.Tensor:
     """Sum over (anchor in source, positive / negative in target) of [d(a, p) - d(a, n) + margin]_+,
     d = 1 - cosine, weighted by the label gains when alpha == 10 (TripletLoss, reduction 'sum')."""
     distance = (1 - F.cosine_similarity(source.unsqueeze(1), target, dim=-1)).clamp(min=0)
@@ -171,8 +179,9 @@ def triplet_loss(source: torch.Tensor, target: torch.Tensor, labels: torch.Tenso
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def validate(gen: Generator, val: Any, image_features: np.ndarray, text_features: np.ndarray, opts: Options,
-             device: str) -> dict[str, Any]:
+def validate(
+    gen: Generator, val: Any, image_features: np.ndarray, text_features: np.ndarray, opts: Options, device: str
+) -> dict[str, Any]:
     gen.eval()
     images = code_validation.sign_codes(gen.image_codes, image_features, opts.eval_batch_size, device)
     texts = code_validation.sign_codes(gen.text_codes, text_features, opts.eval_batch_size, device)
@@ -245,7 +254,8 @@ class DadhRecipe(loop.EpochRecipe):
         self.val = val
         features = code_validation.feature_configs(opts.image_features, opts.text_features, self.config_name)
         self.inputs, (train_images, val_images, train_texts, self.val_texts) = run_inputs(
-            train, val, self.out, *features, device=device, progress=progress, world=self.world)
+            train, val, self.out, *features, device=device, progress=progress, world=self.world
+        )
         code_validation.check_widths(train_images, train_texts, architecture.image_dim, architecture.text_dim)
         # datasets/data_handler.py: one scalar mean and std over the whole image-feature matrix
         mean, std = float(train_images.mean(dtype=np.float64)), float(train_images.std(dtype=np.float64))
@@ -269,11 +279,21 @@ class DadhRecipe(loop.EpochRecipe):
         self.step_run = distributed(GeneratorStep(self.gen), device, self.world)
         self.dis = Discriminator(architecture.image_widths[-1], architecture.image_widths[-1] // 2, bits).to(device)
         self.optimizer = torch.optim.Adam(
-            [{"params": gen.image_module.parameters()}, {"params": gen.text_module.parameters()},
-             {"params": gen.hash_module.parameters()}], lr=opts.lr, weight_decay=opts.weight_decay)
+            [
+                {"params": gen.image_module.parameters()},
+                {"params": gen.text_module.parameters()},
+                {"params": gen.hash_module.parameters()},
+            ],
+            lr=opts.lr,
+            weight_decay=opts.weight_decay,
+        )
         self.dis_optimizers = {
-            part: torch.optim.Adam(getattr(self.dis, f"{part}_dis").parameters(), lr=opts.lr, betas=(0.5, 0.9),
-                                   weight_decay=opts.dis_weight_decay)
+            part: torch.optim.Adam(
+                getattr(self.dis, f"{part}_dis").parameters(),
+                lr=opts.lr,
+                betas=(0.5, 0.9),
+                weight_decay=opts.dis_weight_decay,
+            )
             for part in ("feature", "hash")
         }
         self.codes = torch.randn(self.n, bits).sign().to(device)  # B
@@ -285,8 +305,16 @@ class DadhRecipe(loop.EpochRecipe):
     def restore(self) -> loop.LoopState | None:
         if not self.resume_path.is_file():
             return None
-        return restore(load_torch_checkpoint(self.resume_path), self.gen, self.dis, self.optimizer, self.dis_optimizers,
-                       self.codes, self.hashes, self.resume_path)
+        return restore(
+            load_torch_checkpoint(self.resume_path),
+            self.gen,
+            self.dis,
+            self.optimizer,
+            self.dis_optimizers,
+            self.codes,
+            self.hashes,
+            self.resume_path,
+        )
 
     def learning_rate(self, epoch: int) -> float:
         return generator_lr(epoch, self.opts)
@@ -313,21 +341,26 @@ class DadhRecipe(loop.EpochRecipe):
         mine = shard(batch, self.rank, world)
         image, text = self.images[mine].to(device), self.texts[mine].to(device)
         label = self.labels[index]
-        with rank_dropout(self.architecture.dropout and world > 1, [opts.seed, epoch, step, self.rank], device), \
-                autocast(device, opts.precision):
+        with (
+            rank_dropout(self.architecture.dropout and world > 1, [opts.seed, epoch, step, self.rank], device),
+            autocast(device, opts.precision),
+        ):
             parts = self.step_run(image, text)
         # everything below sees the whole batch, in its own order, on every rank
         h_i, h_t, f_i, f_t, h_t_second = (in_batch_order(x.float(), world) for x in parts)
         self.hashes["image"][index] = h_i.detach()
         self.hashes["text"][index] = h_t.detach()
         dis, dis_optimizers = self.dis, self.dis_optimizers
-        discriminator_step(dis.dis_feature, f_i.detach(), f_t.detach(), dis_optimizers["feature"], opts.gamma,
-                           opts.gradient_penalty)
-        discriminator_step(dis.dis_hash, h_i.detach(), h_t.detach(), dis_optimizers["hash"], opts.gamma,
-                           opts.gradient_penalty)
+        discriminator_step(
+            dis.dis_feature, f_i.detach(), f_t.detach(), dis_optimizers["feature"], opts.gamma, opts.gradient_penalty
+        )
+        discriminator_step(
+            dis.dis_hash, h_i.detach(), h_t.detach(), dis_optimizers["hash"], opts.gamma, opts.gradient_penalty
+        )
         adversarial = -F.logsigmoid(dis.dis_feature(f_t)).mean() - F.logsigmoid(dis.dis_hash(h_t_second)).mean()
-        triplets = (triplet_loss(h_i, h_t, label, margin=opts.margin, alpha=opts.alpha, flag=self.flag)
-                    + triplet_loss(h_t, h_i, label, margin=opts.margin, alpha=opts.alpha, flag=self.flag))
+        triplets = triplet_loss(h_i, h_t, label, margin=opts.margin, alpha=opts.alpha, flag=self.flag) + triplet_loss(
+            h_t, h_i, label, margin=opts.margin, alpha=opts.alpha, flag=self.flag
+        )
         quantisation = ((self.codes[index] - h_i) ** 2).sum() + ((self.codes[index] - h_t) ** 2).sum()
         loss = opts.alpha * triplets + (opts.beta + 0.1) * quantisation + opts.gamma * adversarial
         loop.optimizer_step(loss, self.optimizer, [])
@@ -378,16 +411,27 @@ train = loop.recipe_trainer(
 )
 
 
-def restore(state: Mapping[str, Any], gen: Generator, dis: Discriminator, optimizer: torch.optim.Optimizer,
-            dis_optimizers: dict[str, torch.optim.Optimizer], codes: torch.Tensor, hashes: dict[str, torch.Tensor],
-            path: Path) -> loop.LoopState:
+def restore(
+    state: Mapping[str, Any],
+    gen: Generator,
+    dis: Discriminator,
+    optimizer: torch.optim.Optimizer,
+    dis_optimizers: dict[str, torch.optim.Optimizer],
+    codes: torch.Tensor,
+    hashes: dict[str, torch.Tensor],
+    path: Path,
+) -> loop.LoopState:
     """Continue a run from fico_resume.pth: networks (strictly), optimizers, B and H, epoch counter, best score."""
     for key in ("epoch", "generator", "discriminator", "B"):
         if key not in state:
-            raise ConfigError(f"{path} lacks {key!r}: not a resume file of `fico train dadh`; use another --out or --no-resume")
+            raise ConfigError(
+                f"{path} lacks {key!r}: not a resume file of `fico train dadh`; use another --out or --no-resume"
+            )
     if tuple(state["B"].shape) != tuple(codes.shape):
-        raise ConfigError(f"{path}: codes {tuple(state['B'].shape)} do not fit this run's {tuple(codes.shape)} "
-                          "(another training set or bit count?): use another --out or --no-resume")
+        raise ConfigError(
+            f"{path}: codes {tuple(state['B'].shape)} do not fit this run's {tuple(codes.shape)} "
+            "(another training set or bit count?): use another --out or --no-resume"
+        )
     strict_load_state_dict(gen, state["generator"], what=f"{path} generator")
     strict_load_state_dict(dis, state["discriminator"], what=f"{path} discriminator")
     optimizer.load_state_dict(state["optimizer"])

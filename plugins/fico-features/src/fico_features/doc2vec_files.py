@@ -28,8 +28,23 @@ import numpy as np
 from fico_registry.errors import DataFormatError
 
 FORMAT = "fico-doc2vec/1"
-MODEL_PARAMS = ("vector_size", "dm", "dbow_words", "window", "min_count", "sample", "negative", "hs", "alpha",
-                "min_alpha", "seed", "epochs", "dm_mean", "dm_concat", "ns_exponent")
+MODEL_PARAMS = (
+    "vector_size",
+    "dm",
+    "dbow_words",
+    "window",
+    "min_count",
+    "sample",
+    "negative",
+    "hs",
+    "alpha",
+    "min_alpha",
+    "seed",
+    "epochs",
+    "dm_mean",
+    "dm_concat",
+    "ns_exponent",
+)
 
 
 def model_params(model: Any) -> dict[str, Any]:

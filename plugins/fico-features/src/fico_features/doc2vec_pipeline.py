@@ -36,8 +36,20 @@ from .text_tokens import TOKENIZER_VERSION, tokenize
 log = logging.getLogger(__name__)
 
 FINGERPRINT_VERSION = "doc2vec/v1"
-TRAIN_KEYS = ("vector_size", "dm", "dbow_words", "window", "min_count", "sample", "negative", "hs", "alpha",
-              "min_alpha", "seed", "epochs")
+TRAIN_KEYS = (
+    "vector_size",
+    "dm",
+    "dbow_words",
+    "window",
+    "min_count",
+    "sample",
+    "negative",
+    "hs",
+    "alpha",
+    "min_alpha",
+    "seed",
+    "epochs",
+)
 INFER_KEYS = ("infer_alpha", "infer_min_alpha", "infer_epochs", "seed")
 
 
@@ -156,8 +168,14 @@ class Doc2VecPipeline:
             self.train(captions)
             return
         key = hashlib.sha256(
-            json.dumps({"params": {k: self.config.get(k) for k in TRAIN_KEYS}, "tokenizer": TOKENIZER_VERSION,
-                        "captions": _captions_sha256(captions)}, sort_keys=True).encode()
+            json.dumps(
+                {
+                    "params": {k: self.config.get(k) for k in TRAIN_KEYS},
+                    "tokenizer": TOKENIZER_VERSION,
+                    "captions": _captions_sha256(captions),
+                },
+                sort_keys=True,
+            ).encode()
         ).hexdigest()[:16]
         folder = fico_home() / "features" / "doc2vec" / f"trained-{key}"
         if (folder / "doc2vec.json").is_file():
@@ -180,7 +198,10 @@ class Doc2VecPipeline:
             log.warning(
                 "doc2vec: cannot load %s/%s to train on (%s); training on the evaluated captions of %s instead "
                 "(transductive). Pass a trained model (config 'model') for a clean protocol.",
-                corpus.name, split, str(exc).splitlines()[0] if str(exc) else type(exc).__name__, here,
+                corpus.name,
+                split,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                here,
             )
             return list(corpus.captions), here
 

@@ -213,8 +213,12 @@ class RunInputs:
             base, _ = resolve_config(info["text"]["pipeline"], text_config)
             text_config = {**base, "model": str(folder / model_folder)}
         inputs = cls(
-            image=info["image"]["pipeline"], image_config=info["image"]["config"],
-            text=info["text"]["pipeline"], text_config=text_config, device=device, cache=cache,
+            image=info["image"]["pipeline"],
+            image_config=info["image"]["config"],
+            text=info["text"]["pipeline"],
+            text_config=text_config,
+            device=device,
+            cache=cache,
         )
         if model_folder:  # cache keys keep naming the recorded config, as during training
             inputs.config_ids["text"] = info["text"]["config"]
@@ -287,8 +291,17 @@ def _cache(cache: Any) -> Any:
     return EmbeddingCache(cache)
 
 
-def run_inputs(train: Any, val: Any, out: str | os.PathLike, image_config: Any, text_config: Any, *, device: str,
-               progress: bool, world: int) -> tuple[RunInputs, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def run_inputs(
+    train: Any,
+    val: Any,
+    out: str | os.PathLike,
+    image_config: Any,
+    text_config: Any,
+    *,
+    device: str,
+    progress: bool,
+    world: int,
+) -> tuple[RunInputs, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """A training run's feature pipelines and (train images, val images, train texts, val texts) features.
 
     Under torchrun rank 0 fits Doc2Vec, encodes (filling the embedding cache) and saves the pipelines
@@ -298,8 +311,12 @@ def run_inputs(train: Any, val: Any, out: str | os.PathLike, image_config: Any, 
     from fico_registry.plugin_api.training import barrier, is_main_process
 
     def encode(inputs: RunInputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        return (inputs.features(train, "image"), inputs.features(val, "image"),
-                inputs.features(train, "text"), inputs.features(val, "text"))
+        return (
+            inputs.features(train, "image"),
+            inputs.features(val, "image"),
+            inputs.features(train, "text"),
+            inputs.features(val, "text"),
+        )
 
     if is_main_process():
         inputs = RunInputs(image_config=image_config, text_config=text_config, device=device, progress=bool(progress))

@@ -133,8 +133,10 @@ class Vgg19Fc7Pipeline:
     def fingerprint(self) -> str:
         """Identifies weights, architecture and preprocessing (part of the embedding-cache key)."""
         weights = f"sha256:{self.weights_sha256}" if self.weights_sha256 else f"random-seed{self.config.get('seed', 0)}"
-        settings = {k: self.config.get(k) for k in ("arch", "resize", "crop", "precision", "tiny_layers", "tiny_pool",
-                                                     "tiny_fc6", "tiny_classes")}
+        settings = {
+            k: self.config.get(k)
+            for k in ("arch", "resize", "crop", "precision", "tiny_layers", "tiny_pool", "tiny_fc6", "tiny_classes")
+        }
         digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         return f"{FINGERPRINT_VERSION}:{self.config.get('arch', 'vgg19')}:{weights}:fc7-relu:{digest}"
 

@@ -140,9 +140,7 @@ def _align() -> ModelSpec:
         dim=640,
         configs={
             "default": {"architecture": {}, "processor": "kakaobrain/align-base", "max_length": 64},
-            "tiny": _tiny(
-                {"projection_dim": 8, "text_config": _TINY_BERT_TEXT, "vision_config": _TINY_EFFICIENTNET}
-            ),
+            "tiny": _tiny({"projection_dim": 8, "text_config": _TINY_BERT_TEXT, "vision_config": _TINY_EFFICIENTNET}),
         },
         checkpoints=_hub(
             ("align-base", "kakaobrain/align-base", "Kakao Brain ALIGN, EfficientNet-B7 + BERT-base, COYO-700M")
@@ -153,8 +151,7 @@ def _align() -> ModelSpec:
             "Supervision, ICML 2021"
         ),
         description=(
-            "ALIGN through transformers' AlignModel: image = EfficientNet pooled output, "
-            "text = BERT [CLS] projected."
+            "ALIGN through transformers' AlignModel: image = EfficientNet pooled output, text = BERT [CLS] projected."
         ),
         extra={"hf_family": "align"},
         **_COMMON,

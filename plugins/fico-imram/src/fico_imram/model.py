@@ -31,7 +31,12 @@ from .iterative import iterative_scores
 from .pairs import pair_iterative_scores
 
 # IMRAM opts.py defaults beyond SCAN's (its model_mode default "vse" is not a mode its code accepts).
-IMRAM_OPT_DEFAULTS: dict[str, Any] = {**SCAN_OPT_DEFAULTS, "model_mode": "vse", "iteration_step": 3, "no_IMRAM_norm": False}
+IMRAM_OPT_DEFAULTS: dict[str, Any] = {
+    **SCAN_OPT_DEFAULTS,
+    "model_mode": "vse",
+    "iteration_step": 3,
+    "no_IMRAM_norm": False,
+}
 MODEL_MODES = ("full_IMRAM", "image_IMRAM", "text_IMRAM")
 
 
@@ -94,15 +99,24 @@ class ImramEncoder:
     def load_original(self, state: Any, *, where: str) -> None:
         """checkpoint['model'] = the DataParallel state dict (keys `module.img_enc.fc_local.weight`, ...)."""
         if isinstance(state, (list, tuple)):
-            raise CheckpointError(f"{where}: checkpoint['model'] is a list [img_enc, txt_enc] (SCAN / VSRN layout), not IMRAM's")
+            raise CheckpointError(
+                f"{where}: checkpoint['model'] is a list [img_enc, txt_enc] (SCAN / VSRN layout), not IMRAM's"
+            )
         if not isinstance(state, Mapping):
-            raise CheckpointError(f"{where}: checkpoint['model'] must be IMRAM's state dict, found {type(state).__name__}")
+            raise CheckpointError(
+                f"{where}: checkpoint['model'] must be IMRAM's state dict, found {type(state).__name__}"
+            )
         prefixed = [str(k).startswith("module.") for k in state]
         if any(prefixed) and not all(prefixed):
             raise CheckpointError(f"{where}: some keys have the DataParallel prefix 'module.' and some do not")
         state = upgrade_legacy_state({str(k).removeprefix("module."): v for k, v in state.items()})
         if "txt_enc.embed.weight" in state:
-            check_embedding(state["txt_enc.embed.weight"].shape[0], self.captions.vocab, self.options.get("opt_vocab_size"), where=where)
+            check_embedding(
+                state["txt_enc.embed.weight"].shape[0],
+                self.captions.vocab,
+                self.options.get("opt_vocab_size"),
+                where=where,
+            )
         strict_load_state_dict(self.net, state, what=f"{where} model (keys without 'module.')")
 
     def finish(self) -> ImramEncoder:
@@ -111,13 +125,18 @@ class ImramEncoder:
 
     @torch.no_grad()
     def encode_images(self, batch: Any) -> dict[str, torch.Tensor]:
-        return {"regions": self.net.img_enc(regions_tensor(batch, self.img_dim, self.device, model_name=self.model_name))}
+        return {
+            "regions": self.net.img_enc(regions_tensor(batch, self.img_dim, self.device, model_name=self.model_name))
+        }
 
     @torch.no_grad()
     def encode_texts(self, batch: Sequence[str]) -> dict[str, torch.Tensor]:
         max_words = self.captions.max_words
         if len(batch) == 0:
-            return {"words": torch.zeros(0, max_words, self.dim, device=self.device), "lengths": torch.zeros(0, dtype=torch.long, device=self.device)}
+            return {
+                "words": torch.zeros(0, max_words, self.dim, device=self.device),
+                "lengths": torch.zeros(0, dtype=torch.long, device=self.device),
+            }
         ids, lengths = self.captions(batch, self.device)
         words = self.net.txt_enc(ids, lengths)
         padded = words.new_zeros(words.shape[0], max_words, words.shape[2])
@@ -141,9 +160,14 @@ class ImramEncoder:
         steps = partial(iterative_scores, **self._step_options())
         total = torch.zeros((), dtype=regions.dtype, device=regions.device)
         if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
-            total = total + torch.stack(steps(regions, None, words, word_mask, linear=net.linear_t2i, gate=net.gate_t2i)).sum(0)
+            total = total + torch.stack(
+                steps(regions, None, words, word_mask, linear=net.linear_t2i, gate=net.gate_t2i)
+            ).sum(0)
         if mode in ("full_IMRAM", "image_IMRAM"):  # Image-IMRAM: regions attend over words
-            total = total + torch.stack(steps(words, word_mask, regions, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0).T
+            total = (
+                total
+                + torch.stack(steps(words, word_mask, regions, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0).T
+            )
         return total
 
     @torch.no_grad()
@@ -192,7 +216,9 @@ class ImramEncoder:
 
 def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None, device: str) -> ImramEncoder:
     if isinstance(checkpoint, str):
-        raise CheckpointError(f"{spec.name}: IMRAM checkpoints are local .pth.tar files (no hub); {checkpoint!r} is not a file here")
+        raise CheckpointError(
+            f"{spec.name}: IMRAM checkpoints are local .pth.tar files (no hub); {checkpoint!r} is not a file here"
+        )
     opt, state = (None, None)
     if checkpoint is not None:
         # a run folder as train_gpus.py writes it: model_best.pth.tar in opt.model_name

@@ -11,7 +11,10 @@ from fico_scan.plugin import TINY_WORDS
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
 from fico_registry.plugin_api import TrainerSpec, trainer_hook
 
-PAPER = "Chen, Ding, Lin, Zhao, Han. IMRAM: Iterative Matching with Recurrent Attention Memory for Cross-Modal Image-Text Retrieval. CVPR 2020"
+PAPER = (
+    "Chen, Ding, Lin, Zhao, Han. IMRAM: Iterative Matching with Recurrent Attention Memory "
+    "for Cross-Modal Image-Text Retrieval. CVPR 2020"
+)
 URL = "https://github.com/HuiChen24/IMRAM"
 
 # opts.py defaults + the arguments of script/tune_f30k.sh (the default) and script/tune_coco.sh:
@@ -25,8 +28,20 @@ _ARCH = {
     "iteration_step": 1,
     "no_IMRAM_norm": True,
 }
-_ADAPTER = {"vocab_size": 8481, "max_words": 80, "tokenizer": "treebank", "lowercase": "unicode", "score_dtype": "float32"}
-COCO = {"data_name": "coco_precomp", "vocab_size": 11353, "model_mode": "text_IMRAM", "iteration_step": 3, "lambda_softmax": 11.0}
+_ADAPTER = {
+    "vocab_size": 8481,
+    "max_words": 80,
+    "tokenizer": "treebank",
+    "lowercase": "unicode",
+    "score_dtype": "float32",
+}
+COCO = {
+    "data_name": "coco_precomp",
+    "vocab_size": 11353,
+    "model_mode": "text_IMRAM",
+    "iteration_step": 3,
+    "lambda_softmax": 11.0,
+}
 TINY = {"embed_size": 16, "word_dim": 8, "vocab_words": list(TINY_WORDS), "max_words": 48}
 
 

@@ -41,6 +41,25 @@ IMRAM_RECIPE = Recipe(
 )
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+def train(
+    *,
+    model: str,
+    train: Any,
+    val: Any,
+    out: Path,
+    options: Mapping[str, Any],
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Train IMRAM on `train`, select on `val`; checkpoints in IMRAM's `.pth.tar` layout in `out`."""
-    return run(IMRAM_RECIPE, model=model, train=train, val=val, out=Path(out), options=options, defaults=TRAIN_DEFAULTS, device=device, progress=progress)
+    return run(
+        IMRAM_RECIPE,
+        model=model,
+        train=train,
+        val=val,
+        out=Path(out),
+        options=options,
+        defaults=TRAIN_DEFAULTS,
+        device=device,
+        progress=progress,
+    )

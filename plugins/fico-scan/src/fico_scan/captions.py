@@ -54,8 +54,13 @@ def resolve_vocabulary(
         return Vocabulary.from_words(words, source=f"{model_name} config vocab_words")
     if checkpoint is not None and stored_file is not None:
         raise missing_original_file(
-            model_name, file_name, checkpoint=checkpoint, option="opt.vocab_path", stored=stored,
-            config_key="vocab_path", why="the vocabulary train.py built the model with",
+            model_name,
+            file_name,
+            checkpoint=checkpoint,
+            option="opt.vocab_path",
+            stored=stored,
+            config_key="vocab_path",
+            why="the vocabulary train.py built the model with",
         )
     if checkpoint is not None:  # raises, naming where the file was looked for
         return load_vocab(find_vocab_file(file_name, checkpoint=checkpoint))
@@ -104,7 +109,8 @@ class CaptionEncoder:
         if longest > self.max_words:
             j = lengths.index(longest)
             raise ConfigError(
-                f"{self.model_name}: caption {j} has {longest} tokens with <start>/<end> ({captions[j][:60]!r}...), more "
+                f"{self.model_name}: caption {j} has {longest} tokens with <start>/<end> ({captions[j][:60]!r}...), "
+                "more "
                 f"than max_words={self.max_words}, the fixed length text features are padded to; raise it, e.g. "
                 f"config={{'max_words': {longest}}}"
             )

@@ -63,7 +63,9 @@ class RegionEncoder(nn.Module):
 class WordEncoder(nn.Module):
     """EncoderText: per-word features (batch, words, embed_size), zero at padded positions."""
 
-    def __init__(self, vocab_size: int, word_dim: int, embed_size: int, num_layers: int, *, bi_gru: bool, no_txtnorm: bool):
+    def __init__(
+        self, vocab_size: int, word_dim: int, embed_size: int, num_layers: int, *, bi_gru: bool, no_txtnorm: bool
+    ):
         super().__init__()
         self.embed_size = embed_size
         self.bi_gru = bi_gru
@@ -87,7 +89,9 @@ def upgrade_legacy_state(state: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v.reshape(()) if k.endswith("weight_g") and tuple(v.shape) == (1,) else v for k, v in state.items()}
 
 
-def build_encoders(options: Mapping[str, Any], vocab_rows: int, *, fc_name: str = "fc") -> tuple[RegionEncoder, WordEncoder]:
+def build_encoders(
+    options: Mapping[str, Any], vocab_rows: int, *, fc_name: str = "fc"
+) -> tuple[RegionEncoder, WordEncoder]:
     image = RegionEncoder(
         int(options["img_dim"]),
         int(options["embed_size"]),

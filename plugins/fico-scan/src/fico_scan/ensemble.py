@@ -56,7 +56,9 @@ class EnsembleEncoder:
 
 def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None, device: str) -> EnsembleEncoder:
     if isinstance(checkpoint, str):
-        raise CheckpointError(f"{spec.name}: give a local folder with the two member .pth.tar files, not {checkpoint!r}")
+        raise CheckpointError(
+            f"{spec.name}: give a local folder with the two member .pth.tar files, not {checkpoint!r}"
+        )
     configs = member_configs(config, model_name=spec.name)
     listed = config.get("member_checkpoints")
     if checkpoint is not None:
@@ -73,4 +75,6 @@ def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None
                 raise CheckpointError(f"{spec.name}: member checkpoint {path} is not a file")
     else:
         paths = [None, None]
-    return EnsembleEncoder([build_scorer(c, p, device, model_name=spec.name) for c, p in zip(configs, paths, strict=True)])
+    return EnsembleEncoder(
+        [build_scorer(c, p, device, model_name=spec.name) for c, p in zip(configs, paths, strict=True)]
+    )

@@ -52,7 +52,9 @@ class ScanScorer:
         if options["cross_attn"] not in ("t2i", "i2t"):
             raise ConfigError(f"{model_name}: cross_attn must be 't2i' or 'i2t', got {options['cross_attn']!r}")
         if options["agg_func"] not in AGG_FUNCS:
-            raise ConfigError(f"{model_name}: agg_func must be one of {', '.join(AGG_FUNCS)}, got {options['agg_func']!r}")
+            raise ConfigError(
+                f"{model_name}: agg_func must be one of {', '.join(AGG_FUNCS)}, got {options['agg_func']!r}"
+            )
         self.options = options
         self.model_name = model_name
         self.device = torch.device(device)
@@ -66,7 +68,9 @@ class ScanScorer:
     def load_original(self, state: Any, *, where: str) -> None:
         """checkpoint['model'] = [img_enc.state_dict(), txt_enc.state_dict()] (strict)."""
         if isinstance(state, Mapping) and any(str(k).startswith("module.") for k in state):
-            raise CheckpointError(f"{where}: this is a DataParallel (IMRAM-style) state dict; load it with model 'imram'")
+            raise CheckpointError(
+                f"{where}: this is a DataParallel (IMRAM-style) state dict; load it with model 'imram'"
+            )
         if not isinstance(state, (list, tuple)) or len(state) != 2 or not all(isinstance(s, Mapping) for s in state):
             raise CheckpointError(
                 f"{where}: checkpoint['model'] must be the list [img_enc.state_dict(), txt_enc.state_dict()] "
@@ -74,7 +78,9 @@ class ScanScorer:
             )
         img_state, txt_state = (upgrade_legacy_state(s) for s in state)
         if "embed.weight" in txt_state:
-            check_embedding(txt_state["embed.weight"].shape[0], self.captions.vocab, self.options.get("opt_vocab_size"), where=where)
+            check_embedding(
+                txt_state["embed.weight"].shape[0], self.captions.vocab, self.options.get("opt_vocab_size"), where=where
+            )
         strict_load_state_dict(self.img_enc, img_state, what=f"{where} model[0] (img_enc)")
         strict_load_state_dict(self.txt_enc, txt_state, what=f"{where} model[1] (txt_enc)")
 
@@ -91,7 +97,9 @@ class ScanScorer:
     def encode_words(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         max_words = self.captions.max_words
         if len(captions) == 0:
-            return torch.zeros(0, max_words, self.dim, device=self.device), torch.zeros(0, dtype=torch.long, device=self.device)
+            return torch.zeros(0, max_words, self.dim, device=self.device), torch.zeros(
+                0, dtype=torch.long, device=self.device
+            )
         ids, lengths = self.captions(captions, self.device)
         words = self.txt_enc(ids, lengths)
         padded = words.new_zeros(words.shape[0], max_words, words.shape[2])
@@ -174,16 +182,16 @@ def _vocab_file_name(options: Mapping[str, Any]) -> str:
     return f"{options['data_name']}_vocab.json"
 
 
-def build_scorer(config: Mapping[str, Any], checkpoint: Path | None, device: str, *, model_name: str = "scan") -> ScanScorer:
+def build_scorer(
+    config: Mapping[str, Any], checkpoint: Path | None, device: str, *, model_name: str = "scan"
+) -> ScanScorer:
     opt, state = (None, None)
     if checkpoint is not None:
         # a run folder as train.py writes it: model_best.pth.tar in opt.model_name (runs/runX/checkpoint)
         checkpoint = checkpoint_in_run_folder(checkpoint, RUN_CHECKPOINTS, subfolders=("checkpoint",), model=model_name)
         opt, state = read_checkpoint(Path(checkpoint), model_name="SCAN")
     options = merge_options(config, opt, SCAN_OPT_DEFAULTS, where=str(checkpoint or model_name))
-    vocab = resolve_vocabulary(
-        options, checkpoint, file_name=_vocab_file_name(options), model_name=model_name, opt=opt
-    )
+    vocab = resolve_vocabulary(options, checkpoint, file_name=_vocab_file_name(options), model_name=model_name, opt=opt)
     scorer = ScanScorer(options, vocab, device, model_name=model_name)
     if checkpoint is not None:
         scorer.load_original(state, where=f"SCAN checkpoint {checkpoint}")

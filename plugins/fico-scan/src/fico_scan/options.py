@@ -99,13 +99,19 @@ def check_common(options: Mapping[str, Any], *, model_name: str) -> None:
     if norm not in RAW_FEATURE_NORMS:
         raise ConfigError(f"{model_name}: unknown raw_feature_norm {norm!r}; one of {', '.join(RAW_FEATURE_NORMS)}")
     if options["precomp_enc_type"] not in ("basic", "weight_norm"):
-        raise ConfigError(f"{model_name}: precomp_enc_type must be 'basic' or 'weight_norm', got {options['precomp_enc_type']!r}")
+        raise ConfigError(
+            f"{model_name}: precomp_enc_type must be 'basic' or 'weight_norm', got {options['precomp_enc_type']!r}"
+        )
     if options["score_dtype"] not in ("float32", "float64"):
         raise ConfigError(f"{model_name}: score_dtype must be 'float32' or 'float64', got {options['score_dtype']!r}")
     if options["precision"] != "fp32":
-        raise ConfigError(f"{model_name}: only precision='fp32' is supported (the scorer's softmax temperatures need it)")
+        raise ConfigError(
+            f"{model_name}: only precision='fp32' is supported (the scorer's softmax temperatures need it)"
+        )
     max_words = options["max_words"]
     if not isinstance(max_words, int) or isinstance(max_words, bool) or max_words < 2:
-        raise ConfigError(f"{model_name}: max_words must be an integer >= 2 (tokens incl. <start>/<end>), got {max_words!r}")
+        raise ConfigError(
+            f"{model_name}: max_words must be an integer >= 2 (tokens incl. <start>/<end>), got {max_words!r}"
+        )
     if not isinstance(options["score_memory_mb"], (int, float)) or options["score_memory_mb"] <= 0:
         raise ConfigError(f"{model_name}: score_memory_mb must be a positive number")

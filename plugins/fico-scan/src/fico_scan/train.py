@@ -139,7 +139,9 @@ def default_data_name(corpus: Any) -> str:
     return re.sub(r"[^a-z0-9_.-]+", "_", name) + "_precomp"
 
 
-def opt_namespace(recipe: Recipe, options: Mapping[str, Any], opts: TrainOptions, train: Any, out: Path, vocab: Vocabulary) -> argparse.Namespace:
+def opt_namespace(
+    recipe: Recipe, options: Mapping[str, Any], opts: TrainOptions, train: Any, out: Path, vocab: Vocabulary
+) -> argparse.Namespace:
     """Every option the original training script pickles as `opt`, under its argparse names."""
     arch = {key: options[key] for key in recipe.opt_defaults}
     return argparse.Namespace(
@@ -180,7 +182,9 @@ class CaptionIds:
         return batch, lengths
 
 
-def make_vocabulary(captions: Sequence[str], tokenizer: CaptionTokenizer, threshold: int, path: Path, *, write: bool) -> Vocabulary:
+def make_vocabulary(
+    captions: Sequence[str], tokenizer: CaptionTokenizer, threshold: int, path: Path, *, write: bool
+) -> Vocabulary:
     """Build the vocabulary; a run folder that already has one must have this very one (resuming)."""
     vocab = build_vocab(captions, tokenizer, threshold=threshold, source=f"training captions (threshold {threshold})")
     if path.is_file():
@@ -197,7 +201,9 @@ def make_vocabulary(captions: Sequence[str], tokenizer: CaptionTokenizer, thresh
 
 
 # -- torch.distributed ------------------------------------------------------------------------------
-def gather_batch(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def gather_batch(
+    regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The global batch from every rank (gradients flow to the local part); words padded to one length."""
     import torch.distributed as dist
 
@@ -216,7 +222,11 @@ def gather_batch(regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tens
 # -- validation -------------------------------------------------------------------------------------
 @torch.no_grad()
 def validate(
-    model: Trainable, recipe: Recipe, val: Any, regions: RegionFeatures, batch: int,
+    model: Trainable,
+    recipe: Recipe,
+    val: Any,
+    regions: RegionFeatures,
+    batch: int,
 ) -> tuple[float, dict[str, Any]]:
     """rsum (percent, 0..600) and the instance metrics on the validation split, through the same
     encode / score path as evaluation."""
@@ -224,7 +234,10 @@ def validate(
     from fico_registry.plugin_api.training import validation_rsum
 
     encoder = recipe.evaluator(model)
-    images = [encoder.encode_images(regions(np.arange(s, min(s + batch, val.n_images)))) for s in range(0, val.n_images, batch)]
+    images = [
+        encoder.encode_images(regions(np.arange(s, min(s + batch, val.n_images))))
+        for s in range(0, val.n_images, batch)
+    ]
     captions = list(val.captions)
     texts = [encoder.encode_texts(captions[s : s + batch]) for s in range(0, len(captions), batch)]
     cat = lambda parts: {k: torch.cat([p[k] for p in parts]) for k in parts[0]}  # noqa: E731
@@ -238,7 +251,15 @@ class CrossAttentionRecipe(loop.EpochRecipe):
     """SCAN / IMRAM on the shared epoch loop: encoders per rank, the hinge loss on the gathered batch's scores."""
 
     def __init__(
-        self, recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, opts: TrainOptions, device: str,
+        self,
+        recipe: Recipe,
+        *,
+        model: str,
+        train: Any,
+        val: Any,
+        out: Path,
+        opts: TrainOptions,
+        device: str,
     ) -> None:
         from fico_registry.plugin_api.training import Checkpointer, barrier, distributed, grad_scaler, seed_everything
 
@@ -293,7 +314,13 @@ class CrossAttentionRecipe(loop.EpochRecipe):
         if state is None:
             return None
         return restore(
-            self.recipe, self.net, self.optimizer, state, self.namespace, self.checkpointer.last_path, self.scaler,
+            self.recipe,
+            self.net,
+            self.optimizer,
+            state,
+            self.namespace,
+            self.checkpointer.last_path,
+            self.scaler,
         )
 
     def learning_rate(self, epoch: int) -> float:
@@ -344,20 +371,42 @@ class CrossAttentionRecipe(loop.EpochRecipe):
 
 
 def run(
-    recipe: Recipe, *, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any],
-    defaults: Mapping[str, Any], device: str, progress: bool,
+    recipe: Recipe,
+    *,
+    model: str,
+    train: Any,
+    val: Any,
+    out: Path,
+    options: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+    device: str,
+    progress: bool,
 ) -> dict[str, Any]:
     opts = TrainOptions.from_dict(options, defaults, model=model)
     trainer = CrossAttentionRecipe(recipe, model=model, train=train, val=val, out=Path(out), opts=opts, device=device)
     return loop.run_epochs(trainer, progress=progress)
 
 
-ARCHITECTURE_KEYS = ("img_dim", "embed_size", "word_dim", "num_layers", "bi_gru", "precomp_enc_type", "vocab_size", "data_name")
+ARCHITECTURE_KEYS = (
+    "img_dim",
+    "embed_size",
+    "word_dim",
+    "num_layers",
+    "bi_gru",
+    "precomp_enc_type",
+    "vocab_size",
+    "data_name",
+)
 
 
 def restore(
-    recipe: Recipe, net: Trainable, optimizer: torch.optim.Optimizer, state: Mapping[str, Any],
-    namespace: argparse.Namespace, path: Path, scaler: Any = None,
+    recipe: Recipe,
+    net: Trainable,
+    optimizer: torch.optim.Optimizer,
+    state: Mapping[str, Any],
+    namespace: argparse.Namespace,
+    path: Path,
+    scaler: Any = None,
 ) -> loop.LoopState:
     """Continue a run: weights (strictly, through the model's own original-layout loader), optimizer, counters."""
     opt = state.get("opt")
@@ -366,7 +415,8 @@ def restore(
     for key in (*ARCHITECTURE_KEYS, *recipe.opt_defaults):
         if key in saved and saved[key] != wanted.get(key):
             raise ConfigError(
-                f"{path} was trained with {key}={saved[key]!r}, this run asks for {wanted.get(key)!r}: use another --out or --no-resume"
+                f"{path} was trained with {key}={saved[key]!r}, this run asks for {wanted.get(key)!r}: use another "
+                "--out or --no-resume"
             )
     try:
         net.load_original(state["model"], where=str(path))
@@ -410,6 +460,25 @@ SCAN_RECIPE = Recipe(
 )
 
 
-def train(*, model: str, train: Any, val: Any, out: Path, options: Mapping[str, Any], device: str = "cpu", progress: bool = False) -> dict[str, Any]:
+def train(
+    *,
+    model: str,
+    train: Any,
+    val: Any,
+    out: Path,
+    options: Mapping[str, Any],
+    device: str = "cpu",
+    progress: bool = False,
+) -> dict[str, Any]:
     """Train SCAN on `train`, select on `val`; checkpoints in SCAN's `.pth.tar` layout in `out`."""
-    return run(SCAN_RECIPE, model=model, train=train, val=val, out=Path(out), options=options, defaults=TRAIN_DEFAULTS, device=device, progress=progress)
+    return run(
+        SCAN_RECIPE,
+        model=model,
+        train=train,
+        val=val,
+        out=Path(out),
+        options=options,
+        defaults=TRAIN_DEFAULTS,
+        device=device,
+        progress=progress,
+    )

@@ -24,7 +24,17 @@ from .nets import HashMLP
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-CONFIG_KEYS = ("image_dim", "text_dim", "bits", "image_hidden", "text_hidden", "norm", "code_format", "precision", "seed")
+CONFIG_KEYS = (
+    "image_dim",
+    "text_dim",
+    "bits",
+    "image_hidden",
+    "text_hidden",
+    "norm",
+    "code_format",
+    "precision",
+    "seed",
+)
 
 
 @dataclass(frozen=True)
@@ -47,15 +57,25 @@ class UcchConfig:
             if not isinstance(config[key], (list, tuple)):
                 raise ConfigError(f"UCCH config {key} must be a list of hidden widths, got {config[key]!r}")
         if config.get("code_format", "pm1") not in CODE_FORMATS:
-            raise ConfigError(f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}")
+            raise ConfigError(
+                f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}"
+            )
         if config.get("precision", "fp32") not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.get('precision')!r}")
         architecture = Architecture(
-            int(config["image_dim"]), tuple(int(h) for h in config["image_hidden"]),
-            int(config["text_dim"]), tuple(int(h) for h in config["text_hidden"]), int(config["bits"]),
+            int(config["image_dim"]),
+            tuple(int(h) for h in config["image_hidden"]),
+            int(config["text_dim"]),
+            tuple(int(h) for h in config["text_hidden"]),
+            int(config["bits"]),
         )
-        return cls(architecture, bool(config.get("norm", True)), config.get("code_format", "pm1"),
-                   config.get("precision", "fp32"), int(config.get("seed", 0)))
+        return cls(
+            architecture,
+            bool(config.get("norm", True)),
+            config.get("code_format", "pm1"),
+            config.get("precision", "fp32"),
+            int(config.get("seed", 0)),
+        )
 
 
 def build_nets(architecture: Architecture, *, norm: bool = True, seed: int | None = None) -> tuple[HashMLP, HashMLP]:
@@ -71,8 +91,14 @@ def build_nets(architecture: Architecture, *, norm: bool = True, seed: int | Non
 class UcchEncoder:
     """Features -> {-1,+1} int8 codes (or packed uint8 bits) of `bits` bits, compared by Hamming distance."""
 
-    def __init__(self, image_net: HashMLP, text_net: HashMLP, config: UcchConfig, device: str,
-                 checkpoint: UcchCheckpoint | None = None) -> None:
+    def __init__(
+        self,
+        image_net: HashMLP,
+        text_net: HashMLP,
+        config: UcchConfig,
+        device: str,
+        checkpoint: UcchCheckpoint | None = None,
+    ) -> None:
         self.image_net, self.text_net = image_net, text_net
         self.config = config
         self.device = torch.device(device)
@@ -123,7 +149,9 @@ def build(*, spec: Any = None, config: Mapping[str, Any], checkpoint: Any = None
         if architecture != cfg.architecture:
             log.warning(
                 "%s: architecture from the weight shapes %s differs from the config's %s; using the checkpoint's",
-                ckpt.path, architecture.as_config(), cfg.architecture.as_config(),
+                ckpt.path,
+                architecture.as_config(),
+                cfg.architecture.as_config(),
             )
     image_net, text_net = build_nets(architecture, norm=cfg.norm, seed=None if ckpt is not None else cfg.seed)
     if ckpt is not None:

@@ -43,7 +43,8 @@ def fico_models(register):
                 "{arch}_{bit}_best_checkpoint.t7 written by UCCH.py (feature mode) or by `fico train ucch`."
             ),
             extra={
-                "fico_itr_key": "ucch", "checkpoint_layout": "t7 dict: image_model_state_dict, text_model_state_dict"
+                "fico_itr_key": "ucch",
+                "checkpoint_layout": "t7 dict: image_model_state_dict, text_model_state_dict",
             },
         )
     )

@@ -114,14 +114,18 @@ class CodeMemory:
         self.K, self.momentum = K, momentum
         self.temperature = T * math.sqrt(bits)
 
-    def scores(self, images: torch.Tensor, texts: torch.Tensor, index: torch.Tensor, warm: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def scores(
+        self, images: torch.Tensor, texts: torch.Tensor, index: torch.Tensor, warm: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 1 + negatives) scores of the image and the text outputs; column 0 is the positive.
         Updates the memory entries of `index` afterwards (momentum 0 while not `warm`)."""
         batch = images.shape[0]
         momentum = self.momentum if warm else 0.0
         if momentum <= 0:  # in-batch: row i = [i, every j != i] of the batch's own codes
             own = torch.arange(batch, device=images.device)
-            others = own.expand(batch, batch)[~torch.eye(batch, dtype=torch.bool, device=images.device)].view(batch, batch - 1)
+            others = own.expand(batch, batch)[~torch.eye(batch, dtype=torch.bool, device=images.device)].view(
+                batch, batch - 1
+            )
             codes = ((images + texts) / 2).detach()[torch.cat([own[:, None], others], dim=1)]
         else:
             draw = torch.randint(0, self.memory.shape[0], (batch, self.K + 1), device=images.device)
@@ -143,7 +147,9 @@ def nce_softmax_loss(scores: torch.Tensor) -> torch.Tensor:
     return -F.log_softmax(scores, dim=1)[:, 0].mean()
 
 
-def cross_modal_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: float, shift: float, tau: float = 1.0) -> torch.Tensor:
+def cross_modal_ranking_loss(
+    images: torch.Tensor, texts: torch.Tensor, margin: float, shift: float, tau: float = 1.0
+) -> torch.Tensor:
     """src/utils.py ContrastiveLoss.forward(im, s): both directions of a softmax ranking over u.v^T."""
     scores = images @ texts.T
     positive = scores.diag()
@@ -157,8 +163,15 @@ def cross_modal_ranking_loss(images: torch.Tensor, texts: torch.Tensor, margin: 
 
 
 # -- validation ---------------------------------------------------------------------------------------
-def validate(image_net: HashMLP, text_net: HashMLP, val: Any, image_features: np.ndarray, text_features: np.ndarray,
-             opts: Options, device: str) -> dict[str, Any]:
+def validate(
+    image_net: HashMLP,
+    text_net: HashMLP,
+    val: Any,
+    image_features: np.ndarray,
+    text_features: np.ndarray,
+    opts: Options,
+    device: str,
+) -> dict[str, Any]:
     """Category mAP (whole ranking) and instance recalls of the sign codes on the validation split."""
     image_net.eval()
     text_net.eval()
@@ -195,7 +208,8 @@ class UcchRecipe(loop.EpochRecipe):
         # inputs: the evaluation pipelines, Doc2Vec fitted on the training captions, saved beside the checkpoints
         features = code_validation.feature_configs(opts.image_features, opts.text_features, self.config_name)
         self.inputs, (train_images, self.val_images, train_texts, self.val_texts) = run_inputs(
-            train, val, self.out, *features, device=device, progress=progress, world=self.world)
+            train, val, self.out, *features, device=device, progress=progress, world=self.world
+        )
         code_validation.check_widths(train_images, train_texts, architecture.image_dim, architecture.text_dim)
         self.sampler = CaptionSampler(train.caption_to_image, train.n_images, train_texts, opts.text_sample)
         self.n = n = train.n_images
@@ -209,7 +223,10 @@ class UcchRecipe(loop.EpochRecipe):
             log.warning(
                 "ucch: K=%d memory negatives for only %d training instances: each draw holds the positive itself about "
                 "%.1f times. UCCH's datasets have 10-100x more instances than K; consider --set K=%d",
-                opts.K, n, opts.K / n, max(1, n // 4),
+                opts.K,
+                n,
+                opts.K / n,
+                max(1, n // 4),
             )
         seed_everything(opts.seed)
         image_net, text_net = build_nets(architecture, norm=bool(cfg.get("norm", True)))
@@ -284,9 +301,14 @@ class UcchRecipe(loop.EpochRecipe):
             "epoch": epoch,
             # resume-only (UCCH.py ignores it): the code memory, scaler, selection state, run settings
             "fico_resume": {
-                "memory": self.memory.memory.cpu(), "scaler": self.scaler.state_dict(), "best": state.best,
-                "best_epoch": state.best_epoch, "history": state.history, "options": _plain(asdict(self.opts)),
-                "config": self.cfg, "inputs": self.inputs.describe(),
+                "memory": self.memory.memory.cpu(),
+                "scaler": self.scaler.state_dict(),
+                "best": state.best,
+                "best_epoch": state.best_epoch,
+                "history": state.history,
+                "options": _plain(asdict(self.opts)),
+                "config": self.cfg,
+                "inputs": self.inputs.describe(),
             },
         }
 
@@ -304,17 +326,28 @@ train = loop.recipe_trainer(
 )
 
 
-def restore(state: Mapping[str, Any], nets: tuple[HashMLP, HashMLP], optimizer: torch.optim.Optimizer, scaler: Any,
-            memory: CodeMemory, architecture: Any, path: Path) -> loop.LoopState:
+def restore(
+    state: Mapping[str, Any],
+    nets: tuple[HashMLP, HashMLP],
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    memory: CodeMemory,
+    architecture: Any,
+    path: Path,
+) -> loop.LoopState:
     """Continue a run: weights (strictly), optimizer, memory, epoch counter and best score so far."""
     extra = state.get("fico_resume")
     if not isinstance(extra, Mapping) or "memory" not in extra:
-        raise ConfigError(f"{path} has no resume state (not written by `fico train ucch`): use another --out or --no-resume")
+        raise ConfigError(
+            f"{path} has no resume state (not written by `fico train ucch`): use another --out or --no-resume"
+        )
     strict_load_state_dict(nets[0], state["image_model_state_dict"], what=f"{path} image_model_state_dict")
     strict_load_state_dict(nets[1], state["text_model_state_dict"], what=f"{path} text_model_state_dict")
     if tuple(extra["memory"].shape) != tuple(memory.memory.shape):
-        raise ConfigError(f"{path}: memory {tuple(extra['memory'].shape)} does not fit this run's {tuple(memory.memory.shape)} "
-                          "(another training set?): use another --out or --no-resume")
+        raise ConfigError(
+            f"{path}: memory {tuple(extra['memory'].shape)} does not fit this run's {tuple(memory.memory.shape)} "
+            "(another training set?): use another --out or --no-resume"
+        )
     memory.memory.copy_(extra["memory"])
     optimizer.load_state_dict(state["optimizer_state_dict"])
     if extra.get("scaler"):

@@ -67,8 +67,13 @@ def resolve_vocabulary(
         )
         if found is None:
             raise missing_original_file(
-                model_name, file_name, checkpoint=origin, option="opt.vocab_path", stored=stored,
-                config_key="vocab_path", why="the pickled vocabulary train.py built the model with",
+                model_name,
+                file_name,
+                checkpoint=origin,
+                option="opt.vocab_path",
+                stored=stored,
+                config_key="vocab_path",
+                why="the pickled vocabulary train.py built the model with",
             )
         return load_vocab(found)
     words = settings.get("vocab_words")

@@ -256,7 +256,8 @@ def _restore(
     for key, value in (*arch.items(), ("vocab_size", vocab_size)):
         if key in saved and saved[key] != value:
             raise ConfigError(
-                f"{path} was trained with {key}={saved[key]!r}, this run asks for {value!r}: use another --out or --no-resume"
+                f"{path} was trained with {key}={saved[key]!r}, this run asks for {value!r}: use another --out or "
+                "--no-resume"
             )
     models = state.get("model")
     if not isinstance(models, list) or len(models) != 2:
@@ -265,5 +266,10 @@ def _restore(
     strict_load_state_dict(network.txt_enc, models[1], what=f"{path} model[1] (txt_enc)")
     extra = state.get("fico_resume") or {}
     loop.restore_optimizers(extra, optimizer, scaler)
-    return loop.LoopState(int(state["epoch"]), float(state.get("best_rsum", 0.0)), extra.get("best_epoch"),
-                     int(state.get("Eiters", 0)), list(extra.get("history", [])))
+    return loop.LoopState(
+        int(state["epoch"]),
+        float(state.get("best_rsum", 0.0)),
+        extra.get("best_epoch"),
+        int(state.get("Eiters", 0)),
+        list(extra.get("history", [])),
+    )
