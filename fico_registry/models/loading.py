@@ -380,7 +380,7 @@ def load_model(
     resolved = resolve_checkpoint(spec, checkpoint)
     if resolved is None and config_name != "tiny":
         log.warning("%s: no checkpoint given, weights are random (fine for timing, not for accuracy)", spec.name)
-    dev = str(resolve_device(device))
+    dev = str(resolve_device(device, allow_meta=True))
     factory = resolve_callable(spec.factory)
     location = None if resolved is None else resolved.location
     with seeded(seed, dev):

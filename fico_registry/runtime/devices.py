@@ -17,16 +17,20 @@ if TYPE_CHECKING:
 DEVICE_HELP = "use 'auto', 'cpu', 'cuda' or 'cuda:N' (or 'mps' on Apple silicon)"
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """The torch.device to run on: "auto" / None picks CUDA when available; others go through checked_device."""
+def resolve_device(device: str | torch.device | None, *, allow_meta: bool = False) -> torch.device:
+    """The torch.device to run on: "auto" / None picks CUDA when available; others go through checked_device.
+
+    allow_meta: accept torch's "meta" device (shapes without storage), which model loading uses to
+    build architectures without memory; the evaluator needs real numbers and refuses it.
+    """
     import torch
 
     if device is None or (isinstance(device, str) and device == "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return checked_device(device)
+    return checked_device(device, allow_meta=allow_meta)
 
 
-def checked_device(device: str | torch.device) -> torch.device:
+def checked_device(device: str | torch.device, *, allow_meta: bool = False) -> torch.device:
     """torch.device(device), refused with DeviceError when it is unknown or not available here."""
     import torch
 
@@ -45,6 +49,6 @@ def checked_device(device: str | torch.device) -> torch.device:
     elif dev.type == "mps":
         if not torch.backends.mps.is_available():
             raise DeviceError(f"device {device!r} is not available on this machine; use device='cpu'")
-    elif dev.type != "cpu":
+    elif dev.type != "cpu" and not (allow_meta and dev.type == "meta"):
         raise DeviceError(f"device {device!r} is not supported; {DEVICE_HELP}")
     return dev
