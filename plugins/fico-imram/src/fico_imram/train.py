@@ -9,12 +9,10 @@ rate x 0.1 every lr_update epochs, gradient norm clipped at 2. The checkpoint is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
-from fico_scan.train import Recipe, Trainable, run
+from fico_scan.train import Recipe, Trainable, recipe_train
 
 from .model import IMRAM_OPT_DEFAULTS, ImramEncoder
 from .plugin import TRAIN_DEFAULTS
@@ -41,25 +39,4 @@ IMRAM_RECIPE = Recipe(
 )
 
 
-def train(
-    *,
-    model: str,
-    train: Any,
-    val: Any,
-    out: Path,
-    options: Mapping[str, Any],
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Train IMRAM on `train`, select on `val`; checkpoints in IMRAM's `.pth.tar` layout in `out`."""
-    return run(
-        IMRAM_RECIPE,
-        model=model,
-        train=train,
-        val=val,
-        out=Path(out),
-        options=options,
-        defaults=TRAIN_DEFAULTS,
-        device=device,
-        progress=progress,
-    )
+train = recipe_train(IMRAM_RECIPE, TRAIN_DEFAULTS, "IMRAM")

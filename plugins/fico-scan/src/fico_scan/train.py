@@ -460,25 +460,26 @@ SCAN_RECIPE = Recipe(
 )
 
 
-def train(
-    *,
-    model: str,
-    train: Any,
-    val: Any,
-    out: Path,
-    options: Mapping[str, Any],
-    device: str = "cpu",
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Train SCAN on `train`, select on `val`; checkpoints in SCAN's `.pth.tar` layout in `out`."""
-    return run(
-        SCAN_RECIPE,
-        model=model,
-        train=train,
-        val=val,
-        out=Path(out),
-        options=options,
-        defaults=TRAIN_DEFAULTS,
-        device=device,
-        progress=progress,
-    )
+def recipe_train(recipe: Recipe, defaults: Mapping[str, Any], name: str) -> Callable[..., dict[str, Any]]:
+    """The `train` function a TrainerSpec names, for one cross-attention recipe (SCAN, IMRAM)."""
+
+    def train(
+        *,
+        model: str,
+        train: Any,
+        val: Any,
+        out: Path,
+        options: Mapping[str, Any],
+        device: str = "cpu",
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        return run(
+            recipe, model=model, train=train, val=val, out=Path(out), options=options, defaults=defaults,
+            device=device, progress=progress,
+        )  # fmt: skip
+
+    train.__doc__ = f"Train {name} on `train`, select on `val`; checkpoints in {name}'s `.pth.tar` layout in `out`."
+    return train
+
+
+train = recipe_train(SCAN_RECIPE, TRAIN_DEFAULTS, "SCAN")
