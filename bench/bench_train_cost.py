@@ -44,6 +44,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from fico_registry.training.loop import optimizer_step
+
 F30K_IMAGES = 29_000  # Karpathy train split
 F30K_CAPTIONS = 145_000
 REGIONS = 36
@@ -90,10 +92,7 @@ def adv_step(model: str, batch: int, setting: Setting) -> Step:
     caps = np.arange(batch)
 
     def step() -> None:
-        loss = adv.batch_loss(nets, data, caps, 0, opts, "cpu", 1)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(adv.batch_loss(nets, data, caps, 0, opts, "cpu", 1), optimizer, [])
 
     return step
 
@@ -125,11 +124,7 @@ def cross_attention_step(model: str, batch: int, setting: Setting) -> Step:
 
     def step() -> None:
         scores = net.pair_scores(net.img_enc(regions), net.txt_enc(ids, lengths), mask)
-        loss = loop.contrastive_loss(scores, 0.2, True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 2.0)
-        optimizer.step()
+        optimizer_step(loop.contrastive_loss(scores, 0.2, True), optimizer, params, grad_clip=2.0)
 
     return step
 
@@ -157,10 +152,7 @@ def vsrn_step(model: str, batch: int, setting: Setting) -> Step:
 
     def step() -> None:
         loss = vsrn.hardest_negative_triplet_loss(img_enc(regions), txt_enc(ids, lengths), 0.2, True)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 2.0)
-        optimizer.step()
+        optimizer_step(loss, optimizer, params, grad_clip=2.0)
 
     return step
 
@@ -187,10 +179,7 @@ def ucch_step(model: str, batch: int, setting: Setting) -> Step:
         out_u, out_v = memory.scores(u, v, index, True)
         loss = opts.alpha * (ucch.nce_softmax_loss(out_u) + ucch.nce_softmax_loss(out_v))
         loss = loss + (1 - opts.alpha) * ucch.cross_modal_ranking_loss(u, v, opts.margin, opts.shift)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, opts.grad_clip)
-        optimizer.step()
+        optimizer_step(loss, optimizer, params, grad_clip=opts.grad_clip)
 
     return step
 
@@ -233,9 +222,7 @@ def dadh_step(model: str, batch: int, setting: Setting) -> Step:
         ) + dadh.triplet_loss(h_t, h_i, labels, margin=opts.margin, alpha=opts.alpha, flag=flag)
         quantisation = ((codes - h_i) ** 2).sum() + ((codes - h_t) ** 2).sum()
         loss = opts.alpha * triplets + (opts.beta + 0.1) * quantisation + opts.gamma * adversarial
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimizer_step(loss, optimizer, [])
 
     return step
 

@@ -1,5 +1,6 @@
 """The core builds as an sdist and a wheel (`python -m build`, which builds the wheel from the sdist),
-and both carry the package data: leaderboard templates and static files, and py.typed."""
+and both carry the package data: leaderboard templates and static files, the `fico plugin new`
+templates, and py.typed."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ PACKAGE_DATA = (
     "fico_registry/leaderboard/templates/corpus.html.j2",
     "fico_registry/leaderboard/templates/index.html.j2",
     "fico_registry/leaderboard/templates/_rejected.html.j2",
+    *(
+        f"fico_registry/cli/plugin_template/{name}.j2"
+        for name in ("pyproject.toml", "README.md", "__init__.py", "plugin.py", "model.py", "test_plugin.py")
+    ),
 )
 
 

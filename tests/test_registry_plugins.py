@@ -40,15 +40,8 @@ def fico_models(register):
     register(ModelSpec(name="Bad Name!", family="vlp", output="continuous", dim=8, measure="cosine",
                        image_input="pixels", text_input="text", factory="x:y", configs={"default": {}}))
 """
-DUPLICATE = """
-from fico_registry import ModelSpec, hookimpl
-
-@hookimpl
-def fico_models(register):
-    register(ModelSpec(name="reference-dual", family="vlp", output="continuous", dim=8, measure="cosine",
-                       image_input="pixels", text_input="text", factory="fake_good_model:build",
-                       configs={"default": {}, "tiny": {}}))
-"""
+# the good plugin's card under a name the core already registers
+DUPLICATE = GOOD.replace('name="fake-good"', 'name="reference-dual"')
 
 
 def make_dist(root: Path, dist: str, module: str, source: str, entry: str | None = None) -> None:

@@ -138,16 +138,8 @@ class ModelSpec:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise in place once
         _check_name(self.name, "model name")
-        try:
-            set_(self, "family", Family(self.family))
-        except ValueError:
-            raise SpecError(f"{self.name}: family must be one of vlp, fg, cg; got {self.family!r}") from None
-        try:
-            set_(self, "output", OutputKind(self.output))
-        except ValueError:
-            raise SpecError(
-                f"{self.name}: output must be one of binary, continuous, similarity; got {self.output!r}"
-            ) from None
+        self._set_enum("family", Family)
+        self._set_enum("output", OutputKind)
         _check_callable_path(self.factory, f"{self.name}: factory")
         self._check_configs()
         for attr in ("image_input", "text_input"):
@@ -172,6 +164,15 @@ class ModelSpec:
         if self.default_checkpoint is not None and self.default_checkpoint not in self.checkpoints:
             raise SpecError(f"{self.name}: default_checkpoint {self.default_checkpoint!r} is not in checkpoints")
         _check_json(dict(self.extra), f"{self.name}: extra")
+
+    def _set_enum(self, attr: str, kind: type[Enum]) -> None:
+        """Replace the string `attr` by its `kind` member (frozen: set in place once), or refuse it."""
+        value = getattr(self, attr)
+        try:
+            object.__setattr__(self, attr, kind(value))
+        except ValueError:
+            allowed = ", ".join(member.value for member in kind)
+            raise SpecError(f"{self.name}: {attr} must be one of {allowed}; got {value!r}") from None
 
     def _check_configs(self) -> None:
         if not isinstance(self.configs, Mapping) or not self.configs:
@@ -208,12 +209,7 @@ class ModelSpec:
                     f"{self.name}: similarity models must set query_time_attention to "
                     "'cross-attention' or 'fusion-rerank'"
                 )
-            try:
-                set_(self, "query_time_attention", QueryTimeAttention(self.query_time_attention))
-            except ValueError:
-                raise SpecError(
-                    f"{self.name}: query_time_attention must be 'cross-attention' or 'fusion-rerank'"
-                ) from None
+            self._set_enum("query_time_attention", QueryTimeAttention)
             if self.query_time_attention is QueryTimeAttention.FUSION_RERANK and self.measure is None:
                 raise SpecError(f"{self.name}: a fusion re-rank model must name the measure of its first stage")
         elif self.query_time_attention is not None:

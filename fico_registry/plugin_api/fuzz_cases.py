@@ -52,6 +52,11 @@ def draw_case(data: Any, st: Any) -> dict[str, Any]:
     }
 
 
+def n_images(case: dict[str, Any]) -> int:
+    """The number of images of a drawn case: its label rows, else one past the highest caption target."""
+    return case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1
+
+
 def _options(case: dict[str, Any]) -> dict[str, Any]:
     ks = case["recall_ks"]
     return {
@@ -107,10 +112,7 @@ def similarity_check(hypothesis: Any, tmp: Path) -> Any:
         from fico_registry.evaluator.evaluate import evaluate_similarity
 
         case = draw_case(data, st)
-        shape = (
-            case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1,
-            len(case["c2i"]),
-        )
+        shape = (n_images(case), len(case["c2i"]))
         i2t = draw_scores(data, st, shape)
         t2i = draw_scores(data, st, shape[::-1]) if data.draw(st.booleans(), label="separate t2i") else None
         if data.draw(st.booleans(), label="as torch"):
@@ -222,7 +224,7 @@ def embedding_check(hypothesis: Any, tmp: Path) -> Any:
 
         case = draw_case(data, st)
         measure = data.draw(st.sampled_from(MEASURES), label="measure")
-        n_img = case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1
+        n_img = n_images(case)
         images, texts, bits = draw_embeddings(data, st, measure, n_img, len(case["c2i"]))
         got = typed_or_result(
             lambda: evaluate_embeddings(
@@ -305,7 +307,7 @@ def bad_input_check(hypothesis: Any, tmp: Path) -> Any:
         from fico_registry.plugin_api.fuzz_mutations import mutate
 
         case = draw_case(data, st)
-        n_img = case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1
+        n_img = n_images(case)
         measure = data.draw(st.sampled_from(MEASURES))
         images, texts, bits = draw_embeddings(data, st, measure, n_img, len(case["c2i"]))
         matrix = draw_scores(data, st, (n_img, len(case["c2i"])))
@@ -324,7 +326,7 @@ def cli_check(hypothesis: Any, tmp: Path) -> Any:
         from fico_registry.plugin_api.fuzz_mutations import corrupt_file
 
         case = draw_case(data, st)
-        n_img = case["labels"].shape[0] if case["labels"] is not None else int(case["c2i"].max()) + 1
+        n_img = n_images(case)
         args, arrays, scores = _cli_inputs(data, st, case, n_img)
         files = {name: tmp / f"{name}.npy" for name in arrays}
         for name, array in arrays.items():

@@ -28,7 +28,8 @@ import numpy as np
 from fico_registry.errors import DataFormatError
 
 FORMAT = "fico-doc2vec/1"
-MODEL_PARAMS = (
+# The Doc2Vec parameters a pipeline config sets for training (and fingerprints), in that order.
+TRAIN_PARAMS = (
     "vector_size",
     "dm",
     "dbow_words",
@@ -41,10 +42,9 @@ MODEL_PARAMS = (
     "min_alpha",
     "seed",
     "epochs",
-    "dm_mean",
-    "dm_concat",
-    "ns_exponent",
 )
+# Everything that shapes a trained model: those, and options the configs leave at gensim's defaults.
+MODEL_PARAMS = (*TRAIN_PARAMS, "dm_mean", "dm_concat", "ns_exponent")
 
 
 def model_params(model: Any) -> dict[str, Any]:

@@ -30,26 +30,12 @@ import torch
 from fico_registry.errors import ConfigError, DataFormatError
 from fico_registry.plugin_api import fico_home
 
-from .doc2vec_files import load_model, model_params, save_model
+from .doc2vec_files import TRAIN_PARAMS, load_model, model_params, save_model
 from .text_tokens import TOKENIZER_VERSION, tokenize
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_VERSION = "doc2vec/v1"
-TRAIN_KEYS = (
-    "vector_size",
-    "dm",
-    "dbow_words",
-    "window",
-    "min_count",
-    "sample",
-    "negative",
-    "hs",
-    "alpha",
-    "min_alpha",
-    "seed",
-    "epochs",
-)
 INFER_KEYS = ("infer_alpha", "infer_min_alpha", "infer_epochs", "seed")
 
 
@@ -125,7 +111,7 @@ class Doc2VecPipeline:
         documents = [TaggedDocument(tokenize(text), [i]) for i, text in enumerate(captions)]
         if not documents:
             raise DataFormatError("doc2vec: no captions to train on")
-        params = {k: self.config[k] for k in TRAIN_KEYS if k in self.config}
+        params = {k: self.config[k] for k in TRAIN_PARAMS if k in self.config}
         model = Doc2Vec(workers=int(self.config.get("train_workers", 1)), **params)
         model.build_vocab(documents)
         if len(model.wv) == 0:
@@ -170,7 +156,7 @@ class Doc2VecPipeline:
         key = hashlib.sha256(
             json.dumps(
                 {
-                    "params": {k: self.config.get(k) for k in TRAIN_KEYS},
+                    "params": {k: self.config.get(k) for k in TRAIN_PARAMS},
                     "tokenizer": TOKENIZER_VERSION,
                     "captions": _captions_sha256(captions),
                 },

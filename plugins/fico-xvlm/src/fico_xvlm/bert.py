@@ -75,14 +75,23 @@ class BertSelfAttention(nn.Module):
         return out.view(*out.shape[:-2], -1)
 
 
-class BertSelfOutput(nn.Module):
-    def __init__(self, hidden: int, eps: float) -> None:
+class BertOutput(nn.Module):
+    """Projection back to the hidden width, residual added, LayerNorm (after attention and the feed-forward)."""
+
+    def __init__(self, intermediate: int, hidden: int, eps: float) -> None:
         super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
+        self.dense = nn.Linear(intermediate, hidden)
         self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dense(hidden) + residual)
+
+
+class BertSelfOutput(BertOutput):
+    """The attention block's output: a hidden -> hidden BertOutput (same parameter names)."""
+
+    def __init__(self, hidden: int, eps: float) -> None:
+        super().__init__(hidden, hidden, eps)
 
 
 class BertAttention(nn.Module):
@@ -103,16 +112,6 @@ class BertIntermediate(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return F.gelu(self.dense(hidden))  # config_bert.json hidden_act "gelu" = erf GELU
-
-
-class BertOutput(nn.Module):
-    def __init__(self, intermediate: int, hidden: int, eps: float) -> None:
-        super().__init__()
-        self.dense = nn.Linear(intermediate, hidden)
-        self.LayerNorm = nn.LayerNorm(hidden, eps=eps)
-
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        return self.LayerNorm(self.dense(hidden) + residual)
 
 
 class BertLayer(nn.Module):
