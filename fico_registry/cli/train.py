@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from fico_registry.cli.evaluate import FEATURES_HELP
+from fico_registry.cli.options import dataset_option, root_option
 from fico_registry.errors import ConfigError, OptionError
 
 SYNTHETIC_SIZES = {"train": 1000, "val": 200}
@@ -145,7 +146,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 @click.command("train")
 @click.argument("model")
-@click.option("--dataset", default=None, help="A registered dataset (`fico datasets`); default: synthetic.")
+@dataset_option
 @click.option(
     "--corpus",
     type=click.Path(exists=True, path_type=Path),
@@ -156,7 +157,7 @@ def _write_json(path: Path, data: Any) -> None:
     type=click.Path(exists=True, path_type=Path),
     help="A saved Corpus for model selection (with --corpus).",
 )
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
+@root_option
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--val-split", default="val", show_default=True, help="Model selection split (never test).")
