@@ -502,35 +502,12 @@ def test_leaderboard_cli_build_and_check(board, corpus_dir, tmp_path) -> None:
     subs = tmp_path / "subs"
     shutil.copytree(board["subs"] / "valid-similarity", subs / "good")
     shutil.copytree(board["subs"] / "forged-metrics", subs / "bad")
-    out = invoke(
-        "leaderboard",
-        "build",
-        str(subs),
-        "--corpus",
-        str(corpus_dir),
-        "-o",
-        str(tmp_path / "site"),
-        "--json",
-        "--no-plots",
-    )
+    build = ["leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site")]
+    out = invoke(*build, "--json", "--no-plots")
     assert out.exit_code == 0
     summary = json.loads(out.output)
     assert summary["accepted"] == ["good"] and summary["rejected"][0]["submission"] == "bad"
-    out = CliRunner().invoke(
-        cli,
-        [
-            "leaderboard",
-            "build",
-            str(subs),
-            "--corpus",
-            str(corpus_dir),
-            "-o",
-            str(tmp_path / "site"),
-            "--strict",
-            "--no-plots",
-        ],
-        obj={},
-    )
+    out = CliRunner().invoke(cli, [*build, "--strict", "--no-plots"], obj={})
     assert out.exit_code == 1 and "rejected bad" in out.output
     out = invoke("leaderboard", "check", str(subs / "good"), "--corpus", str(corpus_dir))
     assert out.exit_code == 0 and "accepted" in out.output
