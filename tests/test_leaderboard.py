@@ -431,54 +431,26 @@ def test_verify_one_submission_and_tolerance(board, corpus) -> None:
     assert forged.result.metrics.instance["i2t"]["R@1"] != forged.claimed.metrics.instance["i2t"]["R@1"]
 
 
+def submit_cli(corpus_dir: Path, out_dir: Path, *options: str):
+    """`fico submit --corpus CORPUS_DIR --model-name x OPTIONS -o OUT_DIR`, its errors caught (tests assert them)."""
+    args = ["submit", "--corpus", str(corpus_dir), "--model-name", "x", *options, "-o", str(out_dir)]
+    return CliRunner().invoke(cli, args, obj={})
+
+
 def test_submit_cli_errors_are_one_line(corpus_dir, tmp_path) -> None:
-    out = CliRunner().invoke(
-        cli, ["submit", "--corpus", str(corpus_dir), "--model-name", "x", "-o", str(tmp_path / "s")], obj={}
-    )
+    def submit_embeddings(*options: str):
+        files = ("--images", str(tmp_path / "img.npy"), "--texts", str(tmp_path / "txt.npy"))
+        return submit_cli(corpus_dir, tmp_path / "s", *files, *options)
+
+    out = submit_cli(corpus_dir, tmp_path / "s")
     assert out.exit_code == 2 and "give embeddings" in out.output
     np.save(tmp_path / "img.npy", np.zeros((19, 4), np.float32))
     np.save(tmp_path / "txt.npy", np.zeros((100, 4), np.float32))
-    out = CliRunner().invoke(
-        cli,
-        [
-            "submit",
-            "--corpus",
-            str(corpus_dir),
-            "--model-name",
-            "x",
-            "--images",
-            str(tmp_path / "img.npy"),
-            "--texts",
-            str(tmp_path / "txt.npy"),
-            "-o",
-            str(tmp_path / "s"),
-        ],
-        obj={},
-    )
+    out = submit_embeddings()
     assert out.exit_code == 2 and "19 rows but the corpus has 20 images" in out.output
     np.save(tmp_path / "img.npy", np.zeros((20, 4), np.float32))
     np.save(tmp_path / "txt.npy", np.ones((100, 4), np.float32))
-    out = CliRunner().invoke(
-        cli,
-        [
-            "submit",
-            "--corpus",
-            str(corpus_dir),
-            "--model-name",
-            "x",
-            "--images",
-            str(tmp_path / "img.npy"),
-            "--texts",
-            str(tmp_path / "txt.npy"),
-            "--measure",
-            "euclidean",
-            "--url",
-            "javascript:x",
-            "-o",
-            str(tmp_path / "s"),
-        ],
-        obj={},
-    )
+    out = submit_embeddings("--measure", "euclidean", "--url", "javascript:x")
     assert out.exit_code == 2 and "model.url: must be an absolute http" in out.output and "Traceback" not in out.output
     assert not (tmp_path / "s").exists()
 
@@ -489,20 +461,10 @@ def test_submit_refuses_pickled_inputs(corpus_dir, tmp_path) -> None:
     np.save(tmp_path / "obj.npy", np.array([object()] * 20, dtype=object), allow_pickle=True)
     np.save(tmp_path / "txt.npy", np.zeros((100, 4), np.float32))
     torch.save(torch.zeros(20, 4), tmp_path / "img.pt")
-    base = [
-        "submit",
-        "--corpus",
-        str(corpus_dir),
-        "--model-name",
-        "x",
-        "--texts",
-        str(tmp_path / "txt.npy"),
-        "-o",
-        str(tmp_path / "s"),
-    ]
-    out = CliRunner().invoke(cli, [*base, "--images", str(tmp_path / "obj.npy")], obj={})
+    texts = ("--texts", str(tmp_path / "txt.npy"))
+    out = submit_cli(corpus_dir, tmp_path / "s", *texts, "--images", str(tmp_path / "obj.npy"))
     assert out.exit_code == 2 and "Python objects" in out.output
-    out = CliRunner().invoke(cli, [*base, "--images", str(tmp_path / "img.pt")], obj={})
+    out = submit_cli(corpus_dir, tmp_path / "s", *texts, "--images", str(tmp_path / "img.pt"))
     assert out.exit_code == 2 and "never unpickle" in out.output
     assert not (tmp_path / "s").exists()
 
@@ -540,35 +502,12 @@ def test_leaderboard_cli_build_and_check(board, corpus_dir, tmp_path) -> None:
     subs = tmp_path / "subs"
     shutil.copytree(board["subs"] / "valid-similarity", subs / "good")
     shutil.copytree(board["subs"] / "forged-metrics", subs / "bad")
-    out = invoke(
-        "leaderboard",
-        "build",
-        str(subs),
-        "--corpus",
-        str(corpus_dir),
-        "-o",
-        str(tmp_path / "site"),
-        "--json",
-        "--no-plots",
-    )
+    build = ["leaderboard", "build", str(subs), "--corpus", str(corpus_dir), "-o", str(tmp_path / "site")]
+    out = invoke(*build, "--json", "--no-plots")
     assert out.exit_code == 0
     summary = json.loads(out.output)
     assert summary["accepted"] == ["good"] and summary["rejected"][0]["submission"] == "bad"
-    out = CliRunner().invoke(
-        cli,
-        [
-            "leaderboard",
-            "build",
-            str(subs),
-            "--corpus",
-            str(corpus_dir),
-            "-o",
-            str(tmp_path / "site"),
-            "--strict",
-            "--no-plots",
-        ],
-        obj={},
-    )
+    out = CliRunner().invoke(cli, [*build, "--strict", "--no-plots"], obj={})
     assert out.exit_code == 1 and "rejected bad" in out.output
     out = invoke("leaderboard", "check", str(subs / "good"), "--corpus", str(corpus_dir))
     assert out.exit_code == 0 and "accepted" in out.output

@@ -1,4 +1,5 @@
-"""The `fico` command line: one module per command group, each importing its feature lazily.
+"""The `fico` command line: one module per command group, each importing its feature lazily
+(options.py declares the options several commands share).
 
 May import anything in fico_registry; nothing imports the cli.
 """

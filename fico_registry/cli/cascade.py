@@ -16,6 +16,7 @@ from fico_registry.cli.evaluate import (
     common_options,
     load_corpus,
 )
+from fico_registry.cli.options import corpus_source_options
 from fico_registry.errors import OptionError
 
 
@@ -47,18 +48,7 @@ from fico_registry.errors import OptionError
     help="New folder for the leaderboard evidence (FIRST's outputs, RERANK's scores of the re-ranked pairs); "
     "`fico submit --cascade-from DIR --k K` submits one k of it. Needs the exact first stage (no --index).",
 )
-@click.option("--dataset", help="A registered dataset (`fico datasets`); default: synthetic.")
-@click.option("--split", help="Split of the dataset (default: its test split).")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
-@click.option(
-    "--dataset-option",
-    "dataset_options",
-    multiple=True,
-    help="key=value passed to the dataset loader (e.g. n_images=200).",
-)
-@click.option(
-    "--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset."
-)
+@corpus_source_options
 @click.option("--features", "feature_files", multiple=True, help=FEATURES_HELP)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @common_options

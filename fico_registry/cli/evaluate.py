@@ -14,7 +14,9 @@ import click
 
 from fico_registry.cli import judged_options as judged_cli
 from fico_registry.cli.judged_options import judged_options
+from fico_registry.cli.options import apply_options, corpus_source_options, root_option, split_option
 from fico_registry.errors import OptionError
+from fico_registry.plugin_api.cards import MEASURES
 
 
 def _ks(text: str, *, allow_all: bool) -> tuple[int | None, ...]:
@@ -80,9 +82,7 @@ def common_options(func: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of a table."),
         click.option("--progress/--no-progress", default=None, help="Progress bars (default: when on a terminal)."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return apply_options(func, options)
 
 
 def _evaluator_kwargs(opts: dict[str, Any]) -> dict[str, Any]:
@@ -154,7 +154,7 @@ def _caption_map(caption_map: str | None, captions_per_image: int | None, n_imag
 @click.option("--labels", help="(n_images, n_classes) multi-hot labels: enables category mAP and PR11.")
 @click.option(
     "--measure",
-    type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]),
+    type=click.Choice(list(MEASURES)),
     default="cosine",
     show_default=True,
 )
@@ -279,18 +279,7 @@ def load_corpus(
 
 @click.command("evaluate")
 @click.argument("model")
-@click.option("--dataset", help="A registered dataset (`fico datasets`); default: synthetic.")
-@click.option("--split", help="Split of the dataset (default: its test split).")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
-@click.option(
-    "--dataset-option",
-    "dataset_options",
-    multiple=True,
-    help="key=value passed to the dataset loader (e.g. n_images=200).",
-)
-@click.option(
-    "--corpus", type=click.Path(exists=True, path_type=Path), help="A saved Corpus (Corpus.save) instead of --dataset."
-)
+@corpus_source_options
 @click.option("--image-root", type=click.Path(exists=True, file_okay=False, path_type=Path), help=IMAGE_ROOT_HELP)
 @click.option(
     "--config",
@@ -404,8 +393,8 @@ def corpus_group() -> None:
 
 @corpus_group.command("save")
 @click.argument("dataset")
-@click.option("--split", help="Split of the dataset (default: its test split).")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
+@split_option
+@root_option
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option(
     "-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write."

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from fico_registry.cli.options import apply_options
 from fico_registry.errors import OptionError
 
 JUDGMENTS_HELP = (
@@ -56,9 +57,7 @@ def judged_options(*, names: bool, ids: bool) -> Any:
                 click.option("--caption-ids", type=click.Path(exists=True, dir_okay=False, path_type=Path),
                              help="Text file, one caption id a line (qrels ids; default: 0, 1, ...)."),
             ]  # fmt: skip
-        for option in reversed(options):
-            func = option(func)
-        return func
+        return apply_options(func, options)
 
     return wrap
 

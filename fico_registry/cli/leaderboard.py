@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
+from fico_registry.cli.options import apply_options
 from fico_registry.errors import OptionError
 from fico_registry.leaderboard import standard
+from fico_registry.results.record import EMBEDDING_MEASURES
 
 
 def parse_size(text: str) -> int:
@@ -81,7 +84,7 @@ def _load_corpora(paths: tuple[Path, ...]) -> list[Any]:
 @click.option("--texts", help="(n_texts, d) embeddings or codes.")
 @click.option(
     "--measure",
-    type=click.Choice(["cosine", "inner_product", "euclidean", "hamming", "maxsim"]),
+    type=click.Choice(list(EMBEDDING_MEASURES)),
     help="Similarity of --images/--texts  [default: cosine]",
 )
 @click.option("--bits", type=int, help="Code length of packed uint8 hash codes.")
@@ -143,17 +146,76 @@ def submit_cmd(
     The evidence comes from files (--images/--texts or --i2t/--t2i), from a folder written by
     `fico evaluate --save-embeddings` (--from-embeddings), from encoding the corpus now (--model), or
     for a cascade from a folder written by `fico evaluate-cascade --save-evidence` (--cascade-from DIR --k K)."""
-    import tempfile
-
     from fico_registry.data import Corpus
-    from fico_registry.leaderboard.submit import make_submission
 
-    given = {
-        "--images/--texts/--i2t/--t2i": bool(images or texts or i2t or t2i),
-        "--from-embeddings": saved_dir is not None,
-        "--model": registered_model is not None,
-        "--cascade-from": cascade_dir is not None,
-    }
+    _check_evidence_source(
+        {
+            "--images/--texts/--i2t/--t2i": bool(images or texts or i2t or t2i),
+            "--from-embeddings": saved_dir is not None,
+            "--model": registered_model is not None,
+            "--cascade-from": cascade_dir is not None,
+        }
+    )
+    if registered_model is None and (checkpoint or image_root or model_config != "default"):
+        raise OptionError("--checkpoint, --config and --image-root go with --model")
+    if (cascade_dir is None) != (cascade_k is None):
+        raise OptionError(
+            "--cascade-from DIR and --k K go together: K is the re-rank depth of the entry (one of the run's ks)"
+        )
+    corpus = Corpus.load(corpus_path, image_root=image_root)
+    entry = _Entry(
+        out_dir,
+        model_name,
+        submitter,
+        evidence_format,
+        device,
+        {k: v for k, v in model_fields.items() if v is not None},
+    )
+    if cascade_dir is not None:
+        result = _submit_cascade(corpus, cascade_dir, cascade_k, entry, measure, bits)
+    elif registered_model is not None:
+        encoder = _Encoder(registered_model, model_config, checkpoint, batch_size)
+        result = _submit_encoded(corpus, encoder, entry, report, measure, bits)
+    elif saved_dir is not None:
+        result = _submit_saved(corpus, saved_dir, entry, report, measure, bits)
+    else:
+        arrays = {
+            "images": images,
+            "texts": texts,
+            "i2t": i2t,
+            "t2i": t2i,
+            "measure": measure or "cosine",
+            "bits": bits,
+        }
+        result = _submit_arrays(corpus, arrays, entry, report)
+    _echo_written(result, corpus, out_dir)
+    click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Where a submission goes and what describes it, whichever way its evidence comes."""
+
+    out_dir: Path
+    model_name: str | None
+    submitter: str | None
+    evidence_format: str
+    device: str
+    model: dict[str, Any]  # card fields given on the command line (--family, --url, ...), unset ones left out
+
+
+@dataclass(frozen=True)
+class _Encoder:
+    """--model and the options that go with it: the registered model that encodes the corpus now."""
+
+    model: str
+    config: str
+    checkpoint: str | None
+    batch_size: int
+
+
+def _check_evidence_source(given: dict[str, bool]) -> None:
+    """Exactly one way of giving the evidence (`given`: option -> whether it was used)."""
     if not any(given.values()):
         raise OptionError(
             "give embeddings (--images and --texts), similarity scores (--i2t, optionally --t2i), a folder written by "
@@ -163,104 +225,65 @@ def submit_cmd(
     if sum(given.values()) > 1:
         chosen = " and ".join(k for k, v in given.items() if v)
         raise OptionError(f"give the evidence one way: {', '.join(given)} (got {chosen})")
-    if registered_model is None and (checkpoint or image_root or model_config != "default"):
-        raise OptionError("--checkpoint, --config and --image-root go with --model")
-    if (cascade_dir is None) != (cascade_k is None):
-        raise OptionError(
-            "--cascade-from DIR and --k K go together: K is the re-rank depth of the entry (one of the run's ks)"
-        )
-    corpus = Corpus.load(corpus_path, image_root=image_root)
-    if cascade_dir is not None:
-        _submit_cascade(
-            corpus,
-            cascade_dir,
-            cascade_k,
-            out_dir,
-            model_name,
-            measure,
-            bits,
-            submitter,
-            evidence_format,
-            device,
-            model_fields,
-        )
-        click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
-        return
-    arrays: dict[str, Any] = {
-        "images": images,
-        "texts": texts,
-        "i2t": i2t,
-        "t2i": t2i,
-        "measure": measure or "cosine",
-        "bits": bits,
-    }
-    with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
-        if registered_model is not None:
-            saved_dir = _encode_now(
-                registered_model, model_config, checkpoint, corpus, batch_size, device, Path(scratch) / "outputs"
-            )
-        if saved_dir is not None:
-            if measure or bits:
-                raise OptionError(
-                    "--measure and --bits come from the saved model card with --from-embeddings / --model"
-                )
-            arrays, saved_name, saved_report = _saved_arguments(saved_dir, corpus)
-            model_name = model_name or saved_name
-            report = report or saved_report
-        if not model_name:
-            raise OptionError("give --model-name: the name shown on the board")
-        result = make_submission(
-            corpus,
-            model_name,
-            out_dir,
-            **arrays,
-            model={k: v for k, v in model_fields.items() if v is not None},
-            report=report,
-            submitter=submitter,
-            evidence_format=evidence_format,
-            device=device,
-        )
-    inst = result.metrics.instance
-    click.echo(
-        f"{result.model.name} on {corpus.name}/{corpus.split}: "
-        + ", ".join(
-            f"{d} R@{k} {100 * (inst[d][f'R@{k}'] or 0):.2f}" for d in ("i2t", "t2i") for k in standard.RECALL_KS
-        )
+
+
+def _submit_arrays(corpus: Any, arrays: dict[str, Any], entry: _Entry, report: Path | None) -> Any:
+    """make_submission() of evidence arrays (or their files) under the entry's name."""
+    from fico_registry.leaderboard.submit import make_submission
+
+    if not entry.model_name:
+        raise OptionError("give --model-name: the name shown on the board")
+    return make_submission(
+        corpus,
+        entry.model_name,
+        entry.out_dir,
+        **arrays,
+        model=entry.model,
+        report=report,
+        submitter=entry.submitter,
+        evidence_format=entry.evidence_format,
+        device=entry.device,
     )
-    n_files = len(result.evidence.files()) if result.evidence else 0
-    click.echo(f"submission written to {out_dir} (submission.json + {n_files} evidence files)")
-    click.echo(f"check it: fico leaderboard check {out_dir} --corpus {corpus_path}")
 
 
-def _submit_cascade(
-    corpus: Any,
-    folder: Path,
-    k: Any,
-    out_dir: Path,
-    model_name: str | None,
-    measure: str | None,
-    bits: int | None,
-    submitter: str | None,
-    evidence_format: str,
-    device: str,
-    model_fields: dict[str, Any],
-) -> None:
+def _submit_saved(
+    corpus: Any, folder: Path, entry: _Entry, report: Path | None, measure: str | None, bits: int | None
+) -> Any:
+    """A --save-embeddings folder: its arrays, and its model name and report unless given."""
+    if measure or bits:
+        raise OptionError("--measure and --bits come from the saved model card with --from-embeddings / --model")
+    arrays, saved_name, saved_report = _saved_arguments(folder, corpus)
+    named = replace(entry, model_name=entry.model_name or saved_name)
+    return _submit_arrays(corpus, arrays, named, report or saved_report)
+
+
+def _submit_encoded(
+    corpus: Any, encoder: _Encoder, entry: _Entry, report: Path | None, measure: str | None, bits: int | None
+) -> Any:
+    """Encode the corpus with a registered model now, then submit its outputs like a --from-embeddings folder."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
+        folder = _encode_now(encoder, corpus, entry.device, Path(scratch) / "outputs")
+        return _submit_saved(corpus, folder, entry, report, measure, bits)
+
+
+def _submit_cascade(corpus: Any, folder: Path, k: Any, entry: _Entry, measure: str | None, bits: int | None) -> Any:
     from fico_registry.leaderboard.cascade_entry import make_cascade_submission, read_cascade_run
 
     if measure or bits:
         raise OptionError("--measure and --bits come from the saved cascade run with --cascade-from")
     run = read_cascade_run(folder, k, corpus)
-    result = make_cascade_submission(
+    return make_cascade_submission(
         corpus,
-        out_dir,
+        entry.out_dir,
         run,
-        model_name=model_name,
-        model={k: v for k, v in model_fields.items() if v is not None},
-        submitter=submitter,
-        evidence_format=evidence_format,
-        device="cpu" if device == "auto" else device,
+        model_name=entry.model_name,
+        model=entry.model,
+        submitter=entry.submitter,
+        evidence_format=entry.evidence_format,
+        device="cpu" if entry.device == "auto" else entry.device,
     )
-    _echo_written(result, corpus, out_dir)
 
 
 def _echo_written(result: Any, corpus: Any, out_dir: Path) -> None:
@@ -280,19 +303,22 @@ def _saved_arguments(folder: Path, corpus: Any) -> tuple[dict[str, Any], str, Pa
     return saved.submit_arguments(), str(saved.manifest["model"]), saved.report
 
 
-def _encode_now(
-    model: str, config: str, checkpoint: str | None, corpus: Any, batch_size: int, device: str, folder: Path
-) -> Path:
-    """Evaluate `model` on `corpus` (through the embedding cache) and save its outputs into `folder`."""
+def _encode_now(encoder: _Encoder, corpus: Any, device: str, folder: Path) -> Path:
+    """Evaluate the model on `corpus` (through the embedding cache) and save its outputs into `folder`."""
     from fico_registry.evaluator.evaluate import evaluate
     from fico_registry.models.loading import load_model
     from fico_registry.plugin_api.registry import get_model_spec
     from fico_registry.results.embedding_export import check_exportable, save_embeddings
 
-    check_exportable(get_model_spec(model))
-    loaded = load_model(model, config=config, checkpoint=checkpoint, device=None if device == "auto" else device)
+    check_exportable(get_model_spec(encoder.model))
+    loaded = load_model(
+        encoder.model,
+        config=encoder.config,
+        checkpoint=encoder.checkpoint,
+        device=None if device == "auto" else device,
+    )
     outputs: dict[str, Any] = {}
-    report = evaluate(loaded, corpus, device=device, batch_size=batch_size, keep_outputs=outputs, progress=None)
+    report = evaluate(loaded, corpus, device=device, batch_size=encoder.batch_size, keep_outputs=outputs, progress=None)
     return save_embeddings(folder, loaded, corpus, outputs, report)
 
 
@@ -321,9 +347,7 @@ def _verification_options(func: Any) -> Any:
         click.option("--max-file-size", default="2GB", show_default=True, help="Largest accepted evidence file."),
         click.option("--device", default="cpu", show_default=True, help="Device the metrics are recomputed on."),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return apply_options(func, options)
 
 
 @leaderboard.command("build")

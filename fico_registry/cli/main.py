@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -82,6 +83,16 @@ def _console():
     return Console()
 
 
+def _table(title: str, columns: Sequence[str], **options: Any) -> Any:
+    """A rich Table with these column headers (rich loads only when a listing prints a table)."""
+    from rich.table import Table
+
+    table = Table(title=title, **options)
+    for column in columns:
+        table.add_column(column)
+    return table
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -140,12 +151,11 @@ def plugins_cmd(as_json: bool) -> None:
     if as_json:
         _print_json([i.to_dict() for i in infos])
         return
-    from rich.table import Table
-
-    table = Table(title=f"{len(infos)} plugins")
-    for col in ("plugin", "distribution", "version", "import", "hooks", "registered", "status"):
-        table.add_column(col)
     from rich.markup import escape
+
+    table = _table(
+        f"{len(infos)} plugins", ("plugin", "distribution", "version", "import", "hooks", "registered", "status")
+    )
 
     for i in infos:
         registered = ", ".join(i.models + i.datasets + i.feature_pipelines) or "-"
@@ -168,11 +178,9 @@ def datasets_cmd(as_json: bool) -> None:
     if as_json:
         _print_json([s.to_dict() for s in specs])
         return
-    from rich.table import Table
-
-    table = Table(title=f"{len(specs)} datasets", show_lines=True)
-    for col in ("name", "splits", "description", "files you supply", "labels"):
-        table.add_column(col)
+    table = _table(
+        f"{len(specs)} datasets", ("name", "splits", "description", "files you supply", "labels"), show_lines=True
+    )
     for s in specs:
         files = "\n".join(f"{k}: {v}" for k, v in s.files.items()) or "(none: generated)"
         table.add_row(s.name, ", ".join(s.splits), s.description, files, s.labels)

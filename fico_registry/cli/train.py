@@ -17,12 +17,14 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from fico_registry.cli.evaluate import FEATURES_HELP
+from fico_registry.cli.options import dataset_option, root_option
 from fico_registry.errors import ConfigError, OptionError
 
 SYNTHETIC_SIZES = {"train": 1000, "val": 200}
@@ -132,9 +134,13 @@ def evaluate_hint(
         cfg = "" if config == "default" else f" --config {shlex.quote(config)}"
     else:  # a changed config travels as the run's config.json
         cfg = f" --config {shlex.quote(str(out / 'config.json'))}"
-    features = "".join(f" --features {shlex.quote(value)}" for value in feature_files)
+    features = _features_arguments(feature_files)
     weights = shlex.quote(str(checkpoint))
     return f"fico evaluate {model}{cfg} --checkpoint {weights} --dataset {dataset}{where} --split test{features}"
+
+
+def _features_arguments(feature_files: Sequence[str]) -> str:
+    return "".join(f" --features {shlex.quote(value)}" for value in feature_files)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -145,7 +151,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 @click.command("train")
 @click.argument("model")
-@click.option("--dataset", default=None, help="A registered dataset (`fico datasets`); default: synthetic.")
+@dataset_option
 @click.option(
     "--corpus",
     type=click.Path(exists=True, path_type=Path),
@@ -156,7 +162,7 @@ def _write_json(path: Path, data: Any) -> None:
     type=click.Path(exists=True, path_type=Path),
     help="A saved Corpus for model selection (with --corpus).",
 )
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder holding the dataset's files.")
+@root_option
 @click.option("--dataset-option", "dataset_options", multiple=True, help="key=value passed to the dataset loader.")
 @click.option("--train-split", default="train", show_default=True)
 @click.option("--val-split", default="val", show_default=True, help="Model selection split (never test).")
@@ -228,41 +234,28 @@ def train_cmd(
     """Train MODEL with its registered recipe (--show-recipe prints it); writes checkpoints in the original layout."""
     from fico_registry.cli.evaluate import _parse_options
     from fico_registry.data.attach import parse_feature_files
-    from fico_registry.plugin_api.registry import get_model_spec, get_trainer_spec, resolve_callable
+    from fico_registry.plugin_api.registry import get_model_spec, get_trainer_spec
     from fico_registry.runtime import distributed as _dist
-    from fico_registry.runtime.devices import resolve_device
     from fico_registry.runtime.distributed import is_main_process
-    from fico_registry.training.common import package_versions, run_record
 
     trainer = get_trainer_spec(model)
     model_spec = get_model_spec(trainer.model)
-    name = model_spec.name
     if show_recipe:
         click.echo(json.dumps(trainer.to_dict(), indent=2))
         return
-    set_options, config_overrides = parse_settings(settings)
-    unknown = sorted(set(set_options) - set(trainer.defaults) - {"config", "epochs", "seed", "resume", "precision"})
-    if unknown:
-        raise OptionError(f"{name} recipe has no options {unknown}; it has: {', '.join(sorted(trainer.defaults))}")
-    options: dict[str, Any] = {**trainer.defaults, **set_options}
-    options["config"] = resolve_config(model_spec, config_name, config_overrides)
-    if epochs is not None:
-        options["epochs"] = epochs
+    options = recipe_options(trainer, model_spec, config_name, settings, epochs)
     options.update(seed=seed, resume=resume, precision=precision)
     files = parse_feature_files(feature_files)
 
-    distributed = _dist.launched_by_torchrun()
-    if distributed:
-        device = _dist.init_process_group(device)
-    else:
-        device = str(resolve_device(None if device == "auto" else device))
-    main = is_main_process()
+    distributed, device = _join_device(device)
     saved = saved_corpora(dataset, corpus, val_corpus, files)
-    dataset = dataset or ("corpus" if saved else "synthetic")
-    out = out or Path("runs") / f"{name}-{dataset}"
+    source = TrainingData(
+        dataset or ("corpus" if saved else "synthetic"), root, train_split, val_split, corpus, val_corpus, feature_files
+    )
+    out = out or Path("runs") / f"{model_spec.name}-{source.dataset}"
     try:
         train, val = saved or load_splits(
-            dataset,
+            source.dataset,
             root,
             train_split,
             val_split,
@@ -270,72 +263,172 @@ def train_cmd(
             _parse_options(dataset_options),
             files,
         )
-        if main:
-            out.mkdir(parents=True, exist_ok=True)
-            click.echo(f"training {name} on {train!r}, selecting on {val!r}; run folder {out}", err=True)
-        if distributed:
-            _dist.barrier()
-        factory = resolve_callable(trainer.factory)
-        show = progress if progress is not None else sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
-        if main and not show:
-            _log_epochs_to_stderr()  # recipes' per-epoch lines, without bars
-        started = time.time()
-        result = factory(
-            model=name, train=train, val=val, out=out, options=options, device=device, progress=bool(main and show)
-        )
-        finished = time.time()
-        if not isinstance(result, dict) or "checkpoint" not in result:
-            raise ConfigError(f"the {name} recipe ({trainer.factory}) returned no run record with a 'checkpoint'")
-        if not main:
+        run = _run_recipe(trainer, model_spec.name, train, val, options, out, device, progress, distributed)
+        if not is_main_process():
             return
-        record = run_record(
-            model=name,
-            train_corpus=train,
-            val_corpus=val,
-            seed=seed,
-            epochs=int(options.get("epochs", 0)),
-            options=options,
-            started=started,
-            finished=finished,
-        )
-        record.update({k: v for k, v in result.items() if k not in ("model",)})
-        if trainer.distribution:
-            record["versions"].update(package_versions((trainer.distribution,)))
-        record["recipe"] = {
-            "factory": trainer.factory,
-            "paper_recipe": trainer.paper_recipe,
-            "distribution": trainer.distribution,
-        }
-        record["dataset"] = {
-            "name": dataset,
-            "root": None if root is None else str(root),
-            "train_split": train_split,
-            "val_split": val_split,
-        }
-        if saved:
-            record["dataset"].update(
-                train_corpus=str(corpus), val_corpus=str(val_corpus), train_split=train.split, val_split=val.split
-            )
-        if feature_files:
-            record["dataset"]["features"] = list(feature_files)
-        record["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
-        checkpoint = Path(record["checkpoint"])
-        config = result.get("config", options["config"])  # the recipe may have changed it (e.g. a new vocabulary)
-        record["config"] = config
-        if isinstance(config, dict):
-            _write_json(out / "config.json", config)
-        record["evaluate"] = evaluate_hint(name, config, checkpoint, dataset, root, out, feature_files)
-        if saved:  # the test split is not among the saved corpora: the user names it
-            record["evaluate"] = (
-                record["evaluate"].split(" --dataset ")[0]
-                + " --corpus TEST_CORPUS"
-                + "".join(f" --features {shlex.quote(value)}" for value in feature_files)
-            )
+        record = _run_record(trainer, model_spec.name, train, val, options, run, source, out)
         _write_json(out / "run.json", record)
         _summary(record, out, as_json)
     finally:
         if distributed:
             _dist.destroy()
+
+
+COMMON_OPTIONS = ("config", "epochs", "seed", "resume", "precision")  # what every recipe receives
+
+
+def recipe_options(
+    trainer: Any, model_spec: Any, config_name: str, settings: tuple[str, ...], epochs: int | None
+) -> dict[str, Any]:
+    """The recipe's published defaults, overridden by --set, with the model config and --epochs resolved."""
+    set_options, config_overrides = parse_settings(settings)
+    unknown = sorted(set(set_options) - set(trainer.defaults) - set(COMMON_OPTIONS))
+    if unknown:
+        raise OptionError(
+            f"{model_spec.name} recipe has no options {unknown}; it has: {', '.join(sorted(trainer.defaults))}"
+        )
+    options: dict[str, Any] = {**trainer.defaults, **set_options}
+    options["config"] = resolve_config(model_spec, config_name, config_overrides)
+    if epochs is not None:
+        options["epochs"] = epochs
+    return options
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Where a run's corpora come from: a dataset's train and val splits, or two saved corpora."""
+
+    dataset: str  # a registered dataset, "synthetic", or "corpus" for --corpus / --val-corpus
+    root: Path | None
+    train_split: str
+    val_split: str
+    corpus: Path | None
+    val_corpus: Path | None
+    feature_files: tuple[str, ...]
+
+    def record(self, train: Any, val: Any) -> dict[str, Any]:
+        """The run record's "dataset" entry."""
+        data: dict[str, Any] = {
+            "name": self.dataset,
+            "root": None if self.root is None else str(self.root),
+            "train_split": self.train_split,
+            "val_split": self.val_split,
+        }
+        if self.corpus is not None:
+            data.update(
+                train_corpus=str(self.corpus),
+                val_corpus=str(self.val_corpus),
+                train_split=train.split,
+                val_split=val.split,
+            )
+        if self.feature_files:
+            data["features"] = list(self.feature_files)
+        return data
+
+    def evaluate_hint(self, model: str, config: str | dict[str, Any], checkpoint: Path, out: Path) -> str:
+        """The `fico evaluate` command for the test split (of the dataset, or a test corpus the user names)."""
+        hint = evaluate_hint(model, config, checkpoint, self.dataset, self.root, out, self.feature_files)
+        if self.corpus is None:
+            return hint
+        # the test split is not among the saved corpora: the user names it
+        return hint.split(" --dataset ")[0] + " --corpus TEST_CORPUS" + _features_arguments(self.feature_files)
+
+
+def _join_device(device: str) -> tuple[bool, str]:
+    """(launched by torchrun, the device to train on): under torchrun the rank joins its process group."""
+    from fico_registry.runtime import distributed as _dist
+    from fico_registry.runtime.devices import resolve_device
+
+    if _dist.launched_by_torchrun():
+        return True, _dist.init_process_group(device)
+    return False, str(resolve_device(None if device == "auto" else device))
+
+
+@dataclass(frozen=True)
+class RecipeRun:
+    """What the recipe returned, and when it ran."""
+
+    result: dict[str, Any]
+    started: float
+    finished: float
+
+
+def _run_recipe(
+    trainer: Any,
+    name: str,
+    train: Any,
+    val: Any,
+    options: dict[str, Any],
+    out: Path,
+    device: str,
+    progress: bool | None,
+    distributed: bool,
+) -> RecipeRun:
+    """Call the recipe on every rank (rank 0 creates the run folder and shows progress)."""
+    from fico_registry.plugin_api.registry import resolve_callable
+    from fico_registry.runtime import distributed as _dist
+    from fico_registry.runtime.distributed import is_main_process
+
+    main = is_main_process()
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        click.echo(f"training {name} on {train!r}, selecting on {val!r}; run folder {out}", err=True)
+    if distributed:
+        _dist.barrier()
+    factory = resolve_callable(trainer.factory)
+    show = progress if progress is not None else sys.stderr.isatty() and not os.environ.get("FICO_NO_PROGRESS")
+    if main and not show:
+        _log_epochs_to_stderr()  # recipes' per-epoch lines, without bars
+    started = time.time()
+    result = factory(
+        model=name, train=train, val=val, out=out, options=options, device=device, progress=bool(main and show)
+    )
+    finished = time.time()
+    if not isinstance(result, dict) or "checkpoint" not in result:
+        raise ConfigError(f"the {name} recipe ({trainer.factory}) returned no run record with a 'checkpoint'")
+    return RecipeRun(result, started, finished)
+
+
+def _run_record(
+    trainer: Any,
+    name: str,
+    train: Any,
+    val: Any,
+    options: dict[str, Any],
+    run: RecipeRun,
+    source: TrainingData,
+    out: Path,
+) -> dict[str, Any]:
+    """The run record (what ran, on what, with which versions, and how to evaluate it); writes a changed
+    model config to out/config.json."""
+    from fico_registry.training.common import package_versions, run_record
+
+    record = run_record(
+        model=name,
+        train_corpus=train,
+        val_corpus=val,
+        seed=options["seed"],
+        epochs=int(options.get("epochs", 0)),
+        options=options,
+        started=run.started,
+        finished=run.finished,
+    )
+    record.update({k: v for k, v in run.result.items() if k not in ("model",)})
+    if trainer.distribution:
+        record["versions"].update(package_versions((trainer.distribution,)))
+    record["recipe"] = {
+        "factory": trainer.factory,
+        "paper_recipe": trainer.paper_recipe,
+        "distribution": trainer.distribution,
+    }
+    record["dataset"] = source.record(train, val)
+    record["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
+    config = run.result.get("config", options["config"])  # the recipe may have changed it (e.g. a new vocabulary)
+    record["config"] = config
+    if isinstance(config, dict):
+        _write_json(out / "config.json", config)
+    record["evaluate"] = source.evaluate_hint(name, config, Path(record["checkpoint"]), out)
+    return record
 
 
 def _log_epochs_to_stderr() -> None:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from fico_registry.results.record import Settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fico_registry.evaluator.report import Report
 
 # The evaluator's defaults (fico_registry.evaluate), repeated here so that importing this module
 # does not import torch; tests/test_leaderboard.py checks they agree.
@@ -34,6 +38,38 @@ def evaluator_kwargs(has_labels: bool, judgments: Any = None) -> dict[str, Any]:
     if judgments:
         out.update(judgments=judgments, ndcg_ks=NDCG_KS, gain=GAIN)
     return out
+
+
+def evaluate_evidence(
+    kind: str, arrays: Mapping[str, Any], corpus: Any, *, measure: str, bits: int | None, device: str
+) -> Report:
+    """The board's metrics of evidence of `kind` "embeddings" (`arrays` images and texts, compared by
+    `measure`) or "similarity" (i2t, optionally t2i) on `corpus`. A submission claims them and the board
+    recomputes them with this one call, so both sides always run the same protocol."""
+    from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
+
+    kwargs = evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
+    if kind == "embeddings":
+        return evaluate_embeddings(
+            arrays["images"],
+            arrays["texts"],
+            corpus.caption_to_image,
+            corpus.labels,
+            measure=measure,
+            bits=bits,
+            device=device,
+            progress=False,
+            **kwargs,
+        )
+    return evaluate_similarity(
+        arrays["i2t"],
+        corpus.caption_to_image,
+        t2i=arrays.get("t2i"),
+        labels=corpus.labels,
+        device=device,
+        progress=False,
+        **kwargs,
+    )
 
 
 def protocol_differences(settings: Settings, has_labels: bool) -> list[str]:

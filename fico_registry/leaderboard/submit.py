@@ -144,35 +144,14 @@ def make_submission(
     checkpoint_sha256, ...); `report` (a Report or `fico evaluate -o` JSON of the same model on
     the same corpus) carries its provenance and costs over.
     """
-    from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
-
-    embeddings = images is not None or texts is not None
-    similarity = i2t is not None or t2i is not None
-    if embeddings == similarity:
-        raise OptionError(
-            "give embeddings (images and texts) or similarity scores (i2t, optionally t2i), not both or neither"
-        )
-    if embeddings and (images is None or texts is None):
-        raise OptionError("embeddings need both images and texts")
-    if similarity and i2t is None:
-        raise OptionError("similarity scores need i2t (t2i is optional: the board transposes i2t when it is absent)")
-    if similarity and (measure != "cosine" or bits is not None):
-        raise OptionError("measure and bits apply to embeddings; scores are used as given (higher = more similar)")
+    kind = _evidence_kind(images, texts, i2t, t2i, measure, bits)
     folder = Path(out_dir)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise OptionError(f"{folder} exists and is not an empty folder; choose a new output folder")
     provenance = _provenance(report, corpus)
 
-    kind = "embeddings" if embeddings else "similarity"
-    if embeddings:
-        arrays = {"images": _array(images, "images"), "texts": _array(texts, "texts")}
-    else:
-        arrays = {"i2t": _array(i2t, "i2t")}
-        if t2i is not None:
-            arrays["t2i"] = _array(t2i, "t2i")
-    for name, array in arrays.items():
-        if array.ndim == 0:
-            raise DataFormatError(f"{name} is a scalar, not an array")
+    arrays = _read_evidence(kind, {"images": images, "texts": texts, "i2t": i2t, "t2i": t2i})
+    embeddings = kind == "embeddings"
     ev.check_shapes(
         kind,
         {k: a.shape for k, a in arrays.items()},
@@ -180,32 +159,8 @@ def make_submission(
         corpus.n_captions,
         measure if embeddings else None,
     )
-
-    kwargs = standard.evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
-    if embeddings:
-        result_report = evaluate_embeddings(
-            arrays["images"],
-            arrays["texts"],
-            corpus.caption_to_image,
-            corpus.labels,
-            measure=measure,
-            bits=bits,
-            device=device,
-            progress=False,
-            **kwargs,
-        )
-        output = "binary" if measure == "hamming" else "continuous"
-    else:
-        result_report = evaluate_similarity(
-            arrays["i2t"],
-            corpus.caption_to_image,
-            t2i=arrays.get("t2i"),
-            labels=corpus.labels,
-            device=device,
-            progress=False,
-            **kwargs,
-        )
-        output = "similarity"
+    result_report = standard.evaluate_evidence(kind, arrays, corpus, measure=measure, bits=bits, device=device)
+    output = ("binary" if measure == "hamming" else "continuous") if embeddings else "similarity"
 
     # validate everything the submitter typed before writing a single file
     model_info = _model_fields(model_name, output, provenance, model)
@@ -222,6 +177,33 @@ def make_submission(
     result = RunResult.model_validate({**result.model_dump(), "evidence": Evidence(kind=kind, **files).model_dump()})
     write_result(result, folder / SUBMISSION_FILE)
     return read_result(folder / SUBMISSION_FILE)  # what the board will read
+
+
+def _evidence_kind(images: Any, texts: Any, i2t: Any, t2i: Any, measure: str, bits: int | None) -> str:
+    """'embeddings' or 'similarity': which evidence make_submission() was given, checked for completeness."""
+    embeddings = images is not None or texts is not None
+    similarity = i2t is not None or t2i is not None
+    if embeddings == similarity:
+        raise OptionError(
+            "give embeddings (images and texts) or similarity scores (i2t, optionally t2i), not both or neither"
+        )
+    if embeddings and (images is None or texts is None):
+        raise OptionError("embeddings need both images and texts")
+    if similarity and i2t is None:
+        raise OptionError("similarity scores need i2t (t2i is optional: the board transposes i2t when it is absent)")
+    if similarity and (measure != "cosine" or bits is not None):
+        raise OptionError("measure and bits apply to embeddings; scores are used as given (higher = more similar)")
+    return "embeddings" if embeddings else "similarity"
+
+
+def _read_evidence(kind: str, given: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The evidence arrays of `kind` (images + texts, or i2t [+ t2i]) read from arrays or files."""
+    roles = ("images", "texts") if kind == "embeddings" else ("i2t", "t2i")
+    arrays = {role: _array(given[role], role) for role in roles if given[role] is not None}
+    for name, array in arrays.items():
+        if array.ndim == 0:
+            raise DataFormatError(f"{name} is a scalar, not an array")
+    return arrays
 
 
 def _with_provenance(result: RunResult, provenance: Any) -> RunResult:

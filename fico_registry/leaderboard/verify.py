@@ -229,36 +229,17 @@ def _plain_dtype(name: str) -> str:
 
 
 def _recompute(claimed: RunResult, corpus: Any, arrays: dict[str, Any], device: str, verdict: Verdict) -> RunResult:
-    from fico_registry.evaluator.evaluate import evaluate_embeddings, evaluate_similarity
     from fico_registry.results.record import from_report
 
-    kwargs = standard.evaluator_kwargs(corpus.labels is not None, getattr(corpus, "judgments", None))
     try:
         if claimed.evidence is not None and claimed.evidence.cascade is not None:
             from fico_registry.leaderboard.cascade_entry import recompute_entry
 
             report = recompute_entry(arrays, claimed.evidence.cascade, corpus, device)
-        elif claimed.evidence is not None and claimed.evidence.kind == "embeddings":
-            report = evaluate_embeddings(
-                arrays["images"],
-                arrays["texts"],
-                corpus.caption_to_image,
-                corpus.labels,
-                measure=claimed.settings.measure,
-                bits=claimed.settings.bits,
-                device=device,
-                progress=False,
-                **kwargs,
-            )
         else:
-            report = evaluate_similarity(
-                arrays["i2t"],
-                corpus.caption_to_image,
-                t2i=arrays.get("t2i"),
-                labels=corpus.labels,
-                device=device,
-                progress=False,
-                **kwargs,
+            kind = claimed.evidence.kind if claimed.evidence is not None else "similarity"
+            report = standard.evaluate_evidence(
+                kind, arrays, corpus, measure=claimed.settings.measure, bits=claimed.settings.bits, device=device
             )
     except FicoError as exc:
         raise _stop(verdict, f"the evidence cannot be evaluated: {exc}") from None
