@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from fico_registry import evaluate, load_model
 from fico_registry.errors import ConfigError
-from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
+from fico_registry.training.rank_testing import train_on_ranks
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "K": 16, "eval_batch_size": 16}
 
@@ -193,22 +191,6 @@ def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
 DDP_OPTIONS = {**OPTIONS, "epochs": 2}  # epoch 0: in-batch codes (warm-up); epoch 1: memory draws and momentum
 
 
-def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) -> None:
-    """One rank of `fico train` under torchrun (gloo on CPU): a run, then 1 epoch resumed to 2 (every rank
-    reads the last checkpoint); rank 1 records what it writes under `folder` (the run folders, FICO_HOME)."""
-    from fico_ucch.train import train
-
-    torch.set_num_threads(1)
-    common = {"model": "ucch", "train": corpora["train"], "val": corpora["val"]}
-    runs = [{**common, "out": Path(folder) / "ddp", "options": DDP_OPTIONS}]
-    runs += [
-        {**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}}
-        for epochs in (1, 2)
-    ]
-    writes = train_on_rank(rank, world, port, train, runs, watch=folder)
-    Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
-
-
 @pytest.mark.slow
 def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
     """batch 8 = 2 ranks x 4: DDP + all-gathered losses + memory updated from the global batch on every rank
@@ -216,9 +198,13 @@ def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
     from fico_ucch.train import train
 
     data = {split: corpora[split] for split in ("train", "val")}
-    spawn_ranks(_ddp_worker, str(tmp_path), data)
+    # a run, and one of 1 epoch resumed to 2 (every rank reads the last checkpoint)
+    common = {"model": "ucch", "train": data["train"], "val": data["val"]}
+    runs = [{**common, "out": tmp_path / "ddp", "options": DDP_OPTIONS}]
+    runs += [{**common, "out": tmp_path / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": e}} for e in (1, 2)]
+    writes = train_on_ranks(runs, watch=tmp_path)
     # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
-    assert json.loads((tmp_path / "rank1-writes.json").read_text()) == []
+    assert writes[1] == []
     train(model="ucch", train=corpora["train"], val=corpora["val"], out=tmp_path / "single", options=DDP_OPTIONS)
 
     name = "vgg11_16_last_checkpoint.t7"
