@@ -1,9 +1,9 @@
-"""Test helpers for the recipes' torch.distributed tests: spawn gloo ranks on CPU as torchrun would,
-and record what a rank writes.
+"""Test helpers for the recipes' tests: synthetic splits to train on, and for their torch.distributed
+tests, gloo ranks spawned on CPU as torchrun would, and what a rank writes.
 
-Used by the plugins' 2-rank tests (a rank that is not 0 must write nothing); not by training itself.
-A recipe's test usually needs one call: `train_on_ranks(runs, watch=folder)` trains each run on two
-ranks with the recipe registered for its model and returns what every rank wrote.
+Used by the plugins' training tests (a rank that is not 0 must write nothing); not by training itself.
+A recipe's 2-rank test usually needs one call: `train_on_ranks(runs, watch=folder)` trains each run
+on two ranks with the recipe registered for its model and returns what every rank wrote.
 """
 
 from __future__ import annotations
@@ -16,9 +16,39 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from fico_registry.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fico_registry.data.corpus import Corpus
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+
+def synthetic_splits(root: str | os.PathLike, *, seed: int = 0, **n_images: int) -> dict[str, Corpus]:
+    """Synthetic corpora to train and select on, one a split (`train=24, val=8`), under `root`/<split>."""
+    from fico_registry.data import synthetic
+
+    return {
+        split: synthetic(n_images=n, split=split, seed=seed, root=Path(root, split)) for split, n in n_images.items()
+    }
+
+
+def check_refuses_ranks_without_group(train: Callable[..., Any], run: Mapping[str, Any]) -> None:
+    """`train(**run)` under torchrun's WORLD_SIZE=2 but without a process group (a recipe called outside
+    `fico train`) must raise ConfigError before it writes anything into run["out"]."""
+    from unittest import mock
+
+    out = Path(run["out"])
+    with mock.patch.dict(os.environ, {"WORLD_SIZE": "2"}):
+        try:
+            train(**run)
+        except ConfigError as exc:
+            assert "no torch.distributed process group" in str(exc), exc
+        else:
+            raise AssertionError("WORLD_SIZE=2 without a process group was not refused")
+    assert not out.exists() or not any(out.iterdir()), f"{out} was written before the refusal"
 
 
 def free_port() -> int:
