@@ -211,6 +211,19 @@ class EpochRecipe:
         }  # fmt: skip
         return checkpoint
 
+    def vse_loop_state(self, checkpoint: Mapping[str, Any], start_epoch: int | None = None) -> LoopState:
+        """The inverse of `vse_checkpoint` (the weights are the recipe's to load): optimizer and loss scaler
+        restored, the loop state to continue from. `start_epoch`: the checkpoint's `epoch` unless given."""
+        extra = checkpoint.get("fico_resume") or {}
+        restore_optimizers(extra, self.optimizer, self.scaler)
+        return LoopState(
+            int(checkpoint["epoch"]) if start_epoch is None else start_epoch,
+            float(checkpoint.get("best_rsum", 0.0)),
+            extra.get("best_epoch"),
+            int(extra.get("Eiters", checkpoint.get("Eiters", 0))),
+            list(extra.get("history", [])),
+        )
+
     # hooks ------------------------------------------------------------------------------------------
     def restore(self) -> LoopState | None:
         """The state saved by an earlier run in `out` (weights, optimizers loaded), or None to start afresh."""

@@ -1,19 +1,54 @@
-"""Test helpers for the recipes' torch.distributed tests: spawn gloo ranks on CPU as torchrun would,
-and record what a rank writes.
+"""Test helpers for the recipes' tests: synthetic splits to train on, and for their torch.distributed
+tests, gloo ranks spawned on CPU as torchrun would, and what a rank writes.
 
-Used by the plugins' 2-rank tests (a rank that is not 0 must write nothing); not by training itself.
+Used by the plugins' training tests (a rank that is not 0 must write nothing); not by training itself.
+A recipe's 2-rank test usually needs one call: `train_on_ranks(runs, watch=folder)` trains each run
+on two ranks with the recipe registered for its model and returns what every rank wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fico_registry.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fico_registry.data.corpus import Corpus
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+
+def synthetic_splits(root: str | os.PathLike, *, seed: int = 0, **n_images: int) -> dict[str, Corpus]:
+    """Synthetic corpora to train and select on, one a split (`train=24, val=8`), under `root`/<split>."""
+    from fico_registry.data import synthetic
+
+    return {
+        split: synthetic(n_images=n, split=split, seed=seed, root=Path(root, split)) for split, n in n_images.items()
+    }
+
+
+def check_refuses_ranks_without_group(train: Callable[..., Any], run: Mapping[str, Any]) -> None:
+    """`train(**run)` under torchrun's WORLD_SIZE=2 but without a process group (a recipe called outside
+    `fico train`) must raise ConfigError before it writes anything into run["out"]."""
+    from unittest import mock
+
+    out = Path(run["out"])
+    with mock.patch.dict(os.environ, {"WORLD_SIZE": "2"}):
+        try:
+            train(**run)
+        except ConfigError as exc:
+            assert "no torch.distributed process group" in str(exc), exc
+        else:
+            raise AssertionError("WORLD_SIZE=2 without a process group was not refused")
+    assert not out.exists() or not any(out.iterdir()), f"{out} was written before the refusal"
 
 
 def free_port() -> int:
@@ -73,6 +108,30 @@ def train_on_rank(
         for run in runs:
             train(**run, device=device)
     return writes
+
+
+def train_on_ranks(runs: Sequence[Mapping[str, Any]], *, watch: str | os.PathLike, world: int = 2) -> list[list[str]]:
+    """`fico train` under torchrun, on `world` gloo ranks on CPU: each rank trains every run in turn
+    (`train(**run, device=...)` with the recipe registered for `run["model"]`; a later run into the
+    same `out` resumes). Returns what each rank wrote under `watch` (`watch_writes`; rank 0 is not
+    watched: []). `runs` are pickled into the rank processes: plain data, corpora included."""
+    with tempfile.TemporaryDirectory() as record:
+        spawn_ranks(_recipe_rank, [dict(run) for run in runs], os.fspath(watch), record, world=world)
+        return [json.loads(Path(record, f"rank{r}.json").read_text()) for r in range(world)]
+
+
+def _recipe_rank(rank: int, world: int, port: int, runs: list[dict[str, Any]], watch: str, record: str) -> None:
+    """One rank of `train_on_ranks` (spawned); what it wrote goes to `record`/rank{rank}.json."""
+    import torch
+
+    from fico_registry.plugin_api.registry import get_trainer_spec, resolve_callable
+
+    def registered_recipe(**run: Any) -> Any:  # what `fico train MODEL` calls
+        return resolve_callable(get_trainer_spec(run["model"]).factory)(**run)
+
+    torch.set_num_threads(1)  # the ranks share the machine's cores
+    writes = train_on_rank(rank, world, port, registered_recipe, runs, watch=watch)
+    Path(record, f"rank{rank}.json").write_text(json.dumps(writes))
 
 
 def watch_writes(folder: str | os.PathLike) -> list[str]:

@@ -112,20 +112,20 @@ def _expected_image_keys(final_dims: int) -> dict[str, tuple[int, ...]]:
 
 
 def _layer_keys(prefix: str, h: int, ffn: int) -> dict[str, tuple[int, ...]]:
-    keys = {}
-    for name in ("query", "key", "value"):
-        keys[f"{prefix}.attention.self.{name}.weight"] = (h, h)
-        keys[f"{prefix}.attention.self.{name}.bias"] = (h,)
-    keys[f"{prefix}.attention.output.dense.weight"] = (h, h)
-    keys[f"{prefix}.attention.output.dense.bias"] = (h,)
-    keys[f"{prefix}.attention.output.LayerNorm.gamma"] = (h,)
-    keys[f"{prefix}.attention.output.LayerNorm.beta"] = (h,)
-    keys[f"{prefix}.intermediate.dense.weight"] = (ffn, h)
-    keys[f"{prefix}.intermediate.dense.bias"] = (ffn,)
-    keys[f"{prefix}.output.dense.weight"] = (h, ffn)
-    keys[f"{prefix}.output.dense.bias"] = (h,)
-    keys[f"{prefix}.output.LayerNorm.gamma"] = (h,)
-    keys[f"{prefix}.output.LayerNorm.beta"] = (h,)
+    """One BERT layer: its Linear layers (weight (out, in), bias (out,)) and LayerNorms (gamma, beta (h,))."""
+    linears = {
+        "attention.self.query": (h, h),
+        "attention.self.key": (h, h),
+        "attention.self.value": (h, h),
+        "attention.output.dense": (h, h),
+        "intermediate.dense": (ffn, h),
+        "output.dense": (h, ffn),
+    }
+    keys: dict[str, tuple[int, ...]] = {}
+    for name, shape in linears.items():
+        keys[f"{prefix}.{name}.weight"], keys[f"{prefix}.{name}.bias"] = shape, shape[:1]
+    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+        keys[f"{prefix}.{name}.gamma"] = keys[f"{prefix}.{name}.beta"] = (h,)
     return keys
 
 

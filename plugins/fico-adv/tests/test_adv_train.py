@@ -12,6 +12,7 @@ from fico_adv import train as T
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
+from fico_registry.training.rank_testing import synthetic_splits
 
 
 # -- the losses against direct transcriptions of loss.py's formulas ------------------------------------
@@ -102,12 +103,8 @@ def test_training_dropout_changes_nothing_in_eval_mode(tiny_config):
 # -- end to end on a tiny synthetic corpus -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    from fico_registry.data import synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
-    return synthetic(n_images=24, split="train", root=root / "train"), synthetic(
-        n_images=8, split="val", root=root / "val"
-    )
+    splits = synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=24, val=8)
+    return splits["train"], splits["val"]
 
 
 def _train(corpora, out, **options):

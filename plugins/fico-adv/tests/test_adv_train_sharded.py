@@ -10,7 +10,7 @@ import torch
 from fico_adv import train as T
 
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
-from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
+from fico_registry.training.rank_testing import synthetic_splits, train_on_ranks
 
 # dropout off: each rank draws its own dropout masks, so with dropout no two runs share a gradient;
 # adversarial captions on: their loss is a per-rank sum that the recipe scales by the rank count
@@ -22,29 +22,9 @@ OPTIONS = {
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    from fico_registry.data import synthetic
-
-    root = tmp_path_factory.mktemp("synthetic")
     # 120 captions: 7 batches of 16 and a last one of 8 (4 per rank)
-    return synthetic(n_images=24, split="train", root=root / "train"), synthetic(
-        n_images=8, split="val", root=root / "val"
-    )
-
-
-def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], out: str) -> None:
-    """One rank: 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint); rank 1 records its writes."""
-    runs = [
-        {
-            "model": "adv-64",
-            "train": corpora[0],
-            "val": corpora[1],
-            "out": Path(out),
-            "options": {**OPTIONS, "epochs": e},
-        }
-        for e in (1, 2)
-    ]
-    writes = train_on_rank(rank, world, port, T.train, runs, watch=out)
-    Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
+    splits = synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=24, val=8)
+    return splits["train"], splits["val"]
 
 
 @pytest.mark.slow
@@ -58,8 +38,10 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     train, val = corpora
     single = T.train(model="adv-64", train=train, val=val, out=tmp_path / "single", options={**OPTIONS, "epochs": 2})
     out = tmp_path / "sharded"
-    spawn_ranks(_sharded_worker, corpora, str(out))
-    assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
+    # 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint)
+    run = {"model": "adv-64", "train": train, "val": val, "out": out}
+    writes = train_on_ranks([{**run, "options": {**OPTIONS, "epochs": e}} for e in (1, 2)], watch=out)
+    assert writes[1] == []  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")
     assert a["Eiters"] == b["Eiters"] == 2 * 8 and a["epoch"] == b["epoch"] == 2 and len(a["model"]) == 3

@@ -12,20 +12,24 @@ import torch
 
 from fico_registry import evaluate, load_model
 from fico_registry.errors import ConfigError
-from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
+from fico_registry.training.rank_testing import (
+    check_refuses_ranks_without_group,
+    synthetic_splits,
+    train_on_ranks,
+)
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "eval_batch_size": 16}
 
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    from fico_registry.data import synthetic
+    return synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=41, val=12, test=12)
 
-    root = tmp_path_factory.mktemp("synthetic")
-    return {
-        split: synthetic(n_images=n, split=split, seed=0, root=root / split)
-        for split, n in (("train", 41), ("val", 12), ("test", 12))
-    }
+
+@pytest.fixture
+def on(corpora):
+    """What the recipe trains and selects on in these tests."""
+    return {"model": "dadh", "train": corpora["train"], "val": corpora["val"]}
 
 
 def test_registered_trainer():
@@ -76,12 +80,12 @@ def test_triplet_loss_against_a_direct_transcription():
     )
 
 
-def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
+def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path, on):
     from fico_dadh.train import train
     from fico_features.run_inputs import RunInputs
 
     out = tmp_path / "run"
-    record = train(model="dadh", train=corpora["train"], val=corpora["val"], out=out, options=OPTIONS)
+    record = train(**on, out=out, options=OPTIONS)
     best = out / "GEN_module.pth"
     assert record["checkpoint"] == str(best) and (out / "GEN_module_last.pth").is_file()
     assert len(record["history"]) == 3 and all(math.isfinite(h["loss"]) for h in record["history"])
@@ -98,8 +102,8 @@ def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
     assert set(model.encoder.input_pipelines) == {"vgg19-fc7", "doc2vec"}
 
     split = tmp_path / "split"
-    train(model="dadh", train=corpora["train"], val=corpora["val"], out=split, options={**OPTIONS, "epochs": 2})
-    again = train(model="dadh", train=corpora["train"], val=corpora["val"], out=split, options=OPTIONS)
+    train(**on, out=split, options={**OPTIONS, "epochs": 2})
+    again = train(**on, out=split, options=OPTIONS)
     assert again["epochs_run"] == 1 and len(again["history"]) == 3
     a = torch.load(out / "GEN_module_last.pth", weights_only=True)
     b = torch.load(split / "GEN_module_last.pth", weights_only=True)
@@ -111,7 +115,7 @@ def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path):
     assert report["category"]["t2i"]["mAP@N"] is not None and 0 <= report["instance"]["i2t"]["R@10"] <= 1
 
 
-def test_needs_labels(corpora, tmp_path):
+def test_needs_labels(corpora, tmp_path, on):
     from dataclasses import replace
 
     from fico_dadh.train import train
@@ -120,59 +124,29 @@ def test_needs_labels(corpora, tmp_path):
     with pytest.raises(ConfigError, match="supervised"):
         train(model="dadh", train=unlabelled, val=corpora["val"], out=tmp_path, options=OPTIONS)
     with pytest.raises(ConfigError, match="unknown DADH training options"):
-        train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options={**OPTIONS, "bit": 64})
+        train(**on, out=tmp_path, options={**OPTIONS, "bit": 64})
 
 
-def test_world_size_without_a_process_group_is_refused(corpora, tmp_path, monkeypatch):
+def test_world_size_without_a_process_group_is_refused(on, tmp_path):
     from fico_dadh.train import train
 
-    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; `fico train` then joins the process group
-    with pytest.raises(ConfigError, match=r"no torch\.distributed process group"):
-        train(model="dadh", train=corpora["train"], val=corpora["val"], out=tmp_path, options=OPTIONS)
-    assert not any(tmp_path.iterdir())
+    run = {**on, "out": tmp_path, "options": OPTIONS}
+    check_refuses_ranks_without_group(train, run)  # torchrun's WORLD_SIZE, but no group joined by `fico train`
 
 
-def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path):
+def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path, on):
     from fico_dadh.train import train
 
-    record = train(
-        model="dadh",
-        train=corpora["train"],
-        val=corpora["val"],
-        out=tmp_path,
-        options={**OPTIONS, "epochs": 1, "precision": "bf16"},
-    )
+    record = train(**on, out=tmp_path, options={**OPTIONS, "epochs": 1, "precision": "bf16"})
     state = torch.load(record["last_checkpoint"], weights_only=True)
     assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
     assert math.isfinite(record["history"][0]["loss"])
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        train(
-            model="dadh",
-            train=corpora["train"],
-            val=corpora["val"],
-            out=tmp_path / "fp16",
-            options={**OPTIONS, "epochs": 1, "precision": "fp16"},
-        )
+        train(**on, out=tmp_path / "fp16", options={**OPTIONS, "epochs": 1, "precision": "fp16"})
 
 
 # -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------
 DDP_OPTIONS = {**OPTIONS, "epochs": 2}  # batch 8 = 2 ranks x 4; the 41st item of each epoch is dropped by both
-
-
-def _ddp_worker(rank: int, world: int, port: int, folder: str, corpora: dict) -> None:
-    """One rank of `fico train` under torchrun (gloo on CPU): a run, then 1 epoch resumed to 2 (every rank
-    reads the last checkpoint); rank 1 records what it writes under `folder` (the run folders, FICO_HOME)."""
-    from fico_dadh.train import train
-
-    torch.set_num_threads(1)
-    common = {"model": "dadh", "train": corpora["train"], "val": corpora["val"]}
-    runs = [{**common, "out": Path(folder) / "ddp", "options": DDP_OPTIONS}]
-    runs += [
-        {**common, "out": Path(folder) / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": epochs}}
-        for epochs in (1, 2)
-    ]
-    writes = train_on_rank(rank, world, port, train, runs, watch=folder)
-    Path(folder, f"rank{rank}-writes.json").write_text(json.dumps(writes))
 
 
 def _dense_image_features(corpora: dict, folder: Path) -> dict:
@@ -203,9 +177,13 @@ def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
     from fico_dadh.train import train
 
     data = _dense_image_features(corpora, tmp_path)
-    spawn_ranks(_ddp_worker, str(tmp_path), data)
+    # a run, and one of 1 epoch resumed to 2 (every rank reads the last checkpoint)
+    common = {"model": "dadh", "train": data["train"], "val": data["val"]}
+    runs = [{**common, "out": tmp_path / "ddp", "options": DDP_OPTIONS}]
+    runs += [{**common, "out": tmp_path / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": e}} for e in (1, 2)]
+    writes = train_on_ranks(runs, watch=tmp_path)
     # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
-    assert json.loads((tmp_path / "rank1-writes.json").read_text()) == []
+    assert writes[1] == []
     train(model="dadh", train=data["train"], val=data["val"], out=tmp_path / "single", options=DDP_OPTIONS)
 
     ddp, single = (torch.load(tmp_path / run / "fico_resume.pth", weights_only=True) for run in ("ddp", "single"))

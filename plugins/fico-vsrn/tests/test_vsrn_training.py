@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import fico_registry
 from fico_registry import load_model
 from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, load_vocab
-from fico_registry.training.rank_testing import rank_group, spawn_ranks, train_on_rank
+from fico_registry.training.rank_testing import rank_group, spawn_ranks, synthetic_splits, train_on_ranks
 
 
 def test_triplet_loss_matches_a_loop_over_pairs() -> None:
@@ -59,10 +58,7 @@ OPTIONS = {"config": "tiny", "batch_size": 16, "val_batch_size": 8, "vocab_thres
 
 def _corpora(root: Path) -> dict:
     """120 training captions: 7 batches of 16 and a last one of 8 (4 per rank on 2 ranks)."""
-    return {
-        split: fico_registry.data.synthetic(n_images=n, split=split, root=root / split)
-        for split, n in (("train", 24), ("val", 8))
-    }
+    return synthetic_splits(root, train=24, val=8)
 
 
 def _run(tmp_path: Path, out: Path, epochs: int, **options: object) -> dict:
@@ -110,25 +106,6 @@ def test_bf16_autocast_trains_and_saves_float32(tmp_path: Path) -> None:
 
 
 # -- torch.distributed: 2 gloo ranks on CPU train like one process with the whole batch ------------------
-def _sharded_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
-    """One rank: train 1 epoch, then resume to 2 (every rank reads rank 0's checkpoint); rank 1 records its writes."""
-    from fico_vsrn.train import train
-
-    corpora = _corpora(Path(root))
-    runs = [
-        {
-            "model": "vsrn",
-            "train": corpora["train"],
-            "val": corpora["val"],
-            "out": Path(out),
-            "options": {**OPTIONS, "epochs": epochs},
-        }
-        for epochs in (1, 2)
-    ]
-    writes = train_on_rank(rank, world, port, train, runs, watch=out)
-    Path(root, f"writes-rank{rank}.txt").write_text("\n".join(writes))
-
-
 @pytest.mark.slow
 def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
     """2 ranks (1 epoch, then resumed to 2) give the weights of one process training 2 epochs straight.
@@ -141,10 +118,12 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
     """
     from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 
-    _corpora(tmp_path)  # built once here, reused by the ranks
+    corpora = _corpora(tmp_path)  # built once here, reused by the ranks
     single = _run(tmp_path, tmp_path / "single", epochs=2)
-    spawn_ranks(_sharded_worker, str(tmp_path), str(tmp_path / "sharded"))
-    assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
+    # 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint)
+    run = {"model": "vsrn", "train": corpora["train"], "val": corpora["val"], "out": tmp_path / "sharded"}
+    writes = train_on_ranks([{**run, "options": {**OPTIONS, "epochs": e}} for e in (1, 2)], watch=tmp_path / "sharded")
+    assert writes[1] == []  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(tmp_path / "sharded" / "checkpoint.pth.tar")
     assert a["Eiters"] == b["Eiters"] == 2 * 8 and a["epoch"] == b["epoch"] == 2

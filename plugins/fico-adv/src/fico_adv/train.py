@@ -458,19 +458,28 @@ class AdvRecipe(loop.EpochRecipe):
         self.namespace = _opt_namespace(model, cfg, opts, train, concept_num, self.vocab_path)
 
     def restore(self) -> loop.LoopState | None:
+        """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
         state = self.checkpointer.latest()
-        return (
-            None
-            if state is None
-            else _restore(
-                state,
-                self.nets.modules,
-                self.optimizer,
-                self.scaler,
-                self.cfg,
-                self.checkpointer.last_path,
+        if state is None:
+            return None
+        path, nets, cfg = self.checkpointer.last_path, self.nets.modules, self.cfg
+        opt = state.get("opt")
+        saved = dict(vars(opt)) if opt is not None else {}
+        for key in ("final_dims", "img_dim", "max_words"):
+            if key in saved and saved[key] != cfg.get(key):
+                raise ConfigError(
+                    f"{path} was trained with {key}={saved[key]}, this run asks for {cfg.get(key)}: use another "
+                    "--out or --no-resume"
+                )
+        models = state.get("model")
+        if not isinstance(models, list) or len(models) != len(nets):
+            raise ConfigError(
+                f"{path} holds {len(models) if isinstance(models, list) else '?'} state dicts, this run builds "
+                f"{len(nets)} (need_concept_label changed?): use another --out or --no-resume"
             )
-        )
+        for i, (net, weights) in enumerate(zip(nets, models, strict=True)):
+            strict_load_state_dict(net, weights, what=f"{path} model[{i}]")
+        return self.vse_loop_state(state)
 
     def learning_rate(self, epoch: int) -> float:
         return self.opts.learning_rate * (0.1 ** (epoch // self.opts.lr_update))
@@ -519,39 +528,3 @@ class AdvRecipe(loop.EpochRecipe):
 train = loop.recipe_trainer(
     AdvRecipe, Options, "Train adv-64 / adv-2048 on `train`, select on `val`; ADV's `.pth.tar` checkpoints in `out`."
 )
-
-
-def _restore(
-    state: dict[str, Any],
-    nets: list[nn.Module],
-    optimizer: torch.optim.Optimizer,
-    scaler: Any,
-    cfg: dict[str, Any],
-    path: Path,
-) -> loop.LoopState:
-    """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
-    opt = state.get("opt")
-    saved = dict(vars(opt)) if opt is not None else {}
-    for key in ("final_dims", "img_dim", "max_words"):
-        if key in saved and saved[key] != cfg.get(key):
-            raise ConfigError(
-                f"{path} was trained with {key}={saved[key]}, this run asks for {cfg.get(key)}: use another --out or "
-                "--no-resume"
-            )
-    models = state.get("model")
-    if not isinstance(models, list) or len(models) != len(nets):
-        raise ConfigError(
-            f"{path} holds {len(models) if isinstance(models, list) else '?'} state dicts, this run builds {len(nets)} "
-            "(need_concept_label changed?): use another --out or --no-resume"
-        )
-    for i, (net, weights) in enumerate(zip(nets, models, strict=True)):
-        strict_load_state_dict(net, weights, what=f"{path} model[{i}]")
-    extra = state.get("fico_resume") or {}
-    loop.restore_optimizers(extra, optimizer, scaler)
-    return loop.LoopState(
-        int(state["epoch"]),
-        float(state.get("best_rsum", 0.0)),
-        extra.get("best_epoch"),
-        int(state.get("Eiters", 0)),
-        list(extra.get("history", [])),
-    )

@@ -32,7 +32,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -303,18 +303,31 @@ class DadhRecipe(loop.EpochRecipe):
         self.flag = opts.beta * opts.gamma  # main.py: beta += 0.1, then the triplet mask uses (beta - 0.1) * gamma
 
     def restore(self) -> loop.LoopState | None:
-        if not self.resume_path.is_file():
+        """Continue a run from fico_resume.pth: networks (strictly), optimizers, B and H, epoch counter, best score."""
+        path = self.resume_path
+        if not path.is_file():
             return None
-        return restore(
-            load_torch_checkpoint(self.resume_path),
-            self.gen,
-            self.dis,
-            self.optimizer,
-            self.dis_optimizers,
-            self.codes,
-            self.hashes,
-            self.resume_path,
-        )
+        state = load_torch_checkpoint(path)
+        for key in ("epoch", "generator", "discriminator", "B"):
+            if key not in state:
+                raise ConfigError(
+                    f"{path} lacks {key!r}: not a resume file of `fico train dadh`; use another --out or --no-resume"
+                )
+        if tuple(state["B"].shape) != tuple(self.codes.shape):
+            raise ConfigError(
+                f"{path}: codes {tuple(state['B'].shape)} do not fit this run's {tuple(self.codes.shape)} "
+                "(another training set or bit count?): use another --out or --no-resume"
+            )
+        strict_load_state_dict(self.gen, state["generator"], what=f"{path} generator")
+        strict_load_state_dict(self.dis, state["discriminator"], what=f"{path} discriminator")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.dis_optimizers["feature"].load_state_dict(state["dis_feature"])
+        self.dis_optimizers["hash"].load_state_dict(state["dis_hash"])
+        self.codes.copy_(state["B"])
+        self.hashes["image"].copy_(state["H_i"])
+        self.hashes["text"].copy_(state["H_t"])
+        history = list(state.get("history", []))
+        return loop.LoopState(int(state["epoch"]), float(state["best"]), state.get("best_epoch"), 0, history)
 
     def learning_rate(self, epoch: int) -> float:
         return generator_lr(epoch, self.opts)
@@ -409,36 +422,3 @@ class DadhRecipe(loop.EpochRecipe):
 train = loop.recipe_trainer(
     DadhRecipe, Options, "Train `dadh` on `train` (labels required), select on `val`; the raw GEN state dict in `out`."
 )
-
-
-def restore(
-    state: Mapping[str, Any],
-    gen: Generator,
-    dis: Discriminator,
-    optimizer: torch.optim.Optimizer,
-    dis_optimizers: dict[str, torch.optim.Optimizer],
-    codes: torch.Tensor,
-    hashes: dict[str, torch.Tensor],
-    path: Path,
-) -> loop.LoopState:
-    """Continue a run from fico_resume.pth: networks (strictly), optimizers, B and H, epoch counter, best score."""
-    for key in ("epoch", "generator", "discriminator", "B"):
-        if key not in state:
-            raise ConfigError(
-                f"{path} lacks {key!r}: not a resume file of `fico train dadh`; use another --out or --no-resume"
-            )
-    if tuple(state["B"].shape) != tuple(codes.shape):
-        raise ConfigError(
-            f"{path}: codes {tuple(state['B'].shape)} do not fit this run's {tuple(codes.shape)} "
-            "(another training set or bit count?): use another --out or --no-resume"
-        )
-    strict_load_state_dict(gen, state["generator"], what=f"{path} generator")
-    strict_load_state_dict(dis, state["discriminator"], what=f"{path} discriminator")
-    optimizer.load_state_dict(state["optimizer"])
-    dis_optimizers["feature"].load_state_dict(state["dis_feature"])
-    dis_optimizers["hash"].load_state_dict(state["dis_hash"])
-    codes.copy_(state["B"])
-    hashes["image"].copy_(state["H_i"])
-    hashes["text"].copy_(state["H_t"])
-    history = list(state.get("history", []))
-    return loop.LoopState(int(state["epoch"]), float(state["best"]), state.get("best_epoch"), 0, history)

@@ -245,11 +245,29 @@ class UcchRecipe(loop.EpochRecipe):
         self.train_images = torch.from_numpy(train_images)
 
     def restore(self) -> loop.LoopState | None:
+        """Continue a run: weights (strictly), optimizer, memory, epoch counter and best score so far."""
         state = self.checkpointer.latest()
         if state is None:
             return None
-        path = self.checkpointer.last_path
-        return restore(state, self.nets, self.optimizer, self.scaler, self.memory, self.architecture, path)
+        path, memory = self.checkpointer.last_path, self.memory.memory
+        extra = state.get("fico_resume")
+        if not isinstance(extra, Mapping) or "memory" not in extra:
+            raise ConfigError(
+                f"{path} has no resume state (not written by `fico train ucch`): use another --out or --no-resume"
+            )
+        strict_load_state_dict(self.nets[0], state["image_model_state_dict"], what=f"{path} image_model_state_dict")
+        strict_load_state_dict(self.nets[1], state["text_model_state_dict"], what=f"{path} text_model_state_dict")
+        if tuple(extra["memory"].shape) != tuple(memory.shape):
+            raise ConfigError(
+                f"{path}: memory {tuple(extra['memory'].shape)} does not fit this run's {tuple(memory.shape)} "
+                "(another training set?): use another --out or --no-resume"
+            )
+        memory.copy_(extra["memory"])
+        self.optimizer.load_state_dict(state["optimizer_state_dict"])
+        if extra.get("scaler"):
+            self.scaler.load_state_dict(extra["scaler"])
+        history = list(extra.get("history", []))
+        return loop.LoopState(int(state["epoch"]) + 1, float(extra["best"]), extra.get("best_epoch"), 0, history)
 
     def learning_rate(self, epoch: int) -> float:
         return learning_rate(epoch, self.opts)
@@ -324,36 +342,6 @@ class UcchRecipe(loop.EpochRecipe):
 train = loop.recipe_trainer(
     UcchRecipe, Options, "Train `ucch` on `train`, select on `val`; UCCH.py's `.t7` checkpoints and inputs.json in out."
 )
-
-
-def restore(
-    state: Mapping[str, Any],
-    nets: tuple[HashMLP, HashMLP],
-    optimizer: torch.optim.Optimizer,
-    scaler: Any,
-    memory: CodeMemory,
-    architecture: Any,
-    path: Path,
-) -> loop.LoopState:
-    """Continue a run: weights (strictly), optimizer, memory, epoch counter and best score so far."""
-    extra = state.get("fico_resume")
-    if not isinstance(extra, Mapping) or "memory" not in extra:
-        raise ConfigError(
-            f"{path} has no resume state (not written by `fico train ucch`): use another --out or --no-resume"
-        )
-    strict_load_state_dict(nets[0], state["image_model_state_dict"], what=f"{path} image_model_state_dict")
-    strict_load_state_dict(nets[1], state["text_model_state_dict"], what=f"{path} text_model_state_dict")
-    if tuple(extra["memory"].shape) != tuple(memory.memory.shape):
-        raise ConfigError(
-            f"{path}: memory {tuple(extra['memory'].shape)} does not fit this run's {tuple(memory.memory.shape)} "
-            "(another training set?): use another --out or --no-resume"
-        )
-    memory.memory.copy_(extra["memory"])
-    optimizer.load_state_dict(state["optimizer_state_dict"])
-    if extra.get("scaler"):
-        scaler.load_state_dict(extra["scaler"])
-    history = list(extra.get("history", []))
-    return loop.LoopState(int(state["epoch"]) + 1, float(extra["best"]), extra.get("best_epoch"), 0, history)
 
 
 def _plain(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -188,11 +188,24 @@ class VsrnRecipe(loop.EpochRecipe):
         self.img_run, self.txt_run = (distributed(net, device, self.world) for net in (self.img_enc, self.txt_enc))
 
     def restore(self) -> loop.LoopState | None:
+        """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
         state = self.checkpointer.latest()
         if state is None:
             return None
         path = self.checkpointer.last_path
-        return _restore(state, self.network, self.optimizer, self.scaler, self.arch, len(self.vocab), path)
+        saved = vars(state["opt"]) if isinstance(state.get("opt"), argparse.Namespace) else {}
+        for key, value in (*self.arch.items(), ("vocab_size", len(self.vocab))):
+            if key in saved and saved[key] != value:
+                raise ConfigError(
+                    f"{path} was trained with {key}={saved[key]!r}, this run asks for {value!r}: use another --out "
+                    "or --no-resume"
+                )
+        models = state.get("model")
+        if not isinstance(models, list) or len(models) != 2:
+            raise ConfigError(f"{path} is not a VSRN checkpoint of this recipe: use another --out or --no-resume")
+        strict_load_state_dict(self.img_enc, models[0], what=f"{path} model[0] (img_enc)")
+        strict_load_state_dict(self.txt_enc, models[1], what=f"{path} model[1] (txt_enc)")
+        return self.vse_loop_state(state)
 
     def learning_rate(self, epoch: int) -> float:
         return self.opts.learning_rate * (0.1 ** (epoch // self.opts.lr_update))
@@ -240,36 +253,3 @@ class VsrnRecipe(loop.EpochRecipe):
 train = loop.recipe_trainer(
     VsrnRecipe, Options, "Train vsrn on `train`, select on `val`; checkpoints in VSRN's `.pth.tar` layout in `out`."
 )
-
-
-def _restore(
-    state: Mapping[str, Any],
-    network: VsrnNetwork,
-    optimizer: Any,
-    scaler: Any,
-    arch: Mapping[str, Any],
-    vocab_size: int,
-    path: Path,
-) -> loop.LoopState:
-    """Continue a run: weights (strictly), optimizer, epoch counter, best score so far."""
-    saved = vars(state["opt"]) if isinstance(state.get("opt"), argparse.Namespace) else {}
-    for key, value in (*arch.items(), ("vocab_size", vocab_size)):
-        if key in saved and saved[key] != value:
-            raise ConfigError(
-                f"{path} was trained with {key}={saved[key]!r}, this run asks for {value!r}: use another --out or "
-                "--no-resume"
-            )
-    models = state.get("model")
-    if not isinstance(models, list) or len(models) != 2:
-        raise ConfigError(f"{path} is not a VSRN checkpoint of this recipe: use another --out or --no-resume")
-    strict_load_state_dict(network.img_enc, models[0], what=f"{path} model[0] (img_enc)")
-    strict_load_state_dict(network.txt_enc, models[1], what=f"{path} model[1] (txt_enc)")
-    extra = state.get("fico_resume") or {}
-    loop.restore_optimizers(extra, optimizer, scaler)
-    return loop.LoopState(
-        int(state["epoch"]),
-        float(state.get("best_rsum", 0.0)),
-        extra.get("best_epoch"),
-        int(state.get("Eiters", 0)),
-        list(extra.get("history", [])),
-    )
