@@ -227,7 +227,8 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
             arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs
         )
     # fusion re-rank of a cosine first stage, through the evaluator's own entry point
-    from fico_registry.evaluator.evaluate import DEFAULT_RECALL_KS, _evaluate
+    from fico_registry.evaluator.evaluate_sources import evaluate_sources
+    from fico_registry.evaluator.options import MetricOptions
     from fico_registry.evaluator.query_time import RerankScores
     from fico_registry.evaluator.sources import EmbeddingScores
 
@@ -237,20 +238,15 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
         RerankScores(EmbeddingScores(img, txt, "cosine", side), ToyFusion(), img, txt, k=6)
         for side in ("image", "text")
     ]
-    return _evaluate(
+    return evaluate_sources(
         sources[0],
         sources[1],
         arrays["c2i"].astype(np.int64),
         arrays["labels"],
-        DEFAULT_RECALL_KS,
-        kwargs["map_ks"],
-        "expected",
-        "fico",
-        torch.device("cpu"),
-        None,
-        False,
-        {"measure": "toy re-rank"},
-        0.0,
+        MetricOptions(map_ks=kwargs["map_ks"], progress=False),
+        device=torch.device("cpu"),
+        settings={"measure": "toy re-rank"},
+        started=0.0,
     )
 
 

@@ -1,0 +1,178 @@
+"""The model-running paths of evaluate(model, corpus): encoding a corpus, and query-time scoring.
+
+- encode_corpus: both sides through the model and the embedding cache (split over ranks when sharded);
+- evaluate_cross_attention: every (image, text) pair through model.score;
+- evaluate_fusion_rerank: each query's first-stage top-k re-scored by the model.
+Embedding models need neither: evaluate() hands their outputs to evaluate_embeddings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from fico_registry.evaluator.checks import check_mapping
+from fico_registry.evaluator.evaluate_sources import evaluate_sources
+from fico_registry.evaluator.options import MetricOptions
+from fico_registry.evaluator.report import Report
+from fico_registry.evaluator.sources import EmbeddingScores
+
+
+def embedding_store(cache: Any) -> Any:
+    """evaluate's `cache` argument as an EmbeddingCache, or None when caching is off."""
+    from fico_registry.data.cache import EmbeddingCache
+
+    if cache is True:
+        return EmbeddingCache()
+    if isinstance(cache, EmbeddingCache):
+        return cache
+    if cache:
+        return EmbeddingCache(cache)
+    return None
+
+
+def encode_corpus(
+    model: Any, corpus: Any, dev: torch.device, store: Any, sharded: Any, batch_size: int, progress: bool | None
+) -> dict[str, Any]:
+    """Both sides of the corpus through the model (and the embedding cache; split over ranks when sharded)."""
+    from fico_registry.data.cache import embedding_key
+    from fico_registry.models.encoding import encode_side, encode_side_sharded
+    from fico_registry.models.inputs import input_source
+    from fico_registry.models.plugin_source import code_identity
+
+    spec = model.spec
+    pipeline_config = "tiny" if model.config_name == "tiny" else "default"
+    encoded = {}
+    inputs = corpus.without_judgments()  # judgments change the content hash, not the embeddings
+    for side in ("image", "text"):
+        source = input_source(
+            model, inputs, side, device=str(dev), cache=store, progress=progress, pipeline_config=pipeline_config
+        )
+        key = None
+        if store is not None:
+            ck = model.checkpoint
+            key = embedding_key(
+                model=spec.name,
+                side="images" if side == "image" else "texts",
+                corpus_hash=inputs.content_hash,
+                config=model.config,
+                checkpoint_sha256=None if ck is None else (ck.sha256 or ck.source),
+                device=dev.type,
+                dtype=str(model.config.get("precision", "fp32")),
+                input=source.fingerprint(),
+                random_init=ck is None,
+                # the code: distribution version, and a source hash for editable / path installs
+                **code_identity(spec.distribution, spec.factory),
+            )
+            if ck is None and model.config_name != "tiny":
+                key = None  # random weights differ per build unless seeded: never cache them
+        options = {"batch_size": batch_size, "cache": store, "cache_key": key, "progress": progress}
+        if sharded is not None:
+            encoded[side] = encode_side_sharded(model, source, side, sharded, **options)
+        else:
+            encoded[side] = encode_side(model, source, side, **options)
+    return encoded
+
+
+def evaluate_cross_attention(
+    model: Any,
+    corpus: Any,
+    outputs: tuple[Any, Any],
+    dev: torch.device,
+    sharded: Any,
+    started: float,
+    keep_outputs: dict[str, Any] | None,
+    options: MetricOptions,
+) -> tuple[Report, Any]:
+    """Cross-attention over all pairs: each rank's rows when sharded, else the whole matrix (kept if asked)."""
+    from fico_registry.evaluator.evaluate import evaluate_similarity
+    from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
+
+    img_out, txt_out = outputs
+    cost = ScorerCost()
+    progress = options.progress
+    shards = None
+    if sharded is not None:  # each rank keeps its rows of both directions, not the whole matrix
+        shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+    if shards is not None:
+        i2t_rows, t2i_rows = shards
+        options = options.checked()
+        report = evaluate_sources(
+            i2t_rows,
+            t2i_rows,
+            check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions),
+            corpus.labels,
+            options,
+            device=dev,
+            settings={"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False},
+            started=started,
+            sharded=sharded,
+            judgments=corpus.judgments,
+        )
+    else:
+        score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
+        matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        if keep_outputs is not None:
+            keep_outputs["i2t"] = matrix
+        report = evaluate_similarity(
+            matrix,
+            corpus.caption_to_image,
+            labels=corpus.labels,
+            device=dev,
+            judgments=corpus.judgments,
+            **dataclasses.asdict(options),
+        )
+    return report, cost
+
+
+def evaluate_fusion_rerank(
+    model: Any,
+    corpus: Any,
+    outputs: tuple[Any, Any],
+    dev: torch.device,
+    rerank_k: int | None,
+    outside_topk: str,
+    started: float,
+    options: MetricOptions,
+) -> tuple[Report, Any]:
+    """Fusion re-rank: each query's first-stage top-k re-scored by the model, the rest per outside_topk."""
+    from fico_registry.evaluator.query_time import RerankScores, ScorerCost
+
+    img_out, txt_out = outputs
+    spec = model.spec
+    k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
+    first_img = img_out["embeds"].to(dev).float()
+    first_txt = txt_out["embeds"].to(dev).float()
+    if spec.measure == "cosine":
+        first_img = torch.nn.functional.normalize(first_img, dim=-1)
+        first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
+    cost = ScorerCost()
+    sources = {
+        side: RerankScores(
+            EmbeddingScores(first_img, first_txt, spec.measure, side),
+            model,
+            img_out,
+            txt_out,
+            k,
+            outside_topk,
+            dev,
+            cost=cost,
+        )
+        for side in ("image", "text")
+    }
+    report = evaluate_sources(
+        sources["image"],
+        sources["text"],
+        corpus.caption_to_image,
+        corpus.labels,
+        options,
+        device=dev,
+        settings={"measure": f"fusion-rerank ({spec.measure} first stage)"},
+        started=started,
+        ranked_to=k if outside_topk == "exclude" else None,
+        judgments=corpus.judgments,
+    )
+    report.settings.update({"rerank_k": k, "outside_topk": outside_topk})
+    return report, cost
