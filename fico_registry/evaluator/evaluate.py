@@ -6,7 +6,6 @@ hands them to evaluate_sources; evaluate(model, corpus) first runs the model (ev
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -195,12 +194,7 @@ def evaluate(
     cross-attention models scored in one process, the (n_images, n_texts) matrix ("i2t").
     The corpus' own judgments (corpus.judgments, e.g. ECCV Caption / CxC) add report.judged.
     """
-    from fico_registry.evaluator.model_runs import (
-        embedding_store,
-        encode_corpus,
-        evaluate_cross_attention,
-        evaluate_fusion_rerank,
-    )
+    from fico_registry.evaluator import model_runs
     from fico_registry.models.loading import Model, load_model
     from fico_registry.plugin_api.cards import OutputKind, QueryTimeAttention
 
@@ -216,7 +210,9 @@ def evaluate(
         )
     dev = resolve_device(model.device if device == "auto" else device)
     spec = model.spec
-    encoded = encode_corpus(model, corpus, dev, embedding_store(cache), sharded, batch_size, progress)
+    encoded = model_runs.encode_corpus(
+        model, corpus, dev, model_runs.embedding_store(cache), sharded, batch_size, progress
+    )
 
     outputs = img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
     if keep_outputs is not None:
@@ -225,41 +221,21 @@ def evaluate(
     options = MetricOptions(recall_ks, map_ks, ties, map_variant, memory_budget, progress, ndcg_ks, gain)
     cost = None
     if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
-        img = img_out["embeds"] if isinstance(img_out, dict) else img_out
-        txt = txt_out["embeds"] if isinstance(txt_out, dict) else txt_out
-        bits = getattr(model, "width", None) if spec.output is OutputKind.BINARY else None
-        report = evaluate_embeddings(
-            img,
-            txt,
-            corpus.caption_to_image,
-            corpus.labels,
-            measure=spec.measure,
-            device=dev,
-            bits=bits,
-            judgments=corpus.judgments,
-            **dataclasses.asdict(options),
-        )
+        report = model_runs.evaluate_embedding_model(model, corpus, outputs, dev, options)
     elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
-        report, cost = evaluate_cross_attention(model, corpus, outputs, dev, sharded, started, keep_outputs, options)
+        report, cost = model_runs.evaluate_cross_attention(
+            model, corpus, outputs, dev, sharded, started, keep_outputs, options
+        )
         costs["query_time"] = cost.to_dict("cross-attention")
     else:
-        report, cost = evaluate_fusion_rerank(model, corpus, outputs, dev, rerank_k, outside_topk, started, options)
+        report, cost = model_runs.evaluate_fusion_rerank(
+            model, corpus, outputs, dev, rerank_k, outside_topk, started, options
+        )
         costs["query_time"] = cost.to_dict("fusion-rerank")
     report.settings["batch_size"] = batch_size
     report.settings["seconds"] = round(time.perf_counter() - started, 4)
     report.model = model.provenance()
-    report.corpus = _corpus_section(corpus)
-    if sharded is None:
-        report.costs = costs
-    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
-        report.costs = {**costs, **(report.costs or {})}
-        shard_costs.add_evaluate_costs(sharded, report, encoded, cost)
-    return report
-
-
-def _corpus_section(corpus: Any) -> dict[str, Any]:
-    """report.corpus: which corpus was evaluated, and its size."""
-    return {
+    report.corpus = {
         "name": corpus.name,
         "split": corpus.split,
         "content_hash": corpus.content_hash,
@@ -268,3 +244,9 @@ def _corpus_section(corpus: Any) -> dict[str, Any]:
         "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
         "duplication": corpus.duplication,
     }
+    if sharded is None:
+        report.costs = costs
+    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
+        report.costs = {**costs, **(report.costs or {})}
+        shard_costs.add_evaluate_costs(sharded, report, encoded, cost)
+    return report

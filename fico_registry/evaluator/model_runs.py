@@ -1,9 +1,9 @@
 """The model-running paths of evaluate(model, corpus): encoding a corpus, and query-time scoring.
 
 - encode_corpus: both sides through the model and the embedding cache (split over ranks when sharded);
+- evaluate_embedding_model: embeddings or hash codes, ranked by the engine alone;
 - evaluate_cross_attention: every (image, text) pair through model.score;
 - evaluate_fusion_rerank: each query's first-stage top-k re-scored by the model.
-Embedding models need neither: evaluate() hands their outputs to evaluate_embeddings.
 """
 
 from __future__ import annotations
@@ -76,6 +76,28 @@ def encode_corpus(
     return encoded
 
 
+def evaluate_embedding_model(
+    model: Any, corpus: Any, outputs: tuple[Any, Any], dev: torch.device, options: MetricOptions
+) -> Report:
+    """Embeddings or hash codes (a dict's "embeds"): ranked by the engine, no query-time model calls."""
+    from fico_registry.evaluator.evaluate import evaluate_embeddings
+    from fico_registry.plugin_api.cards import OutputKind
+
+    img, txt = (out["embeds"] if isinstance(out, dict) else out for out in outputs)
+    bits = getattr(model, "width", None) if model.spec.output is OutputKind.BINARY else None
+    return evaluate_embeddings(
+        img,
+        txt,
+        corpus.caption_to_image,
+        corpus.labels,
+        measure=model.spec.measure,
+        device=dev,
+        bits=bits,
+        judgments=corpus.judgments,
+        **dataclasses.asdict(options),
+    )
+
+
 def evaluate_cross_attention(
     model: Any,
     corpus: Any,
@@ -138,30 +160,12 @@ def evaluate_fusion_rerank(
     options: MetricOptions,
 ) -> tuple[Report, Any]:
     """Fusion re-rank: each query's first-stage top-k re-scored by the model, the rest per outside_topk."""
-    from fico_registry.evaluator.query_time import RerankScores, ScorerCost
+    from fico_registry.evaluator.query_time import ScorerCost
 
-    img_out, txt_out = outputs
     spec = model.spec
     k = int(rerank_k or model.config.get("rerank_k") or spec.rerank_k or 128)
-    first_img = img_out["embeds"].to(dev).float()
-    first_txt = txt_out["embeds"].to(dev).float()
-    if spec.measure == "cosine":
-        first_img = torch.nn.functional.normalize(first_img, dim=-1)
-        first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
     cost = ScorerCost()
-    sources = {
-        side: RerankScores(
-            EmbeddingScores(first_img, first_txt, spec.measure, side),
-            model,
-            img_out,
-            txt_out,
-            k,
-            outside_topk,
-            dev,
-            cost=cost,
-        )
-        for side in ("image", "text")
-    }
+    sources = rerank_sources(model, outputs, k, outside_topk, dev, cost)
     report = evaluate_sources(
         sources["image"],
         sources["text"],
@@ -176,3 +180,31 @@ def evaluate_fusion_rerank(
     )
     report.settings.update({"rerank_k": k, "outside_topk": outside_topk})
     return report, cost
+
+
+def rerank_sources(
+    model: Any, outputs: tuple[Any, Any], k: int, outside_topk: str, dev: torch.device, cost: Any
+) -> dict[str, Any]:
+    """Both directions' fusion re-rank sources: the "embeds" first stage (normalised for cosine), top k re-scored."""
+    from fico_registry.evaluator.query_time import RerankScores
+
+    img_out, txt_out = outputs
+    measure = model.spec.measure
+    first_img = img_out["embeds"].to(dev).float()
+    first_txt = txt_out["embeds"].to(dev).float()
+    if measure == "cosine":
+        first_img = torch.nn.functional.normalize(first_img, dim=-1)
+        first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
+    return {
+        side: RerankScores(
+            EmbeddingScores(first_img, first_txt, measure, side),
+            model,
+            img_out,
+            txt_out,
+            k,
+            outside_topk,
+            dev,
+            cost=cost,
+        )
+        for side in ("image", "text")
+    }

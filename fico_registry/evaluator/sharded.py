@@ -400,19 +400,10 @@ class Sharding(ShardCollectives):
         return DirectionStats(g_all, eq_all - p_all, p_all, ap, None, relevant)
 
     # -- encoding and query-time scoring ------------------------------------------------------------
-    def cross_attention_matrix(
-        self,
-        model: Any,
-        image_features: Any,
-        text_features: Any,
-        *,
-        device: Any,
-        cost: Any,
-        progress: bool | None = None,
-        image_block: int = 128,
-    ) -> np.ndarray:
+    def cross_attention_matrix(self, model: Any, image_features: Any, text_features: Any, **scoring: Any) -> np.ndarray:
         """The full (n_images, n_texts) cross-attention matrix on every rank; each rank scores its image rows.
 
+        scoring: query_time.cross_attention_matrix's keywords (device, cost, progress, image_block).
         The plugin contract makes model.score identical for any block split, so the slices need
         not follow the single-process blocks.
         """
@@ -421,7 +412,6 @@ class Sharding(ShardCollectives):
         n_img = _n(image_features)
         lo, hi = split(n_img, self.world_size, self.rank)
         began = time.perf_counter()
-        scoring = {"device": device, "cost": cost, "progress": progress, "image_block": image_block}
         part = self._my_image_rows(model, image_features, text_features, lo, hi, **scoring)
         # every rank must gather the same dtype: a rank with no rows learns it from the others
         kinds = self.all_gather_object(None if part is None else (str(part.dtype), part.shape[1]))
@@ -433,17 +423,11 @@ class Sharding(ShardCollectives):
         return self.gather_rows(part, counts)
 
     def cross_attention_shards(
-        self,
-        model: Any,
-        image_features: Any,
-        text_features: Any,
-        *,
-        device: Any,
-        cost: Any,
-        progress: bool | None = None,
-        image_block: int = 128,
+        self, model: Any, image_features: Any, text_features: Any, *, device: Any, **scoring: Any
     ) -> tuple[Any, Any] | None:
         """Each rank's rows of both directions' cross-attention scores, or None when a shard would be empty.
+
+        scoring: as in cross_attention_matrix (cost, progress, image_block) besides `device`.
 
         Rank r scores its images (rows split(n_images, world, r)) against all captions; one
         all_to_all then hands every rank the t2i rows of its captions (split(n_texts, world, r)).
@@ -459,8 +443,7 @@ class Sharding(ShardCollectives):
             return None
         lo_i, hi_i = split(n_img, self.world_size, self.rank)
         began = time.perf_counter()
-        scoring = {"device": device, "cost": cost, "progress": progress, "image_block": image_block}
-        part = self._my_image_rows(model, image_features, text_features, lo_i, hi_i, **scoring)
+        part = self._my_image_rows(model, image_features, text_features, lo_i, hi_i, device=device, **scoring)
         assert part is not None  # every rank holds images here (n_images >= world_size)
         self.timings["query_time_s"] = time.perf_counter() - began
         began = time.perf_counter()
@@ -497,7 +480,15 @@ class Sharding(ShardCollectives):
         )
 
     def _my_image_rows(
-        self, model: Any, image_features: Any, text_features: Any, lo: int, hi: int, *, progress: Any, **scoring: Any
+        self,
+        model: Any,
+        image_features: Any,
+        text_features: Any,
+        lo: int,
+        hi: int,
+        *,
+        progress: Any = None,
+        **scoring: Any,
     ) -> Any:
         """Collective: this rank's image rows lo..hi-1 of the cross-attention matrix (None when it has none).
 
