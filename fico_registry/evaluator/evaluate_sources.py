@@ -88,7 +88,9 @@ def evaluate_sources(
         budget=budget // 2 if parallel else budget,
     )
     if sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
-        stats = sharded.run_directions(jobs, labels=lab, caption_map=c2i_t, parallel=parallel, **common)
+        stats = sharded.run_directions(
+            jobs, options, labels=lab, caption_map=c2i_t, parallel=parallel, budget=common["budget"], device=device
+        )
     else:
         stats = _single_process_stats(jobs, c2i, lab, parallel, common, collect, budget)
     instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from fico_registry.runtime.distributed import (  # noqa: F401  (re-exported: the
     world_size,
 )
 from fico_registry.runtime.distributed import local as _local
+
+if TYPE_CHECKING:
+    from fico_registry.evaluator.options import MetricOptions
 
 local = _local  # assigned, not imported: methods below name their own `local` variables
 
@@ -145,23 +148,23 @@ class Sharding(ShardCollectives):
     def run_directions(
         self,
         jobs: dict[str, tuple[Any, Any, Any]],
+        options: MetricOptions,
         *,
         labels: Any,
         caption_map: Any,
         parallel: bool,
-        recall_ks: Sequence[int],
-        map_ks: Sequence[int | None],
-        map_variant: str,
-        ties: str,
         budget: int,
         device: Any,
-        progress: bool | None,
     ) -> dict[str, Any]:
-        """Per-query DirectionStats of every direction, identical on every rank to a single process."""
+        """Per-query DirectionStats of every direction, identical on every rank to a single process.
+
+        options: the checked metric options; budget: each direction's share (half when `parallel`).
+        """
         from concurrent.futures import ThreadPoolExecutor
 
         from fico_registry.evaluator.relevance import label_relevance
 
+        recall_ks, map_ks, ties, map_variant = options.recall_ks, options.map_ks, options.ties, options.map_variant
         forced = shard_mode()
         self.check_same_call(
             {
@@ -178,7 +181,7 @@ class Sharding(ShardCollectives):
         for direction, (source, _positives, relevance) in jobs.items():
             plans[direction] = self._plan(source, relevance is not None, map_ks, map_variant, forced)
         self.modes = dict(plans)
-        shown = progress if self.rank == 0 else False
+        shown = options.progress if self.rank == 0 else False
         common = {
             "recall_ks": recall_ks,
             "map_ks": map_ks,
