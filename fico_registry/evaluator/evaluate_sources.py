@@ -142,9 +142,14 @@ def _single_process_stats(
     i2t, t2i = jobs["i2t"][0], jobs["t2i"][0]
     if histogram_path_applies(i2t, t2i):
         return histogram_stats(
-            i2t, c2i, lab,  # type: ignore[arg-type]
-            map_ks=common["map_ks"], map_variant=common["map_variant"], ties=common["ties"], budget=budget,
-        )  # fmt: skip
+            i2t,
+            c2i,
+            lab,
+            map_ks=common["map_ks"],
+            map_variant=common["map_variant"],
+            ties=common["ties"],
+            budget=budget,
+        )
     with budget_shared_by(2 if parallel else 1, budget):
         return _run_directions(jobs, parallel, common, collect)
 
