@@ -13,11 +13,12 @@ from typing import Any
 import torch
 
 from fico_registry.errors import OptionError, ShapeError
-from fico_registry.evaluator import judged_pass, shard_costs
+from fico_registry.evaluator import judged_pass
 from fico_registry.evaluator.checks import check_mapping, check_matrix, n_items
-from fico_registry.evaluator.evaluate_sources import evaluate_sources, sharding
+from fico_registry.evaluator.evaluate_sources import evaluate_sources
 from fico_registry.evaluator.options import DEFAULT_MAP_KS, DEFAULT_RECALL_KS, MetricOptions
 from fico_registry.evaluator.report import Report
+from fico_registry.evaluator.seam import evaluation_seam
 from fico_registry.evaluator.similarity import check_measure, prepare_embeddings
 from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores, ScoreSource, unique_candidates
 from fico_registry.runtime.devices import resolve_device
@@ -67,11 +68,11 @@ def evaluate_embeddings(
     dev = resolve_device(device)
     check_measure(measure)
     options = MetricOptions(recall_ks, map_ks, ties, map_variant, memory_budget, progress, ndcg_ks, gain).checked()
-    sharded = sharding(dev)
+    seam = evaluation_seam(dev)
     n_img, n_txt = n_items(images), n_items(texts)
-    if sharded is not None and sharded.follows_shard(n_img, n_txt, labels is not None, options.map_ks, map_variant):
+    if seam.follows_shard(n_img, n_txt, labels is not None, options.map_ks, map_variant):
         # torchrun: each rank prepares only its shard of each side (memory follows the shard)
-        i2t, t2i, info = sharded.embedding_shards(images, texts, n_img, n_txt, measure, dev, bits)
+        i2t, t2i, info = seam.embedding_shards(images, texts, n_img, n_txt, measure, dev, bits)
         c2i = check_mapping(caption_to_image, n_img, n_txt)
     else:
         img, txt, info = prepare_embeddings(images, texts, measure, dev, bits=bits)
@@ -89,7 +90,7 @@ def evaluate_embeddings(
         device=dev,
         settings=settings,
         started=started,
-        sharded=sharded,
+        sharded=seam,
         judgments=judgments,
     )
 
@@ -201,9 +202,8 @@ def evaluate(
     started = time.perf_counter()
     if outside_topk not in ("keep", "exclude"):
         raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
-    sharded = sharding(device)  # joins torchrun's group before the model picks its GPU
-    if sharded is not None:  # before any encoding: judged metrics are not computed sharded
-        judged_pass.refuse_sharded(getattr(corpus, "judgments", None) or {})
+    seam = evaluation_seam(device)  # joins torchrun's group before the model picks its GPU
+    seam.refuse_judgments(getattr(corpus, "judgments", None))  # sharded: before any encoding
     if not isinstance(model, Model):
         model = load_model(
             model, config=config, checkpoint=checkpoint, device=None if device == "auto" else str(device)
@@ -211,7 +211,7 @@ def evaluate(
     dev = resolve_device(model.device if device == "auto" else device)
     spec = model.spec
     encoded = model_runs.encode_corpus(
-        model, corpus, dev, model_runs.embedding_store(cache), sharded, batch_size, progress
+        model, corpus, dev, model_runs.embedding_store(cache), seam, batch_size, progress
     )
 
     outputs = img_out, txt_out = encoded["image"].outputs, encoded["text"].outputs
@@ -224,7 +224,7 @@ def evaluate(
         report = model_runs.evaluate_embedding_model(model, corpus, outputs, dev, options)
     elif spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION:
         report, cost = model_runs.evaluate_cross_attention(
-            model, corpus, outputs, dev, sharded, started, keep_outputs, options
+            model, corpus, outputs, dev, seam, started, keep_outputs, options
         )
         costs["query_time"] = cost.to_dict("cross-attention")
     else:
@@ -244,9 +244,5 @@ def evaluate(
         "n_classes": None if corpus.labels is None else int(corpus.labels.shape[1]),
         "duplication": corpus.duplication,
     }
-    if sharded is None:
-        report.costs = costs
-    else:  # keep the ranking's costs.distributed; totals and per-rank seconds over all ranks
-        report.costs = {**costs, **(report.costs or {})}
-        shard_costs.add_evaluate_costs(sharded, report, encoded, cost)
+    seam.add_evaluate_costs(report, costs, encoded, cost)
     return report

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fico_registry.evaluator import judged_pass, metrics, shard_costs
+from fico_registry.evaluator import judged_pass, metrics
 from fico_registry.evaluator.budget import parse_budget
 from fico_registry.evaluator.checks import check_labels
 from fico_registry.evaluator.engine import DirectionStats, run_direction
@@ -24,6 +24,7 @@ from fico_registry.evaluator.hamming import histogram_path_applies, histogram_st
 from fico_registry.evaluator.options import MetricOptions, budget_shared_by
 from fico_registry.evaluator.relevance import label_relevance, positives_of_images, positives_of_texts
 from fico_registry.evaluator.report import Report
+from fico_registry.evaluator.seam import SingleProcess, evaluation_seam
 from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores, ScoreSource
 
 
@@ -44,7 +45,8 @@ def evaluate_sources(
     """The Report of ranking i2t and t2i (c2i: checked caption-to-image map; labels: raw or None).
 
     ranked_to: the sources rank only this many candidates per query (mAP beyond it is undefined);
-    sharded: this job's Sharding (found from the environment when None); settings: what the
+    sharded: this job's Sharding or SingleProcess (evaluator.seam; found from the environment when
+    None); settings: what the
     caller adds to report.settings; started: perf_counter() when the evaluation began.
     """
     options = options.checked()
@@ -52,8 +54,9 @@ def evaluate_sources(
     n_images, n_texts = i2t.n_queries, i2t.n_candidates
     budget = parse_budget(options.memory_budget, device)
     judgment_sets = judged_pass.check_judgment_options(judgments, options.ndcg_ks, options.gain)
-    sharded = sharded if sharded is not None else sharding(device)
-    if sharded is not None:
+    sharded = sharded if sharded is not None else evaluation_seam(device)
+    one_process = isinstance(sharded, SingleProcess)
+    if not one_process:  # refused before the sharding is used at all
         judged_pass.refuse_sharded(judgment_sets)
     lab = c2i_t = rel_i2t = rel_t2i = None
     if labels is not None:
@@ -87,12 +90,12 @@ def evaluate_sources(
         progress=options.progress,
         budget=budget // 2 if parallel else budget,
     )
-    if sharded is not None:  # torch.distributed: every rank gets every direction's per-query stats
+    if one_process:
+        stats = _single_process_stats(jobs, c2i, lab, parallel, common, collect, budget)
+    else:  # torch.distributed: every rank gets every direction's per-query stats
         stats = sharded.run_directions(
             jobs, options, labels=lab, caption_map=c2i_t, parallel=parallel, budget=common["budget"], device=device
         )
-    else:
-        stats = _single_process_stats(jobs, c2i, lab, parallel, common, collect, budget)
     instance = {d: _instance_metrics(s, recall_ks, ties) for d, s in stats.items()}
     category = None
     if labels is not None:
@@ -117,16 +120,8 @@ def evaluate_sources(
         judged_seconds = round(sum(c.seconds for c in collect.values()), 4)
         settings.update(ndcg_ks=list(options.ndcg_ks), gain=options.gain, judged_seconds=judged_seconds)
         settings.update(seconds=round(time.perf_counter() - started, 4))
-    if sharded is not None:
-        shard_costs.annotate(sharded, report)
+    sharded.annotate(report)
     return report
-
-
-def sharding(device: Any) -> Any:
-    """The torch.distributed sharding of this evaluation (evaluator.sharded), or None in one process."""
-    from fico_registry.evaluator.sharded import sharding
-
-    return sharding(device)
 
 
 def _single_process_stats(

@@ -34,11 +34,10 @@ def embedding_store(cache: Any) -> Any:
 
 
 def encode_corpus(
-    model: Any, corpus: Any, dev: torch.device, store: Any, sharded: Any, batch_size: int, progress: bool | None
+    model: Any, corpus: Any, dev: torch.device, store: Any, seam: Any, batch_size: int, progress: bool | None
 ) -> dict[str, Any]:
     """Both sides of the corpus through the model (and the embedding cache; split over ranks when sharded)."""
     from fico_registry.data.cache import embedding_key
-    from fico_registry.models.encoding import encode_side, encode_side_sharded
     from fico_registry.models.inputs import input_source
     from fico_registry.models.plugin_source import code_identity
 
@@ -69,10 +68,7 @@ def encode_corpus(
             if ck is None and model.config_name != "tiny":
                 key = None  # random weights differ per build unless seeded: never cache them
         options = {"batch_size": batch_size, "cache": store, "cache_key": key, "progress": progress}
-        if sharded is not None:
-            encoded[side] = encode_side_sharded(model, source, side, sharded, **options)
-        else:
-            encoded[side] = encode_side(model, source, side, **options)
+        encoded[side] = seam.encode_side(model, source, side, **options)
     return encoded
 
 
@@ -103,21 +99,20 @@ def evaluate_cross_attention(
     corpus: Any,
     outputs: tuple[Any, Any],
     dev: torch.device,
-    sharded: Any,
+    seam: Any,
     started: float,
     keep_outputs: dict[str, Any] | None,
     options: MetricOptions,
 ) -> tuple[Report, Any]:
     """Cross-attention over all pairs: each rank's rows when sharded, else the whole matrix (kept if asked)."""
     from fico_registry.evaluator.evaluate import evaluate_similarity
-    from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
+    from fico_registry.evaluator.query_time import ScorerCost
 
     img_out, txt_out = outputs
     cost = ScorerCost()
     progress = options.progress
-    shards = None
-    if sharded is not None:  # each rank keeps its rows of both directions, not the whole matrix
-        shards = sharded.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+    # sharded: each rank keeps its rows of both directions, not the whole matrix (None: nothing to split)
+    shards = seam.cross_attention_shards(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
     if shards is not None:
         i2t_rows, t2i_rows = shards
         options = options.checked()
@@ -130,12 +125,11 @@ def evaluate_cross_attention(
             device=dev,
             settings={"measure": "precomputed", "input_dtype": str(i2t_rows.rows.dtype), "separate_t2i": False},
             started=started,
-            sharded=sharded,
+            sharded=seam,
             judgments=corpus.judgments,
         )
     else:
-        score_all = cross_attention_matrix if sharded is None else sharded.cross_attention_matrix
-        matrix = score_all(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
+        matrix = seam.cross_attention_matrix(model, img_out, txt_out, device=dev, cost=cost, progress=progress)
         if keep_outputs is not None:
             keep_outputs["i2t"] = matrix
         report = evaluate_similarity(

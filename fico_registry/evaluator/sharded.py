@@ -77,6 +77,32 @@ def shard_mode() -> str:
 class Sharding(ShardCollectives):
     """One sharded evaluation: which rows each rank holds, ranks and scores, over ShardCollectives."""
 
+    # -- the evaluator's seam (evaluator.seam.SingleProcess does the same in one process) -----------
+    def refuse_judgments(self, judgments: Any) -> None:
+        """Judged metrics (qrels) are computed in one process only: refuse them before any work."""
+        from fico_registry.evaluator.judged_pass import refuse_sharded
+
+        refuse_sharded(judgments or {})
+
+    def encode_side(self, model: Any, source: Any, side: str, **options: Any) -> Any:
+        """models.encoding.encode_side, this rank encoding its slice; every rank gets all outputs."""
+        from fico_registry.models.encoding import encode_side_sharded
+
+        return encode_side_sharded(model, source, side, self, **options)
+
+    def annotate(self, report: Any) -> None:
+        """settings.world_size and costs.distributed, the same on every rank (shard_costs.annotate)."""
+        from fico_registry.evaluator import shard_costs
+
+        shard_costs.annotate(self, report)
+
+    def add_evaluate_costs(self, report: Any, costs: dict[str, Any], encoded: dict[str, Any], query_cost: Any) -> None:
+        """Keep the ranking's costs.distributed; totals and per-rank seconds over all ranks."""
+        from fico_registry.evaluator import shard_costs
+
+        report.costs = {**costs, **(report.costs or {})}
+        shard_costs.add_evaluate_costs(self, report, encoded, query_cost)
+
     # -- embeddings held as shards ------------------------------------------------------------------
     def follows_shard(
         self, n_images: int, n_texts: int, labelled: bool, map_ks: Sequence[int | None], variant: str
