@@ -70,19 +70,16 @@ def build_cases() -> dict[str, dict[str, Any]]:
         "c2i": c2i,
         "labels": labels,
     }
-    for ties in ("expected", "optimistic", "pessimistic"):
-        cases[f"int-ip-full-{ties}"] = {
-            "kind": "embeddings",
-            "arrays": small,
-            "kwargs": {"measure": "inner_product", "ties": ties},
-            "modes": both("queries"),
-        }
-        cases[f"int-ip-topk-{ties}"] = {
-            "kind": "embeddings",
-            "arrays": small,
-            "kwargs": {"measure": "inner_product", "ties": ties, "map_ks": [3, 25]},
-            "modes": both("candidates"),
-        }
+
+    def add_tie_cases(name: str, arrays: dict[str, Any], measure: str, topk: dict[str, Any]) -> None:
+        """Per tie rule, a whole-ranking case (queries sharded) and a top-k one (candidates sharded)."""
+        for ties in ("expected", "optimistic", "pessimistic"):
+            kwargs = {"measure": measure, "ties": ties}
+            full = {"kind": "embeddings", "arrays": arrays, "kwargs": kwargs, "modes": both("queries")}
+            cases[f"{name}-full-{ties}"] = full
+            cases[f"{name}-topk-{ties}"] = {**full, "kwargs": {**kwargs, **topk}, "modes": both("candidates")}
+
+    add_tie_cases("int-ip", small, "inner_product", {"map_ks": [3, 25]})
     # Hamming: 8-bit codes, so nearly every score is tied with many others
     n_h = 48
     c2i_h = _uneven_caption_map(rng, n_h)
@@ -91,19 +88,7 @@ def build_cases() -> dict[str, dict[str, Any]]:
     codes_t = np.where(flips, -codes_i[c2i_h], codes_i[c2i_h]).astype(np.int8)
     labels_h = (rng.random((n_h, 4)) < 0.35).astype(np.uint8)
     ham = {"images": codes_i, "texts": codes_t, "c2i": c2i_h, "labels": labels_h}
-    for ties in ("expected", "optimistic", "pessimistic"):
-        cases[f"hamming-full-{ties}"] = {
-            "kind": "embeddings",
-            "arrays": ham,
-            "kwargs": {"measure": "hamming", "ties": ties},
-            "modes": both("queries"),
-        }
-        cases[f"hamming-topk-{ties}"] = {
-            "kind": "embeddings",
-            "arrays": ham,
-            "kwargs": {"measure": "hamming", "ties": ties, "map_ks": [5, 30], "memory_budget": 30000},
-            "modes": both("candidates"),
-        }
+    add_tie_cases("hamming", ham, "hamming", {"map_ks": [5, 30], "memory_budget": 30000})
     cases["hamming-apk-variant"] = {
         "kind": "embeddings",
         "arrays": ham,
@@ -227,7 +212,8 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
             arrays["i2t"], arrays["c2i"], t2i=arrays.get("t2i"), labels=arrays.get("labels"), **kwargs
         )
     # fusion re-rank of a cosine first stage, through the evaluator's own entry point
-    from fico_registry.evaluator.evaluate import DEFAULT_RECALL_KS, _evaluate
+    from fico_registry.evaluator.evaluate_sources import evaluate_sources
+    from fico_registry.evaluator.options import MetricOptions
     from fico_registry.evaluator.query_time import RerankScores
     from fico_registry.evaluator.sources import EmbeddingScores
 
@@ -237,20 +223,15 @@ def run_case(case: dict[str, Any], arrays: dict[str, np.ndarray], rank: int = 0)
         RerankScores(EmbeddingScores(img, txt, "cosine", side), ToyFusion(), img, txt, k=6)
         for side in ("image", "text")
     ]
-    return _evaluate(
+    return evaluate_sources(
         sources[0],
         sources[1],
         arrays["c2i"].astype(np.int64),
         arrays["labels"],
-        DEFAULT_RECALL_KS,
-        kwargs["map_ks"],
-        "expected",
-        "fico",
-        torch.device("cpu"),
-        None,
-        False,
-        {"measure": "toy re-rank"},
-        0.0,
+        MetricOptions(map_ks=kwargs["map_ks"], progress=False),
+        device=torch.device("cpu"),
+        settings={"measure": "toy re-rank"},
+        started=0.0,
     )
 
 

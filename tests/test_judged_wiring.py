@@ -159,7 +159,8 @@ def test_several_sets_in_one_run_equal_each_set_alone():
 
 
 def test_a_sharded_evaluation_refuses_judgments_before_ranking():
-    from fico_registry.evaluator.evaluate import _evaluate
+    from fico_registry.evaluator.evaluate_sources import evaluate_sources
+    from fico_registry.evaluator.options import MetricOptions
     from fico_registry.evaluator.sources import EmbeddingScores
 
     images, texts, c2i, js = _problem()
@@ -171,21 +172,16 @@ def test_a_sharded_evaluation_refuses_judgments_before_ranking():
             raise AssertionError(f"the sharding was used ({name})")
 
     with pytest.raises(ShardedJudgmentsError, match="one process"):
-        _evaluate(
+        evaluate_sources(
             *sources,
             c2i,
             None,
-            (1,),
-            (),
-            "expected",
-            "fico",
-            torch.device("cpu"),
-            None,
-            False,
-            {},
-            0.0,
+            MetricOptions(recall_ks=(1,), map_ks=(), progress=False, ndcg_ks=(10,)),
+            device=torch.device("cpu"),
+            settings={},
+            started=0.0,
             sharded=NeverUsed(),
-            judged=(js, (10,), "linear"),
+            judgments=js,
         )
 
 

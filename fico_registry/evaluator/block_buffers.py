@@ -56,28 +56,31 @@ def embedding_block_into(source, start: int, stop: int, buffers: BlockBuffers) -
     images, texts = source.images, source.texts
     if source.measure not in _GEMM_MEASURES or images.device.type != "cpu":
         return None
-    dtype = images.dtype
-    if source.query_side == "image":
-        block = images[start:stop]
-        rows = block.shape[0]
-        block = pad_to_gemm_rows(block)
-        out = buffers.get("scores", block.shape[0], texts.shape[0], dtype)
-        torch.mm(block, texts.T, out=out)
-        out = out[:rows]
-        if source.measure == "euclidean":
-            out.mul_(2).sub_(_squared_norms(source, texts)[None, :])
-        return out
-    block = texts[start:stop]
-    n_img = images.shape[0]
-    img = pad_to_gemm_rows(images)
-    dots = buffers.get("image_major", img.shape[0], block.shape[0], dtype)
-    torch.mm(img, block.T, out=dots)
-    dots = dots[:n_img]
+    image_queries = source.query_side == "image"
+    if image_queries:
+        images = images[start:stop]
+    else:
+        texts = texts[start:stop]
+    # image-major as score_block: the image-query block's own scores, or all images x the text block
+    dots = _image_major_gemm(images, texts, buffers, "scores" if image_queries else "image_major")
     if source.measure == "euclidean":
-        dots.mul_(2).sub_(_squared_norms(source, images)[:, None])
-    out = buffers.get("scores", block.shape[0], n_img, dtype)
+        dots.mul_(2).sub_(
+            _squared_norms(source, texts)[None, :] if image_queries else _squared_norms(source, images)[:, None]
+        )
+    if image_queries:
+        return dots
+    out = buffers.get("scores", dots.shape[1], dots.shape[0], dots.dtype)
     out.copy_(dots.T)
     return out
+
+
+def _image_major_gemm(images: torch.Tensor, texts: torch.Tensor, buffers: BlockBuffers, name: str) -> torch.Tensor:
+    """images @ texts.T into buffer `name`, images padded to MIN_GEMM_ROWS rows as similarity does."""
+    rows = images.shape[0]
+    padded = pad_to_gemm_rows(images)
+    out = buffers.get(name, padded.shape[0], texts.shape[0], images.dtype)
+    torch.mm(padded, texts.T, out=out)
+    return out[:rows]
 
 
 def _squared_norms(source, candidates: torch.Tensor) -> torch.Tensor:

@@ -1,20 +1,47 @@
-"""Checks of the evaluator's options: Ks, devices, the memory budget's share per direction."""
+"""The evaluator's metric options and their checks: Ks, devices, the memory budget's share per direction."""
 
 from __future__ import annotations
 
+import dataclasses
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from fico_registry.errors import MemoryBudgetError, OptionError
+from fico_registry.evaluator import metrics
+from fico_registry.evaluator.judged_pass import DEFAULT_NDCG_KS
 from fico_registry.runtime.devices import DEVICE_HELP, checked_device  # noqa: F401  (their old home)
 from fico_registry.runtime.sizes import format_size
 
 # the tie formulas compute k - g and binomials in int64: any K this large already means "everything"
 MAX_K = 1 << 62
+DEFAULT_RECALL_KS = (1, 5, 10)
+DEFAULT_MAP_KS: tuple[int | None, ...] = (10, 100, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricOptions:
+    """What to compute and how, shared by every evaluation entry point (one object instead of eight arguments)."""
+
+    recall_ks: Sequence[int] = DEFAULT_RECALL_KS
+    map_ks: Sequence[int | None] = DEFAULT_MAP_KS
+    ties: str = "expected"
+    map_variant: str = "fico"
+    memory_budget: int | str | None = None
+    progress: bool | None = None
+    ndcg_ks: Sequence[int] = DEFAULT_NDCG_KS
+    gain: str = "linear"
+
+    def checked(self) -> MetricOptions:
+        """These options checked, recall_ks / map_ks as tuples of ints (a bare int K means (K,))."""
+        metrics.check_ties(self.ties)
+        metrics.check_variant(self.map_variant)
+        recall = checked_ks(self.recall_ks, "recall_ks", allow_none=False)
+        map_ks = checked_ks(self.map_ks, "map_ks", allow_none=True)
+        return dataclasses.replace(self, recall_ks=recall, map_ks=map_ks)  # type: ignore[arg-type]
 
 
 def checked_ks(ks: Any, name: str, *, allow_none: bool) -> tuple[int | None, ...]:

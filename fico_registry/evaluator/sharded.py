@@ -26,11 +26,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fico_registry.errors import ConfigError, FicoError, MemoryBudgetError, OptionError
+from fico_registry.errors import ConfigError, MemoryBudgetError, OptionError
+from fico_registry.evaluator.shard_collectives import ShardCollectives
 from fico_registry.evaluator.shard_sources import LocalRows, ShardEmbeddingScores, candidate_columns_of, query_rows_of
 from fico_registry.runtime.distributed import (  # noqa: F401  (re-exported: the evaluator's public names)
     RankFailedError,
@@ -45,10 +46,12 @@ from fico_registry.runtime.distributed import (  # noqa: F401  (re-exported: the
 )
 from fico_registry.runtime.distributed import local as _local
 
+if TYPE_CHECKING:
+    from fico_registry.evaluator.options import MetricOptions
+
 local = _local  # assigned, not imported: methods below name their own `local` variables
 
 SHARD_MODES = ("auto", "candidates", "queries")
-_GATHER_CHUNK_BYTES = 64 << 20  # one all_gather moves at most this much per rank
 
 
 def sharding(device: Any = "auto") -> Sharding | None:
@@ -71,54 +74,34 @@ def shard_mode() -> str:
 # -- the sharded run ------------------------------------------------------------------------------
 
 
-class Sharding:
-    """Collectives and per-rank bookkeeping of one sharded evaluation."""
+class Sharding(ShardCollectives):
+    """One sharded evaluation: which rows each rank holds, ranks and scores, over ShardCollectives."""
 
-    def __init__(self, dist: Any) -> None:
-        self.dist = dist
-        self.rank = dist.get_rank()
-        self.world_size = dist.get_world_size()
-        self.backend = str(dist.get_backend())
-        self.modes: dict[str, str] = {}
-        self.timings: dict[str, float] = {}  # this rank's seconds per stage
-        self.resident: dict[str, int] | None = None  # rows of each side this rank holds, when sharded
+    # -- the evaluator's seam (evaluator.seam.SingleProcess does the same in one process) -----------
+    def refuse_judgments(self, judgments: Any) -> None:
+        """Judged metrics (qrels) are computed in one process only: refuse them before any work."""
+        from fico_registry.evaluator.judged_pass import refuse_sharded
 
-    # -- collectives: CUDA tensors over NCCL, CPU tensors over gloo, moved when the group lacks one --
-    def _comm_device(self, tensor: Any):  # -> torch.device
-        import torch
+        refuse_sharded(judgments or {})
 
-        if tensor.is_cuda and "nccl" in self.backend:
-            return tensor.device
-        if "gloo" in self.backend:
-            return torch.device("cpu")
-        return torch.device("cuda", torch.cuda.current_device())
+    def encode_side(self, model: Any, source: Any, side: str, **options: Any) -> Any:
+        """models.encoding.encode_side, this rank encoding its slice; every rank gets all outputs."""
+        from fico_registry.models.encoding import encode_side_sharded
 
-    def all_reduce(self, tensor: Any, op: str = "sum", group: Any = None) -> Any:
-        dist = self.dist
-        work = tensor.to(self._comm_device(tensor)).contiguous()
-        ops = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}
-        dist.all_reduce(work, op=ops[op], group=group)
-        return work.to(tensor.device)
+        return encode_side_sharded(model, source, side, self, **options)
 
-    def all_gather(self, tensor: Any, group: Any = None) -> Any:
-        """(world_size, *shape) from every rank's same-shaped tensor."""
-        import torch
+    def annotate(self, report: Any) -> None:
+        """settings.world_size and costs.distributed, the same on every rank (shard_costs.annotate)."""
+        from fico_registry.evaluator import shard_costs
 
-        work = tensor.to(self._comm_device(tensor)).contiguous()
-        out = [torch.empty_like(work) for _ in range(self.world_size)]
-        self.dist.all_gather(out, work, group=group)
-        return torch.stack(out).to(tensor.device)
+        shard_costs.annotate(self, report)
 
-    def all_gather_object(self, value: Any) -> list[Any]:
-        out: list[Any] = [None] * self.world_size
-        self.dist.all_gather_object(out, value)
-        return out
+    def add_evaluate_costs(self, report: Any, costs: dict[str, Any], encoded: dict[str, Any], query_cost: Any) -> None:
+        """Keep the ranking's costs.distributed; totals and per-rank seconds over all ranks."""
+        from fico_registry.evaluator import shard_costs
 
-    def broadcast(self, tensor: Any, src: int) -> Any:
-        """`tensor` of rank `src` on every rank (the others pass a buffer of the same shape and dtype)."""
-        work = tensor.to(self._comm_device(tensor)).contiguous()
-        self.dist.broadcast(work, src=src)
-        return work.to(tensor.device)
+        report.costs = {**costs, **(report.costs or {})}
+        shard_costs.add_evaluate_costs(self, report, encoded, query_cost)
 
     # -- embeddings held as shards ------------------------------------------------------------------
     def follows_shard(
@@ -187,91 +170,27 @@ class Sharding:
             )
         return bits
 
-    def gather_rows(self, local: Any, counts: Sequence[int]) -> Any:
-        """Concatenate every rank's rows (rank r holds counts[r] rows); tensor or numpy in, same out."""
-        import torch
-
-        as_numpy = isinstance(local, np.ndarray)
-        tensor = torch.from_numpy(np.ascontiguousarray(local)) if as_numpy else local
-        original = tensor.dtype
-        if original == torch.bool:
-            tensor = tensor.to(torch.uint8)
-        elif original == torch.bfloat16:  # moved as its bit pattern: not every backend reduces bf16
-            tensor = tensor.view(torch.int16)
-        widest = max(counts)
-        row_bytes = max(1, tensor[:1].numel() * tensor.element_size())
-        chunk = max(1, _GATHER_CHUNK_BYTES // row_bytes)
-        pieces: list[list[Any]] = [[] for _ in range(self.world_size)]
-        for start in range(0, widest, chunk):
-            stop = min(widest, start + chunk)
-            part = tensor[start:stop]
-            if part.shape[0] < stop - start:  # pad short shards to a common shape
-                pad = part.new_zeros((stop - start - part.shape[0], *tensor.shape[1:]))
-                part = torch.cat([part, pad])
-            gathered = self.all_gather(part).cpu()
-            for r in range(self.world_size):
-                keep = max(0, min(stop, counts[r]) - start)
-                pieces[r].append(gathered[r, :keep])
-        out = torch.cat([p for rank_pieces in pieces for p in rank_pieces]) if widest else tensor[:0].cpu()
-        if original == torch.bool:
-            out = out.to(torch.bool)
-        elif original == torch.bfloat16:
-            out = out.view(torch.bfloat16)
-        return out.numpy() if as_numpy else out
-
-    def raise_if_any_failed(self, error: BaseException | None) -> None:
-        """Collective: if any rank failed, every rank raises (the failing one its own error)."""
-        import torch
-
-        flag = self.all_reduce(torch.tensor([0 if error is None else 1], dtype=torch.int64))
-        if int(flag.item()) == 0:
-            return
-        # names, not classes: a class that does not pickle must not stop the exchange
-        mine = None if error is None else (type(error).__module__, type(error).__qualname__, str(error))
-        reports = self.all_gather_object(mine)
-        if error is not None:
-            raise error
-        r, (module, qualname, message) = next((r, rep) for r, rep in enumerate(reports) if rep is not None)
-        text = f"rank {r} failed with {qualname}: {message}"
-        kind = _find_class(module, qualname)
-        try:
-            remote = kind(text) if isinstance(kind, type) and issubclass(kind, FicoError) else None
-        except Exception:
-            remote = None
-        raise remote if remote is not None else RankFailedError(text)
-
-    def check_same_call(self, signature: dict[str, Any]) -> None:
-        """Every rank must evaluate the same task; a mismatch would otherwise hang or mix data."""
-        signatures = self.all_gather_object(signature)
-        for r, other in enumerate(signatures):
-            if other != signature:
-                raise ConfigError(
-                    f"rank {self.rank} and rank {r} called the evaluator with different inputs or options "
-                    f"({signature} vs {other}); every rank must pass the same arrays and options, or wrap a "
-                    "single-rank call in `with fico_registry.runtime.distributed.local():`"
-                )
-
     # -- ranking ----------------------------------------------------------------------------------
     def run_directions(
         self,
         jobs: dict[str, tuple[Any, Any, Any]],
+        options: MetricOptions,
         *,
         labels: Any,
         caption_map: Any,
         parallel: bool,
-        recall_ks: Sequence[int],
-        map_ks: Sequence[int | None],
-        map_variant: str,
-        ties: str,
         budget: int,
         device: Any,
-        progress: bool | None,
     ) -> dict[str, Any]:
-        """Per-query DirectionStats of every direction, identical on every rank to a single process."""
+        """Per-query DirectionStats of every direction, identical on every rank to a single process.
+
+        options: the checked metric options; budget: each direction's share (half when `parallel`).
+        """
         from concurrent.futures import ThreadPoolExecutor
 
         from fico_registry.evaluator.relevance import label_relevance
 
+        recall_ks, map_ks, ties, map_variant = options.recall_ks, options.map_ks, options.ties, options.map_variant
         forced = shard_mode()
         self.check_same_call(
             {
@@ -288,7 +207,7 @@ class Sharding:
         for direction, (source, _positives, relevance) in jobs.items():
             plans[direction] = self._plan(source, relevance is not None, map_ks, map_variant, forced)
         self.modes = dict(plans)
-        shown = progress if self.rank == 0 else False
+        shown = options.progress if self.rank == 0 else False
         common = {
             "recall_ks": recall_ks,
             "map_ks": map_ks,
@@ -510,42 +429,19 @@ class Sharding:
         return DirectionStats(g_all, eq_all - p_all, p_all, ap, None, relevant)
 
     # -- encoding and query-time scoring ------------------------------------------------------------
-    def cross_attention_matrix(
-        self,
-        model: Any,
-        image_features: Any,
-        text_features: Any,
-        *,
-        device: Any,
-        cost: Any,
-        progress: bool | None = None,
-        image_block: int = 128,
-    ) -> np.ndarray:
+    def cross_attention_matrix(self, model: Any, image_features: Any, text_features: Any, **scoring: Any) -> np.ndarray:
         """The full (n_images, n_texts) cross-attention matrix on every rank; each rank scores its image rows.
 
+        scoring: query_time.cross_attention_matrix's keywords (device, cost, progress, image_block).
         The plugin contract makes model.score identical for any block split, so the slices need
         not follow the single-process blocks.
         """
-        from fico_registry.evaluator.query_time import _n, cross_attention_matrix, take
+        from fico_registry.evaluator.query_time import _n
 
         n_img = _n(image_features)
         lo, hi = split(n_img, self.world_size, self.rank)
         began = time.perf_counter()
-        part, error = None, None
-        try:
-            if hi > lo:
-                part = cross_attention_matrix(
-                    model,
-                    take(image_features, slice(lo, hi), "cpu"),
-                    text_features,
-                    device=device,
-                    image_block=image_block,
-                    cost=cost,
-                    progress=progress if self.rank == 0 else False,
-                )
-        except Exception as exc:
-            error = exc
-        self.raise_if_any_failed(error)
+        part = self._my_image_rows(model, image_features, text_features, lo, hi, **scoring)
         # every rank must gather the same dtype: a rank with no rows learns it from the others
         kinds = self.all_gather_object(None if part is None else (str(part.dtype), part.shape[1]))
         dtype, width = next(k for k in kinds if k is not None)
@@ -556,17 +452,11 @@ class Sharding:
         return self.gather_rows(part, counts)
 
     def cross_attention_shards(
-        self,
-        model: Any,
-        image_features: Any,
-        text_features: Any,
-        *,
-        device: Any,
-        cost: Any,
-        progress: bool | None = None,
-        image_block: int = 128,
+        self, model: Any, image_features: Any, text_features: Any, *, device: Any, **scoring: Any
     ) -> tuple[Any, Any] | None:
         """Each rank's rows of both directions' cross-attention scores, or None when a shard would be empty.
+
+        scoring: as in cross_attention_matrix (cost, progress, image_block) besides `device`.
 
         Rank r scores its images (rows split(n_images, world, r)) against all captions; one
         all_to_all then hands every rank the t2i rows of its captions (split(n_texts, world, r)).
@@ -575,28 +465,15 @@ class Sharding:
         """
         import torch
 
-        from fico_registry.evaluator.query_time import _n, cross_attention_matrix, take
+        from fico_registry.evaluator.query_time import _n
 
         n_img, n_txt = _n(image_features), _n(text_features)
         if min(n_img, n_txt) < self.world_size:
             return None
         lo_i, hi_i = split(n_img, self.world_size, self.rank)
         began = time.perf_counter()
-        part, error = None, None
-        try:
-            part = cross_attention_matrix(
-                model,
-                take(image_features, slice(lo_i, hi_i), "cpu"),
-                text_features,
-                device=device,
-                image_block=image_block,
-                cost=cost,
-                progress=progress if self.rank == 0 else False,
-            )
-        except Exception as exc:
-            error = exc
-        self.raise_if_any_failed(error)
-        assert part is not None  # cross_attention_matrix returned, or raise_if_any_failed raised
+        part = self._my_image_rows(model, image_features, text_features, lo_i, hi_i, device=device, **scoring)
+        assert part is not None  # every rank holds images here (n_images >= world_size)
         self.timings["query_time_s"] = time.perf_counter() - began
         began = time.perf_counter()
         dtypes = self.all_gather_object(str(part.dtype))
@@ -631,21 +508,37 @@ class Sharding:
             LocalRows(t2i_rows.numpy(), n_queries=n_txt, lo=lo_t, name="t2i", device=device),
         )
 
+    def _my_image_rows(
+        self,
+        model: Any,
+        image_features: Any,
+        text_features: Any,
+        lo: int,
+        hi: int,
+        *,
+        progress: Any = None,
+        **scoring: Any,
+    ) -> Any:
+        """Collective: this rank's image rows lo..hi-1 of the cross-attention matrix (None when it has none).
+
+        A failure on any rank raises on every rank, so none waits in a collective that never comes.
+        """
+        from fico_registry.evaluator.query_time import cross_attention_matrix, take
+
+        part, error = None, None
+        try:
+            if hi > lo:
+                my_images = take(image_features, slice(lo, hi), "cpu")
+                shown = progress if self.rank == 0 else False
+                part = cross_attention_matrix(model, my_images, text_features, progress=shown, **scoring)
+        except Exception as exc:
+            error = exc
+        self.raise_if_any_failed(error)
+        return part
+
 
 def _offset_relevance(relevance: Any, lo: int) -> Any:
     return relevance.shifted(lo)
-
-
-def _find_class(module: str, qualname: str) -> Any:
-    import importlib
-
-    try:
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return None
-    return found
 
 
 def _needs_whole_rows(labelled: bool, map_ks: Sequence[int | None], variant: str, n_candidates: int) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -27,14 +27,10 @@ from fico_registry.evaluator.cascade_scores import (
     RecordingPairs,
     SparsePairs,
 )
-from fico_registry.evaluator.evaluate import (
-    DEFAULT_MAP_KS,
-    DEFAULT_RECALL_KS,
-    _check_mapping,
-    _check_options,
-    _evaluate,
-    evaluate,
-)
+from fico_registry.evaluator.checks import check_mapping
+from fico_registry.evaluator.evaluate import evaluate
+from fico_registry.evaluator.evaluate_sources import evaluate_sources
+from fico_registry.evaluator.options import DEFAULT_MAP_KS, DEFAULT_RECALL_KS, MetricOptions
 from fico_registry.evaluator.similarity import prepare_embeddings
 from fico_registry.evaluator.sources import EmbeddingScores, ScoreSource
 from fico_registry.runtime.devices import resolve_device
@@ -42,9 +38,6 @@ from fico_registry.studies.costs.scales import Scale
 
 INDEXES = ("flat", "hnsw", "binary-flat", "binary-ivf")
 EXTRAPOLATE_TO = (Scale(1_000_000, 5_000_000),)
-# the arguments of _evaluate between c2i and settings: labels, recall_ks, map_ks, ties, map_variant,
-# device, memory_budget, progress (shared by every k of a cascade)
-_EvaluateArgs = tuple[Any, Sequence[int], Sequence[int | None], str, str, torch.device, int | str | None, bool | None]
 HNSW_M, HNSW_EF_CONSTRUCTION = 32, 200
 
 
@@ -267,7 +260,7 @@ def evaluate_cascade(
     from fico_registry.plugin_api.cards import OutputKind
 
     wanted = parse_ks(ks)
-    _check_options(recall_ks, map_ks, ties, map_variant)
+    options = MetricOptions(recall_ks, map_ks, ties, map_variant, memory_budget, progress).checked()
     if keep_evidence and index is not None:
         raise OptionError("keep_evidence needs the exact first stage (index=None): an index's search is not evidence")
     dev_name = None if device == "auto" else str(device)
@@ -276,30 +269,27 @@ def evaluate_cascade(
     if not isinstance(rerank, Model):
         rerank = load_model(rerank, config=rerank_config, checkpoint=rerank_checkpoint, device=dev_name)
     dev = resolve_device(first.device if device == "auto" else device)
-    c2i = _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions)
+    c2i = check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions)
     finite = [k for k in wanted if isinstance(k, int)]  # the others are "N"
-    depth = index_depth or max([*finite, *recall_ks, *[k for k in map_ks if k is not None]])
+    depth = index_depth or max([*finite, *options.recall_ks, *[k for k in options.map_ks if k is not None]])
     first_enc = _encode(first, corpus, dev, batch_size, progress)
     rerank_enc = _encode(rerank, corpus, dev, batch_size, progress)
     stage = _first_stage(first, first_enc, dev, index, depth)
-    common: _EvaluateArgs = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, progress)
 
     began = time.perf_counter()
-    first_report = _evaluate(
-        stage.sources["image"], stage.sources["text"], c2i, *common, {"measure": stage.kind}, began
-    )
+    first_report = evaluate_sources(
+        stage.sources["image"], stage.sources["text"], c2i, corpus.labels, options,
+        device=dev, settings={"measure": stage.kind}, started=began,
+    )  # fmt: skip
     first_report.model = first.provenance()
     rerank_report = None
     if standalone:
-        rerank_report = evaluate(
-            rerank, corpus, device=dev, batch_size=batch_size, cache=False, recall_ks=recall_ks, map_ks=map_ks,
-            ties=ties, map_variant=map_variant, memory_budget=memory_budget, progress=progress,
-        )  # fmt: skip
+        rerank_report = evaluate(rerank, corpus, device=dev, batch_size=batch_size, cache=False, **asdict(options))
     recorded: dict[str, dict[str, RecordingPairs]] | None = {} if keep_evidence else None
     by_k = {}
     for k in wanted:
         hook = _scorer_hook(on_scorer, recorded, k)
-        by_k[str(k)] = _run_k(k, stage, rerank, rerank_enc, first_enc, c2i, common, dev, hook, corpus)
+        by_k[str(k)] = _run_k(k, stage, rerank, rerank_enc, first_enc, c2i, options, dev, hook, corpus)
     evidence = None
     if keep_evidence:
         evidence = {
@@ -344,7 +334,7 @@ def _scorer_hook(on_scorer: Any, recorded: dict[str, dict[str, RecordingPairs]] 
 
 def _run_k(
     k: int | str, stage: FirstStage, rerank: Any, rerank_enc: Encoded, first_enc: Encoded, c2i: np.ndarray,
-    common: _EvaluateArgs, dev: torch.device, on_scorer: Any, corpus: Any,
+    options: MetricOptions, dev: torch.device, on_scorer: Any, corpus: Any,
 ) -> dict[str, Any]:  # fmt: skip
     began = time.perf_counter()
     sources: dict[str, CascadeScores] = {}
@@ -357,7 +347,9 @@ def _run_k(
         kk = first.n_candidates if k == "N" else min(int(k), first.n_candidates)
         sources[side] = CascadeScores(first, scorer, kk, side, label=f"cascade k={k} {side} queries")
     settings = {"measure": f"cascade ({stage.kind} first stage, {rerank.name} re-rank)", "cascade_k": str(k)}
-    report = _evaluate(sources["image"], sources["text"], c2i, *common, settings, began).to_dict()
+    report = evaluate_sources(
+        sources["image"], sources["text"], c2i, corpus.labels, options, device=dev, settings=settings, started=began
+    ).to_dict()
     i2t, t2i = sources["image"], sources["text"]
     measured = {
         "encode": first_enc.seconds + rerank_enc.seconds,
@@ -397,11 +389,11 @@ def recompute_cascade(
     is what the claimed scores imply, not what a submitter says. This is how a leaderboard would check
     a cascade entry; the board itself does not take cascades yet.
     """
-    _check_options(recall_ks, map_ks, ties, map_variant)
+    options = MetricOptions(recall_ks, map_ks, ties, map_variant, memory_budget, progress=False).checked()
     dev = resolve_device(device)
     first = evidence["first"]
     img, txt, info = prepare_embeddings(first["images"], first["texts"], first["measure"], dev, bits=first["bits"])
-    c2i = _check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions)
+    c2i = check_mapping(corpus.caption_to_image, corpus.n_images, corpus.n_captions)
     pairs = evidence["pairs"].get(str(k))
     if pairs is None:
         raise OptionError(f"the evidence holds re-ranker scores for k = {', '.join(evidence['pairs'])}, not {k}")
@@ -415,7 +407,9 @@ def recompute_cascade(
         kk = source.n_candidates if k == "N" else min(int(k), source.n_candidates)
         sources[side] = CascadeScores(source, scorer, kk, side, label=f"cascade k={k} {side} queries (evidence)")
     settings = {"measure": f"cascade (exact {first['measure']} first stage, re-ranker evidence)", "cascade_k": str(k)}
-    common: _EvaluateArgs = (corpus.labels, recall_ks, map_ks, ties, map_variant, dev, memory_budget, False)
-    report = _evaluate(sources["image"], sources["text"], c2i, *common, settings, time.perf_counter()).to_dict()
+    started = time.perf_counter()
+    report = evaluate_sources(
+        sources["image"], sources["text"], c2i, corpus.labels, options, device=dev, settings=settings, started=started
+    ).to_dict()
     report["costs"] = {"rerank_pairs": {"i2t": sources["image"].reranked, "t2i": sources["text"].reranked}}
     return report

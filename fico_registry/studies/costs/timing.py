@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from fico_registry.evaluator.budget import rows_per_block
-from fico_registry.evaluator.query_time import RerankScores, ScorerCost, cross_attention_matrix
+from fico_registry.evaluator.model_runs import rerank_sources
+from fico_registry.evaluator.query_time import ScorerCost, cross_attention_matrix
 from fico_registry.evaluator.similarity import prepare_embeddings
 from fico_registry.evaluator.sources import EmbeddingScores, MatrixScores
 from fico_registry.models.encoding import EncodeResult, encode_side
@@ -35,9 +36,11 @@ def query_kind(model: Any) -> str:
     return "cross-attention" if spec.query_time_attention is QueryTimeAttention.CROSS_ATTENTION else "fusion-rerank"
 
 
-def _sync(device: torch.device) -> None:
+def _wall_since(began: float, device: torch.device) -> float:
+    """Wall seconds since `began`, once the device has finished its queued work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    return time.perf_counter() - began
 
 
 def pipeline_config(model: Any) -> str:
@@ -60,8 +63,7 @@ def encode_timed(
     input_s = time.perf_counter() - began
     began = time.perf_counter()
     result = encode_side(model, source, side, batch_size=batch_size, cache=None, progress=progress)
-    _sync(device)
-    wall = time.perf_counter() - began
+    wall = _wall_since(began, device)
     cost = result.cost()
     cost.pop("from_cache", None)
     cost.update({"wall_s": round(wall, 6), "input_s": round(input_s, 6), "batches": result.batches})
@@ -95,12 +97,10 @@ def exact_search(
     """Score every image against every caption and keep each query's top-k, both directions."""
     began = time.perf_counter()
     img, txt, measure, bits = first_stage(model, image_out, text_out, device)
-    _sync(device)
-    prepare_s = time.perf_counter() - began
+    prepare_s = _wall_since(began, device)
     for side in ("image", "text"):
         _topk_all(EmbeddingScores(img, txt, measure, side, bits), k, check)
-    _sync(device)
-    wall = time.perf_counter() - began
+    wall = _wall_since(began, device)
     return {
         "kind": "exact-search",
         "measure": measure,
@@ -124,8 +124,7 @@ def cross_attention(
     tensor = torch.from_numpy(matrix)
     _topk_all(MatrixScores(tensor, device=device, name="i2t"), k, check)
     _topk_all(MatrixScores(tensor, transpose=True, device=device, name="t2i"), k, check)
-    _sync(device)
-    search_s = time.perf_counter() - rank_began
+    search_s = _wall_since(rank_began, device)
     return {
         "kind": "cross-attention",
         "seconds": round(attention_s + search_s, 6),
@@ -144,29 +143,13 @@ def fusion_rerank(
     """First stage for every query, its top `rerank_k` re-scored by score_pairs, both directions."""
     cost = ScorerCost()
     began = time.perf_counter()
-    first_img = image_out["embeds"].to(device).float()
-    first_txt = text_out["embeds"].to(device).float()
-    measure = model.spec.measure
-    if measure == "cosine":  # as evaluate() does
-        first_img = torch.nn.functional.normalize(first_img, dim=-1)
-        first_txt = torch.nn.functional.normalize(first_txt, dim=-1)
-    for side in ("image", "text"):
-        source = RerankScores(
-            EmbeddingScores(first_img, first_txt, measure, side),
-            model,
-            image_out,
-            text_out,
-            rerank_k,
-            "keep",
-            device,
-            cost=cost,
-        )
+    # the sources evaluate() ranks, with outside_topk="keep"
+    for source in rerank_sources(model, (image_out, text_out), rerank_k, "keep", device, cost).values():
         _topk_all(source, k, check)
-    _sync(device)
-    wall = time.perf_counter() - began
+    wall = _wall_since(began, device)
     return {
         "kind": "fusion-rerank",
-        "measure": measure,
+        "measure": model.spec.measure,
         "seconds": round(wall, 6),
         # the scorer's own time is the re-rank; the rest is the first stage, top-k and gathering
         "components": {"rerank": round(cost.seconds, 6), "search": round(wall - cost.seconds, 6)},
@@ -216,8 +199,7 @@ def probe_search(
         began = time.perf_counter()
         for side in ("image", "text"):
             _topk_all(EmbeddingScores(img, txt, measure, side, bits), k)
-    _sync(device)
-    return (time.perf_counter() - began) / (n_images * n_texts)
+    return _wall_since(began, device) / (n_images * n_texts)
 
 
 def probe_scorer(model: Any, image_out: Any, text_out: Any, *, device: torch.device) -> float:
@@ -233,8 +215,8 @@ def probe_scorer(model: Any, image_out: Any, text_out: Any, *, device: torch.dev
             model.score(images, texts)
             began = time.perf_counter()
             model.score(images, texts)
-            _sync(device)
-        return (time.perf_counter() - began) / (n_img * n_txt)
+            seconds = _wall_since(began, device)
+        return seconds / (n_img * n_txt)
     n = min(256, n_txt)
     image_index = np.arange(n) % n_img
     images, texts = take(image_out, image_index, device), take(text_out, np.arange(n), device)
@@ -242,5 +224,5 @@ def probe_scorer(model: Any, image_out: Any, text_out: Any, *, device: torch.dev
         model.score_pairs(images, texts)
         began = time.perf_counter()
         model.score_pairs(images, texts)
-        _sync(device)
-    return (time.perf_counter() - began) / n
+        seconds = _wall_since(began, device)
+    return seconds / n
