@@ -19,8 +19,8 @@ from fico_scan.captions import CaptionEncoder, check_embedding, embedding_rows, 
 from fico_scan.encoders import build_encoders, upgrade_legacy_state
 from fico_scan.model import DTYPES, RUN_CHECKPOINTS, regions_tensor
 from fico_scan.options import SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
-from fico_scan.pairs import pair_chunks
-from fico_scan.xattn import blockwise
+from fico_scan.pairs import PairAttention, pairwise
+from fico_scan.xattn import Attention, CrossAttention, GridAttention, blockwise
 from torch import nn
 
 from fico_registry.errors import CheckpointError, ConfigError
@@ -28,7 +28,6 @@ from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .iterative import iterative_scores
-from .pairs import pair_iterative_scores
 
 # IMRAM opts.py defaults beyond SCAN's (its model_mode default "vse" is not a mode its code accepts).
 IMRAM_OPT_DEFAULTS: dict[str, Any] = {
@@ -143,32 +142,33 @@ class ImramEncoder:
         padded[:, : words.shape[1]] = words
         return {"words": padded, "lengths": lengths.to(self.device)}
 
-    def _step_options(self) -> dict[str, Any]:
-        """The iterative-matching options of this config, as iterative_scores and pair_iterative_scores take them."""
-        o = self.options
-        return {
-            "steps": int(o["iteration_step"]),
-            "raw_feature_norm": o["raw_feature_norm"],
-            "lambda_softmax": float(o["lambda_softmax"]),
-            "normalize_memory": not o["no_IMRAM_norm"],
-        }
-
-    def pair_scores(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        """(n_img, n_txt): the sum over steps (and directions for full_IMRAM), all pairs at once (differentiable)."""
+    def pair_scores(
+        self,
+        regions: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        layout: type[CrossAttention] = GridAttention,
+    ) -> torch.Tensor:
+        """(n_img, n_txt): the sum over steps (and directions for full_IMRAM), all pairs at once (differentiable);
+        with layout=PairAttention, the (P,) scores of the pairs (regions[p], words[p])."""
         o, net = self.options, self.net
         mode = o["model_mode"]
-        steps = partial(iterative_scores, **self._step_options())
+        attention = Attention.from_options(o)
+        steps = partial(iterative_scores, steps=int(o["iteration_step"]), normalize_memory=not o["no_IMRAM_norm"])
         total = torch.zeros((), dtype=regions.dtype, device=regions.device)
         if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
-            total = total + torch.stack(
-                steps(regions, None, words, word_mask, linear=net.linear_t2i, gate=net.gate_t2i)
-            ).sum(0)
+            cross = layout(regions, None, words, word_mask, attention)
+            total = total + torch.stack(steps(cross, linear=net.linear_t2i, gate=net.gate_t2i)).sum(0)
         if mode in ("full_IMRAM", "image_IMRAM"):  # Image-IMRAM: regions attend over words
-            total = (
-                total
-                + torch.stack(steps(words, word_mask, regions, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0).T
+            cross = layout(words, word_mask, regions, None, attention)
+            total = total + cross.query_first(
+                torch.stack(steps(cross, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0)
             )
         return total
+
+    def budget_elements(self) -> int:
+        """How many score_dtype numbers the scorer's temporaries may hold (score_memory_mb)."""
+        return int(self.options["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
 
     @torch.no_grad()
     def score(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -187,31 +187,24 @@ class ImramEncoder:
             texts["lengths"],
             self.pair_scores,
             elements_per_pair=elements_per_pair,
-            budget_elements=int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8)),
+            budget_elements=self.budget_elements(),
             dtype=self.dtype,
         )
 
     @torch.no_grad()
     def score_pairs(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(P,) scores of the pairs (image p, text p): score's diagonal, the other pairs never computed."""
-        o, net = self.options, self.net
-        mode = o["model_mode"]
-        steps = partial(pair_iterative_scores, **self._step_options())
-        regions, words, lengths = images["regions"], texts["words"], texts["lengths"]
-        out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
-        budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
-        per_pair = 6 * regions.shape[1] * words.shape[1] + 10 * max(regions.shape[1], words.shape[1]) * self.dim
-        for s, e in pair_chunks(len(out), per_pair, budget):
-            size = int(lengths[s:e].max())  # padded only to the chunk's longest caption, as blockwise does
-            r, w = regions[s:e].to(self.dtype), words[s:e, :size].to(self.dtype)
-            mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
-            total = torch.zeros(e - s, dtype=self.dtype, device=r.device)
-            if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
-                total = total + torch.stack(steps(r, None, w, mask, linear=net.linear_t2i, gate=net.gate_t2i)).sum(0)
-            if mode in ("full_IMRAM", "image_IMRAM"):  # Image-IMRAM: regions attend over words
-                total = total + torch.stack(steps(w, mask, r, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0)
-            out[s:e] = total
-        return out
+        regions, words = images["regions"], texts["words"]
+        return pairwise(
+            regions,
+            words,
+            texts["lengths"],
+            partial(self.pair_scores, layout=PairAttention),
+            elements_per_pair=6 * regions.shape[1] * words.shape[1]
+            + 10 * max(regions.shape[1], words.shape[1]) * self.dim,
+            budget_elements=self.budget_elements(),
+            dtype=self.dtype,
+        )
 
 
 def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None, device: str) -> ImramEncoder:

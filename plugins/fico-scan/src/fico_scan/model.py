@@ -24,8 +24,8 @@ from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 from .captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
 from .encoders import build_encoders, upgrade_legacy_state
 from .options import AGG_FUNCS, SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
-from .pairs import pair_chunks, pair_xattn_scores
-from .xattn import blockwise, xattn_scores
+from .pairs import PairAttention, pairwise
+from .xattn import Attention, CrossAttention, GridAttention, blockwise, xattn_scores
 
 log = logging.getLogger(__name__)
 RUN_CHECKPOINTS = ("model_best.pth.tar", "checkpoint.pth.tar")  # the best, else the last (fico train)
@@ -106,53 +106,54 @@ class ScanScorer:
         padded[:, : words.shape[1]] = words
         return padded, lengths.to(self.device)
 
-    def pair_scores(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        """(n_img, n_txt) scores of every pair, all at once (differentiable: the training loss uses it)."""
+    def pair_scores(
+        self,
+        regions: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        layout: type[CrossAttention] = GridAttention,
+    ) -> torch.Tensor:
+        """(n_img, n_txt) scores of every pair, all at once (differentiable: the training loss uses it);
+        with layout=PairAttention, the (P,) scores of the pairs (regions[p], words[p])."""
         o = self.options
-        xattn = partial(
-            xattn_scores,
-            raw_feature_norm=o["raw_feature_norm"],
-            lambda_softmax=float(o["lambda_softmax"]),
-            agg_func=o["agg_func"],
-            lambda_lse=float(o["lambda_lse"]),
-        )
-        if o["cross_attn"] == "t2i":
-            return xattn(regions, None, words, word_mask)  # words attend over regions
-        return xattn(words, word_mask, regions, None).T  # regions attend over words
+        attention = Attention.from_options(o)
+        if o["cross_attn"] == "t2i":  # words attend over regions
+            cross = layout(regions, None, words, word_mask, attention)
+            return xattn_scores(cross, o["agg_func"], float(o["lambda_lse"]))
+        cross = layout(words, word_mask, regions, None, attention)  # regions attend over words
+        return cross.query_first(xattn_scores(cross, o["agg_func"], float(o["lambda_lse"])))
+
+    def budget_elements(self) -> int:
+        """How many score_dtype numbers the scorer's temporaries may hold (score_memory_mb)."""
+        return int(self.options["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
 
     @torch.no_grad()
     def score_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(n_img, n_txt) scores in blocks that bound the temporaries (score_memory_mb)."""
         n_regions = regions.shape[1]
-        itemsize = torch.finfo(self.dtype).bits // 8
         return blockwise(
             regions,
             words,
             lengths,
             self.pair_scores,
             elements_per_pair=lambda n_words: 6 * n_regions * n_words,  # logits, weights and their products
-            budget_elements=int(self.options["score_memory_mb"] * 2**20 / itemsize),
+            budget_elements=self.budget_elements(),
             dtype=self.dtype,
         )
 
     @torch.no_grad()
     def score_pair_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(P,) scores of the pairs (regions[p], words[p]): score_features' cells for those pairs only."""
-        o = self.options
-        kwargs = {"raw_feature_norm": o["raw_feature_norm"], "lambda_softmax": float(o["lambda_softmax"]),
-                  "agg_func": o["agg_func"], "lambda_lse": float(o["lambda_lse"])}  # fmt: skip
-        out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
         n_words = int(lengths.max()) if len(lengths) else 0
-        budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
-        for s, e in pair_chunks(len(out), 6 * regions.shape[1] * max(1, n_words), budget):
-            size = int(lengths[s:e].max())  # padded only to the chunk's longest caption, as blockwise does
-            r, w = regions[s:e].to(self.dtype), words[s:e, :size].to(self.dtype)
-            mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
-            if o["cross_attn"] == "t2i":
-                out[s:e] = pair_xattn_scores(r, None, w, mask, **kwargs)  # words attend over regions
-            else:
-                out[s:e] = pair_xattn_scores(w, mask, r, None, **kwargs)  # regions attend over words
-        return out
+        return pairwise(
+            regions,
+            words,
+            lengths,
+            partial(self.pair_scores, layout=PairAttention),
+            elements_per_pair=6 * regions.shape[1] * max(1, n_words),
+            budget_elements=self.budget_elements(),
+            dtype=self.dtype,
+        )
 
 
 class ScanEncoder:
