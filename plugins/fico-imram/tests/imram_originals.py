@@ -2,36 +2,20 @@
 
 A checkpoint is what IMRAM's train_gpus.py saves: {"epoch", "model": nn.DataParallel(SCAN).state_dict()
 (every key prefixed 'module.'), "best_rsum", "opt": argparse.Namespace}; the vocabulary is the JSON
-shipped in IMRAM's vocab/ folder. Nothing here uses fico_imram's modules.
+shipped in IMRAM's vocab/ folder (SCAN's format). Nothing here uses fico_imram's modules; the fixtures
+IMRAM shares with SCAN come from fico_scan.testing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from fico_scan.testing import SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
 
-SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
-WORDS = [
-    "a",
-    "red",
-    "circle",
-    "above",
-    "small",
-    "blue",
-    "square",
-    "two",
-    "green",
-    "triangles",
-    "next",
-    "to",
-    "yellow",
-    "star",
-]
+__all__ = ["IMRAM_OPT", "SPECIALS", "WORDS", "imram_shapes", "regions", "write_imram_checkpoint", "write_vocab_json"]
 
 # opts.py parse_opt() with script/tune_f30k.sh's flags
 IMRAM_OPT = {
@@ -72,21 +56,6 @@ IMRAM_OPT = {
 }
 
 
-def regions(n: int = 4, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)
-
-
-def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
-    tokens = SPECIALS + list(words)
-    data = {
-        "word2idx": {w: i for i, w in enumerate(tokens)},
-        "idx2word": {str(i): w for i, w in enumerate(tokens)},
-        "idx": len(tokens),
-    }
-    path.write_text(json.dumps(data))
-    return path
-
-
 def imram_shapes(opt: dict[str, Any], vocab_size: int) -> dict[str, tuple[int, ...]]:
     """Published key names (without 'module.') and shapes of IMRAM's SCAN(nn.Module)."""
     e, d, w = opt["embed_size"], opt["img_dim"], opt["word_dim"]
@@ -115,15 +84,9 @@ def write_imram_checkpoint(
     **overrides: Any,
 ) -> Path:
     """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
-    folder.mkdir(parents=True, exist_ok=True)
-    opt = {**IMRAM_OPT, "embed_size": 8, "word_dim": 6, **overrides}
-    vocab_size = len(SPECIALS) + len(words)
-    opt["vocab_size"] = vocab_size
+    opt = small_opt(IMRAM_OPT, words, overrides)
     g = torch.Generator().manual_seed(seed)
-    model = {
-        f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in imram_shapes(opt, vocab_size).items()
-    }
-    torch.save({"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}, folder / name)
-    if vocab:
-        write_vocab_json(folder / f"{opt['data_name']}_vocab.json", words)
-    return folder / name
+    shapes = imram_shapes(opt, opt["vocab_size"])
+    model = {f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in shapes.items()}
+    state = {"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}
+    return save_original(state, folder, name, words=words, vocab=vocab)

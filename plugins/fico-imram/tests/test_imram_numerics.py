@@ -8,37 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fico_scan.testing import CAPTIONS as SCAN_CAPTIONS
+from fico_scan.testing import cosine_similarity, func_attention, l2norm, tiny_config
 from imram_originals import regions
 
 from fico_registry import load_model
 
-CAPTIONS = [
-    "a red circle above a small blue square",
-    "two green triangles",
-    "a yellow star next to two red circles above the blue square in the corner",
-    "square",
-]
-
-
-def _l2norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + 1e-8)
-
-
-def _func_attention(query: torch.Tensor, context: torch.Tensor, raw_feature_norm: str, smooth: float) -> torch.Tensor:
-    attn = context @ query.T  # (sourceL, queryL)
-    if raw_feature_norm == "softmax":
-        attn = torch.softmax(attn, dim=1)
-    elif raw_feature_norm == "l2norm":
-        attn = _l2norm(attn, 1)
-    elif raw_feature_norm == "clipped_l2norm":
-        attn = _l2norm(F.leaky_relu(attn, 0.1), 1)
-    elif raw_feature_norm == "clipped":
-        attn = F.leaky_relu(attn, 0.1)
-    return torch.softmax(attn.T * smooth, dim=1) @ context  # (queryL, d)
-
-
-def _cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
+CAPTIONS = SCAN_CAPTIONS[:4]
 
 
 def _gated_memory(
@@ -52,11 +28,11 @@ def _gated_memory(
 def _steps(query: torch.Tensor, context: torch.Tensor, linear, gate, o: dict) -> list[float]:
     original, sims = query, []
     for _ in range(o["iteration_step"]):
-        attended = _func_attention(query, context, o["raw_feature_norm"], o["lambda_softmax"])
-        sims.append(float(_cosine(original, attended).mean()))
+        attended = func_attention(query, context, o["raw_feature_norm"], o["lambda_softmax"])
+        sims.append(float(cosine_similarity(original, attended).mean()))
         query = _gated_memory(linear, gate, query, attended)
         if not o["no_IMRAM_norm"]:
-            query = _l2norm(query, -1)
+            query = l2norm(query, -1)
     return sims
 
 
@@ -129,6 +105,4 @@ def test_gradients_flow_through_the_scores() -> None:
 
 
 def _tiny() -> dict:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    return dict(get_model_spec("imram").configs["tiny"])
+    return tiny_config("imram")

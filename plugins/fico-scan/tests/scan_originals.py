@@ -2,36 +2,20 @@
 
 A checkpoint is what SCAN's train.py saves: {"epoch", "model": [img_enc.state_dict(),
 txt_enc.state_dict()], "best_rsum", "opt": argparse.Namespace, "Eiters"}; the vocabulary is
-vocab.py's serialize_vocab JSON. Nothing here uses fico_scan's modules.
+vocab.py's serialize_vocab JSON. Nothing here uses fico_scan's modules but fico_scan.testing (the
+oracles and fixtures fico-imram's tests share).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from fico_scan.testing import SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
 
-SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
-WORDS = [
-    "a",
-    "red",
-    "circle",
-    "above",
-    "small",
-    "blue",
-    "square",
-    "two",
-    "green",
-    "triangles",
-    "next",
-    "to",
-    "yellow",
-    "star",
-]
+__all__ = ["SCAN_OPT", "SPECIALS", "WORDS", "regions", "scan_shapes", "write_scan_checkpoint", "write_vocab_json"]
 
 # train.py's argparse namespace (defaults), as pickled into every checkpoint
 SCAN_OPT = {
@@ -65,23 +49,6 @@ SCAN_OPT = {
     "lambda_lse": 6.0,
     "lambda_softmax": 9.0,
 }
-
-
-def regions(n: int = 4, seed: int = 0) -> np.ndarray:
-    """Bottom-up-attention-like features: (n, 36, 2048), non-negative."""
-    return np.random.default_rng(seed).gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)
-
-
-def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
-    """vocab.py serialize_vocab: {"word2idx": ..., "idx2word": {"0": ...}, "idx": N}."""
-    tokens = SPECIALS + list(words)
-    data = {
-        "word2idx": {w: i for i, w in enumerate(tokens)},
-        "idx2word": {str(i): w for i, w in enumerate(tokens)},
-        "idx": len(tokens),
-    }
-    path.write_text(json.dumps(data))
-    return path
 
 
 def gru_keys(
@@ -131,12 +98,9 @@ def write_scan_checkpoint(
     **overrides: Any,
 ) -> Path:
     """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
-    folder.mkdir(parents=True, exist_ok=True)
-    opt = {**SCAN_OPT, "embed_size": 8, "word_dim": 6, **overrides}
-    vocab_size = len(SPECIALS) + len(words)
-    opt["vocab_size"] = vocab_size
+    opt = small_opt(SCAN_OPT, words, overrides)
     g = torch.Generator().manual_seed(seed)
-    img_shapes, txt_shapes = scan_shapes(opt, vocab_size, legacy_weight_g=legacy_weight_g)
+    img_shapes, txt_shapes = scan_shapes(opt, opt["vocab_size"], legacy_weight_g=legacy_weight_g)
     state = {
         "epoch": 12,
         "model": [random_state(img_shapes, g), random_state(txt_shapes, g)],
@@ -144,8 +108,4 @@ def write_scan_checkpoint(
         "opt": argparse.Namespace(**opt),
         "Eiters": 12345,
     }
-    path = folder / name
-    torch.save(state, path)
-    if vocab:
-        write_vocab_json(folder / f"{opt['data_name']}_vocab.json", words)
-    return path
+    return save_original(state, folder, name, words=words, vocab=vocab)

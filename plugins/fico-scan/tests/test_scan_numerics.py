@@ -7,40 +7,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from fico_scan.testing import CAPTIONS, cosine_similarity, func_attention, tiny_config
 from scan_originals import regions
 
 from fico_registry import load_model
-
-CAPTIONS = [
-    "a red circle above a small blue square",
-    "two green triangles",
-    "a yellow star next to two red circles above the blue square in the corner",
-    "square",
-    "three small orange circles on a grey background",
-]
-
-
-def _l2norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + 1e-8)
-
-
-def _func_attention(query: torch.Tensor, context: torch.Tensor, raw_feature_norm: str, smooth: float) -> torch.Tensor:
-    """One pair: query (queryL, d), context (sourceL, d) -> weighted context (queryL, d)."""
-    attn = context @ query.T  # (sourceL, queryL)
-    if raw_feature_norm == "softmax":
-        attn = torch.softmax(attn, dim=1)
-    elif raw_feature_norm == "l2norm":
-        attn = _l2norm(attn, 1)
-    elif raw_feature_norm == "clipped_l2norm":
-        attn = _l2norm(torch.nn.functional.leaky_relu(attn, 0.1), 1)
-    elif raw_feature_norm == "clipped":
-        attn = torch.nn.functional.leaky_relu(attn, 0.1)
-    attn = torch.softmax(attn.T * smooth, dim=1)  # (queryL, sourceL): over the context tokens
-    return attn @ context
-
-
-def _cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
 
 
 def _aggregate(row: torch.Tensor, agg_func: str, lambda_lse: float) -> float:
@@ -56,11 +26,11 @@ def reference_scores(images: torch.Tensor, words: torch.Tensor, lengths: torch.T
     for j, i in itertools.product(range(len(words)), range(len(images))):
         cap = words[j, : int(lengths[j])]
         if o["cross_attn"] == "t2i":
-            weighted = _func_attention(cap, images[i], o["raw_feature_norm"], o["lambda_softmax"])
-            row = _cosine(cap, weighted)
+            weighted = func_attention(cap, images[i], o["raw_feature_norm"], o["lambda_softmax"])
+            row = cosine_similarity(cap, weighted)
         else:
-            weighted = _func_attention(images[i], cap, o["raw_feature_norm"], o["lambda_softmax"])
-            row = _cosine(images[i], weighted)
+            weighted = func_attention(images[i], cap, o["raw_feature_norm"], o["lambda_softmax"])
+            row = cosine_similarity(images[i], weighted)
         out[i, j] = _aggregate(row, o["agg_func"], o["lambda_lse"])
     return out
 
@@ -123,6 +93,4 @@ def test_gradients_flow_through_the_scores() -> None:
 
 
 def _tiny() -> dict:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    return dict(get_model_spec("scan").configs["tiny"])
+    return tiny_config("scan")
