@@ -13,41 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fico_scan.testing import SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
+from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
 
 __all__ = ["IMRAM_OPT", "SPECIALS", "WORDS", "imram_shapes", "regions", "write_imram_checkpoint", "write_vocab_json"]
 
-# opts.py parse_opt() with script/tune_f30k.sh's flags
+# opts.py parse_opt() with script/tune_f30k.sh's flags: SCAN's train.py options (IMRAM's opts.py keeps
+# them, with the same defaults) with IMRAM's paths and the script's agg_func, plus IMRAM's own options
 IMRAM_OPT = {
+    **SCAN_OPT,
     "data_path": "../../../data",
-    "data_name": "f30k_precomp",
     "vocab_path": "vocab",
-    "margin": 0.2,
-    "num_epochs": 30,
-    "batch_size": 128,
-    "word_dim": 300,
-    "embed_size": 1024,
-    "grad_clip": 2.0,
-    "num_layers": 1,
-    "learning_rate": 0.0002,
-    "lr_update": 15,
-    "workers": 10,
-    "log_step": 10,
     "val_step": 5000,
     "logger_name": "checkpoint/f30k_scan//gpus_image_IMRAM_steps_1_softmax_9",
     "model_name": "checkpoint/f30k_scan//gpus_image_IMRAM_steps_1_softmax_9",
-    "resume": "",
-    "max_violation": True,
-    "img_dim": 2048,
-    "no_imgnorm": False,
-    "no_txtnorm": False,
-    "raw_feature_norm": "clipped_l2norm",
     "agg_func": "Mean",
-    "cross_attn": "t2i",
-    "precomp_enc_type": "basic",
-    "bi_gru": True,
-    "lambda_lse": 6.0,
-    "lambda_softmax": 9.0,
     "pos_emb": False,
     "gpuid": "1,2",
     "model_mode": "image_IMRAM",

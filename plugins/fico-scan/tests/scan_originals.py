@@ -13,42 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fico_scan.testing import SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
+from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
 
 __all__ = ["SCAN_OPT", "SPECIALS", "WORDS", "regions", "scan_shapes", "write_scan_checkpoint", "write_vocab_json"]
-
-# train.py's argparse namespace (defaults), as pickled into every checkpoint
-SCAN_OPT = {
-    "data_path": "./data/",
-    "data_name": "f30k_precomp",
-    "vocab_path": "./vocab/",
-    "margin": 0.2,
-    "num_epochs": 30,
-    "batch_size": 128,
-    "word_dim": 300,
-    "embed_size": 1024,
-    "grad_clip": 2.0,
-    "num_layers": 1,
-    "learning_rate": 0.0002,
-    "lr_update": 15,
-    "workers": 10,
-    "log_step": 10,
-    "val_step": 500,
-    "logger_name": "./runs/runX/log",
-    "model_name": "./runs/runX/checkpoint",
-    "resume": "",
-    "max_violation": True,
-    "img_dim": 2048,
-    "no_imgnorm": False,
-    "no_txtnorm": False,
-    "raw_feature_norm": "clipped_l2norm",
-    "agg_func": "LogSumExp",
-    "cross_attn": "t2i",
-    "precomp_enc_type": "basic",
-    "bi_gru": True,
-    "lambda_lse": 6.0,
-    "lambda_softmax": 9.0,
-}
 
 
 def gru_keys(

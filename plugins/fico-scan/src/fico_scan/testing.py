@@ -9,6 +9,7 @@ a bug with the code it checks. It imports torch and numpy; only tests import it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,40 @@ CAPTIONS = [
     "square",
     "three small orange circles on a grey background",
 ]
+
+
+# train.py's argparse namespace (defaults), as pickled into every checkpoint
+SCAN_OPT = {
+    "data_path": "./data/",
+    "data_name": "f30k_precomp",
+    "vocab_path": "./vocab/",
+    "margin": 0.2,
+    "num_epochs": 30,
+    "batch_size": 128,
+    "word_dim": 300,
+    "embed_size": 1024,
+    "grad_clip": 2.0,
+    "num_layers": 1,
+    "learning_rate": 0.0002,
+    "lr_update": 15,
+    "workers": 10,
+    "log_step": 10,
+    "val_step": 500,
+    "logger_name": "./runs/runX/log",
+    "model_name": "./runs/runX/checkpoint",
+    "resume": "",
+    "max_violation": True,
+    "img_dim": 2048,
+    "no_imgnorm": False,
+    "no_txtnorm": False,
+    "raw_feature_norm": "clipped_l2norm",
+    "agg_func": "LogSumExp",
+    "cross_attn": "t2i",
+    "precomp_enc_type": "basic",
+    "bi_gru": True,
+    "lambda_lse": 6.0,
+    "lambda_softmax": 9.0,
+}
 
 
 def regions(n: int = 4, seed: int = 0) -> np.ndarray:
@@ -97,6 +132,39 @@ def func_attention(query: torch.Tensor, context: torch.Tensor, raw_feature_norm:
 
 def cosine_similarity(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
     return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
+
+
+def check_against_reference(
+    model_name: str,
+    config: dict[str, Any],
+    captions: list[str],
+    reference: Callable[[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]], torch.Tensor],
+) -> None:
+    """`score` of 3 images x the captions (the tiny config + config) against reference(encoder, images,
+    texts), a float64 per-pair transcription of the original: to 1e-5 in float32, 1e-10 in float64."""
+    from fico_registry import load_model
+
+    dtype = config["score_dtype"]
+    model = load_model(model_name, config={**tiny_config(model_name), **config}, device="cpu")
+    images = model.encode_images(regions(3))
+    texts = model.encode_texts(captions)
+    got = model.score(images, texts)
+    assert got.dtype == getattr(torch, dtype) and got.shape == (3, len(captions))
+    want = reference(model.encoder, images, texts)
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 if dtype == "float32" else 1e-10)
+
+
+def check_any_block_split(model: Any, n_images: int, captions: list[str], *, seed: int, rng_seed: int) -> None:
+    """`score` of any sub-block of n_images x the captions equals that block of the whole matrix (1e-6)."""
+    images = model.encode_images(regions(n_images, seed=seed))
+    texts = model.encode_texts(captions)
+    full = model.score(images, texts)
+    rng = np.random.default_rng(rng_seed)
+    for _ in range(4):
+        i0, i1 = sorted(rng.choice(n_images + 1, 2, replace=False))
+        t0, t1 = sorted(rng.choice(len(captions) + 1, 2, replace=False))
+        block = model.score({k: v[i0:i1] for k, v in images.items()}, {k: v[t0:t1] for k, v in texts.items()})
+        torch.testing.assert_close(block, full[i0:i1, t0:t1], rtol=0, atol=1e-6)
 
 
 def tiny_config(model: str) -> dict[str, Any]:
