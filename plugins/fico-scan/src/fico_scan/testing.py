@@ -167,6 +167,30 @@ def check_any_block_split(model: Any, n_images: int, captions: list[str], *, see
         torch.testing.assert_close(block, full[i0:i1, t0:t1], rtol=0, atol=1e-6)
 
 
+def check_scores_like_best_validation(model: Any, val: Any, record: dict[str, Any]) -> None:
+    """A trained run's checkpoint, reloaded, gives the evaluator the rsum its best epoch validated with."""
+    import pytest
+
+    import fico_registry
+
+    report = fico_registry.evaluate(model, val, cache=False, device="cpu")
+    assert 100 * sum(report.instance[d][k] for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10")) == pytest.approx(
+        record["history"][record["best_epoch"] - 1]["val_rsum"]
+    )
+
+
+def train_straight_and_resumed(
+    train: Callable[..., dict[str, Any]], root: Path, **options: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The records of train(root / "straight", epochs=2) and of a run of 1 epoch resumed to 2 (root / "resumed"),
+    which must run only the missing epoch."""
+    straight = train(root / "straight", epochs=2, **options)
+    train(root / "resumed", epochs=1, **options)
+    resumed = train(root / "resumed", epochs=2, **options)
+    assert resumed["epochs_run"] == 1
+    return straight, resumed
+
+
 def tiny_config(model: str) -> dict[str, Any]:
     """The model card's "tiny" config (random weights, small dimensions)."""
     from fico_registry.plugin_api.registry import get_model_spec
