@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
+from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, write_original_checkpoint, write_vocab_json
 
 __all__ = ["IMRAM_OPT", "SPECIALS", "WORDS", "imram_shapes", "regions", "write_imram_checkpoint", "write_vocab_json"]
 
@@ -53,19 +53,13 @@ def imram_shapes(opt: dict[str, Any], vocab_size: int) -> dict[str, tuple[int, .
     return shapes
 
 
-def write_imram_checkpoint(
-    folder: Path,
-    *,
-    words: list[str] = WORDS,
-    name: str = "model_best.pth.tar",
-    seed: int = 0,
-    vocab: bool = True,
-    **overrides: Any,
-) -> Path:
-    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
-    opt = small_opt(IMRAM_OPT, words, overrides)
-    g = torch.Generator().manual_seed(seed)
-    shapes = imram_shapes(opt, opt["vocab_size"])
-    model = {f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in shapes.items()}
-    state = {"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}
-    return save_original(state, folder, name, words=words, vocab=vocab)
+def write_imram_checkpoint(folder: Path, **options: Any) -> Path:
+    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default;
+    options as fico_scan.testing.write_original_checkpoint takes them."""
+
+    def checkpoint(opt: dict[str, Any], g: torch.Generator) -> dict[str, Any]:
+        shapes = imram_shapes(opt, opt["vocab_size"])
+        model = {f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in shapes.items()}
+        return {"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}
+
+    return write_original_checkpoint(folder, IMRAM_OPT, checkpoint, **options)

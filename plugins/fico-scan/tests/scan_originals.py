@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, save_original, small_opt, write_vocab_json
+from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, write_original_checkpoint, write_vocab_json
 
 __all__ = ["SCAN_OPT", "SPECIALS", "WORDS", "regions", "scan_shapes", "write_scan_checkpoint", "write_vocab_json"]
 
@@ -54,25 +54,18 @@ def random_state(shapes: dict[str, tuple[int, ...]], generator: torch.Generator)
     return out
 
 
-def write_scan_checkpoint(
-    folder: Path,
-    *,
-    words: list[str] = WORDS,
-    name: str = "model_best.pth.tar",
-    seed: int = 0,
-    legacy_weight_g: bool = False,
-    vocab: bool = True,
-    **overrides: Any,
-) -> Path:
-    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
-    opt = small_opt(SCAN_OPT, words, overrides)
-    g = torch.Generator().manual_seed(seed)
-    img_shapes, txt_shapes = scan_shapes(opt, opt["vocab_size"], legacy_weight_g=legacy_weight_g)
-    state = {
-        "epoch": 12,
-        "model": [random_state(img_shapes, g), random_state(txt_shapes, g)],
-        "best_rsum": 401.5,
-        "opt": argparse.Namespace(**opt),
-        "Eiters": 12345,
-    }
-    return save_original(state, folder, name, words=words, vocab=vocab)
+def write_scan_checkpoint(folder: Path, *, legacy_weight_g: bool = False, **options: Any) -> Path:
+    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default;
+    options as fico_scan.testing.write_original_checkpoint takes them."""
+
+    def checkpoint(opt: dict[str, Any], g: torch.Generator) -> dict[str, Any]:
+        img_shapes, txt_shapes = scan_shapes(opt, opt["vocab_size"], legacy_weight_g=legacy_weight_g)
+        return {
+            "epoch": 12,
+            "model": [random_state(img_shapes, g), random_state(txt_shapes, g)],
+            "best_rsum": 401.5,
+            "opt": argparse.Namespace(**opt),
+            "Eiters": 12345,
+        }
+
+    return write_original_checkpoint(folder, SCAN_OPT, checkpoint, **options)

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import torch
 from fico_scan import train as T
-from fico_scan.testing import check_scores_like_best_validation, train_straight_and_resumed
+from fico_scan.testing import check_scores_like_best_validation, synthetic_corpora, train_straight_and_resumed
 
-import fico_registry
 from fico_registry import load_model
 from fico_registry.errors import ConfigError
 from fico_registry.plugin_api.captions import load_vocab_json
@@ -26,10 +25,7 @@ OPTIONS = {"config": "tiny", "batch_size": 32, "val_batch_size": 16}
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    root = tmp_path_factory.mktemp("synthetic")
-    train = fico_registry.data.synthetic(n_images=24, split="train", root=root / "train")
-    val = fico_registry.data.synthetic(n_images=8, split="val", root=root / "val")
-    return train, val
+    return synthetic_corpora(tmp_path_factory.mktemp("synthetic"), n_train_images=24)
 
 
 def _loop_loss(scores: torch.Tensor, margin: float, max_violation: bool) -> float:

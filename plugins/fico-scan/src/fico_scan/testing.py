@@ -94,19 +94,28 @@ def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
     return path
 
 
-def small_opt(base: dict[str, Any], words: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
-    """An original opt with a small architecture by default (embed 8, word_dim 6) and the vocab_size of `words`."""
-    opt = {**base, "embed_size": 8, "word_dim": 6, **overrides}
-    opt["vocab_size"] = len(SPECIALS) + len(words)
-    return opt
+def write_original_checkpoint(
+    folder: Path,
+    base_opt: dict[str, Any],
+    checkpoint: Callable[[dict[str, Any], torch.Generator], dict[str, Any]],
+    *,
+    words: list[str] = WORDS,
+    name: str = "model_best.pth.tar",
+    seed: int = 0,
+    vocab: bool = True,
+    **overrides: Any,
+) -> Path:
+    """folder/name (+ {data_name}_vocab.json beside it when `vocab`) as the original saves it.
 
-
-def save_original(checkpoint: dict[str, Any], folder: Path, name: str, *, words: list[str], vocab: bool) -> Path:
-    """folder/name as the original saves it (+ {data_name}_vocab.json beside it when `vocab`)."""
+    The opt is base_opt with a small architecture by default (embed 8, word_dim 6), the overrides,
+    and the vocab_size of `words`; checkpoint(opt, generator seeded with `seed`) builds what is saved.
+    """
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(checkpoint, folder / name)
+    opt = {**base_opt, "embed_size": 8, "word_dim": 6, **overrides}
+    opt["vocab_size"] = len(SPECIALS) + len(words)
+    torch.save(checkpoint(opt, torch.Generator().manual_seed(seed)), folder / name)
     if vocab:
-        write_vocab_json(folder / f"{checkpoint['opt'].data_name}_vocab.json", words)
+        write_vocab_json(folder / f"{opt['data_name']}_vocab.json", words)
     return folder / name
 
 
@@ -165,6 +174,15 @@ def check_any_block_split(model: Any, n_images: int, captions: list[str], *, see
         t0, t1 = sorted(rng.choice(len(captions) + 1, 2, replace=False))
         block = model.score({k: v[i0:i1] for k, v in images.items()}, {k: v[t0:t1] for k, v in texts.items()})
         torch.testing.assert_close(block, full[i0:i1, t0:t1], rtol=0, atol=1e-6)
+
+
+def synthetic_corpora(root: Path, n_train_images: int) -> tuple[Any, Any]:
+    """Synthetic train (n_train_images) and val (8 images) corpora under root, for the recipes' tests."""
+    import fico_registry
+
+    train = fico_registry.data.synthetic(n_images=n_train_images, split="train", root=root / "train")
+    val = fico_registry.data.synthetic(n_images=8, split="val", root=root / "val")
+    return train, val
 
 
 def check_scores_like_best_validation(model: Any, val: Any, record: dict[str, Any]) -> None:
