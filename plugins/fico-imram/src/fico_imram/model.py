@@ -142,6 +142,7 @@ class ImramEncoder(RegionWordScorer):
         return 6 * n_regions * n_words + (5 * memory_tokens * 2 * self.dim if steps > 1 else 0)
 
     def pair_elements(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> int:
+        # given pairs: logits at max_words, and every step's memory and update at the longer side, with room
         n_regions, n_words = regions.shape[1], words.shape[1]
         return 6 * n_regions * n_words + 10 * max(n_regions, n_words) * self.dim
 
