@@ -2,89 +2,37 @@
 
 A checkpoint is what IMRAM's train_gpus.py saves: {"epoch", "model": nn.DataParallel(SCAN).state_dict()
 (every key prefixed 'module.'), "best_rsum", "opt": argparse.Namespace}; the vocabulary is the JSON
-shipped in IMRAM's vocab/ folder. Nothing here uses fico_imram's modules.
+shipped in IMRAM's vocab/ folder (SCAN's format). Nothing here uses fico_imram's modules; the fixtures
+IMRAM shares with SCAN come from fico_scan.testing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+from fico_scan.testing import SCAN_OPT, SPECIALS, WORDS, regions, write_original_checkpoint, write_vocab_json
 
-SPECIALS = ["<pad>", "<start>", "<end>", "<unk>"]
-WORDS = [
-    "a",
-    "red",
-    "circle",
-    "above",
-    "small",
-    "blue",
-    "square",
-    "two",
-    "green",
-    "triangles",
-    "next",
-    "to",
-    "yellow",
-    "star",
-]
+__all__ = ["IMRAM_OPT", "SPECIALS", "WORDS", "imram_shapes", "regions", "write_imram_checkpoint", "write_vocab_json"]
 
-# opts.py parse_opt() with script/tune_f30k.sh's flags
+# opts.py parse_opt() with script/tune_f30k.sh's flags: SCAN's train.py options (IMRAM's opts.py keeps
+# them, with the same defaults) with IMRAM's paths and the script's agg_func, plus IMRAM's own options
 IMRAM_OPT = {
+    **SCAN_OPT,
     "data_path": "../../../data",
-    "data_name": "f30k_precomp",
     "vocab_path": "vocab",
-    "margin": 0.2,
-    "num_epochs": 30,
-    "batch_size": 128,
-    "word_dim": 300,
-    "embed_size": 1024,
-    "grad_clip": 2.0,
-    "num_layers": 1,
-    "learning_rate": 0.0002,
-    "lr_update": 15,
-    "workers": 10,
-    "log_step": 10,
     "val_step": 5000,
     "logger_name": "checkpoint/f30k_scan//gpus_image_IMRAM_steps_1_softmax_9",
     "model_name": "checkpoint/f30k_scan//gpus_image_IMRAM_steps_1_softmax_9",
-    "resume": "",
-    "max_violation": True,
-    "img_dim": 2048,
-    "no_imgnorm": False,
-    "no_txtnorm": False,
-    "raw_feature_norm": "clipped_l2norm",
     "agg_func": "Mean",
-    "cross_attn": "t2i",
-    "precomp_enc_type": "basic",
-    "bi_gru": True,
-    "lambda_lse": 6.0,
-    "lambda_softmax": 9.0,
     "pos_emb": False,
     "gpuid": "1,2",
     "model_mode": "image_IMRAM",
     "iteration_step": 1,
     "no_IMRAM_norm": True,
 }
-
-
-def regions(n: int = 4, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).gamma(0.5, 1.0, size=(n, 36, 2048)).astype(np.float32)
-
-
-def write_vocab_json(path: Path, words: list[str] = WORDS) -> Path:
-    tokens = SPECIALS + list(words)
-    data = {
-        "word2idx": {w: i for i, w in enumerate(tokens)},
-        "idx2word": {str(i): w for i, w in enumerate(tokens)},
-        "idx": len(tokens),
-    }
-    path.write_text(json.dumps(data))
-    return path
 
 
 def imram_shapes(opt: dict[str, Any], vocab_size: int) -> dict[str, tuple[int, ...]]:
@@ -105,25 +53,13 @@ def imram_shapes(opt: dict[str, Any], vocab_size: int) -> dict[str, tuple[int, .
     return shapes
 
 
-def write_imram_checkpoint(
-    folder: Path,
-    *,
-    words: list[str] = WORDS,
-    name: str = "model_best.pth.tar",
-    seed: int = 0,
-    vocab: bool = True,
-    **overrides: Any,
-) -> Path:
-    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default."""
-    folder.mkdir(parents=True, exist_ok=True)
-    opt = {**IMRAM_OPT, "embed_size": 8, "word_dim": 6, **overrides}
-    vocab_size = len(SPECIALS) + len(words)
-    opt["vocab_size"] = vocab_size
-    g = torch.Generator().manual_seed(seed)
-    model = {
-        f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in imram_shapes(opt, vocab_size).items()
-    }
-    torch.save({"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}, folder / name)
-    if vocab:
-        write_vocab_json(folder / f"{opt['data_name']}_vocab.json", words)
-    return folder / name
+def write_imram_checkpoint(folder: Path, **options: Any) -> Path:
+    """model_best.pth.tar (+ {data_name}_vocab.json beside it) with a small architecture by default;
+    options as fico_scan.testing.write_original_checkpoint takes them."""
+
+    def checkpoint(opt: dict[str, Any], g: torch.Generator) -> dict[str, Any]:
+        shapes = imram_shapes(opt, opt["vocab_size"])
+        model = {f"module.{k}": torch.rand(shape, generator=g) * 0.6 - 0.3 for k, shape in shapes.items()}
+        return {"epoch": 7, "model": model, "best_rsum": 455.0, "opt": argparse.Namespace(**opt)}
+
+    return write_original_checkpoint(folder, IMRAM_OPT, checkpoint, **options)

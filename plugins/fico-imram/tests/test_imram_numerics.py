@@ -3,42 +3,25 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fico_scan.testing import CAPTIONS as SCAN_CAPTIONS
+from fico_scan.testing import (
+    check_against_reference,
+    check_any_block_split,
+    cosine_similarity,
+    func_attention,
+    l2norm,
+    tiny_config,
+)
 from imram_originals import regions
 
 from fico_registry import load_model
 
-CAPTIONS = [
-    "a red circle above a small blue square",
-    "two green triangles",
-    "a yellow star next to two red circles above the blue square in the corner",
-    "square",
-]
-
-
-def _l2norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + 1e-8)
-
-
-def _func_attention(query: torch.Tensor, context: torch.Tensor, raw_feature_norm: str, smooth: float) -> torch.Tensor:
-    attn = context @ query.T  # (sourceL, queryL)
-    if raw_feature_norm == "softmax":
-        attn = torch.softmax(attn, dim=1)
-    elif raw_feature_norm == "l2norm":
-        attn = _l2norm(attn, 1)
-    elif raw_feature_norm == "clipped_l2norm":
-        attn = _l2norm(F.leaky_relu(attn, 0.1), 1)
-    elif raw_feature_norm == "clipped":
-        attn = F.leaky_relu(attn, 0.1)
-    return torch.softmax(attn.T * smooth, dim=1) @ context  # (queryL, d)
-
-
-def _cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
+CAPTIONS = SCAN_CAPTIONS[:4]
 
 
 def _gated_memory(
@@ -52,11 +35,11 @@ def _gated_memory(
 def _steps(query: torch.Tensor, context: torch.Tensor, linear, gate, o: dict) -> list[float]:
     original, sims = query, []
     for _ in range(o["iteration_step"]):
-        attended = _func_attention(query, context, o["raw_feature_norm"], o["lambda_softmax"])
-        sims.append(float(_cosine(original, attended).mean()))
+        attended = func_attention(query, context, o["raw_feature_norm"], o["lambda_softmax"])
+        sims.append(float(cosine_similarity(original, attended).mean()))
         query = _gated_memory(linear, gate, query, attended)
         if not o["no_IMRAM_norm"]:
-            query = _l2norm(query, -1)
+            query = l2norm(query, -1)
     return sims
 
 
@@ -92,28 +75,15 @@ SETTINGS = [
 )
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matches_the_per_pair_reference(setting: dict, dtype: str) -> None:
-    model = load_model("imram", config={**_tiny(), **setting, "score_dtype": dtype}, device="cpu")
-    images = model.encode_images(regions(3))
-    texts = model.encode_texts(CAPTIONS)
-    got = model.score(images, texts)
-    assert got.dtype == getattr(torch, dtype) and got.shape == (3, len(CAPTIONS))
-    want = reference_scores(
-        model.encoder.net, images["regions"], texts["words"], texts["lengths"], model.encoder.options
-    )
-    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 if dtype == "float32" else 1e-10)
+    def reference(encoder: Any, images: dict, texts: dict) -> torch.Tensor:
+        return reference_scores(encoder.net, images["regions"], texts["words"], texts["lengths"], encoder.options)
+
+    check_against_reference("imram", {**setting, "score_dtype": dtype}, CAPTIONS, reference)
 
 
 def test_any_block_split_gives_the_same_scores() -> None:
     model = load_model("imram", config={**_tiny(), **SETTINGS[2], "score_memory_mb": 0.05}, device="cpu")
-    images = model.encode_images(regions(6, seed=2))
-    texts = model.encode_texts(CAPTIONS * 3)
-    full = model.score(images, texts)
-    rng = np.random.default_rng(1)
-    for _ in range(4):
-        i0, i1 = sorted(rng.choice(7, 2, replace=False))
-        t0, t1 = sorted(rng.choice(13, 2, replace=False))
-        block = model.score({k: v[i0:i1] for k, v in images.items()}, {k: v[t0:t1] for k, v in texts.items()})
-        torch.testing.assert_close(block, full[i0:i1, t0:t1], rtol=0, atol=1e-6)
+    check_any_block_split(model, 6, CAPTIONS * 3, seed=2, rng_seed=1)
 
 
 def test_gradients_flow_through_the_scores() -> None:
@@ -129,6 +99,4 @@ def test_gradients_flow_through_the_scores() -> None:
 
 
 def _tiny() -> dict:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    return dict(get_model_spec("imram").configs["tiny"])
+    return tiny_config("imram")

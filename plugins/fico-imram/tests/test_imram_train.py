@@ -4,14 +4,15 @@ precision, and 2 torch.distributed ranks (gloo) training like one process."""
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from fico_imram import train as T
+from fico_scan.testing import check_scores_like_best_validation, synthetic_corpora, train_straight_and_resumed
 
-import fico_registry
 from fico_registry import load_model
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 from fico_registry.plugin_api.registry import get_trainer_spec
@@ -22,10 +23,7 @@ OPTIONS = {"config": "tiny-full", "batch_size": 32, "val_batch_size": 16}
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
-    root = tmp_path_factory.mktemp("synthetic")
-    train = fico_registry.data.synthetic(n_images=20, split="train", root=root / "train")
-    val = fico_registry.data.synthetic(n_images=8, split="val", root=root / "val")
-    return train, val
+    return synthetic_corpora(tmp_path_factory.mktemp("synthetic"), n_train_images=20)
 
 
 def test_recipe_defaults_are_the_published_ones() -> None:
@@ -69,17 +67,11 @@ def test_trains_and_writes_the_original_layout(corpora: tuple[Any, Any], tmp_pat
     model = load_model("imram", checkpoint=record["checkpoint"], device="cpu")
     for key, value in model.encoder.original_state().items():
         torch.testing.assert_close(value, ck["model"][key], rtol=0, atol=0)
-    report = fico_registry.evaluate(model, corpora[1], cache=False, device="cpu")
-    assert 100 * sum(report.instance[d][k] for d in ("i2t", "t2i") for k in ("R@1", "R@5", "R@10")) == pytest.approx(
-        record["history"][record["best_epoch"] - 1]["val_rsum"]
-    )
+    check_scores_like_best_validation(model, corpora[1], record)
 
 
 def test_resuming_equals_an_uninterrupted_run(corpora: tuple[Any, Any], tmp_path: Path) -> None:
-    straight = _train(corpora, tmp_path / "straight", epochs=2, config="tiny")
-    _train(corpora, tmp_path / "resumed", epochs=1, config="tiny")
-    resumed = _train(corpora, tmp_path / "resumed", epochs=2, config="tiny")
-    assert resumed["epochs_run"] == 1
+    straight, resumed = train_straight_and_resumed(partial(_train, corpora), tmp_path, config="tiny")
     a = load_torch_checkpoint(Path(straight["last_checkpoint"]))
     b = load_torch_checkpoint(Path(resumed["last_checkpoint"]))
     assert a["epoch"] == b["epoch"] == 2

@@ -3,44 +3,21 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
+from fico_scan.testing import (
+    CAPTIONS,
+    check_against_reference,
+    check_any_block_split,
+    cosine_similarity,
+    func_attention,
+    tiny_config,
+)
 from scan_originals import regions
 
 from fico_registry import load_model
-
-CAPTIONS = [
-    "a red circle above a small blue square",
-    "two green triangles",
-    "a yellow star next to two red circles above the blue square in the corner",
-    "square",
-    "three small orange circles on a grey background",
-]
-
-
-def _l2norm(x: torch.Tensor, dim: int) -> torch.Tensor:
-    return x / (x.pow(2).sum(dim=dim, keepdim=True).sqrt() + 1e-8)
-
-
-def _func_attention(query: torch.Tensor, context: torch.Tensor, raw_feature_norm: str, smooth: float) -> torch.Tensor:
-    """One pair: query (queryL, d), context (sourceL, d) -> weighted context (queryL, d)."""
-    attn = context @ query.T  # (sourceL, queryL)
-    if raw_feature_norm == "softmax":
-        attn = torch.softmax(attn, dim=1)
-    elif raw_feature_norm == "l2norm":
-        attn = _l2norm(attn, 1)
-    elif raw_feature_norm == "clipped_l2norm":
-        attn = _l2norm(torch.nn.functional.leaky_relu(attn, 0.1), 1)
-    elif raw_feature_norm == "clipped":
-        attn = torch.nn.functional.leaky_relu(attn, 0.1)
-    attn = torch.softmax(attn.T * smooth, dim=1)  # (queryL, sourceL): over the context tokens
-    return attn @ context
-
-
-def _cosine(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    return (x1 * x2).sum(1) / (x1.norm(dim=1) * x2.norm(dim=1)).clamp(min=1e-8)
 
 
 def _aggregate(row: torch.Tensor, agg_func: str, lambda_lse: float) -> float:
@@ -56,11 +33,11 @@ def reference_scores(images: torch.Tensor, words: torch.Tensor, lengths: torch.T
     for j, i in itertools.product(range(len(words)), range(len(images))):
         cap = words[j, : int(lengths[j])]
         if o["cross_attn"] == "t2i":
-            weighted = _func_attention(cap, images[i], o["raw_feature_norm"], o["lambda_softmax"])
-            row = _cosine(cap, weighted)
+            weighted = func_attention(cap, images[i], o["raw_feature_norm"], o["lambda_softmax"])
+            row = cosine_similarity(cap, weighted)
         else:
-            weighted = _func_attention(images[i], cap, o["raw_feature_norm"], o["lambda_softmax"])
-            row = _cosine(images[i], weighted)
+            weighted = func_attention(images[i], cap, o["raw_feature_norm"], o["lambda_softmax"])
+            row = cosine_similarity(images[i], weighted)
         out[i, j] = _aggregate(row, o["agg_func"], o["lambda_lse"])
     return out
 
@@ -86,26 +63,15 @@ SETTINGS = [
 )
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_matches_the_per_pair_reference(setting: dict, dtype: str) -> None:
-    model = load_model("scan", config={**_tiny(), **setting, "score_dtype": dtype}, device="cpu")
-    images = model.encode_images(regions(3))
-    texts = model.encode_texts(CAPTIONS)
-    got = model.score(images, texts)
-    assert got.dtype == getattr(torch, dtype) and got.shape == (3, len(CAPTIONS))
-    want = reference_scores(images["regions"], texts["words"], texts["lengths"], model.encoder.options)
-    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5 if dtype == "float32" else 1e-10)
+    def reference(encoder: Any, images: dict, texts: dict) -> torch.Tensor:
+        return reference_scores(images["regions"], texts["words"], texts["lengths"], encoder.options)
+
+    check_against_reference("scan", {**setting, "score_dtype": dtype}, CAPTIONS, reference)
 
 
 def test_any_block_split_gives_the_same_scores() -> None:
     model = load_model("scan", config={**_tiny(), "score_memory_mb": 0.01}, device="cpu")  # forces many chunks
-    images = model.encode_images(regions(7, seed=3))
-    texts = model.encode_texts(CAPTIONS * 3)
-    full = model.score(images, texts)
-    rng = np.random.default_rng(0)
-    for _ in range(4):
-        i0, i1 = sorted(rng.choice(8, 2, replace=False))
-        t0, t1 = sorted(rng.choice(16, 2, replace=False))
-        block = model.score({k: v[i0:i1] for k, v in images.items()}, {k: v[t0:t1] for k, v in texts.items()})
-        torch.testing.assert_close(block, full[i0:i1, t0:t1], rtol=0, atol=1e-6)
+    check_any_block_split(model, 7, CAPTIONS * 3, seed=3, rng_seed=0)
 
 
 def test_gradients_flow_through_the_scores() -> None:
@@ -123,6 +89,4 @@ def test_gradients_flow_through_the_scores() -> None:
 
 
 def _tiny() -> dict:
-    from fico_registry.plugin_api.registry import get_model_spec
-
-    return dict(get_model_spec("scan").configs["tiny"])
+    return tiny_config("scan")

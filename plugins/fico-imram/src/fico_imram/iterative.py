@@ -15,65 +15,49 @@ columns acting on each half: the attended half is projected per context token fi
 memory of later steps is specific to each pair: those steps cost one (2d x d) matrix product
 per pair and query token, as in the original. The update after the last step is skipped (its
 result is never used).
+
+The attention step and the tensor layout come from fico_scan.xattn: on the grid
+(GridAttention, every context x query combination: the memory is (nc, nq, Q, d)) for `score`,
+on given pairs (fico_scan.pairs.PairAttention, one pair per row: the memory is (P, Q, d)) for
+`score_pairs`.
 """
 
 from __future__ import annotations
 
 import torch
 from fico_scan.encoders import l2norm
-from fico_scan.xattn import _inplace_ok, aggregate, attended_cosine, attention_weights, token_logits
+from fico_scan.xattn import CrossAttention, _inplace_ok
 from torch import nn
 
 
 def iterative_scores(
-    context: torch.Tensor,
-    context_mask: torch.Tensor | None,
-    query: torch.Tensor,
-    query_mask: torch.Tensor | None,
-    *,
-    steps: int,
-    raw_feature_norm: str,
-    lambda_softmax: float,
-    linear: nn.Linear,
-    gate: nn.Linear,
-    normalize_memory: bool,
+    cross: CrossAttention, *, steps: int, linear: nn.Linear, gate: nn.Linear, normalize_memory: bool
 ) -> list[torch.Tensor]:
-    """Per-step (n_context, n_query) similarity matrices (IMRAM sums them)."""
-    nc, n_ctx, d = context.shape
-    nq, n_qry, _ = query.shape
-    logits0 = token_logits(context, query)  # (nc, C, nq, Q): <context token, original query token>
-    gram = torch.bmm(context, context.transpose(1, 2))
-    query_norms = query.norm(dim=-1)
+    """Per-step similarities of the pairs the layout holds (IMRAM sums them): (nc, nq) or (P,) each."""
+    context, query = cross.context, cross.query
+    d = context.shape[-1]
     if steps > 1:
         weight = torch.cat([linear.weight, gate.weight]).to(context.dtype)  # (2d, 2d): outputs [linear; gate]
         bias = torch.cat([linear.bias, gate.bias]).to(context.dtype)
         from_memory, from_attended = weight[:, :d], weight[:, d:]
-        context_proj = context @ from_attended.T  # (nc, C, 2d)
-        query_proj = torch.addmm(bias, query.reshape(-1, d), from_memory.T).view(nq, n_qry, 2 * d)
-    memory: torch.Tensor | None = None  # (nc, nq, Q, d) once it differs per pair
+        context_proj = context @ from_attended.T  # (n context items, C, 2d)
+        query_proj = torch.addmm(bias, query.reshape(-1, d), from_memory.T).view(*query.shape[:-1], 2 * d)
+    memory: torch.Tensor | None = None  # laid out as the query side once it differs per pair
     inplace = _inplace_ok(context, query, linear.weight, gate.weight)
     scores = []
     for step in range(steps):
-        logits = logits0 if memory is None else torch.bmm(context, memory.view(nc, nq * n_qry, d).transpose(1, 2))
-        weights = attention_weights(
-            logits.view(nc, n_ctx, nq, n_qry),
-            raw_feature_norm=raw_feature_norm,
-            lambda_softmax=lambda_softmax,
-            query_mask=query_mask,
-            context_mask=context_mask,
-        )
-        cosine = attended_cosine(weights, logits0, gram, query_norms)
-        scores.append(aggregate(cosine, query_mask, "Mean", 0.0))
+        weights, cosine = cross.attend(None if memory is None else cross.logits(memory))
+        scores.append(cross.aggregate(cosine, "Mean", 0.0))
         if step + 1 == steps:
             break
-        pre = torch.bmm(weights.view(nc, n_ctx, nq * n_qry).transpose(1, 2), context_proj).view(nc, nq, n_qry, 2 * d)
+        pre = cross.attended_sum(weights, context_proj)  # the attended half of [memory; attended], projected
         if memory is None:
-            from_previous = query_proj.unsqueeze(0)
-            previous = query.unsqueeze(0)
+            from_previous = cross.as_query_side(query_proj)
+            previous = cross.as_query_side(query)
         else:
-            from_previous = torch.addmm(bias, memory.reshape(-1, d), from_memory.T).view(nc, nq, n_qry, 2 * d)
+            from_previous = torch.addmm(bias, memory.reshape(-1, d), from_memory.T).view_as(pre)
             previous = memory
-        del weights, logits
+        del weights, cosine
         if inplace:
             pre += from_previous
             g = pre[..., d:].sigmoid_()

@@ -10,17 +10,15 @@ score_pairs(images, texts)            -> (P,): the same scores of P given pairs 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from fico_scan.captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
+from fico_scan.captions import check_embedding, embedding_rows, resolve_vocabulary
 from fico_scan.encoders import build_encoders, upgrade_legacy_state
-from fico_scan.model import DTYPES, RUN_CHECKPOINTS, regions_tensor
+from fico_scan.model import RUN_CHECKPOINTS, RegionWordScorer
 from fico_scan.options import SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
-from fico_scan.pairs import pair_chunks
-from fico_scan.xattn import blockwise
+from fico_scan.xattn import CrossAttention
 from torch import nn
 
 from fico_registry.errors import CheckpointError, ConfigError
@@ -28,7 +26,6 @@ from fico_registry.plugin_api.checkpoints import strict_load_state_dict
 from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 
 from .iterative import iterative_scores
-from .pairs import pair_iterative_scores
 
 # IMRAM opts.py defaults beyond SCAN's (its model_mode default "vse" is not a mode its code accepts).
 IMRAM_OPT_DEFAULTS: dict[str, Any] = {
@@ -70,19 +67,13 @@ def check_options(options: Mapping[str, Any], *, model_name: str) -> None:
         )
 
 
-class ImramEncoder:
+class ImramEncoder(RegionWordScorer):
     """The Encoder / Scorer the registry sees for model 'imram'."""
 
     def __init__(self, options: dict[str, Any], vocab: Any, device: str, *, model_name: str = "imram") -> None:
         check_options(options, model_name=model_name)
-        self.options = options
-        self.model_name = model_name
-        self.device = torch.device(device)
-        self.captions = CaptionEncoder(vocab, options, model_name=model_name)
+        super().__init__(options, vocab, device, model_name=model_name)
         self.net = IMRAMNet(options, embedding_rows(vocab, options, model_name=model_name))
-        self.dim = int(options["embed_size"])
-        self.img_dim = int(options["img_dim"])
-        self.dtype = DTYPES[options["score_dtype"]]
 
     @property
     def img_enc(self) -> nn.Module:
@@ -123,95 +114,44 @@ class ImramEncoder:
         self.net.to(self.device).eval().requires_grad_(False)
         return self
 
-    @torch.no_grad()
     def encode_images(self, batch: Any) -> dict[str, torch.Tensor]:
-        return {
-            "regions": self.net.img_enc(regions_tensor(batch, self.img_dim, self.device, model_name=self.model_name))
-        }
+        return {"regions": self.encode_regions(batch)}
 
-    @torch.no_grad()
     def encode_texts(self, batch: Sequence[str]) -> dict[str, torch.Tensor]:
-        max_words = self.captions.max_words
-        if len(batch) == 0:
-            return {
-                "words": torch.zeros(0, max_words, self.dim, device=self.device),
-                "lengths": torch.zeros(0, dtype=torch.long, device=self.device),
-            }
-        ids, lengths = self.captions(batch, self.device)
-        words = self.net.txt_enc(ids, lengths)
-        padded = words.new_zeros(words.shape[0], max_words, words.shape[2])
-        padded[:, : words.shape[1]] = words
-        return {"words": padded, "lengths": lengths.to(self.device)}
+        words, lengths = self.encode_words(batch)
+        return {"words": words, "lengths": lengths}
 
-    def _step_options(self) -> dict[str, Any]:
-        """The iterative-matching options of this config, as iterative_scores and pair_iterative_scores take them."""
-        o = self.options
-        return {
-            "steps": int(o["iteration_step"]),
-            "raw_feature_norm": o["raw_feature_norm"],
-            "lambda_softmax": float(o["lambda_softmax"]),
-            "normalize_memory": not o["no_IMRAM_norm"],
-        }
+    def words_attend(self) -> tuple[bool, ...]:
+        mode = self.options["model_mode"]
+        text, image = mode in ("full_IMRAM", "text_IMRAM"), mode in ("full_IMRAM", "image_IMRAM")
+        return (True,) * text + (False,) * image  # Text-IMRAM: words attend over regions; Image-IMRAM: the reverse
 
-    def pair_scores(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        """(n_img, n_txt): the sum over steps (and directions for full_IMRAM), all pairs at once (differentiable)."""
+    def direction_scores(self, cross: CrossAttention, words_attend: bool) -> torch.Tensor:
+        """The sum over iteration_step steps of Text-IMRAM (words_attend) or Image-IMRAM."""
         o, net = self.options, self.net
-        mode = o["model_mode"]
-        steps = partial(iterative_scores, **self._step_options())
-        total = torch.zeros((), dtype=regions.dtype, device=regions.device)
-        if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
-            total = total + torch.stack(
-                steps(regions, None, words, word_mask, linear=net.linear_t2i, gate=net.gate_t2i)
-            ).sum(0)
-        if mode in ("full_IMRAM", "image_IMRAM"):  # Image-IMRAM: regions attend over words
-            total = (
-                total
-                + torch.stack(steps(words, word_mask, regions, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0).T
-            )
-        return total
-
-    @torch.no_grad()
-    def score(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        o = self.options
-        mode, steps = o["model_mode"], int(o["iteration_step"])
-        regions, n_regions, d = images["regions"], images["regions"].shape[1], self.dim
-
-        def elements_per_pair(n_words: int) -> int:
-            # logits / attention weights per step, plus the pair-specific memory (and its update) after step 1
-            memory_tokens = max(n_words if mode != "image_IMRAM" else 0, n_regions if mode != "text_IMRAM" else 0)
-            return 6 * n_regions * n_words + (5 * memory_tokens * 2 * d if steps > 1 else 0)
-
-        return blockwise(
-            regions,
-            texts["words"],
-            texts["lengths"],
-            self.pair_scores,
-            elements_per_pair=elements_per_pair,
-            budget_elements=int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8)),
-            dtype=self.dtype,
+        linear, gate = (net.linear_t2i, net.gate_t2i) if words_attend else (net.linear_i2t, net.gate_i2t)
+        steps = iterative_scores(
+            cross, steps=int(o["iteration_step"]), linear=linear, gate=gate, normalize_memory=not o["no_IMRAM_norm"]
         )
+        return torch.stack(steps).sum(0)
 
-    @torch.no_grad()
+    def elements_per_pair(self, n_regions: int, n_words: int) -> int:
+        # logits / attention weights per step, plus the pair-specific memory (and its update) after step 1
+        mode, steps = self.options["model_mode"], int(self.options["iteration_step"])
+        memory_tokens = max(n_words if mode != "image_IMRAM" else 0, n_regions if mode != "text_IMRAM" else 0)
+        return 6 * n_regions * n_words + (5 * memory_tokens * 2 * self.dim if steps > 1 else 0)
+
+    def pair_elements(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> int:
+        # given pairs: logits at max_words, and every step's memory and update at the longer side, with room
+        n_regions, n_words = regions.shape[1], words.shape[1]
+        return 6 * n_regions * n_words + 10 * max(n_regions, n_words) * self.dim
+
+    def score(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.score_features(images["regions"], texts["words"], texts["lengths"])
+
     def score_pairs(self, images: Mapping[str, torch.Tensor], texts: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """(P,) scores of the pairs (image p, text p): score's diagonal, the other pairs never computed."""
-        o, net = self.options, self.net
-        mode = o["model_mode"]
-        steps = partial(pair_iterative_scores, **self._step_options())
-        regions, words, lengths = images["regions"], texts["words"], texts["lengths"]
-        out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
-        budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
-        per_pair = 6 * regions.shape[1] * words.shape[1] + 10 * max(regions.shape[1], words.shape[1]) * self.dim
-        for s, e in pair_chunks(len(out), per_pair, budget):
-            size = int(lengths[s:e].max())  # padded only to the chunk's longest caption, as blockwise does
-            r, w = regions[s:e].to(self.dtype), words[s:e, :size].to(self.dtype)
-            mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
-            total = torch.zeros(e - s, dtype=self.dtype, device=r.device)
-            if mode in ("full_IMRAM", "text_IMRAM"):  # Text-IMRAM: words attend over regions
-                total = total + torch.stack(steps(r, None, w, mask, linear=net.linear_t2i, gate=net.gate_t2i)).sum(0)
-            if mode in ("full_IMRAM", "image_IMRAM"):  # Image-IMRAM: regions attend over words
-                total = total + torch.stack(steps(w, mask, r, None, linear=net.linear_i2t, gate=net.gate_i2t)).sum(0)
-            out[s:e] = total
-        return out
+        return self.score_pair_features(images["regions"], texts["words"], texts["lengths"])
 
 
 def build(*, spec: Any, config: Mapping[str, Any], checkpoint: Path | str | None, device: str) -> ImramEncoder:

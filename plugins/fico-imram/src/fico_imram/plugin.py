@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fico_scan.plugin import ARCH as SCAN_ARCH  # light: registration only
-from fico_scan.plugin import TINY_WORDS
+from fico_scan.plugin import TINY, merge_configs
 
 from fico_registry import Family, ModelSpec, OutputKind, QueryTimeAttention, hookimpl
 from fico_registry.plugin_api import TrainerSpec, trainer_hook
@@ -42,14 +42,10 @@ COCO = {
     "iteration_step": 3,
     "lambda_softmax": 11.0,
 }
-TINY = {"embed_size": 16, "word_dim": 8, "vocab_words": list(TINY_WORDS), "max_words": 48}
 
 
 def _config(*parts: dict[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for part in (_ARCH, _ADAPTER, *parts):
-        merged.update(part)
-    return merged
+    return merge_configs(_ARCH, _ADAPTER, *parts)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ score_pairs(images, texts)            -> (P,): the same scores of P given pairs 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from fico_registry.errors import CheckpointError, ConfigError, DataFormatError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
@@ -24,8 +26,8 @@ from fico_registry.plugin_api.run_folders import checkpoint_in_run_folder
 from .captions import CaptionEncoder, check_embedding, embedding_rows, resolve_vocabulary
 from .encoders import build_encoders, upgrade_legacy_state
 from .options import AGG_FUNCS, SCAN_OPT_DEFAULTS, check_common, merge_options, read_checkpoint
-from .pairs import pair_chunks, pair_xattn_scores
-from .xattn import blockwise, xattn_scores
+from .pairs import PairAttention, pairwise
+from .xattn import Attention, CrossAttention, GridAttention, blockwise, xattn_scores
 
 log = logging.getLogger(__name__)
 RUN_CHECKPOINTS = ("model_best.pth.tar", "checkpoint.pth.tar")  # the best, else the last (fico train)
@@ -44,7 +46,114 @@ def regions_tensor(batch: Any, img_dim: int, device: torch.device | str, *, mode
     return x.to(device=device, dtype=torch.float32)
 
 
-class ScanScorer:
+class RegionWordScorer(ABC):
+    """What SCAN and IMRAM share around their cross attention: the caption encoder, padded word
+    features, and scoring every pair in budgeted blocks or given pairs only.
+
+    A model says which directions it scores (their scores are summed) and how it scores one
+    direction on a CrossAttention layout; pair_scores does the rest, on the grid or on pairs.
+    """
+
+    img_enc: nn.Module
+    txt_enc: nn.Module
+
+    def __init__(self, options: dict[str, Any], vocab: Any, device: str, *, model_name: str) -> None:
+        self.options = options
+        self.model_name = model_name
+        self.device = torch.device(device)
+        self.captions = CaptionEncoder(vocab, options, model_name=model_name)
+        self.dim = int(options["embed_size"])
+        self.img_dim = int(options["img_dim"])
+        self.dtype = DTYPES[options["score_dtype"]]
+
+    @abstractmethod
+    def words_attend(self) -> tuple[bool, ...]:
+        """The directions scored: True where the words attend over the regions (t2i), False for i2t."""
+
+    @abstractmethod
+    def direction_scores(self, cross: CrossAttention, words_attend: bool) -> torch.Tensor:
+        """One direction's scores of the pairs the layout holds, context items first."""
+
+    @abstractmethod
+    def elements_per_pair(self, n_regions: int, n_words: int) -> int:
+        """An estimate of the scorer's temporaries per (image, caption) pair, in numbers."""
+
+    def pair_scores(
+        self,
+        regions: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        layout: type[CrossAttention] = GridAttention,
+    ) -> torch.Tensor:
+        """(n_img, n_txt) scores of every pair, all at once (differentiable: the training loss uses it);
+        with layout=PairAttention, the (P,) scores of the pairs (regions[p], words[p])."""
+        attention = Attention.from_options(self.options)
+        total: torch.Tensor | None = None
+        for words_attend in self.words_attend():
+            if words_attend:  # words attend over regions
+                cross = layout(regions, None, words, word_mask, attention)
+                scores = self.direction_scores(cross, words_attend)
+            else:  # regions attend over words
+                cross = layout(words, word_mask, regions, None, attention)
+                scores = cross.query_first(self.direction_scores(cross, words_attend))
+            total = scores if total is None else total + scores
+        assert total is not None, "a model scores at least one direction"
+        return total
+
+    def budget_elements(self) -> int:
+        """How many score_dtype numbers the scorer's temporaries may hold (score_memory_mb)."""
+        return int(self.options["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
+
+    @torch.no_grad()
+    def encode_regions(self, batch: Any) -> torch.Tensor:
+        return self.img_enc(regions_tensor(batch, self.img_dim, self.device, model_name=self.model_name))
+
+    @torch.no_grad()
+    def encode_words(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, max_words, dim) word features, zero beyond each caption, and the (B,) lengths."""
+        max_words = self.captions.max_words
+        if len(captions) == 0:
+            return torch.zeros(0, max_words, self.dim, device=self.device), torch.zeros(
+                0, dtype=torch.long, device=self.device
+            )
+        ids, lengths = self.captions(captions, self.device)
+        words = self.txt_enc(ids, lengths)
+        padded = words.new_zeros(words.shape[0], max_words, words.shape[2])
+        padded[:, : words.shape[1]] = words
+        return padded, lengths.to(self.device)
+
+    @torch.no_grad()
+    def score_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(n_img, n_txt) scores in blocks that bound the temporaries (score_memory_mb)."""
+        return blockwise(
+            regions,
+            words,
+            lengths,
+            self.pair_scores,
+            elements_per_pair=partial(self.elements_per_pair, regions.shape[1]),
+            budget_elements=self.budget_elements(),
+            dtype=self.dtype,
+        )
+
+    @torch.no_grad()
+    def score_pair_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(P,) scores of the pairs (regions[p], words[p]): score_features' cells for those pairs only."""
+        return pairwise(
+            regions,
+            words,
+            lengths,
+            partial(self.pair_scores, layout=PairAttention),
+            elements_per_pair=self.pair_elements(regions, words, lengths),
+            budget_elements=self.budget_elements(),
+            dtype=self.dtype,
+        )
+
+    def pair_elements(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> int:
+        """elements_per_pair for a batch of given pairs, its captions padded to the longest."""
+        return self.elements_per_pair(regions.shape[1], max(1, int(lengths.max()) if len(lengths) else 0))
+
+
+class ScanScorer(RegionWordScorer):
     """One SCAN model: its two encoders, its vocabulary, and the cross-attention scorer."""
 
     def __init__(self, options: dict[str, Any], vocab: Any, device: str, *, model_name: str = "scan") -> None:
@@ -55,15 +164,18 @@ class ScanScorer:
             raise ConfigError(
                 f"{model_name}: agg_func must be one of {', '.join(AGG_FUNCS)}, got {options['agg_func']!r}"
             )
-        self.options = options
-        self.model_name = model_name
-        self.device = torch.device(device)
-        self.captions = CaptionEncoder(vocab, options, model_name=model_name)
+        super().__init__(options, vocab, device, model_name=model_name)
         rows = embedding_rows(vocab, options, model_name=model_name)
         self.img_enc, self.txt_enc = build_encoders(options, rows)
-        self.dim = int(options["embed_size"])
-        self.img_dim = int(options["img_dim"])
-        self.dtype = DTYPES[options["score_dtype"]]
+
+    def words_attend(self) -> tuple[bool, ...]:
+        return (self.options["cross_attn"] == "t2i",)
+
+    def direction_scores(self, cross: CrossAttention, words_attend: bool) -> torch.Tensor:
+        return xattn_scores(cross, self.options["agg_func"], float(self.options["lambda_lse"]))
+
+    def elements_per_pair(self, n_regions: int, n_words: int) -> int:
+        return 6 * n_regions * n_words  # logits, weights and their products
 
     def load_original(self, state: Any, *, where: str) -> None:
         """checkpoint['model'] = [img_enc.state_dict(), txt_enc.state_dict()] (strict)."""
@@ -88,71 +200,6 @@ class ScanScorer:
         self.img_enc.to(self.device).eval().requires_grad_(False)
         self.txt_enc.to(self.device).eval().requires_grad_(False)
         return self
-
-    @torch.no_grad()
-    def encode_regions(self, batch: Any) -> torch.Tensor:
-        return self.img_enc(regions_tensor(batch, self.img_dim, self.device, model_name=self.model_name))
-
-    @torch.no_grad()
-    def encode_words(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        max_words = self.captions.max_words
-        if len(captions) == 0:
-            return torch.zeros(0, max_words, self.dim, device=self.device), torch.zeros(
-                0, dtype=torch.long, device=self.device
-            )
-        ids, lengths = self.captions(captions, self.device)
-        words = self.txt_enc(ids, lengths)
-        padded = words.new_zeros(words.shape[0], max_words, words.shape[2])
-        padded[:, : words.shape[1]] = words
-        return padded, lengths.to(self.device)
-
-    def pair_scores(self, regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
-        """(n_img, n_txt) scores of every pair, all at once (differentiable: the training loss uses it)."""
-        o = self.options
-        xattn = partial(
-            xattn_scores,
-            raw_feature_norm=o["raw_feature_norm"],
-            lambda_softmax=float(o["lambda_softmax"]),
-            agg_func=o["agg_func"],
-            lambda_lse=float(o["lambda_lse"]),
-        )
-        if o["cross_attn"] == "t2i":
-            return xattn(regions, None, words, word_mask)  # words attend over regions
-        return xattn(words, word_mask, regions, None).T  # regions attend over words
-
-    @torch.no_grad()
-    def score_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(n_img, n_txt) scores in blocks that bound the temporaries (score_memory_mb)."""
-        n_regions = regions.shape[1]
-        itemsize = torch.finfo(self.dtype).bits // 8
-        return blockwise(
-            regions,
-            words,
-            lengths,
-            self.pair_scores,
-            elements_per_pair=lambda n_words: 6 * n_regions * n_words,  # logits, weights and their products
-            budget_elements=int(self.options["score_memory_mb"] * 2**20 / itemsize),
-            dtype=self.dtype,
-        )
-
-    @torch.no_grad()
-    def score_pair_features(self, regions: torch.Tensor, words: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(P,) scores of the pairs (regions[p], words[p]): score_features' cells for those pairs only."""
-        o = self.options
-        kwargs = {"raw_feature_norm": o["raw_feature_norm"], "lambda_softmax": float(o["lambda_softmax"]),
-                  "agg_func": o["agg_func"], "lambda_lse": float(o["lambda_lse"])}  # fmt: skip
-        out = torch.empty(regions.shape[0], dtype=self.dtype, device=regions.device)
-        n_words = int(lengths.max()) if len(lengths) else 0
-        budget = int(o["score_memory_mb"] * 2**20 / (torch.finfo(self.dtype).bits // 8))
-        for s, e in pair_chunks(len(out), 6 * regions.shape[1] * max(1, n_words), budget):
-            size = int(lengths[s:e].max())  # padded only to the chunk's longest caption, as blockwise does
-            r, w = regions[s:e].to(self.dtype), words[s:e, :size].to(self.dtype)
-            mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
-            if o["cross_attn"] == "t2i":
-                out[s:e] = pair_xattn_scores(r, None, w, mask, **kwargs)  # words attend over regions
-            else:
-                out[s:e] = pair_xattn_scores(w, mask, r, None, **kwargs)  # regions attend over words
-        return out
 
 
 class ScanEncoder:

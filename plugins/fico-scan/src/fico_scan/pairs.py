@@ -1,12 +1,13 @@
-"""Stacked cross attention on given pairs: the (context[p], query[p]) cell of xattn_scores, per p.
+"""Stacked cross attention on given pairs: the (context[p], query[p]) cell of the grid, per p.
 
 A cascade re-ranks a few candidates per query; asking `score` for one query at a time costs one
-call (and its fixed overhead) per query. These functions score a flat batch of pairs that mixes
-queries: the same steps as fico_scan.xattn (the same attention_weights and aggregate), with each
-pair's tokens kept to itself. The norm of the attended context ||w|| takes the cheaper of two
-equal forms per pair: a^T G a with the context's Gram matrix G (C x C x d, as xattn, where G is
-shared by every query) when the context has no more tokens than the query, else w itself
-(Q x C x d): for SCAN t2i at d = 1024 (36 regions, ~12 words) that is a third of the Gram's work.
+call (and its fixed overhead) per query. PairAttention lays out a flat batch of pairs that mixes
+queries for the steps of fico_scan.xattn.CrossAttention (the same attention_weights and
+aggregate), with each pair's tokens kept to itself. The norm of the attended context ||w|| takes
+the cheaper of two equal forms per pair: a^T G a with the context's Gram matrix G (C x C x d, as
+the grid, where G is shared by every query) when the context has no more tokens than the query,
+else w itself (Q x C x d): for SCAN t2i at d = 1024 (36 regions, ~12 words) that is a third of
+the Gram's work.
 
 Masks: in SCAN and IMRAM exactly one side of a pair has padding (the caption's words), so the
 pairs are laid out for attention_weights as that function already broadcasts its mask: with the
@@ -18,27 +19,19 @@ from __future__ import annotations
 
 import torch
 
-from .xattn import EPS, aggregate, attention_weights
+from .xattn import EPS, Attention, CrossAttention, PairScorer, aggregate, attention_weights
 
 
 def pair_weights(
-    logits: torch.Tensor,
-    *,
-    raw_feature_norm: str,
-    lambda_softmax: float,
-    query_mask: torch.Tensor | None,
-    context_mask: torch.Tensor | None,
+    logits: torch.Tensor, attention: Attention, query_mask: torch.Tensor | None, context_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """attention_weights of each pair's own logits (P, C, Q) -> (P, C, Q)."""
-    norm = {"raw_feature_norm": raw_feature_norm, "lambda_softmax": lambda_softmax}
     if context_mask is None:
         grid = logits.permute(1, 0, 2).unsqueeze(0)  # (1, C, P, Q): the query mask (P, Q) applies as is
-        weights = attention_weights(grid, query_mask=query_mask, context_mask=None, **norm)
-        return weights.squeeze(0).permute(1, 0, 2)
+        return attention_weights(grid, attention, query_mask, None).squeeze(0).permute(1, 0, 2)
     if query_mask is not None:
         raise ValueError("pairs with padding on both sides are not supported (SCAN and IMRAM pad captions only)")
-    weights = attention_weights(logits.unsqueeze(2), query_mask=None, context_mask=context_mask, **norm)
-    return weights.squeeze(2)
+    return attention_weights(logits.unsqueeze(2), attention, None, context_mask).squeeze(2)
 
 
 def pair_cosine(
@@ -59,31 +52,56 @@ def pair_aggregate(values: torch.Tensor, mask: torch.Tensor | None, agg_func: st
     return aggregate(values.unsqueeze(0), mask, agg_func, lambda_lse).squeeze(0)
 
 
-def pair_xattn_scores(
-    context: torch.Tensor,
-    context_mask: torch.Tensor | None,
-    query: torch.Tensor,
-    query_mask: torch.Tensor | None,
-    *,
-    raw_feature_norm: str,
-    lambda_softmax: float,
-    agg_func: str,
-    lambda_lse: float,
-) -> torch.Tensor:
-    """(P,) SCAN similarities of the pairs (context[p], query[p]): xattn_scores' diagonal, without the rest."""
-    logits = torch.bmm(context, query.transpose(1, 2))  # (P, C, Q)
-    weights = pair_weights(
-        logits,
-        raw_feature_norm=raw_feature_norm,
-        lambda_softmax=lambda_softmax,
-        query_mask=query_mask,
-        context_mask=context_mask,
-    )
-    cosine = pair_cosine(weights, logits, context, query.norm(dim=-1))
-    return pair_aggregate(cosine, query_mask, agg_func, lambda_lse)
+class PairAttention(CrossAttention):
+    """Context item p (P, C, d) with query item p (P, Q, d) only: (P,) scores."""
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(self.context, tokens.transpose(1, 2))  # (P, C, Q)
+
+    def weights(self, logits: torch.Tensor) -> torch.Tensor:
+        return pair_weights(logits, self.attention, self.query_mask, self.context_mask)
+
+    def cosine(self, weights: torch.Tensor) -> torch.Tensor:
+        return pair_cosine(weights, self.query_logits, self.context, self.query_norms)
+
+    def aggregate(self, values: torch.Tensor, agg_func: str, lambda_lse: float) -> torch.Tensor:
+        return pair_aggregate(values, self.query_mask, agg_func, lambda_lse)
+
+    def attended_sum(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(weights.transpose(1, 2), values)  # (P, Q, k)
+
+    def as_query_side(self, per_query_token: torch.Tensor) -> torch.Tensor:
+        return per_query_token
+
+    def query_first(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores
 
 
 def pair_chunks(n_pairs: int, elements_per_pair: int, budget_elements: int) -> list[tuple[int, int]]:
     """(start, stop) of consecutive chunks of pairs whose temporaries fit the budget."""
     step = max(1, budget_elements // max(1, elements_per_pair))
     return [(s, min(s + step, n_pairs)) for s in range(0, n_pairs, step)]
+
+
+def pairwise(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    lengths: torch.Tensor,
+    pair_scorer: PairScorer,
+    *,
+    elements_per_pair: int,
+    budget_elements: int,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """(P,) scores of the pairs (regions[p], words[p]), on chunks of pairs that bound the scorer's temporaries.
+
+    A chunk is padded only to its own longest caption, as blockwise does. pair_scorer(regions,
+    words, word_mask) -> (P,) for a chunk (the model's scorer with PairAttention).
+    """
+    out = torch.empty(regions.shape[0], dtype=dtype, device=regions.device)
+    for s, e in pair_chunks(len(out), elements_per_pair, budget_elements):
+        size = int(lengths[s:e].max())
+        r, w = regions[s:e].to(dtype), words[s:e, :size].to(dtype)
+        mask = torch.arange(size, device=w.device)[None, :] < lengths[s:e, None].to(w.device)
+        out[s:e] = pair_scorer(r, w, mask)
+    return out

@@ -111,11 +111,16 @@ COCO = {"data_name": "coco_precomp", "vocab_size": 11353}
 TINY = {"embed_size": 16, "word_dim": 8, "vocab_words": list(TINY_WORDS), "max_words": 48}
 
 
-def _config(*parts: dict[str, Any]) -> dict[str, Any]:
+def merge_configs(*parts: dict[str, Any]) -> dict[str, Any]:
+    """One config from its parts, a later part's values winning (IMRAM's cards are built the same way)."""
     merged: dict[str, Any] = {}
-    for part in (ARCH, _ADAPTER, *parts):
+    for part in parts:
         merged.update(part)
     return merged
+
+
+def _config(*parts: dict[str, Any]) -> dict[str, Any]:
+    return merge_configs(ARCH, _ADAPTER, *parts)
 
 
 def _ensemble(first: dict[str, Any], second: dict[str, Any], *shared: dict[str, Any]) -> dict[str, Any]:

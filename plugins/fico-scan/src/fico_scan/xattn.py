@@ -16,16 +16,37 @@ query token, as the original `func_attention`:
 <query_Q, w> = sum_C a s, and ||w||^2 = a^T G a with G the context's token Gram matrix. That is
 the same quantity, a d/C times cheaper. Padded words are excluded by masks; every pair's score
 depends only on that pair, so any split of the items into blocks gives the same numbers.
+
+The steps are written once, in CrossAttention, over a tensor layout: GridAttention (here) pairs
+every context item with every query item (`score`), fico_scan.pairs.PairAttention item p with
+item p only (`score_pairs`). xattn_scores is SCAN's score in either layout; IMRAM's iterative
+matching (fico_imram.iterative) runs the same attention step on a recurrent memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class Attention:
+    """func_attention's settings: the norm of the raw logits (opt.raw_feature_norm) and the softmax temperature."""
+
+    raw_feature_norm: str
+    lambda_softmax: float
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Attention:
+        return cls(options["raw_feature_norm"], float(options["lambda_softmax"]))
 
 
 def token_logits(context: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
@@ -41,17 +62,13 @@ def _inplace_ok(*tensors: torch.Tensor) -> bool:
 
 
 def attention_weights(
-    logits: torch.Tensor,
-    *,
-    raw_feature_norm: str,
-    lambda_softmax: float,
-    query_mask: torch.Tensor | None,
-    context_mask: torch.Tensor | None,
+    logits: torch.Tensor, attention: Attention, query_mask: torch.Tensor | None, context_mask: torch.Tensor | None
 ) -> torch.Tensor:
     """func_attention's weights a[c, C, q, Q]: raw norm over Q, then softmax over C.
 
     query_mask (nq, Q) / context_mask (nc, C): True for real tokens, False for padding.
     """
+    raw_feature_norm, lambda_softmax = attention.raw_feature_norm, attention.lambda_softmax
     inplace = _inplace_ok(logits)
     qmask = None if query_mask is None or bool(query_mask.all()) else query_mask[None, None]  # (1, 1, nq, Q)
     if raw_feature_norm == "softmax":
@@ -124,29 +141,107 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor | None, agg_func: str, la
     raise ValueError(f"unknown agg_func {agg_func!r}")
 
 
-def xattn_scores(
-    context: torch.Tensor,
-    context_mask: torch.Tensor | None,
-    query: torch.Tensor,
-    query_mask: torch.Tensor | None,
-    *,
-    raw_feature_norm: str,
-    lambda_softmax: float,
-    agg_func: str,
-    lambda_lse: float,
-) -> torch.Tensor:
-    """(nc, nq) SCAN similarities of every context item with every query item."""
-    logits = token_logits(context, query)
-    weights = attention_weights(
-        logits,
-        raw_feature_norm=raw_feature_norm,
-        lambda_softmax=lambda_softmax,
-        query_mask=query_mask,
-        context_mask=context_mask,
-    )
-    gram = torch.bmm(context, context.transpose(1, 2))
-    cosine = attended_cosine(weights, logits, gram, query.norm(dim=-1))
-    return aggregate(cosine, query_mask, agg_func, lambda_lse)
+class CrossAttention(ABC):
+    """One direction of func_attention between a context set and a query set, in some tensor layout.
+
+    The steps are written here once; a subclass lays the tokens out and says how each step is
+    computed there. Tensors "laid out as the query side" hold one row per query token of every
+    scored pair: (nc, nq, Q, ...) on the grid (or (1, nq, Q, ...) when shared by every context
+    item), (P, Q, ...) for given pairs.
+    """
+
+    def __init__(
+        self,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None,
+        query: torch.Tensor,
+        query_mask: torch.Tensor | None,
+        attention: Attention,
+    ) -> None:
+        self.context, self.context_mask = context, context_mask
+        self.query, self.query_mask = query, query_mask
+        self.attention = attention
+        self.query_norms = query.norm(dim=-1)
+        self.query_logits = self.logits(query)  # <context token, query token>: what every cosine is taken with
+
+    def attend(self, logits: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights, cosine): the attention weights from `logits` (by default the query tokens' own), and
+        cos(query token, attention-weighted context) for every query token."""
+        weights = self.weights(self.query_logits if logits is None else logits)
+        return weights, self.cosine(weights)
+
+    # the layout: how each step is computed on this arrangement of pairs
+    @abstractmethod
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """<context token, token> for the query tokens, or for tokens laid out as the query side."""
+
+    @abstractmethod
+    def weights(self, logits: torch.Tensor) -> torch.Tensor:
+        """attention_weights of logits laid out as this layout's."""
+
+    @abstractmethod
+    def cosine(self, weights: torch.Tensor) -> torch.Tensor:
+        """cos(query token, attended context), laid out as the query side (without a feature axis)."""
+
+    @abstractmethod
+    def aggregate(self, values: torch.Tensor, agg_func: str, lambda_lse: float) -> torch.Tensor:
+        """Reduce per-query-token values over each pair's real query tokens: one score per pair."""
+
+    @abstractmethod
+    def attended_sum(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """sum_C a[C] values[c, C] per pair and query token, laid out as the query side.
+
+        values (n context items, C, k): a per-context-token projection (IMRAM's memory update).
+        """
+
+    @abstractmethod
+    def as_query_side(self, per_query_token: torch.Tensor) -> torch.Tensor:
+        """A tensor of the query items' tokens, broadcastable against those laid out as the query side."""
+
+    @abstractmethod
+    def query_first(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores with the query items on the first axis (the grid's (nc, nq) transposed)."""
+
+
+class GridAttention(CrossAttention):
+    """Every context item (nc, C, d) with every query item (nq, Q, d): (nc, nq) scores."""
+
+    @cached_property
+    def gram(self) -> torch.Tensor:
+        """(nc, C, C) context token Gram matrices, shared by every query item."""
+        return torch.bmm(self.context, self.context.transpose(1, 2))
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim == 3:  # the query items' tokens (nq, Q, d), the same for every context item
+            return token_logits(self.context, tokens)
+        nc, nq, n_qry, d = tokens.shape  # tokens specific to each pair
+        flat = torch.bmm(self.context, tokens.view(nc, nq * n_qry, d).transpose(1, 2))
+        return flat.view(nc, self.context.shape[1], nq, n_qry)
+
+    def weights(self, logits: torch.Tensor) -> torch.Tensor:
+        return attention_weights(logits, self.attention, self.query_mask, self.context_mask)
+
+    def cosine(self, weights: torch.Tensor) -> torch.Tensor:
+        return attended_cosine(weights, self.query_logits, self.gram, self.query_norms)
+
+    def aggregate(self, values: torch.Tensor, agg_func: str, lambda_lse: float) -> torch.Tensor:
+        return aggregate(values, self.query_mask, agg_func, lambda_lse)
+
+    def attended_sum(self, weights: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        nc, n_ctx, nq, n_qry = weights.shape
+        return torch.bmm(weights.view(nc, n_ctx, nq * n_qry).transpose(1, 2), values).view(nc, nq, n_qry, -1)
+
+    def as_query_side(self, per_query_token: torch.Tensor) -> torch.Tensor:
+        return per_query_token.unsqueeze(0)
+
+    def query_first(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.T
+
+
+def xattn_scores(cross: CrossAttention, agg_func: str, lambda_lse: float) -> torch.Tensor:
+    """SCAN's similarities of the pairs the layout holds: (nc, nq) on the grid, (P,) for given pairs."""
+    _, cosine = cross.attend()
+    return cross.aggregate(cosine, agg_func, lambda_lse)
 
 
 PairScorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
