@@ -10,7 +10,7 @@ May import: fico_registry.evaluator.sources / similarity, runtime.distributed, e
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,7 @@ def candidate_columns_of(source: Any, lo: int, hi: int) -> Any:
     return columns
 
 
+@dataclass(kw_only=True, eq=False)  # eq=False: sources stay hashable, compared by identity
 class ShardEmbeddingScores:
     """Every query against this rank's candidate shard; each query block is broadcast by the rank holding it.
 
@@ -79,21 +80,14 @@ class ShardEmbeddingScores:
     trusted = True  # products of finite embeddings: no NaN scan needed
     fresh_blocks = True
 
-    def __init__(
-        self,
-        *,
-        sharding: Any,
-        queries: Any,
-        candidates: Any,
-        measure: str,
-        query_side: str,
-        n_bits: int,
-        n_queries: int,
-        n_candidates: int,
-    ) -> None:
-        self.sharding, self.queries, self.candidates = sharding, queries, candidates
-        self.measure, self.query_side, self.n_bits = measure, query_side, n_bits
-        self.n_queries, self.n_candidates = n_queries, n_candidates
+    sharding: Any
+    queries: Any
+    candidates: Any
+    measure: str
+    query_side: str
+    n_bits: int
+    n_queries: int
+    n_candidates: int
 
     def cell_bytes(self) -> int:
         from fico_registry.evaluator.sources import embedding_cell_bytes
@@ -107,17 +101,7 @@ class ShardEmbeddingScores:
             raise ShapeError(
                 f"candidate slice {lo}..{hi} does not match this rank's shard of {self.candidates.shape[0]} rows"
             )
-        view = ShardEmbeddingScores(
-            sharding=self.sharding,
-            queries=self.queries,
-            candidates=self.candidates,
-            measure=self.measure,
-            query_side=self.query_side,
-            n_bits=self.n_bits,
-            n_queries=self.n_queries,
-            n_candidates=hi - lo,
-        )
-        return view
+        return replace(self, n_candidates=hi - lo)
 
     def query_rows(self, start: int, stop: int) -> Any:
         import torch
