@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from fico_scan import train as T
+from fico_scan.plugin import TRAIN_DEFAULTS
 from fico_scan.testing import check_scores_like_best_validation, synthetic_corpora, train_straight_and_resumed
 
 from fico_registry import load_model
@@ -160,10 +161,15 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")
     assert a["Eiters"] == b["Eiters"] == 2 * 4 and a["epoch"] == b["epoch"] == 1
+    # Adam divides each weight's step by its gradient's RMS, so the rounding difference between summing
+    # 24 captions and 12 + 12 is amplified most where gradients are smallest. Measured with
+    # OMP_NUM_THREADS=1 (fc.weight, 8 steps at lr 2e-4): median 1.6e-7, 99.9th percentile 3.6e-6, max
+    # 1.04e-5 at a weight whose gradient is 50x below the median. Bound: a tenth of one step's lr.
+    atol = TRAIN_DEFAULTS["learning_rate"] / 10
     for part_a, part_b in zip(a["model"], b["model"], strict=True):
         assert part_a.keys() == part_b.keys()
         for key, value in part_a.items():
-            torch.testing.assert_close(part_b[key], value, rtol=0, atol=1e-5, msg=key)
+            torch.testing.assert_close(part_b[key], value, rtol=0, atol=atol, msg=key)
     assert [h["loss"] for h in b["fico_resume"]["history"]] == pytest.approx(
         [h["loss"] for h in single["history"]], rel=1e-5
     )
