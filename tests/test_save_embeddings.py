@@ -30,6 +30,13 @@ def invoke(*args):
     return result
 
 
+def refusal(*args) -> str:
+    """The output of a `fico` command line that must fail."""
+    run = invoke(*args)
+    assert run.exit_code != 0, run.output
+    return run.output
+
+
 def test_saved_embeddings_are_the_encoder_outputs_in_corpus_order(corpus_dir, tmp_path):
     from fico_registry import load_model
     from fico_registry.data import Corpus
@@ -136,46 +143,25 @@ def test_mistakes_are_refused_with_what_to_do(corpus_dir, tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     (full / "x").write_text("x")
-    run = invoke("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", full)
-    assert run.exit_code != 0 and "not an empty folder" in run.output
+    evaluate = ("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir)
+    assert "not an empty folder" in refusal(*evaluate, "--save-embeddings", full)
     with pytest.raises(DataFormatError, match="--save-embeddings"):
         read_saved_embeddings(tmp_path)
     out = tmp_path / "emb"
-    saved = invoke("evaluate", "reference-dual", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out)
-    assert saved.exit_code == 0
+    assert invoke(*evaluate, "--save-embeddings", out).exit_code == 0
     other = synthetic(n_images=4, captions_per_image=2, root=tmp_path / "other-built", image_size=32).save(
         tmp_path / "other"
     )
-    run = invoke("submit", "--corpus", other, "--from-embeddings", out, "-o", tmp_path / "sub")
-    assert run.exit_code != 0 and "holds outputs for corpus" in run.output
-    both = invoke(
-        "submit",
-        "--corpus",
-        corpus_dir,
-        "--from-embeddings",
-        out,
-        "--images",
-        out / "images.npy",
-        "-o",
-        tmp_path / "s2",
+    saved = ("--corpus", corpus_dir, "--from-embeddings", out)
+    images, texts = ("--images", out / "images.npy"), ("--texts", out / "texts.npy")
+    assert "holds outputs for corpus" in refusal(
+        "submit", "--corpus", other, "--from-embeddings", out, "-o", tmp_path / "s1"
     )
-    assert both.exit_code != 0 and "give the evidence one way" in both.output
-    measure = invoke(
-        "submit", "--corpus", corpus_dir, "--from-embeddings", out, "--measure", "euclidean", "-o", tmp_path / "s3"
+    assert "give the evidence one way" in refusal("submit", *saved, *images, "-o", tmp_path / "s2")
+    assert "come from the saved model card" in refusal(
+        "submit", *saved, "--measure", "euclidean", "-o", tmp_path / "s3"
     )
-    assert measure.exit_code != 0 and "come from the saved model card" in measure.output
-    nameless = invoke(
-        "submit",
-        "--corpus",
-        corpus_dir,
-        "--images",
-        out / "images.npy",
-        "--texts",
-        out / "texts.npy",
-        "-o",
-        tmp_path / "s4",
-    )
-    assert nameless.exit_code != 0 and "--model-name" in nameless.output
+    assert "--model-name" in refusal("submit", "--corpus", corpus_dir, *images, *texts, "-o", tmp_path / "s4")
     (out / "texts.npy").unlink()
     with pytest.raises(DataFormatError, match=r"texts\.npy"):
         read_saved_embeddings(out)
