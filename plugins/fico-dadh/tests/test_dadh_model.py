@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import pytest
 import torch
+from fico_features.testing import evaluate_hamming_end_to_end
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError, ShapeError
-from fico_registry.plugin_api.fixtures import evaluate_on_synthetic
 from fico_registry.plugin_api.testing import check_model
 
 
@@ -166,9 +166,4 @@ def test_input_checks(features):
 
 
 def test_evaluates_a_synthetic_corpus_end_to_end(tmp_path):
-    cache = tmp_path / "cache"
-    report = evaluate_on_synthetic("dadh", tmp_path / "syn", n_images=10, seed=1, cache=cache, batch_size=4)
-    assert report["settings"]["measure"] == "hamming" and report["settings"]["bits"] == 16
-    for direction in ("i2t", "t2i"):
-        assert 0 <= report["instance"][direction]["R@1"] <= report["instance"][direction]["R@10"] <= 1
-        assert report["category"][direction]["mAP@N"] is not None
+    evaluate_hamming_end_to_end("dadh", tmp_path, bits=16)

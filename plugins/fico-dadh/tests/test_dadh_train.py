@@ -9,35 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fico_features import testing as hash_testing
 
-from fico_registry import evaluate, load_model
+from fico_registry import load_model
 from fico_registry.errors import ConfigError
-from fico_registry.training.rank_testing import (
-    check_refuses_ranks_without_group,
-    synthetic_splits,
-    train_on_ranks,
-)
+from fico_registry.training.rank_testing import check_refuses_ranks_without_group, synthetic_splits, train_on_ranks
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "eval_batch_size": 16}
-
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    return synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=41, val=12, test=12)
-
-
-@pytest.fixture
-def on(corpora):
-    """What the recipe trains and selects on in these tests."""
-    return {"model": "dadh", "train": corpora["train"], "val": corpora["val"]}
+corpora, on = hash_testing.training_fixtures("dadh", synthetic_splits, train=41)
 
 
 def test_registered_trainer():
-    from fico_registry.plugin_api.registry import get_trainer_spec
-
-    spec = get_trainer_spec("dadh")
-    assert spec.factory == "fico_dadh.train:train" and spec.distribution == "fico-dadh"
-    assert spec.defaults["lr"] == 0.00005 and spec.defaults["epochs"] == 300 and spec.defaults["margin"] == 0.4
+    hash_testing.check_registered_trainer("dadh", lr=0.00005, epochs=300, margin=0.4)
 
 
 def test_generator_lr_decays_after_epoch_zero_and_every_hundred():
@@ -82,13 +65,10 @@ def test_triplet_loss_against_a_direct_transcription():
 
 def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path, on):
     from fico_dadh.train import train
-    from fico_features.run_inputs import RunInputs
 
     out = tmp_path / "run"
-    record = train(**on, out=out, options=OPTIONS)
+    record = hash_testing.check_training_run(train, on, out, OPTIONS, best="GEN_module.pth", last="GEN_module_last.pth")
     best = out / "GEN_module.pth"
-    assert record["checkpoint"] == str(best) and (out / "GEN_module_last.pth").is_file()
-    assert len(record["history"]) == 3 and all(math.isfinite(h["loss"]) for h in record["history"])
     norm = json.loads((out / "image_norm.json").read_text())
     assert norm["std"] > 0 and norm["mean"] == pytest.approx(record["image_norm"]["mean"])
 
@@ -101,17 +81,11 @@ def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path, on):
     )
     assert set(model.encoder.input_pipelines) == {"vgg19-fc7", "doc2vec"}
 
-    split = tmp_path / "split"
-    train(**on, out=split, options={**OPTIONS, "epochs": 2})
-    again = train(**on, out=split, options=OPTIONS)
-    assert again["epochs_run"] == 1 and len(again["history"]) == 3
-    a = torch.load(out / "GEN_module_last.pth", weights_only=True)
-    b = torch.load(split / "GEN_module_last.pth", weights_only=True)
+    a, b = hash_testing.resumed_checkpoints(train, on, out, tmp_path / "split", OPTIONS, last="GEN_module_last.pth")
     for name, tensor in a.items():
         assert torch.equal(tensor, b[name]), name
 
-    test = RunInputs.load(out).attach(corpora["test"], tmp_path / "features")
-    report = evaluate(model, test, cache=False).to_dict()
+    report = hash_testing.evaluate_with_run_inputs(model, out, corpora["test"], tmp_path / "features")
     assert report["category"]["t2i"]["mAP@N"] is not None and 0 <= report["instance"]["i2t"]["R@10"] <= 1
 
 
@@ -137,12 +111,8 @@ def test_world_size_without_a_process_group_is_refused(on, tmp_path):
 def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path, on):
     from fico_dadh.train import train
 
-    record = train(**on, out=tmp_path, options={**OPTIONS, "epochs": 1, "precision": "bf16"})
-    state = torch.load(record["last_checkpoint"], weights_only=True)
+    state = hash_testing.check_bf16_run(train, on, tmp_path, OPTIONS)
     assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
-    assert math.isfinite(record["history"][0]["loss"])
-    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        train(**on, out=tmp_path / "fp16", options={**OPTIONS, "epochs": 1, "precision": "fp16"})
 
 
 # -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------

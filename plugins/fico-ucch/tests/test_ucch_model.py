@@ -10,10 +10,10 @@ import types
 import numpy as np
 import pytest
 import torch
+from fico_features.testing import evaluate_hamming_end_to_end
 
 from fico_registry import load_model
 from fico_registry.errors import CheckpointError, DTypeError, ShapeError
-from fico_registry.plugin_api.fixtures import evaluate_on_synthetic
 from fico_registry.plugin_api.testing import check_model
 
 
@@ -223,10 +223,5 @@ def test_input_checks(features):
 
 def test_evaluates_a_synthetic_corpus_end_to_end(tmp_path):
     """Features from the registered pipelines (tiny VGG, tiny Doc2Vec), codes, Hamming, both metric levels."""
-    cache = tmp_path / "cache"
-    report = evaluate_on_synthetic("ucch", tmp_path / "syn", n_images=10, seed=1, cache=cache, batch_size=4)
-    assert report["settings"]["measure"] == "hamming" and report["settings"]["bits"] == 16
-    for direction in ("i2t", "t2i"):
-        assert 0 <= report["instance"][direction]["R@1"] <= report["instance"][direction]["R@10"] <= 1
-        assert report["category"][direction]["mAP@N"] is not None
+    report = evaluate_hamming_end_to_end("ucch", tmp_path, bits=16)
     assert report["costs"]["encode"]["images"]["bytes_per_item"] == 16  # int8 +-1 as returned; 2 bytes packed

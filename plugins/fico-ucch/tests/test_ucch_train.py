@@ -7,35 +7,18 @@ import math
 import numpy as np
 import pytest
 import torch
+from fico_features import testing as hash_testing
 
-from fico_registry import evaluate, load_model
+from fico_registry import load_model
 from fico_registry.errors import ConfigError
-from fico_registry.training.rank_testing import (
-    check_refuses_ranks_without_group,
-    synthetic_splits,
-    train_on_ranks,
-)
+from fico_registry.training.rank_testing import check_refuses_ranks_without_group, synthetic_splits, train_on_ranks
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "K": 16, "eval_batch_size": 16}
-
-
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    return synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=40, val=12, test=12)
-
-
-@pytest.fixture
-def on(corpora):
-    """What the recipe trains and selects on in these tests."""
-    return {"model": "ucch", "train": corpora["train"], "val": corpora["val"]}
+corpora, on = hash_testing.training_fixtures("ucch", synthetic_splits, train=40)
 
 
 def test_registered_trainer():
-    from fico_registry.plugin_api.registry import get_trainer_spec
-
-    spec = get_trainer_spec("ucch")
-    assert spec.factory == "fico_ucch.train:train" and spec.distribution == "fico-ucch"
-    assert spec.defaults["alpha"] == 0.9 and spec.defaults["K"] == 4096 and spec.defaults["epochs"] == 100
+    hash_testing.check_registered_trainer("ucch", alpha=0.9, K=4096, epochs=100)
 
 
 def test_learning_rate_follows_ucch_scheduler_stepping():
@@ -96,14 +79,12 @@ def test_code_memory_scores_and_updates():
 
 
 def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path, on):
-    from fico_features.run_inputs import RunInputs
     from fico_ucch.train import train
 
     out = tmp_path / "run"
-    record = train(**on, out=out, options=OPTIONS)
-    best = out / "vgg11_16_best_checkpoint.t7"
-    assert record["checkpoint"] == str(best) and (out / "vgg11_16_last_checkpoint.t7").is_file()
-    assert len(record["history"]) == 3 and all(math.isfinite(h["loss"]) for h in record["history"])
+    names = {"best": "vgg11_16_best_checkpoint.t7", "last": "vgg11_16_last_checkpoint.t7"}
+    record = hash_testing.check_training_run(train, on, out, OPTIONS, **names)
+    best = out / names["best"]
     assert (
         0 <= record["best_epoch"] <= 2
         and (out / "inputs.json").is_file()
@@ -127,20 +108,14 @@ def test_trains_reloads_strictly_resumes_and_evaluates(corpora, tmp_path, on):
     assert model.encoder.input_pipelines["doc2vec"]["model"] == str((out / "doc2vec").resolve())
 
     # resume: 2 epochs, then a third, equals 3 in one go
-    split = tmp_path / "split"
-    train(**on, out=split, options={**OPTIONS, "epochs": 2})
-    again = train(**on, out=split, options=OPTIONS)
-    assert again["epochs_run"] == 1 and len(again["history"]) == 3
-    a = torch.load(out / "vgg11_16_last_checkpoint.t7", weights_only=True)
-    b = torch.load(split / "vgg11_16_last_checkpoint.t7", weights_only=True)
+    a, b = hash_testing.resumed_checkpoints(train, on, out, tmp_path / "split", OPTIONS, last=names["last"])
     for key in ("image_model_state_dict", "text_model_state_dict"):
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), (key, name)
     assert torch.equal(a["fico_resume"]["memory"], b["fico_resume"]["memory"])
 
     # evaluation with the run's own feature pipelines (Doc2Vec fitted on the training captions)
-    test = RunInputs.load(out).attach(corpora["test"], tmp_path / "features")
-    report = evaluate(model, test, cache=False).to_dict()
+    report = hash_testing.evaluate_with_run_inputs(model, out, corpora["test"], tmp_path / "features")
     assert report["category"]["i2t"]["mAP@N"] is not None and 0 <= report["instance"]["t2i"]["R@10"] <= 1
 
 
@@ -162,13 +137,10 @@ def test_world_size_without_a_process_group_is_refused(on, tmp_path):
 def test_bf16_autocast_trains_and_saves_float32(on, tmp_path):
     from fico_ucch.train import train
 
-    record = train(**on, out=tmp_path, options={**OPTIONS, "epochs": 1, "precision": "bf16"})
-    state = torch.load(record["last_checkpoint"], weights_only=True)
+    state = hash_testing.check_bf16_run(train, on, tmp_path, OPTIONS)
     for key in ("image_model_state_dict", "text_model_state_dict"):
         assert all(t.dtype == torch.float32 for t in state[key].values())
-    assert state["fico_resume"]["memory"].dtype == torch.float32 and math.isfinite(record["history"][0]["loss"])
-    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        train(**on, out=tmp_path / "fp16", options={**OPTIONS, "epochs": 1, "precision": "fp16"})
+    assert state["fico_resume"]["memory"].dtype == torch.float32
 
 
 # -- torchrun: two gloo ranks train what one process trains ---------------------------------------------------

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fico_features.hash_codes import CODE_FORMATS, feature_batch, to_codes
-from fico_features.run_inputs import recorded_pipelines
+from fico_features.hash_codes import HashEncoder, check_hash_config, checkpoint_architecture, feature_batch
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
@@ -26,7 +25,6 @@ from .checkpoint import NORM_FILE, Architecture, DadhCheckpoint, read_checkpoint
 from .nets import Generator, hidden_widths
 
 log = logging.getLogger(__name__)
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CONFIG_KEYS = (
     "image_dim",
     "text_dim",
@@ -54,18 +52,9 @@ class DadhConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> DadhConfig:
-        unknown = sorted(set(config) - set(CONFIG_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown DADH config keys {unknown}; known: {', '.join(CONFIG_KEYS)}")
-        missing = [k for k in ("image_dim", "text_dim", "hidden_dim", "bits") if k not in config]
-        if missing:
-            raise ConfigError(f"DADH config lacks {', '.join(missing)}")
-        if config.get("code_format", "pm1") not in CODE_FORMATS:
-            raise ConfigError(
-                f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}"
-            )
-        if config.get("precision", "fp32") not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.get('precision')!r}")
+        check_hash_config(
+            config, model="DADH", known=CONFIG_KEYS, required=("image_dim", "text_dim", "hidden_dim", "bits")
+        )
         mean, std = config.get("image_mean"), config.get("image_std")
         if (mean is None) != (std is None):
             raise ConfigError(
@@ -111,7 +100,7 @@ def build_generator(architecture: Architecture, *, seed: int | None = None) -> G
         )
 
 
-class DadhEncoder:
+class DadhEncoder(HashEncoder):
     """Features -> {-1,+1} int8 codes (or packed uint8 bits) of `bits` bits, compared by Hamming distance."""
 
     def __init__(
@@ -125,14 +114,8 @@ class DadhEncoder:
         self.generator = generator
         self.image_mean, self.image_std = image_norm
         self.config = config
-        self.device = torch.device(device)
-        self.dtype = PRECISIONS[config.precision]
-        self.bits = generator.bits
-        self.image_dim, self.text_dim = generator.image_dim, generator.text_dim
-        self.code_format = config.code_format
-        self.input_pipelines = recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
-        generator.requires_grad_(False)
-        generator.to(device=self.device, dtype=self.dtype).eval()
+        super().__init__([generator], config, device, checkpoint)
+        self.bits, self.image_dim, self.text_dim = generator.bits, generator.image_dim, generator.text_dim
 
     def standardise(self, features: torch.Tensor) -> torch.Tensor:
         """(x - mean) / std with the scalar statistics of the training image features, in float32."""
@@ -149,12 +132,6 @@ class DadhEncoder:
         return self.generator.text_codes(
             feature_batch(batch, self.text_dim, "text", device=self.device, dtype=self.dtype)
         )
-
-    def encode_images(self, batch: Any) -> torch.Tensor:
-        return to_codes(self.image_activations(batch), self.code_format)
-
-    def encode_texts(self, batch: Any) -> torch.Tensor:
-        return to_codes(self.text_activations(batch), self.code_format)
 
 
 def image_norm(cfg: DadhConfig, ckpt: DadhCheckpoint | None) -> tuple[float, float]:
@@ -196,16 +173,7 @@ def build(*, spec: Any = None, config: Mapping[str, Any], checkpoint: Any = None
                 "DADH's main.py or by `fico train dadh`"
             )
         ckpt = read_checkpoint(Path(checkpoint))
-    architecture = cfg.architecture
-    if ckpt is not None:
-        architecture = ckpt.architecture  # the raw state dict stores no hyper-parameters: the shapes decide
-        if architecture != cfg.architecture:
-            log.warning(
-                "%s: architecture from the weights %s differs from the config's %s; using the checkpoint's",
-                ckpt.path,
-                architecture.as_config(),
-                cfg.architecture.as_config(),
-            )
+    architecture = checkpoint_architecture(cfg.architecture, ckpt, log)  # a raw state dict: the shapes decide
     generator = build_generator(architecture, seed=None if ckpt is not None else cfg.seed)
     if ckpt is not None:
         strict_load_state_dict(generator, ckpt.state, what=str(ckpt.path))

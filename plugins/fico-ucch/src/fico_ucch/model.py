@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fico_features.hash_codes import CODE_FORMATS, feature_batch, to_codes
-from fico_features.run_inputs import recorded_pipelines
+from fico_features.hash_codes import HashEncoder, check_hash_config, checkpoint_architecture, feature_batch
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import strict_load_state_dict
@@ -23,7 +22,6 @@ from .checkpoint import Architecture, UcchCheckpoint, read_checkpoint
 from .nets import HashMLP
 
 log = logging.getLogger(__name__)
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 CONFIG_KEYS = (
     "image_dim",
     "text_dim",
@@ -47,21 +45,11 @@ class UcchConfig:
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any]) -> UcchConfig:
-        unknown = sorted(set(config) - set(CONFIG_KEYS))
-        if unknown:
-            raise ConfigError(f"unknown UCCH config keys {unknown}; known: {', '.join(CONFIG_KEYS)}")
-        missing = [k for k in ("image_dim", "text_dim", "bits", "image_hidden", "text_hidden") if k not in config]
-        if missing:
-            raise ConfigError(f"UCCH config lacks {', '.join(missing)}")
+        required = ("image_dim", "text_dim", "bits", "image_hidden", "text_hidden")
+        check_hash_config(config, model="UCCH", known=CONFIG_KEYS, required=required)
         for key in ("image_hidden", "text_hidden"):
             if not isinstance(config[key], (list, tuple)):
                 raise ConfigError(f"UCCH config {key} must be a list of hidden widths, got {config[key]!r}")
-        if config.get("code_format", "pm1") not in CODE_FORMATS:
-            raise ConfigError(
-                f"code_format must be one of {', '.join(CODE_FORMATS)}, got {config.get('code_format')!r}"
-            )
-        if config.get("precision", "fp32") not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {config.get('precision')!r}")
         architecture = Architecture(
             int(config["image_dim"]),
             tuple(int(h) for h in config["image_hidden"]),
@@ -88,7 +76,7 @@ def build_nets(architecture: Architecture, *, norm: bool = True, seed: int | Non
     return image_net, text_net
 
 
-class UcchEncoder:
+class UcchEncoder(HashEncoder):
     """Features -> {-1,+1} int8 codes (or packed uint8 bits) of `bits` bits, compared by Hamming distance."""
 
     def __init__(
@@ -101,17 +89,9 @@ class UcchEncoder:
     ) -> None:
         self.image_net, self.text_net = image_net, text_net
         self.config = config
-        self.device = torch.device(device)
-        self.dtype = PRECISIONS[config.precision]
-        self.bits = image_net.bits
-        self.image_dim, self.text_dim = image_net.in_dim, text_net.in_dim
-        self.code_format = config.code_format
         self.checkpoint_info = dict(checkpoint.info) if checkpoint is not None else {}
-        # The feature pipelines the checkpoint was trained with (inputs.json beside it), if recorded.
-        self.input_pipelines = recorded_pipelines(checkpoint.path.parent) if checkpoint is not None else None
-        for net in (image_net, text_net):
-            net.requires_grad_(False)
-            net.to(device=self.device, dtype=self.dtype).eval()
+        super().__init__([image_net, text_net], config, device, checkpoint)
+        self.bits, self.image_dim, self.text_dim = image_net.bits, image_net.in_dim, text_net.in_dim
 
     @torch.inference_mode()
     def image_activations(self, batch: Any) -> torch.Tensor:
@@ -121,12 +101,6 @@ class UcchEncoder:
     @torch.inference_mode()
     def text_activations(self, batch: Any) -> torch.Tensor:
         return self.text_net(feature_batch(batch, self.text_dim, "text", device=self.device, dtype=self.dtype))
-
-    def encode_images(self, batch: Any) -> torch.Tensor:
-        return to_codes(self.image_activations(batch), self.code_format)
-
-    def encode_texts(self, batch: Any) -> torch.Tensor:
-        return to_codes(self.text_activations(batch), self.code_format)
 
 
 def read_and_check(checkpoint: Any) -> UcchCheckpoint | None:
@@ -143,16 +117,7 @@ def read_and_check(checkpoint: Any) -> UcchCheckpoint | None:
 def build(*, spec: Any = None, config: Mapping[str, Any], checkpoint: Any = None, device: str = "cpu") -> UcchEncoder:
     cfg = UcchConfig.from_dict(config)
     ckpt = read_and_check(checkpoint)
-    architecture = cfg.architecture
-    if ckpt is not None:
-        architecture = ckpt.architecture  # the .t7 stores no hyper-parameters: the shapes decide
-        if architecture != cfg.architecture:
-            log.warning(
-                "%s: architecture from the weight shapes %s differs from the config's %s; using the checkpoint's",
-                ckpt.path,
-                architecture.as_config(),
-                cfg.architecture.as_config(),
-            )
+    architecture = checkpoint_architecture(cfg.architecture, ckpt, log)  # the .t7 stores no hyper-parameters
     image_net, text_net = build_nets(architecture, norm=cfg.norm, seed=None if ckpt is not None else cfg.seed)
     if ckpt is not None:
         strict_load_state_dict(image_net, ckpt.image_state, what=f"{ckpt.path} image_model_state_dict")
