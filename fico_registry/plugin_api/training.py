@@ -3,13 +3,14 @@ seeding, precision, torchrun.
 
 Importing this module imports torch: use it from a recipe's train module, never from plugin.py.
 `loop` is the shared epoch loop (subclass `loop.EpochRecipe`, build `train` with
-`loop.recipe_trainer`); `code_validation` holds the hashing recipes' validation helpers.
+`loop.recipe_trainer`); `code_validation` holds the hashing recipes' validation helpers;
+`rank_testing` is the harness for a recipe's tests (synthetic splits, gloo ranks on CPU).
 """
 
 from __future__ import annotations
 
 from fico_registry.runtime.distributed import barrier, broadcast_object, is_main_process, rank, world_size
-from fico_registry.training import code_validation, loop
+from fico_registry.training import code_validation, loop, rank_testing
 from fico_registry.training.common import (
     Checkpointer,
     TrainingProgress,
@@ -53,6 +54,7 @@ __all__ = [
     "loop",
     "quiet",
     "rank",
+    "rank_testing",
     "resolve_model_config",
     "seed_everything",
     "shard",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from fico_registry import load_model
 from fico_registry.errors import CheckpointError, ConfigError, DTypeError, InputError, ShapeError
-from fico_registry.models.loading import load_model
 from fico_registry.plugin_api.testing import check_model
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fico_registry import load_model
 from fico_registry.errors import CheckpointError
-from fico_registry.models.loading import load_model
 
 BERT = "data/bert_ckpt/uncased_L-12_H-768_A-12/"
 EXP = "runs/f30k_precomp/2021_03_01,10_00_00_gpu1_"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fico_registry import load_model
 from fico_registry.errors import CheckpointError, InputError, ShapeError
-from fico_registry.models.loading import load_model
 from fico_registry.plugin_api.testing import check_model, sample_batch
 
 

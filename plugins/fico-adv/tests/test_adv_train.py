@@ -12,7 +12,7 @@ from fico_adv import train as T
 
 from fico_registry.errors import CheckpointError, ConfigError
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
-from fico_registry.training.rank_testing import synthetic_splits
+from fico_registry.plugin_api.training import rank_testing
 
 
 # -- the losses against direct transcriptions of loss.py's formulas ------------------------------------
@@ -103,7 +103,7 @@ def test_training_dropout_changes_nothing_in_eval_mode(tiny_config):
 # -- end to end on a tiny synthetic corpus -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    splits = synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=24, val=8)
+    splits = rank_testing.synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=24, val=8)
     return splits["train"], splits["val"]
 
 
@@ -116,8 +116,7 @@ def _train(corpora, out, **options):
 def test_checkpoint_has_the_original_layout_and_loads_strictly(corpora, tmp_path):
     from fico_adv.checkpoint import read_checkpoint
 
-    from fico_registry import evaluate, load_model
-    from fico_registry.data import synthetic
+    from fico_registry import evaluate, load_dataset, load_model
 
     record = _train(corpora, tmp_path)
     assert record["config"] == "tiny" and record["epochs_run"] == 1 and record["best_epoch"] == 1
@@ -132,7 +131,7 @@ def test_checkpoint_has_the_original_layout_and_loads_strictly(corpora, tmp_path
     model = load_model("adv-64", config="tiny", checkpoint=record["checkpoint"])
     codes = model.encode_texts(["a red circle"])
     assert codes.shape == (1, 64)
-    report = evaluate(model, synthetic(n_images=6, split="test", root=tmp_path / "test"), cache=False)
+    report = evaluate(model, load_dataset("synthetic", split="test", root=tmp_path / "test", n_images=6), cache=False)
     assert report.instance["i2t"]["R@1"] >= 0
 
 

@@ -10,7 +10,7 @@ import torch
 from fico_adv import train as T
 
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
-from fico_registry.training.rank_testing import synthetic_splits, train_on_ranks
+from fico_registry.plugin_api.training import rank_testing
 
 # dropout off: each rank draws its own dropout masks, so with dropout no two runs share a gradient;
 # adversarial captions on: their loss is a per-rank sum that the recipe scales by the rank count
@@ -23,7 +23,7 @@ OPTIONS = {
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Any]:
     # 120 captions: 7 batches of 16 and a last one of 8 (4 per rank)
-    splits = synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=24, val=8)
+    splits = rank_testing.synthetic_splits(tmp_path_factory.mktemp("synthetic"), train=24, val=8)
     return splits["train"], splits["val"]
 
 
@@ -40,7 +40,7 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     out = tmp_path / "sharded"
     # 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint)
     run = {"model": "adv-64", "train": train, "val": val, "out": out}
-    writes = train_on_ranks([{**run, "options": {**OPTIONS, "epochs": e}} for e in (1, 2)], watch=out)
+    writes = rank_testing.train_on_ranks([{**run, "options": {**OPTIONS, "epochs": e}} for e in (1, 2)], watch=out)
     assert writes[1] == []  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")

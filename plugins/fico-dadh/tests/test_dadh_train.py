@@ -13,10 +13,10 @@ from fico_features import testing as hash_testing
 
 from fico_registry import load_model
 from fico_registry.errors import ConfigError
-from fico_registry.training.rank_testing import check_refuses_ranks_without_group, synthetic_splits, train_on_ranks
+from fico_registry.plugin_api.training import rank_testing
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "eval_batch_size": 16}
-corpora, on = hash_testing.training_fixtures("dadh", synthetic_splits, train=41)
+corpora, on = hash_testing.training_fixtures("dadh", rank_testing.synthetic_splits, train=41)
 
 
 def test_registered_trainer():
@@ -105,7 +105,8 @@ def test_world_size_without_a_process_group_is_refused(on, tmp_path):
     from fico_dadh.train import train
 
     run = {**on, "out": tmp_path, "options": OPTIONS}
-    check_refuses_ranks_without_group(train, run)  # torchrun's WORLD_SIZE, but no group joined by `fico train`
+    # torchrun's WORLD_SIZE, but no group joined by `fico train`
+    rank_testing.check_refuses_ranks_without_group(train, run)
 
 
 def test_bf16_autocast_trains_and_saves_float32(corpora, tmp_path, on):
@@ -151,7 +152,7 @@ def test_two_gloo_ranks_train_what_one_process_trains(corpora, tmp_path):
     common = {"model": "dadh", "train": data["train"], "val": data["val"]}
     runs = [{**common, "out": tmp_path / "ddp", "options": DDP_OPTIONS}]
     runs += [{**common, "out": tmp_path / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": e}} for e in (1, 2)]
-    writes = train_on_ranks(runs, watch=tmp_path)
+    writes = rank_testing.train_on_ranks(runs, watch=tmp_path)
     # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
     assert writes[1] == []
     train(model="dadh", train=data["train"], val=data["val"], out=tmp_path / "single", options=DDP_OPTIONS)

@@ -179,7 +179,7 @@ def test_prepare_falls_back_to_the_evaluated_captions_loudly(captions, caplog):
 
 
 def test_through_the_core_runner(captions):
-    from fico_registry.data.corpus import Corpus
+    from fico_registry import Corpus
     from fico_registry.models.pipelines import pipeline_features
     from fico_registry.plugin_api.registry import get_registry
 

@@ -13,11 +13,11 @@ from fico_registry.errors import ConfigError, DataFormatError
 
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    from fico_registry.data import synthetic
+    from fico_registry import load_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     return {
-        split: synthetic(n_images=6, split=split, seed=0, root=root / split, regions=False)
+        split: load_dataset("synthetic", split=split, root=root / split, n_images=6, seed=0, regions=False)
         for split in ("train", "test")
     }
 

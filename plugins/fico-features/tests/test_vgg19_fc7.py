@@ -95,7 +95,7 @@ def test_weights_file_round_trip(tmp_path, images, legacy):
 
 
 def test_weights_found_in_fico_home(tmp_path, monkeypatch, images):
-    from fico_registry.models.loading import fico_home
+    from fico_registry.plugin_api import fico_home
 
     folder = fico_home() / "checkpoints"
     folder.mkdir(parents=True)
@@ -169,7 +169,7 @@ def test_through_the_registry_and_the_core_runner(tmp_path, images):
     """fico_registry.models.pipelines runs the pipeline over a corpus's image files."""
     import numpy as np
 
-    from fico_registry.data.corpus import Corpus
+    from fico_registry import Corpus
     from fico_registry.models.pipelines import build_pipeline, pipeline_features
     from fico_registry.plugin_api.registry import get_registry
 

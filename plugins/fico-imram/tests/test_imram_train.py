@@ -16,7 +16,7 @@ from fico_scan.testing import check_scores_like_best_validation, synthetic_corpo
 from fico_registry import load_model
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 from fico_registry.plugin_api.registry import get_trainer_spec
-from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
+from fico_registry.plugin_api.training import rank_testing
 
 OPTIONS = {"config": "tiny-full", "batch_size": 32, "val_batch_size": 16}
 
@@ -96,7 +96,7 @@ def _sharded_worker(rank: int, world: int, port: int, corpora: tuple[Any, Any], 
         "out": Path(out),
         "options": {**OPTIONS, "epochs": 1},
     }
-    writes = train_on_rank(rank, world, port, T.train, [run], watch=out)
+    writes = rank_testing.train_on_rank(rank, world, port, T.train, [run], watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
 
@@ -106,7 +106,7 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     2 ranks give one process's weights. IMRAM's encoders have no dropout and no BatchNorm."""
     single = _train(corpora, tmp_path / "single", epochs=1)
     out = tmp_path / "sharded"
-    spawn_ranks(_sharded_worker, corpora, str(out))
+    rank_testing.spawn_ranks(_sharded_worker, corpora, str(out))
     assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])["model"]
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")["model"]

@@ -19,7 +19,7 @@ from fico_registry.errors import ConfigError
 from fico_registry.plugin_api.captions import load_vocab_json
 from fico_registry.plugin_api.checkpoints import load_torch_checkpoint
 from fico_registry.plugin_api.registry import get_trainer_spec
-from fico_registry.training.rank_testing import spawn_ranks, train_on_rank
+from fico_registry.plugin_api.training import rank_testing
 
 OPTIONS = {"config": "tiny", "batch_size": 32, "val_batch_size": 16}
 
@@ -143,7 +143,7 @@ def _sharded_worker(
         {"model": "scan", "train": corpora[0], "val": corpora[1], "out": Path(out), "options": {**OPTIONS, **options}}
         for options in runs
     ]
-    writes = train_on_rank(rank, world, port, T.train, calls, watch=out)
+    writes = rank_testing.train_on_rank(rank, world, port, T.train, calls, watch=out)
     Path(out).with_name(f"writes-rank{rank}.txt").write_text("\n".join(writes))
 
 
@@ -156,7 +156,7 @@ def test_two_ranks_train_like_one_process(corpora: tuple[Any, Any], tmp_path: Pa
     """
     single = _train(corpora, tmp_path / "single", epochs=2)
     out = tmp_path / "sharded"
-    spawn_ranks(_sharded_worker, corpora, str(out), [{"epochs": 1}, {"epochs": 2}])
+    rank_testing.spawn_ranks(_sharded_worker, corpora, str(out), [{"epochs": 1}, {"epochs": 2}])
     assert (tmp_path / "writes-rank1.txt").read_text() == ""  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(out / "checkpoint.pth.tar")

@@ -11,10 +11,10 @@ from fico_features import testing as hash_testing
 
 from fico_registry import load_model
 from fico_registry.errors import ConfigError
-from fico_registry.training.rank_testing import check_refuses_ranks_without_group, synthetic_splits, train_on_ranks
+from fico_registry.plugin_api.training import rank_testing
 
 OPTIONS = {"config": "tiny", "epochs": 3, "batch_size": 8, "K": 16, "eval_batch_size": 16}
-corpora, on = hash_testing.training_fixtures("ucch", synthetic_splits, train=40)
+corpora, on = hash_testing.training_fixtures("ucch", rank_testing.synthetic_splits, train=40)
 
 
 def test_registered_trainer():
@@ -131,7 +131,8 @@ def test_world_size_without_a_process_group_is_refused(on, tmp_path):
     from fico_ucch.train import train
 
     run = {**on, "out": tmp_path, "options": OPTIONS}
-    check_refuses_ranks_without_group(train, run)  # torchrun's WORLD_SIZE, but no group joined by `fico train`
+    # torchrun's WORLD_SIZE, but no group joined by `fico train`
+    rank_testing.check_refuses_ranks_without_group(train, run)
 
 
 def test_bf16_autocast_trains_and_saves_float32(on, tmp_path):
@@ -156,7 +157,7 @@ def test_two_gloo_ranks_train_what_one_process_trains(tmp_path, on):
     # a run, and one of 1 epoch resumed to 2 (every rank reads the last checkpoint)
     runs = [{**on, "out": tmp_path / "ddp", "options": DDP_OPTIONS}]
     runs += [{**on, "out": tmp_path / "ddp-resumed", "options": {**DDP_OPTIONS, "epochs": e}} for e in (1, 2)]
-    writes = train_on_ranks(runs, watch=tmp_path)
+    writes = rank_testing.train_on_ranks(runs, watch=tmp_path)
     # rank 1 wrote nothing: neither into the run folders nor into FICO_HOME (rank 0 fills the caches)
     assert writes[1] == []
     train(**on, out=tmp_path / "single", options=DDP_OPTIONS)

@@ -11,7 +11,7 @@ import torch
 
 from fico_registry import load_model
 from fico_registry.plugin_api.captions import CaptionTokenizer, Vocabulary, load_vocab
-from fico_registry.training.rank_testing import rank_group, spawn_ranks, synthetic_splits, train_on_ranks
+from fico_registry.plugin_api.training import rank_testing
 
 
 def test_triplet_loss_matches_a_loop_over_pairs() -> None:
@@ -58,7 +58,7 @@ OPTIONS = {"config": "tiny", "batch_size": 16, "val_batch_size": 8, "vocab_thres
 
 def _corpora(root: Path) -> dict:
     """120 training captions: 7 batches of 16 and a last one of 8 (4 per rank on 2 ranks)."""
-    return synthetic_splits(root, train=24, val=8)
+    return rank_testing.synthetic_splits(root, train=24, val=8)
 
 
 def _run(tmp_path: Path, out: Path, epochs: int, **options: object) -> dict:
@@ -122,7 +122,9 @@ def test_two_ranks_train_like_one_process(tmp_path: Path) -> None:
     single = _run(tmp_path, tmp_path / "single", epochs=2)
     # 1 epoch, then resumed to 2 (every rank reads rank 0's checkpoint)
     run = {"model": "vsrn", "train": corpora["train"], "val": corpora["val"], "out": tmp_path / "sharded"}
-    writes = train_on_ranks([{**run, "options": {**OPTIONS, "epochs": e}} for e in (1, 2)], watch=tmp_path / "sharded")
+    writes = rank_testing.train_on_ranks(
+        [{**run, "options": {**OPTIONS, "epochs": e}} for e in (1, 2)], watch=tmp_path / "sharded"
+    )
     assert writes[1] == []  # only rank 0 wrote the run folder
     a = load_torch_checkpoint(single["last_checkpoint"])
     b = load_torch_checkpoint(tmp_path / "sharded" / "checkpoint.pth.tar")
@@ -143,10 +145,9 @@ def _batchnorm_worker(rank: int, world: int, port: int, folder: str) -> None:
     """GlobalBatchNorm1d on this rank's half of a batch against nn.BatchNorm1d on the whole batch."""
     from torch import nn
 
-    from fico_registry.training.common import all_gather_with_grad
-    from fico_registry.training.sharding import globalise_batchnorms
+    from fico_registry.plugin_api.training import all_gather_with_grad, globalise_batchnorms
 
-    with rank_group(rank, world, port):
+    with rank_testing.rank_group(rank, world, port):
         torch.manual_seed(0)
         reference = nn.Sequential(nn.BatchNorm1d(4))
         nn.init.normal_(reference[0].weight)
@@ -175,14 +176,14 @@ def _batchnorm_worker(rank: int, world: int, port: int, folder: str) -> None:
 
 @pytest.mark.slow
 def test_global_batchnorm_on_two_ranks_equals_batchnorm_on_the_whole_batch(tmp_path: Path) -> None:
-    spawn_ranks(_batchnorm_worker, str(tmp_path))
+    rank_testing.spawn_ranks(_batchnorm_worker, str(tmp_path))
     assert [(tmp_path / f"rank{r}.txt").read_text() for r in range(2)] == ["", ""]
 
 
 def test_global_batchnorm_is_batchnorm_in_one_process() -> None:
     from torch import nn
 
-    from fico_registry.training.sharding import GlobalBatchNorm1d, globalise_batchnorms
+    from fico_registry.plugin_api.training import GlobalBatchNorm1d, globalise_batchnorms
 
     net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
     bn = net[1]
