@@ -118,6 +118,19 @@ def test_submit_with_model_encodes_now(corpus_dir, tmp_path):
     assert invoke("leaderboard", "check", tmp_path / "sub", "--corpus", corpus_dir).exit_code == 0
 
 
+def test_submit_with_model_refuses_measure_before_encoding(corpus_dir, tmp_path, monkeypatch):
+    import fico_registry.cli.leaderboard as submit_cli
+
+    def must_not_encode(*_args, **_kwargs):
+        raise AssertionError("the corpus was encoded before --measure was refused")
+
+    monkeypatch.setattr(submit_cli, "_encode_now", must_not_encode)
+    output = refusal(
+        "submit", "--corpus", corpus_dir, "--model", "reference-dual", "--measure", "cosine", "-o", tmp_path
+    )
+    assert "come from the saved model card" in output
+
+
 def test_cross_attention_models_save_their_score_matrix(corpus_dir, tmp_path):
     out = tmp_path / "emb"
     run = invoke("evaluate", "scan", "--config", "tiny", "--corpus", corpus_dir, "--save-embeddings", out, "--no-cache")

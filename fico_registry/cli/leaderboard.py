@@ -246,12 +246,17 @@ def _submit_arrays(corpus: Any, arrays: dict[str, Any], entry: _Entry, report: P
     )
 
 
+def _refuse_measure_and_bits(measure: str | None, bits: int | None, source: str) -> None:
+    """--measure and --bits describe bare arrays; a saved run or a model card already says them."""
+    if measure or bits:
+        raise OptionError(f"--measure and --bits come from {source}")
+
+
 def _submit_saved(
     corpus: Any, folder: Path, entry: _Entry, report: Path | None, measure: str | None, bits: int | None
 ) -> Any:
     """A --save-embeddings folder: its arrays, and its model name and report unless given."""
-    if measure or bits:
-        raise OptionError("--measure and --bits come from the saved model card with --from-embeddings / --model")
+    _refuse_measure_and_bits(measure, bits, "the saved model card with --from-embeddings / --model")
     arrays, saved_name, saved_report = _saved_arguments(folder, corpus)
     named = replace(entry, model_name=entry.model_name or saved_name)
     return _submit_arrays(corpus, arrays, named, report or saved_report)
@@ -263,16 +268,17 @@ def _submit_encoded(
     """Encode the corpus with a registered model now, then submit its outputs like a --from-embeddings folder."""
     import tempfile
 
+    # refused before encoding, which can take hours on a real corpus
+    _refuse_measure_and_bits(measure, bits, "the saved model card with --from-embeddings / --model")
     with tempfile.TemporaryDirectory(prefix="fico-submit-") as scratch:
         folder = _encode_now(encoder, corpus, entry.device, Path(scratch) / "outputs")
-        return _submit_saved(corpus, folder, entry, report, measure, bits)
+        return _submit_saved(corpus, folder, entry, report, None, None)
 
 
 def _submit_cascade(corpus: Any, folder: Path, k: Any, entry: _Entry, measure: str | None, bits: int | None) -> Any:
     from fico_registry.leaderboard.cascade_entry import make_cascade_submission, read_cascade_run
 
-    if measure or bits:
-        raise OptionError("--measure and --bits come from the saved cascade run with --cascade-from")
+    _refuse_measure_and_bits(measure, bits, "the saved cascade run with --cascade-from")
     run = read_cascade_run(folder, k, corpus)
     return make_cascade_submission(
         corpus,
