@@ -2,6 +2,7 @@
 tests, gloo ranks spawned on CPU as torchrun would, and what a rank writes.
 
 Used by the plugins' training tests (a rank that is not 0 must write nothing); not by training itself.
+Plugins reach it through the training kit: `from fico_registry.plugin_api.training import rank_testing`.
 A recipe's 2-rank test usually needs one call: `train_on_ranks(runs, watch=folder)` trains each run
 on two ranks with the recipe registered for its model and returns what every rank wrote.
 """
