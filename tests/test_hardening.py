@@ -349,3 +349,18 @@ def test_duplicate_captions_tie_exactly_in_reports():
         scores[:, 40:] = scores[:, :20]  # the same vector: the same score, exactly
         want = evaluate_similarity(scores, c2i, ties=ties, progress=False).to_dict()["instance"]
         assert ours["i2t"] == pytest.approx(want["i2t"], abs=1e-12)
+
+
+def test_evaluate_refuses_bad_metric_options_before_loading_the_model(monkeypatch):
+    """Loading and encoding can take hours: a bad K or tie rule must be refused before either."""
+    import fico_registry.models.loading as loading
+    from fico_registry import evaluate
+    from fico_registry.errors import OptionError
+
+    def must_not_load(*_args, **_kwargs):
+        raise AssertionError("the model was loaded before the metric options were checked")
+
+    monkeypatch.setattr(loading, "load_model", must_not_load)
+    for bad in ({"recall_ks": (0,)}, {"map_ks": (2.5,)}, {"ties": "random"}):
+        with pytest.raises(OptionError):
+            evaluate("reference-dual", corpus=None, **bad)

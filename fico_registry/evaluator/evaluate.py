@@ -202,6 +202,8 @@ def evaluate(
     started = time.perf_counter()
     if outside_topk not in ("keep", "exclude"):
         raise OptionError(f"outside_topk must be 'keep' or 'exclude', got {outside_topk!r}")
+    # checked before loading and encoding, which can take hours: a bad K is refused at once
+    options = MetricOptions(recall_ks, map_ks, ties, map_variant, memory_budget, progress, ndcg_ks, gain).checked()
     seam = evaluation_seam(device)  # joins torchrun's group before the model picks its GPU
     seam.refuse_judgments(getattr(corpus, "judgments", None))  # sharded: before any encoding
     if not isinstance(model, Model):
@@ -218,7 +220,6 @@ def evaluate(
     if keep_outputs is not None:
         keep_outputs.update(images=img_out, texts=txt_out)
     costs: dict[str, Any] = {"encode": {"images": encoded["image"].cost(), "texts": encoded["text"].cost()}}
-    options = MetricOptions(recall_ks, map_ks, ties, map_variant, memory_budget, progress, ndcg_ks, gain)
     cost = None
     if spec.output in (OutputKind.CONTINUOUS, OutputKind.BINARY):
         report = model_runs.evaluate_embedding_model(model, corpus, outputs, dev, options)
